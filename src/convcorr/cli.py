@@ -1,0 +1,123 @@
+"""Command-line interface: ``convcorr --help``."""
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import click
+
+from .experiments import EXPERIMENTS
+from .types import DataError
+
+
+def _parse_overrides(items: tuple[str, ...]) -> dict:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--set")
+        k, v = item.split("=", 1)
+        try:
+            out[k.strip()] = ast.literal_eval(v)
+        except (ValueError, SyntaxError):
+            out[k.strip()] = v
+    return out
+
+
+@click.group()
+@click.version_option(package_name="convcorr")
+def cli() -> None:
+    """Do convnets learn correspondence? Reproduce and extend Long, Zhang & Darrell (NIPS 2014)."""
+
+
+@cli.command("rf")
+@click.option("--backbone", default="alexnet", show_default=True, help="Backbone name (see `convcorr backbones`).")
+@click.option("--input-size", default=None, type=int, help="Square input side in pixels (default: the backbone's).")
+def rf_cmd(backbone: str, input_size: int | None) -> None:
+    """Print receptive-field size, stride and centre offset of every layer (paper Table 1)."""
+    from .backbones import get_backbone
+    from .receptive_field import format_rf_table
+
+    bb = get_backbone(backbone, pretrained=False)
+    click.echo(format_rf_table(bb, input_size=input_size))
+
+
+@cli.command("backbones")
+def backbones_cmd() -> None:
+    """List available backbones and their layers."""
+    from .backbones import BACKBONES
+
+    for name, cls in BACKBONES.items():
+        click.echo(f"{name}: layers {', '.join(cls.layer_names)}")
+
+
+@cli.command("experiment")
+@click.argument("name", type=click.Choice(sorted(EXPERIMENTS) + ["all"]))
+@click.option("--out", "out_dir", default=None, type=click.Path(path_type=Path),
+              help="Output folder (default: runs/NAME).")
+@click.option("--preset", default="default", show_default=True, help="Named configuration preset.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config option (repeatable).")
+def experiment_cmd(name: str, out_dir: Path | None, preset: str, sets: tuple[str, ...]) -> None:
+    """Run a named experiment (a paper table) and write report.md, results.json and figures.
+
+    `all` runs every experiment into subfolders of --out and writes an index report.md.
+    """
+    from . import experiments
+
+    overrides = _parse_overrides(sets)
+    try:
+        if name == "all":
+            out_dir = out_dir or Path("report")
+            path = run_all(out_dir, preset, overrides)
+        else:
+            path = experiments.run(name, out_dir or Path("runs") / name, preset, overrides)
+    except KeyError as exc:
+        raise click.UsageError(str(exc.args[0])) from exc
+    click.echo(f"report written to {path}")
+
+
+def run_all(out_dir: Path, preset: str = "default", overrides: dict | None = None) -> Path:
+    """Run every experiment (each with the given preset when it has one) and index the reports."""
+    from . import experiments
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = ["# convcorr report", "", "Every experiment run on the embedded default data.", ""]
+    for name in EXPERIMENTS:
+        mod = experiments.get_experiment(name)
+        p = preset if preset in mod.CONFIGS else "default"
+        ov = {k: v for k, v in (overrides or {}).items() if k in mod.CONFIGS[p]}
+        click.echo(f"== {name} (preset {p})", err=True)
+        path = experiments.run(name, out_dir / name, p, ov)
+        first = path.read_text().split("\n", 1)[0].lstrip("# ")
+        lines.append(f"- [{name}: {first}]({name}/report.md)")
+    index = out_dir / "report.md"
+    index.write_text("\n".join(lines) + "\n")
+    return index
+
+
+@cli.command("visualize")
+@click.option("--out", "out_dir", default=Path("runs/visualize"), type=click.Path(path_type=Path), show_default=True)
+@click.option("--preset", default="default", show_default=True)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
+def visualize_cmd(out_dir: Path, preset: str, sets: tuple[str, ...]) -> None:
+    """Feature visualisation (paper Figures 1 and 2): nearest-neighbour reconstructions and average rfs (PNGs)."""
+    from . import experiments
+
+    try:
+        path = experiments.run("visualize", out_dir, preset, _parse_overrides(sets))
+    except KeyError as exc:
+        raise click.UsageError(str(exc.args[0])) from exc
+    click.echo(f"report written to {path}")
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=True)
+    except (FileNotFoundError, DataError) as exc:  # missing weights / bad data: one clear line, no traceback
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
