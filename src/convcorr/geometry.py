@@ -65,9 +65,10 @@ class RFGeometry:
         return np.all(d <= half + 1e-9, axis=-1)
 
     def grid_shape(self, input_hw: tuple[int, int]) -> tuple[int, int]:
-        """Number of columns whose centre lies inside an input of (H, W) pixels (for valid, unpadded layers)."""
+        """(h, w) columns whose whole rf lies inside an (H, W) input: the output size of an unpadded layer."""
         H, W = input_hw
-        f = lambda n: int(np.floor((n - 1 - self.offset) / self.stride)) + 1
+        half = (self.size - 1) / 2.0
+        f = lambda n: int(np.floor((n - 1 - half - self.offset) / self.stride)) + 1
         return f(H), f(W)
 
 
