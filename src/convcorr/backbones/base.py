@@ -1,0 +1,139 @@
+"""One interface for every backbone: named layer activations, rf geometry, global features."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..geometry import RFGeometry
+from ..receptive_field import compute_rf
+
+
+def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of an (H, W, 3) uint8 image to (h, w) = size (PIL, pixel-centre convention)."""
+    from PIL import Image
+
+    h, w = size
+    if image.shape[:2] == (h, w):
+        return image
+    return np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR))
+
+
+class Backbone(nn.Module):
+    """Base class of convcorr backbones.
+
+    Subclasses build ``self.stages`` (an ``nn.ModuleDict`` of consecutive stages
+    whose outputs are the named layers, in order) and implement ``normalize``
+    (uint8 RGB batch -> network input) and optionally ``global_head``.
+
+    Attributes:
+        name: registry name.
+        layer_names: ordered names of the spatial layers.
+        global_layer: name of the global (image-level) feature.
+        input_size: default square input side in pixels.
+    """
+
+    name: str = "backbone"
+    layer_names: tuple[str, ...] = ()
+    global_layer: str = ""
+    input_size: int = 224
+
+    # ---- to implement -------------------------------------------------------------
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) float RGB in 0..255 -> network input."""
+        raise NotImplementedError
+
+    def global_head(self, last: torch.Tensor) -> torch.Tensor:
+        """Output of the last stage -> (N, D) global feature."""
+        raise NotImplementedError(f"{self.name} has no global feature")
+
+    def classifier_head(self, glob: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{self.name} has no classifier")
+
+    # ---- shared -------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def preprocess(self, images: Sequence[np.ndarray], size: int | tuple[int, int] | None = -1) -> torch.Tensor:
+        """List of (H, W, 3) uint8 RGB images -> normalised (N, 3, h, w) tensor on the backbone's device.
+
+        Args:
+            size: int or (h, w) to resize every image to; -1 (default) = ``input_size``;
+                None keeps the images' own size (they must all be equal).
+        """
+        if isinstance(images, np.ndarray) and images.ndim == 3:
+            images = [images]
+        if size == -1:
+            size = self.input_size
+        if isinstance(size, int):
+            size = (size, size)
+        arrs = []
+        for im in images:
+            im = np.asarray(im)
+            if im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8:
+                raise ValueError(f"expected (H, W, 3) uint8 RGB images, got {im.shape} {im.dtype}")
+            arrs.append(resize_image(im, size) if size is not None else im)
+        if len({a.shape for a in arrs}) != 1:
+            raise ValueError("images differ in size: pass size=... to resize them")
+        x = torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).float().to(self.device)
+        return self.normalize(x)
+
+    def forward(self, x: torch.Tensor, layers: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        """Run the network on a normalised batch; returns {layer: (N, C, h, w)} for the requested layers
+        (the global layer name gives (N, D))."""
+        layers = list(layers or self.layer_names)
+        unknown = set(layers) - set(self.layer_names) - {self.global_layer}
+        if unknown:
+            raise KeyError(f"{self.name} has no layer(s) {sorted(unknown)}; layers: {self.layer_names + (self.global_layer,)}")
+        want_global = self.global_layer in layers
+        last = self.layer_names[-1] if want_global else max(layers, key=self.layer_names.index)
+        out = {}
+        for name, stage in self.stages.items():
+            x = stage(x)
+            if name in layers:
+                out[name] = x
+            if name == last:
+                break
+        if want_global:
+            out[self.global_layer] = self.global_head(x)
+        return out
+
+    @torch.no_grad()
+    def extract(self, images: Sequence[np.ndarray], layers: Sequence[str], size: int | tuple[int, int] | None = -1,
+                batch_size: int = 16) -> dict[str, np.ndarray]:
+        """Layer activations as numpy: {layer: (N, h, w, C) float32} ((N, D) for the global layer)."""
+        if isinstance(images, np.ndarray) and images.ndim == 3:
+            images = [images]
+        chunks: dict[str, list[np.ndarray]] = {l: [] for l in layers}
+        for i in range(0, len(images), batch_size):
+            acts = self(self.preprocess(images[i:i + batch_size], size), layers)
+            for l in layers:
+                a = acts[l]
+                a = a.permute(0, 2, 3, 1) if a.ndim == 4 else a
+                chunks[l].append(a.float().cpu().numpy())
+        return {l: np.concatenate(v) for l, v in chunks.items()}
+
+    def global_features(self, images: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
+        """(N, D) global feature (``global_layer``) of each image at ``input_size``."""
+        return self.extract(images, [self.global_layer], batch_size=batch_size)[self.global_layer]
+
+    @torch.no_grad()
+    def classify(self, images: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
+        """(N, 1000) ImageNet logits."""
+        g = torch.from_numpy(self.global_features(images, batch_size)).to(self.device)
+        return self.classifier_head(g).cpu().numpy()
+
+    def rf(self, layer: str) -> RFGeometry:
+        """Receptive-field geometry of ``layer`` in network-input pixels, computed from the module graph."""
+        geoms = compute_rf(list(self.stages.items()))
+        if layer not in geoms:
+            raise KeyError(f"{self.name} has no spatial layer {layer!r}; layers: {self.layer_names}")
+        return geoms[layer]
+
+    def columns_for_points(self, layer: str, xy_input: np.ndarray, grid_hw: tuple[int, int]) -> np.ndarray:
+        """(N, 2) (x, y) in input pixels -> (N, 2) (col, row) of the column whose rf centre is nearest."""
+        return self.rf(layer).pixel_to_column(xy_input, grid_hw)

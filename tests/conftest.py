@@ -1,0 +1,15 @@
+import os
+
+import pytest
+
+os.environ.setdefault("CONVCORR_QUIET", "1")
+
+from convcorr.paths import shared_root  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def shared():
+    root = shared_root()
+    if root is None:
+        pytest.skip("shared asset folder (../shared) not available")
+    return root
