@@ -1,0 +1,46 @@
+"""Helpers shared by the loaders."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..types import DataError
+
+
+def read_json(path: str | Path):
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: annotation file not found")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: malformed JSON ({exc})") from exc
+
+
+def require_file(path: str | Path, what: str = "file") -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: {what} not found")
+    return path
+
+
+def extent_box(xy: np.ndarray, where: str) -> np.ndarray:
+    """(x0, y0, x1, y1) extent of the finite points in (N, 2) ``xy``."""
+    xy = np.asarray(xy, dtype=np.float64)
+    xy = xy[np.all(np.isfinite(xy), axis=1)]
+    if len(xy) < 2:
+        raise DataError(f"{where}: fewer than two annotated keypoints, cannot form a box")
+    return np.array([*xy.min(0), *xy.max(0)])
+
+
+def validate_images(instances, check_images: bool) -> None:
+    """With check_images, load every image (DataError names a missing/corrupt file) and check keypoints inside."""
+    if not check_images:
+        return
+    from ..types import check_keypoints_inside
+
+    for inst in instances:
+        img = inst.load()
+        check_keypoints_inside(inst, img.shape)

@@ -1,0 +1,77 @@
+"""Berkeley PASCAL VOC 2011 keypoint annotations (Bourdev et al.; the paper's annotations).
+
+One XML file per object: ``<image>`` (VOC image id), ``<category>``, ``<visible_bounds xmin ymin width
+height>`` and ``<keypoint name x y visible>``. VOC coordinates are 1-based; we subtract 1 so that the
+centre of the top-left pixel is (0, 0). The box is (xmin - 1, ymin - 1, xmin - 1 + width, ymin - 1 + height).
+Every instance of a category gets the same ``keypoint_names``: the sorted union of the names seen in the
+category (types missing from a file are NaN and invisible). Images: ``image_root/<image>.jpg`` (VOC
+``JPEGImages`` layout).
+"""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+
+from ..types import DataError, Instance
+from ._util import validate_images
+
+
+def parse_berkeley_xml(path: str | Path) -> dict:
+    """Parse one XML file -> dict(image, category, bbox (4,), keypoints {name: (x, y, visible)}) (0-based)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: annotation file not found")
+    try:
+        root = ET.parse(path).getroot()
+        image = root.findtext("image").strip()
+        category = root.findtext("category").strip()
+        vb = root.find("visible_bounds")
+        x0, y0 = float(vb.get("xmin")) - 1, float(vb.get("ymin")) - 1
+        bbox = np.array([x0, y0, x0 + float(vb.get("width")), y0 + float(vb.get("height"))])
+        kps = {}
+        for kp in root.find("keypoints").findall("keypoint"):
+            kps[kp.get("name")] = (float(kp.get("x")) - 1, float(kp.get("y")) - 1, kp.get("visible", "1") == "1")
+    except (ET.ParseError, AttributeError, TypeError, ValueError) as exc:
+        raise DataError(f"{path}: malformed Berkeley keypoint XML ({exc})") from exc
+    return {"image": image, "category": category, "bbox": bbox, "keypoints": kps, "file": path}
+
+
+def load_berkeley_xml(path: str | Path, image_root: str | Path | None = None, category: str | None = None,
+                      check_images: bool = False) -> list[Instance]:
+    """Load one XML file or every ``*.xml`` below a folder.
+
+    Args:
+        path: XML file or folder (searched recursively).
+        image_root: folder holding ``<image>.jpg`` (VOC2011/JPEGImages); None leaves images unresolved.
+        category: keep only this category.
+        check_images: load every image now (DataError for missing/corrupt images, keypoints outside).
+    """
+    path = Path(path)
+    files = sorted(path.rglob("*.xml")) if path.is_dir() else [path]
+    if not files:
+        raise DataError(f"{path}: no Berkeley keypoint XML files found")
+    recs = [parse_berkeley_xml(f) for f in files]
+    if category:
+        recs = [r for r in recs if r["category"] == category]
+    names_by_cat: dict[str, set] = {}
+    for r in recs:
+        names_by_cat.setdefault(r["category"], set()).update(r["keypoints"])
+    out = []
+    for r in recs:
+        names = tuple(sorted(names_by_cat[r["category"]]))
+        kp = np.full((len(names), 2), np.nan)
+        vis = np.zeros(len(names), bool)
+        for i, n in enumerate(names):
+            if n in r["keypoints"]:
+                x, y, v = r["keypoints"][n]
+                if v:
+                    kp[i] = (x, y)
+                    vis[i] = True
+        img = Path(image_root) / f"{r['image']}.jpg" if image_root else None
+        out.append(Instance(id=f"{r['category']}/{r['file'].stem}", category=r["category"], bbox=r["bbox"],
+                            keypoint_names=names, keypoints=kp, visible=vis, image_path=img,
+                            meta={"dataset": "berkeley", "annotation": str(r["file"])}))
+    validate_images(out, check_images)
+    return out

@@ -1,0 +1,82 @@
+"""iBUG / 300-W 68-point face landmarks: ``.pts`` files and menpo ``.ljson`` files.
+
+* ``.pts`` (version 1): ``n_points: K`` then K lines ``x y`` between braces, 1-based as is common for iBUG data
+  (menpo's convention): we subtract 1.
+* ``.ljson`` (menpo): ``groups.LJSON.landmarks.points`` as [y, x] pairs in menpo's 0-based (row, column) order:
+  we swap them to (x, y).
+Keypoint names are ``p1..pK`` (the 300-W COCO file uses the same order), category ``face``, and the box is
+the landmarks' extent (faces have no separate box annotation).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..types import DataError, Instance
+from ._util import extent_box, read_json, validate_images
+
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp")
+
+
+def read_pts(path: str | Path) -> np.ndarray:
+    """(K, 2) (x, y) 0-based points of a ``.pts`` file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: landmark file not found")
+    text = path.read_text()
+    m = re.search(r"n_points:\s*(\d+)\s*\{(.*?)\}", text, re.S)
+    if not m:
+        raise DataError(f"{path}: malformed .pts file (expected 'n_points: K {{ ... }}')")
+    try:
+        pts = np.array(m.group(2).split(), dtype=np.float64).reshape(-1, 2)
+    except ValueError as exc:
+        raise DataError(f"{path}: malformed .pts coordinates ({exc})") from exc
+    if len(pts) != int(m.group(1)):
+        raise DataError(f"{path}: n_points says {m.group(1)} but {len(pts)} points follow")
+    return pts - 1.0
+
+
+def read_ljson(path: str | Path) -> np.ndarray:
+    """(K, 2) (x, y) points of a menpo ``.ljson`` file (stored as [y, x])."""
+    d = read_json(path)
+    try:
+        groups = d["groups"]
+        g = groups.get("LJSON") or next(iter(groups.values()))
+        yx = np.array([[np.nan, np.nan] if p is None else p for p in g["landmarks"]["points"]], dtype=np.float64)
+    except (KeyError, StopIteration, ValueError, TypeError) as exc:
+        raise DataError(f"{path}: malformed menpo .ljson ({exc})") from exc
+    return yx[:, ::-1].copy()
+
+
+def _find_image(stem_path: Path) -> Path | None:
+    for s in _IMAGE_SUFFIXES:
+        p = stem_path.with_suffix(s)
+        if p.is_file():
+            return p
+    return None
+
+
+def load_ibug(path: str | Path, image_path: str | Path | None = None, check_images: bool = False) -> Instance:
+    """Load one ``.pts`` or ``.ljson`` landmark file; the image is found beside it unless given."""
+    path = Path(path)
+    pts = read_ljson(path) if path.suffix == ".ljson" else read_pts(path)
+    img = Path(image_path) if image_path else _find_image(path)
+    vis = np.all(np.isfinite(pts), axis=1)
+    inst = Instance(id=f"face/{path.stem}", category="face", bbox=extent_box(pts, str(path)),
+                    keypoint_names=tuple(f"p{i + 1}" for i in range(len(pts))), keypoints=pts, visible=vis,
+                    image_path=img, meta={"dataset": "ibug", "annotation": str(path)})
+    validate_images([inst], check_images)
+    return inst
+
+
+def load_ibug_folder(folder: str | Path, n_points: int | None = 68) -> list[Instance]:
+    """Every ``.pts`` / ``.ljson`` file of a folder (only those with ``n_points`` landmarks, if given)."""
+    folder = Path(folder)
+    out = []
+    for f in sorted(list(folder.glob("*.pts")) + list(folder.glob("*.ljson"))):
+        inst = load_ibug(f)
+        if n_points is None or len(inst.keypoints) == n_points:
+            out.append(inst)
+    return out

@@ -1,0 +1,70 @@
+"""PF-PASCAL pair lists (Ham et al.): ``source_image, target_image, class, XA, YA, XB, YB``.
+
+XA/YA/XB/YB are ';'-separated coordinate lists of corresponding points (source A, target B), kept as they are
+in the file (MATLAB annotations; most evaluation code uses them unshifted). Keypoints are named ``kp0..kpN``
+per pair (PF-PASCAL points are matched by order within a pair). The PF-PASCAL protocol normalises PCK by the
+image size or by the object box; without the box annotation we store the keypoint extent as ``bbox`` (use
+``pck.normaliser(norm="image")`` with the loaded image for the image protocol). The validation list has no
+keypoint columns: such rows raise a DataError (``require_keypoints=False`` returns pairs without keypoints).
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from ..types import DataError, Instance, Pair
+from ._util import validate_images
+
+VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
+               "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
+
+
+def _coords(s: str, where: str) -> np.ndarray:
+    try:
+        return np.array([float(v) for v in s.split(";") if v.strip()], dtype=np.float64)
+    except ValueError as exc:
+        raise DataError(f"{where}: malformed coordinate list ({exc})") from exc
+
+
+def load_pf_pascal_pairs(csv_path: str | Path, root: str | Path | None = None, require_keypoints: bool = True,
+                         check_images: bool = False) -> list[Pair]:
+    """Read a PF-PASCAL pair CSV; images are resolved as ``root / <path in csv>``."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise DataError(f"{csv_path}: pair list not found")
+    root = Path(root) if root else csv_path.parent
+    pairs = []
+    with csv_path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        has_kp = {"XA", "YA", "XB", "YB"} <= set(reader.fieldnames or [])
+        if not has_kp and require_keypoints:
+            raise DataError(f"{csv_path}: no keypoint columns XA, YA, XB, YB (PF-PASCAL val/train lists have none)")
+        for i, row in enumerate(reader):
+            where = f"{csv_path}:{i + 2}"
+            try:
+                cls = VOC_CLASSES[int(row["class"]) - 1]
+            except (KeyError, ValueError, IndexError) as exc:
+                raise DataError(f"{where}: bad class index {row.get('class')!r}") from exc
+            insts = []
+            for side, xs, ys in (("source_image", "XA", "YA"), ("target_image", "XB", "YB")):
+                if has_kp:
+                    x, y = _coords(row[xs], where), _coords(row[ys], where)
+                    if len(x) != len(y) or len(x) < 2:
+                        raise DataError(f"{where}: {xs}/{ys} have {len(x)}/{len(y)} values")
+                    xy = np.stack([x, y], 1)
+                    bbox = np.array([*xy.min(0), *xy.max(0)])
+                    if bbox[2] <= bbox[0] or bbox[3] <= bbox[1]:
+                        bbox = bbox + np.array([-0.5, -0.5, 0.5, 0.5])
+                else:
+                    xy, bbox = np.zeros((0, 2)), np.array([0.0, 0.0, 1.0, 1.0])
+                insts.append(Instance(id=f"{row[side]}#{i}", category=cls, bbox=bbox,
+                                      keypoint_names=tuple(f"kp{j}" for j in range(len(xy))), keypoints=xy,
+                                      visible=np.ones(len(xy), bool), image_path=root / row[side],
+                                      meta={"dataset": "pf-pascal", "pair_list": str(csv_path)}))
+            if has_kp and len(insts[0].keypoints) != len(insts[1].keypoints):
+                raise DataError(f"{where}: source has {len(insts[0].keypoints)} points, target {len(insts[1].keypoints)}")
+            pairs.append(Pair(*insts))
+    validate_images([p.source for p in pairs] + [p.target for p in pairs], check_images)
+    return pairs
