@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+
+from convcorr.transfer import (CropTransform, KeypointTransfer, TransferConfig, crop_box, crop_instance,
+                               median_of_top, nn_transfer, retrieve_neighbours)
+from convcorr.types import Instance
+
+
+def test_crop_transform_roundtrip_and_by_hand():
+    t = CropTransform(10, 20, 110, 70, 200)  # 100 x 50 px -> 200 x 200: scale (2, 4)
+    np.testing.assert_allclose(t.to_crop(np.array([[10 - 0.5, 20 - 0.5]])), [[-0.5, -0.5]])  # corner to corner
+    np.testing.assert_allclose(t.to_crop(np.array([[60.0, 45.0]])), [[100.5, 101.5]])
+    xy = np.random.default_rng(0).uniform(0, 100, (10, 2))
+    np.testing.assert_allclose(t.from_crop(t.to_crop(xy)), xy)
+    assert crop_box((10, 20, 30, 60), 0.1) == (8, 16, 33, 65)
+
+
+def test_crop_instance_maps_a_dot_exactly():
+    img = np.zeros((120, 160, 3), np.uint8)
+    img[50:52, 90:92] = 255  # dot centred at (90.5, 50.5)
+    inst = Instance("d", "toy", (60, 30, 140, 100), ("a",), [[90.5, 50.5]], [True], image=img)
+    crop, t = crop_instance(inst, margin=0.0, size=161)
+    ys, xs = np.mgrid[0:161, 0:161]
+    w = crop[..., 0].astype(float)
+    c = np.array([(w * xs).sum(), (w * ys).sum()]) / w.sum()
+    np.testing.assert_allclose(c, t.to_crop(inst.keypoints)[0], atol=0.3)
+
+
+def test_nn_transfer_box_coordinates():
+    nn = Instance("n", "c", (0, 0, 10, 20), ("a", "b"), [[5, 10], [np.nan, np.nan]], [True, False])
+    out = nn_transfer((100, 100, 200, 150), nn)  # x scale 10, y scale 2.5
+    np.testing.assert_allclose(out[0], [150, 125])
+    assert np.isnan(out[1]).all()
+
+
+def test_median_of_top_by_hand():
+    t = np.array([[[0, 0]], [[10, 10]], [[2, 4]], [[100, 100]]], float)  # 4 neighbours, 1 type
+    e = np.array([1.0, 3.0, 2.0, 0.5])
+    # top 3 by energy: idx 3 (100,100), 0 (0,0), 2 (2,4) -> median (2, 4)
+    np.testing.assert_allclose(median_of_top(t, e, 3), [[2, 4]])
+    t[3, 0] = np.nan  # best neighbour lacks the type: top 3 of the rest: 0, 2, 1 -> median (2, 4)
+    np.testing.assert_allclose(median_of_top(t, e, 3), [[2, 4]])
+
+
+def test_retrieve_neighbours_cosine_and_mask():
+    db = np.array([[1.0, 0], [0, 1], [10, 1]])
+    q = np.array([[1.0, 0.05]])
+    assert retrieve_neighbours(q, db, 2).tolist() == [[2, 0]]  # cosine: (10,1) is closest in angle
+    assert retrieve_neighbours(q, db, 3, mask=np.array([[False, True, True]])).tolist() == [[2, 1, -1]]
+
+
+@pytest.mark.parametrize("method", ["sift", "conv"])
+def test_alignment_transfers_shifted_copy(method, shared):
+    from convcorr.types import load_image
+
+    img = load_image(shared / "images" / "cat.bmp")
+    img = img[: (img.shape[0] // 8) * 8, : (img.shape[1] // 8) * 8]
+    shift = 16  # pixels in the 227-pixel crop frame when box side == 227
+    kp = np.array([[120.0, 110.0], [160.0, 140.0], [100.0, 170.0]])
+    box = np.array([40, 40, 40 + 226, 40 + 226], float)
+    q = Instance("q", "cat", box, ("a", "b", "c"), kp, [True] * 3, image=img)
+    # the neighbour is the picture moved 16 px right (same box): its crop is the query's shifted by 16 px
+    n = Instance("n", "cat", box, ("a", "b", "c"), kp + [shift, 0], [True] * 3, image=np.roll(img, shift, axis=1))
+    kt = KeypointTransfer(TransferConfig(method=method, layer="conv3", margin=0.0, size=227, top=1))
+    pred = kt.predict(q, [n])
+    assert np.abs(pred - kp).max() <= 8.0, pred - kp
