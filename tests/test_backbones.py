@@ -38,7 +38,7 @@ def test_alexnet_fc7_absent_clear_error(photos):
         bb.global_features([photos["cat.bmp"]])
 
 
-def test_alexnet_any_input_size():
+def test_alexnet_any_input_size(shared):
     bb = get_backbone("alexnet", device="cpu")
     img = np.zeros((300, 400, 3), np.uint8)
     out = bb.extract([img], ["conv5"], size=500)
