@@ -1,4 +1,11 @@
-"""Data sets in one schema (:class:`convcorr.types.Instance` / :class:`Pair`) and synthetic warped pairs."""
+"""Data sets in one schema (:class:`convcorr.types.Instance` / :class:`Pair`) and synthetic warped pairs.
+
+Conventions (see each module): coordinates are (x, y) pixels with the top-left pixel centre at (0, 0); 1-based
+formats are shifted (Berkeley VOC XML, iBUG .pts); menpo .ljson (y, x) is swapped; COCO, PF-PASCAL, SPair-71k and
+CUB coordinates are kept as stored. Absent keypoints are NaN with ``visible`` False. Bad input raises
+:class:`convcorr.types.DataError` naming the file; ``check_images=True`` loads every image now and checks that
+visible keypoints lie inside it.
+"""
 from __future__ import annotations
 
 from .berkeley import load_berkeley_xml
@@ -23,7 +30,13 @@ DATASETS = {
 
 
 def load_dataset(name: str, **kw):
-    """Load a data set by name (see :data:`DATASETS`) with loader-specific keyword arguments."""
+    """Load a data set by name (see :data:`DATASETS`) with loader-specific keyword arguments.
+
+    e.g. ``load_dataset("berkeley", path=..., image_root=...)``, ``load_dataset("pf-pascal", csv_path=...)``,
+    ``load_dataset("coco", json_path=..., image_dir=...)``, ``load_dataset("ibug", folder=...)``,
+    ``load_dataset("spair", root=..., split="test")``, ``load_dataset("cub", root=...)``,
+    ``load_dataset("embedded", category="face")``.
+    """
     if name not in DATASETS:
         raise KeyError(f"unknown dataset {name!r}; available: {sorted(DATASETS)}")
     return DATASETS[name](**kw)

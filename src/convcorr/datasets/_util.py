@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..types import DataError
+from ..types import DataError, Instance
 
 
 def read_json(path: str | Path):
@@ -44,3 +44,12 @@ def validate_images(instances, check_images: bool) -> None:
     for inst in instances:
         img = inst.load()
         check_keypoints_inside(inst, img.shape)
+
+
+def make_instance(where: str | Path, **kw) -> Instance:
+    """Build an Instance; a schema error (e.g. empty box) is re-raised naming the annotation file ``where``."""
+    try:
+        return Instance(**kw)
+    except DataError as exc:
+        msg = str(exc)
+        raise DataError(msg if str(where) in msg else f"{where}: {msg}") from exc

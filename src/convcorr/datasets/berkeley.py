@@ -1,11 +1,16 @@
 """Berkeley PASCAL VOC 2011 keypoint annotations (Bourdev et al.; the paper's annotations).
 
 One XML file per object: ``<image>`` (VOC image id), ``<category>``, ``<visible_bounds xmin ymin width
-height>`` and ``<keypoint name x y visible>``. VOC coordinates are 1-based; we subtract 1 so that the
-centre of the top-left pixel is (0, 0). The box is (xmin - 1, ymin - 1, xmin - 1 + width, ymin - 1 + height).
-Every instance of a category gets the same ``keypoint_names``: the sorted union of the names seen in the
-category (types missing from a file are NaN and invisible). Images: ``image_root/<image>.jpg`` (VOC
-``JPEGImages`` layout).
+height>`` and ``<keypoint name x y visible>``. VOC coordinates are 1-based (MATLAB); we subtract 1 from
+x, y, xmin and ymin so that the centre of the top-left pixel is (0, 0). The box is
+(xmin - 1, ymin - 1, xmin - 1 + width, ymin - 1 + height), so max(w, h) of the box equals the XML's.
+
+Keypoint names: every instance of a category gets the same ``keypoint_names`` tuple, the sorted union of
+the category's standard list (:data:`BERKELEY_KEYPOINTS`, given for the four-legged animals whose list is
+known: the 16 points of Bourdev et al.'s animal annotations) and every name seen in the loaded files of that
+category; for other categories the union of the names seen (so load all files of a category together for a
+stable list). Types missing from a file are NaN and invisible. ``visible="0"`` points keep their annotated
+(occluded) position with ``visible`` False. Images: ``image_root/<image>.jpg`` (VOC ``JPEGImages`` layout).
 """
 from __future__ import annotations
 
@@ -15,7 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from ..types import DataError, Instance
-from ._util import validate_images
+from ._util import make_instance, validate_images
+
+_ANIMAL = ("L_B_Elbow", "L_B_Paw", "L_EarBase", "L_Eye", "L_F_Elbow", "L_F_Paw", "Nose", "R_B_Elbow", "R_B_Paw",
+           "R_EarBase", "R_Eye", "R_F_Elbow", "R_F_Paw", "TailBase", "Throat", "Withers")
+#: category -> standard keypoint names (merged with the names found in the files)
+BERKELEY_KEYPOINTS: dict[str, tuple[str, ...]] = {c: _ANIMAL for c in ("cat", "dog", "cow", "horse", "sheep")}
 
 
 def parse_berkeley_xml(path: str | Path) -> dict:
@@ -31,11 +41,19 @@ def parse_berkeley_xml(path: str | Path) -> dict:
         x0, y0 = float(vb.get("xmin")) - 1, float(vb.get("ymin")) - 1
         bbox = np.array([x0, y0, x0 + float(vb.get("width")), y0 + float(vb.get("height"))])
         kps = {}
+        meta = {k: root.findtext(k).strip() for k in ("voc_id", "subcategory") if root.findtext(k)}
         for kp in root.find("keypoints").findall("keypoint"):
+            if not kp.get("name"):
+                raise ValueError("<keypoint> without a name")
+            if kp.get("x") is None or kp.get("y") is None:  # unlocated point: absent
+                kps[kp.get("name")] = (np.nan, np.nan, False)
+                continue
             kps[kp.get("name")] = (float(kp.get("x")) - 1, float(kp.get("y")) - 1, kp.get("visible", "1") == "1")
     except (ET.ParseError, AttributeError, TypeError, ValueError) as exc:
         raise DataError(f"{path}: malformed Berkeley keypoint XML ({exc})") from exc
-    return {"image": image, "category": category, "bbox": bbox, "keypoints": kps, "file": path}
+    if not image or not category:
+        raise DataError(f"{path}: malformed Berkeley keypoint XML (empty <image> or <category>)")
+    return {"image": image, "category": category, "bbox": bbox, "keypoints": kps, "file": path, "meta": meta}
 
 
 def load_berkeley_xml(path: str | Path, image_root: str | Path | None = None, category: str | None = None,
@@ -57,7 +75,7 @@ def load_berkeley_xml(path: str | Path, image_root: str | Path | None = None, ca
         recs = [r for r in recs if r["category"] == category]
     names_by_cat: dict[str, set] = {}
     for r in recs:
-        names_by_cat.setdefault(r["category"], set()).update(r["keypoints"])
+        names_by_cat.setdefault(r["category"], set(BERKELEY_KEYPOINTS.get(r["category"], ()))).update(r["keypoints"])
     out = []
     for r in recs:
         names = tuple(sorted(names_by_cat[r["category"]]))
@@ -66,12 +84,12 @@ def load_berkeley_xml(path: str | Path, image_root: str | Path | None = None, ca
         for i, n in enumerate(names):
             if n in r["keypoints"]:
                 x, y, v = r["keypoints"][n]
-                if v:
-                    kp[i] = (x, y)
-                    vis[i] = True
+                kp[i] = (x, y)
+                vis[i] = v
         img = Path(image_root) / f"{r['image']}.jpg" if image_root else None
-        out.append(Instance(id=f"{r['category']}/{r['file'].stem}", category=r["category"], bbox=r["bbox"],
-                            keypoint_names=names, keypoints=kp, visible=vis, image_path=img,
-                            meta={"dataset": "berkeley", "annotation": str(r["file"])}))
+        out.append(make_instance(r["file"], id=f"{r['category']}/{r['file'].stem}", category=r["category"],
+                                 bbox=r["bbox"], keypoint_names=names, keypoints=kp, visible=vis, image_path=img,
+                                 meta={"dataset": "berkeley", "annotation": str(r["file"]), "image_id": r["image"],
+                                       **r["meta"]}))
     validate_images(out, check_images)
     return out

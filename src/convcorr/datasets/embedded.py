@@ -46,20 +46,26 @@ def _load(category: str | None, max_side: int) -> tuple[Instance, ...]:
     if category in (None, "face"):
         out += load_ibug_folder(require_shared("keypoints", "faces-ibug68"), n_points=68)
         w300 = require_shared("keypoints", "mmpose-fixtures", "300w")
-        out += [replace(i, category="face") for i in load_coco_keypoints(w300 / "test_300w.json", w300)]
+        out += [replace(i, category="face", meta=dict(i.meta, species=i.category))
+                for i in load_coco_keypoints(w300 / "test_300w.json", w300)]
     for a in _ANIMALS:
         if category in (None, a):
             folder = require_shared("keypoints", "mmpose-fixtures", a)
             js = next(folder.glob("*.json"))
-            out += [replace(i, category=a) for i in load_coco_keypoints(js, folder, min_keypoints=3)]
+            out += [replace(i, category=a, meta=dict(i.meta, species=i.category))
+                    for i in load_coco_keypoints(js, folder, min_keypoints=3)]
     if category is not None and not out:
         raise KeyError(f"unknown embedded category {category!r}; categories: {['face', *_ANIMALS]}")
     return tuple(downscale(i, max_side) for i in out)
 
 
 def embedded_instances(category: str | None = None, max_side: int = 400) -> list[Instance]:
-    """Real annotated instances from the shared folder (all categories, or one)."""
-    return [replace(i) for i in _load(category, max_side)]
+    """Real annotated instances from the shared folder (all categories, or one), images loaded.
+
+    Returns fresh copies (arrays, image and meta) of a cached list, so callers may modify them.
+    """
+    return [replace(i, bbox=i.bbox.copy(), keypoints=i.keypoints.copy(), visible=i.visible.copy(),
+                    image=i.image.copy(), meta=dict(i.meta)) for i in _load(category, max_side)]
 
 
 def embedded_categories(max_side: int = 400) -> dict[str, int]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..types import DataError, Instance
-from ._util import extent_box, read_json, validate_images
+from ._util import extent_box, make_instance, read_json, validate_images
 
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp")
 
@@ -64,7 +64,7 @@ def load_ibug(path: str | Path, image_path: str | Path | None = None, check_imag
     pts = read_ljson(path) if path.suffix == ".ljson" else read_pts(path)
     img = Path(image_path) if image_path else _find_image(path)
     vis = np.all(np.isfinite(pts), axis=1)
-    inst = Instance(id=f"face/{path.stem}", category="face", bbox=extent_box(pts, str(path)),
+    inst = make_instance(path, id=f"face/{path.stem}", category="face", bbox=extent_box(pts, str(path)),
                     keypoint_names=tuple(f"p{i + 1}" for i in range(len(pts))), keypoints=pts, visible=vis,
                     image_path=img, meta={"dataset": "ibug", "annotation": str(path)})
     validate_images([inst], check_images)

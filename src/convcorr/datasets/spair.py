@@ -2,7 +2,9 @@
 
 Each pair JSON holds ``src_imname``, ``trg_imname``, ``category``, ``src_kps``/``trg_kps`` ([[x, y], ...] in
 pixels), ``kps_ids`` (keypoint type ids shared across the category), ``src_bndbox``/``trg_bndbox``
-(x0, y0, x1, y1). Keypoint names are ``kp<id>``.
+(x0, y0, x1, y1). Coordinates are used as stored (0-based pixels, as in the SPair evaluation code).
+Keypoint names are ``kp<id>``; a pair lists only the ids annotated in both images, so all are visible.
+SPair's PCK normaliser is the target box's max side (``Instance.bbox_size``).
 """
 from __future__ import annotations
 
@@ -37,7 +39,8 @@ def load_spair(root: str | Path, split: str = "test", category: str | None = Non
                 insts.append(Instance(id=f"{cat}/{d[f'{side}_imname']}", category=cat, bbox=d[f"{side}_bndbox"],
                                       keypoint_names=names, keypoints=xy, visible=np.ones(len(names), bool),
                                       image_path=root / "JPEGImages" / cat / d[f"{side}_imname"],
-                                      meta={"dataset": "spair", "annotation": str(f)}))
+                                      meta={"dataset": "spair", "annotation": str(f),
+                                            "imsize": d.get(f"{side}_imsize")}))
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"{f}: malformed SPair-71k pair annotation ({exc})") from exc
         pairs.append(Pair(*insts))
