@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from convcorr.flow import bp_flow, data_cost, distance_transform_sq, dt_sq_1d, flow_energy, l2_normalize
+from convcorr.flow import (_dt1d, _dt_buffers, bp_flow, data_cost, distance_transform_sq, dt_sq_1d, flow_energy,
+                           l2_normalize)
 
 
 def brute_dt2(f, w):
@@ -17,13 +18,40 @@ def test_dt_1d_by_hand():
 
 
 @pytest.mark.parametrize("w", [0.0, 0.003, 0.5, 2.0, 10.0])
+def test_dt_1d_equals_brute_force(w):
+    rng = np.random.default_rng(7)
+    for n in [1, 2, 5, 17]:
+        f = rng.random(n) * 4
+        f[rng.random(n) < 0.3] = np.inf
+        q = np.arange(n)
+        brute = np.min(f[None, :] + w * (q[:, None] - q[None, :]) ** 2, axis=1) if w > 0 else np.full(n, f.min())
+        np.testing.assert_allclose(dt_sq_1d(f, w), brute, rtol=1e-12)
+
+
+@pytest.mark.parametrize("shift", [-4, -1, 0, 2, 9])
+def test_dt_1d_shifted_queries(shift):
+    # out[q] = min_p f[p] + w (q + shift - p)^2 (used by coarse-to-fine messages)
+    rng = np.random.default_rng(shift + 10)
+    f, w = rng.random(11) * 3, 0.7
+    v, z, g, recip, _, _ = _dt_buffers(11)
+    out = np.empty(11)
+    _dt1d(f, w, out, v, z, shift, g, recip)
+    q = np.arange(11)
+    np.testing.assert_allclose(out, np.min(f[None, :] + w * (q[:, None] + shift - q[None, :]) ** 2, axis=1))
+
+
+@pytest.mark.parametrize("w", [0.0, 0.003, 0.5, 2.0, 10.0])
 def test_dt_2d_equals_brute_force(w):
     rng = np.random.default_rng(int(w * 1000))
-    f = rng.random((3, 9, 7)) * 4
-    f[0, 2, 3] = 1e9  # forbidden label
+    f = rng.random((4, 9, 7)) * 4
+    f[0, 2, 3] = 1e9  # large finite (forbidden) label
+    f[1, :4] = np.inf  # infinite entries, whole rows and single ones
+    f[1, 6, 2] = np.inf
+    f[2, :, :5] = np.inf
     out = distance_transform_sq(f, w)
-    for b in range(3):
+    for b in range(4):
         np.testing.assert_allclose(out[b], brute_dt2(f[b], w), rtol=1e-9, atol=1e-9)
+    assert np.isinf(distance_transform_sq(np.full((3, 3), np.inf), w)).all()
 
 
 def test_data_cost_by_hand():
@@ -46,10 +74,46 @@ def shifted_pair(h, w, c, dx, dy, seed=0):
     return fs, ft, ok
 
 
-def test_recovers_known_shift():
+@pytest.mark.parametrize("schedule", ["checkerboard", "sync"])
+def test_recovers_known_shift(schedule):
     fs, ft, ok = shifted_pair(12, 14, 16, dx=3, dy=-2)
-    res = bp_flow(fs, ft, beta=3e-3, radius=5, n_iter=15)
+    res = bp_flow(fs, ft, beta=3e-3, radius=5, n_iter=15, schedule=schedule)
     assert np.all(res.flow[ok] == [3, -2])
+
+
+def test_recovers_shift_with_default_full_radius_and_noise():
+    fs, ft, ok = shifted_pair(10, 10, 32, dx=-4, dy=5, seed=4)
+    fs = fs + 0.3 * np.random.default_rng(5).standard_normal(fs.shape)
+    res = bp_flow(fs, ft, damping=0.5)  # radius defaults to 9: the whole target grid
+    assert np.all(res.flow[ok] == [-4, 5])
+    assert np.abs(res.flow).max() <= 9
+
+
+def test_skipping_outside_labels_is_exact():
+    # bp_flow skips out-of-grid labels inside messages; with a user volume nothing is skipped: same result
+    rng = np.random.default_rng(6)
+    fs, ft = rng.standard_normal((7, 9, 8)), rng.standard_normal((6, 8, 8))
+    a = bp_flow(fs, ft, beta=0.05, radius=4, n_iter=8, tol_iters=99)
+    vol = data_cost(l2_normalize(fs), l2_normalize(ft), 4)
+    b = bp_flow(fs, ft, beta=0.05, radius=4, n_iter=8, tol_iters=99, volume=vol)
+    np.testing.assert_array_equal(a.flow, b.flow)
+    np.testing.assert_allclose(a.energies, b.energies, rtol=1e-9)
+
+
+@pytest.mark.parametrize("coarse_size", [6, 12])
+def test_coarse_to_fine_recovers_shift(coarse_size):
+    # spatially smooth features (like conv features) so that 2x2-pooled levels still match; odd shift
+    from scipy.ndimage import gaussian_filter
+
+    h, w, dx, dy = 24, 20, 5, -3
+    big = gaussian_filter(np.random.default_rng(8).standard_normal((h + 20, w + 20, 16)), (1.5, 1.5, 0))
+    ft = big[10:10 + h, 10:10 + w]
+    fs = big[10 + dy:10 + dy + h, 10 + dx:10 + dx + w]
+    ys, xs = np.mgrid[0:h, 0:w]
+    ok = (ys + dy >= 0) & (ys + dy < h) & (xs + dx >= 0) & (xs + dx < w)
+    res = bp_flow(fs, ft, radius=10, n_iter=10, coarse_to_fine=True, coarse_size=coarse_size)
+    assert np.mean(np.all(res.flow[ok] == [dx, dy], axis=-1)) > 0.95
+    assert res.energy == pytest.approx(flow_energy(fs, ft, res.flow))
 
 
 def test_recovers_two_region_flow_mostly():
@@ -97,3 +161,7 @@ def test_bad_shapes():
         bp_flow(np.zeros((4, 4)), np.zeros((4, 4, 2)))
     with pytest.raises(ValueError):
         data_cost(np.zeros((2, 2, 3)), np.zeros((2, 2, 4)), 1)
+    with pytest.raises(ValueError, match="schedule"):
+        bp_flow(np.ones((3, 3, 2)), np.ones((3, 3, 2)), schedule="random")
+    with pytest.raises(ValueError, match="volume"):
+        bp_flow(np.ones((3, 3, 2)), np.ones((3, 3, 2)), radius=1, volume=np.zeros((3, 3, 5, 5)))

@@ -42,3 +42,67 @@ def test_affine_flow_reproduced_at_pixel_level():
     inner = dense[8:71, 8:88]
     np.testing.assert_allclose(inner[..., 0], -4, atol=1e-9)
     np.testing.assert_allclose(inner[..., 1], -4, atol=1e-9)
+
+
+def _bilinear_expected(offset: float, stride: float, n_px: int, axis_len: int) -> tuple:
+    """Indices/weights of the linear interpolation between column centres (clamped outside the hull)."""
+    u = np.clip((np.arange(n_px) - offset) / stride, 0, axis_len - 1)
+    i0 = np.minimum(np.floor(u).astype(int), axis_len - 2)
+    return i0, u - i0
+
+
+def test_stride16_offset7p5_random_flow_is_exact_bilinear():
+    g = RFGeometry(size=40, stride=16, offset=7.5)
+    rng = np.random.default_rng(3)
+    h, w, H, W = 5, 7, 80, 112
+    flow = rng.integers(-2, 3, (h, w, 2))
+    dense = dense_flow(flow, g, g, (H, W))
+    ix, tx = _bilinear_expected(7.5, 16, W, w)
+    iy, ty = _bilinear_expected(7.5, 16, H, h)
+    disp = 16.0 * flow  # same geometry: displacement in px = stride * grid flow
+    top = disp[iy][:, ix] * (1 - tx)[None, :, None] + disp[iy][:, ix + 1] * tx[None, :, None]
+    bot = disp[iy + 1][:, ix] * (1 - tx)[None, :, None] + disp[iy + 1][:, ix + 1] * tx[None, :, None]
+    expected = top * (1 - ty)[:, None, None] + bot * ty[:, None, None]
+    np.testing.assert_allclose(dense, expected, atol=1e-9)
+
+
+def test_column_centres_map_exactly_for_k1_and_k3():
+    g_s = RFGeometry(size=11, stride=4, offset=2)
+    g_t = RFGeometry(size=19, stride=8, offset=5)
+    rng = np.random.default_rng(4)
+    flow = rng.integers(-3, 4, (6, 8, 2))
+    cr = np.stack(np.meshgrid(np.arange(8), np.arange(6)), -1)
+    want = g_t.column_to_pixel(cr + flow) - g_s.column_to_pixel(cr)
+    for k in (1, 3):
+        dense = dense_flow(flow, g_s, g_t, (26, 34), k=k)
+        got = dense[2 + 4 * cr[..., 1], 2 + 4 * cr[..., 0]]
+        np.testing.assert_allclose(got, want, atol=1e-8)
+    smooth = dense_flow(flow, g_s, g_t, (26, 34), k=3, smoothing=1e4)
+    assert np.isfinite(smooth).all()
+    rough = lambda d: np.abs(np.diff(d, axis=0)).sum() + np.abs(np.diff(d, axis=1)).sum()
+    assert rough(smooth) < rough(dense_flow(flow, g_s, g_t, (26, 34), k=3))
+
+
+def test_transfer_inverts_an_affine_scaling_flow():
+    # source stride 16 / target stride 8, zero grid flow: T(x) = 3.5 + 8 (x - 7.5) / 16 = x / 2 - 0.25
+    gs = RFGeometry(size=32, stride=16, offset=7.5)
+    gt = RFGeometry(size=16, stride=8, offset=3.5)
+    dense = dense_flow(np.zeros((5, 6, 2), int), gs, gt, (80, 96))
+    p = np.array([[40.3, 50.7], [20.0, 30.0], [70.9, 12.2]])
+    q = p / 2 - 0.25
+    np.testing.assert_allclose(transfer_points(q, dense), p, atol=1e-9)
+    coarse = transfer_points(q, dense, refine=False)
+    assert np.all(np.abs(coarse - p) <= 1.0) and np.all(coarse == np.round(coarse))
+
+
+def test_identity_warp_and_bad_input():
+    rng = np.random.default_rng(5)
+    img = (rng.random((9, 11, 3)) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(warp_image(img, np.zeros((9, 11, 2))), img)
+    np.testing.assert_array_equal(warp_image(img[..., 0], np.zeros((9, 11, 2))), img[..., 0])  # grey
+    shifted = warp_image(img, np.broadcast_to(np.array([-2.0, 1.0]), (9, 11, 2)))
+    np.testing.assert_array_equal(shifted[:-1, 2:], img[1:, :-2])
+    import pytest
+
+    with pytest.raises(ValueError, match="flow"):
+        dense_flow(np.zeros((4, 4)), RFGeometry(1, 1, 0), RFGeometry(1, 1, 0), (4, 4))
