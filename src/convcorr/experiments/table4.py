@@ -1,0 +1,242 @@
+"""Table 4 of the paper: keypoint prediction with conv5 vs dense SIFT, with and without a nearest-neighbour prior.
+
+Method (:mod:`convcorr.prediction`): every instance's box (+ ``margin``, default 0: the box itself) is rescaled to
+``size x size`` (500) px. Features: AlexNet (caffe-q8) conv5 with each column described by its 3 x 3
+neighbourhood (2304-d), or dense SIFT (step 8, bin 8, 128-d); column descriptors L2-normalised. Per keypoint type
+a linear SVM (hinge, balanced class weights, ``C``) is trained on the training instances: positives = the
+``n_pos`` columns with rf centres nearest the keypoint, negatives = columns whose receptive field does not contain
+it; hard-negative mining starts from ``n_init`` random negatives and adds, for ``mining_rounds`` rounds, the
+``n_add`` highest-scoring unused negatives with score > -1 (false positives first), retraining each time. The
+prediction is the rf centre of the best-scoring column, mapped back to original pixels. "+ prior": the nearest
+training neighbour by the global feature (AlexNet pool5 of the 227 x 227 box crop, flattened 9216-d, cosine;
+``prior_backbone=efficientnet_lite0``: its 1280-d "pool" feature)
+puts a Gaussian (``sigma`` px in the 500 x 500 frame) at each of its keypoints (normalised box coordinates), and
+``f = s^(1-eta) p^eta`` with ``s = sigmoid(SVM score)`` (positive, map-independent; see
+:func:`convcorr.prediction.to_positive`). "NN prior only" (extra row, not in the paper) is the neighbour's
+keypoints themselves. Metric: PCK at alpha = 0.1 of max(box h, w) in original pixels over visible test
+keypoints, averaged over keypoint types (``convcorr.pck``), per category; "mean" averages the categories.
+
+Embedded-data protocol: per category, the real photos plus ``n_synthetic`` random warps of each
+(``datasets.synthetic_instances``). Categories with >= 3 photos are split by photo (test photos and all their
+warps are never seen in training; ``test_fraction`` of the photos); smaller ones by warp (test = the last
+``test_warps`` warps of every photo: same animals, new deformations -- much easier, and the nearest neighbour
+is then a warp of the same photo, which makes the prior strong). With ``max_types`` a category's keypoint types
+are subsampled evenly (e.g. 17 of the 68 face landmarks) to keep the default run short.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..pck import pck
+from ..prediction import KeypointPredictor, global_descriptors, nearest_neighbours, transfer_keypoints
+from ..report import Report, markdown_table, progress
+
+_COMMON = {
+    "size": 500, "margin": 0.0, "features": ["sift", "conv5"], "backbone": "alexnet", "prior_backbone": "alexnet",
+    "prior_layer": "auto", "sigma": 22.0, "eta": 0.1, "positive": "sigmoid", "n_pos": 10, "C": 1.0,
+    "n_init": 2000, "n_add": 2000, "sift_step": 8, "sift_bin": 8, "seed": 0, "n_figure": 4,
+}
+CONFIGS = {
+    "default": {
+        "dataset": "embedded", "root": None, "categories": ["face", "horse10"], "n_synthetic": 4, "test_warps": 1,
+        "test_fraction": 0.34, "max_types": 17, "mining_rounds": 2, **_COMMON,
+    },
+    "paper": {
+        "dataset": "berkeley", "root": None, "categories": None, "n_synthetic": 0, "test_warps": 0,
+        "test_fraction": 0.5, "max_types": None, "mining_rounds": 3, **_COMMON,
+    },
+}
+
+LABEL = {"sift": "SIFT", "conv5": "conv5"}
+
+
+def _label(feature: str, prior: bool) -> str:
+    return LABEL.get(feature, feature) + (" + prior" if prior else "")
+
+
+def kept_types(names: tuple, max_types: int | None) -> np.ndarray:
+    """Indices of an even subsample of at most ``max_types`` keypoint types (all when None)."""
+    if not max_types or len(names) <= max_types:
+        return np.arange(len(names))
+    return np.unique(np.linspace(0, len(names) - 1, max_types).round().astype(int))
+
+
+def _prior_backbone(conf: dict, bb):
+    from ..backbones import get_backbone
+
+    if conf["prior_backbone"] == conf["backbone"] and bb is not None:
+        return bb
+    return get_backbone(conf["prior_backbone"])
+
+
+def prior_layer(conf: dict, pbb) -> str | None:
+    """Layer of the retrieval descriptor: "auto" = AlexNet pool5 (flattened), else the backbone's global feature
+    (EfficientNet-Lite0 "pool")."""
+    layer = conf["prior_layer"]
+    if layer == "auto":
+        return "pool5" if "pool5" in pbb.layer_names else None
+    return layer
+
+
+def _score(preds: list, insts: list, keep: np.ndarray, names: tuple) -> float:
+    P, G, L, T = [], [], [], []
+    for pred, inst in zip(preds, insts):
+        v = inst.visible[keep]
+        P.append(pred[v])
+        G.append(inst.keypoints[keep][v])
+        L.append(np.full(int(v.sum()), inst.bbox_size))
+        T += [n for n, vv in zip(names, v) if vv]
+    return pck(np.concatenate(P), np.concatenate(G), np.concatenate(L), 0.1, types=np.array(T))
+
+
+def main(conf: dict, out_dir: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from ..backbones import get_backbone
+    from .table3 import split_pool
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    rep = Report(out_dir, "Table 4: keypoint prediction (PCK@0.1)", conf)
+    unknown = set(conf["features"]) - {"sift", "conv5"}
+    if unknown:
+        raise ValueError(f"table4: features must be among ['sift', 'conv5'], got {sorted(unknown)}")
+    train, test, kinds = split_pool(dict(conf, n_warps=conf["n_synthetic"]))
+    cats = [c for c in dict.fromkeys(i.category for i in train) if any(i.category == c for i in test)]
+    if not cats:
+        raise ValueError("table4: no category has both training and test instances")
+    bb = get_backbone(conf["backbone"]) if "conv5" in conf["features"] else None
+    pbb = _prior_backbone(conf, bb)
+    methods = [_label(f, p) for f in conf["features"] for p in (False, True)] + ["NN prior only"]
+    results = {m: {} for m in methods}
+    mining, examples, timing = {}, {}, {}
+    for c in cats:
+        tr = [i for i in train if i.category == c]
+        te = [i for i in test if i.category == c]
+        names_all = tr[0].keypoint_names
+        keep = kept_types(names_all, conf["max_types"])
+        names = tuple(names_all[k] for k in keep)
+        t1 = time.perf_counter()
+        glob = global_descriptors(pbb, tr + te, prior_layer(conf, pbb), conf["margin"])
+        nn = nearest_neighbours(glob[len(tr):], glob[: len(tr)])
+        priors = [transfer_keypoints(i.bbox, tr[n])[keep] for i, n in zip(te, nn)]
+        timing[f"{c}: prior retrieval"] = time.perf_counter() - t1
+        results["NN prior only"][c] = _score(priors, te, keep, names)
+        for f in conf["features"]:
+            t1 = time.perf_counter()
+            model = KeypointPredictor(f, backbone=bb, size=conf["size"], margin=conf["margin"], n_pos=conf["n_pos"],
+                                      C=conf["C"], rounds=conf["mining_rounds"], n_init=conf["n_init"],
+                                      n_add=conf["n_add"], sigma=conf["sigma"], eta=conf["eta"],
+                                      positive=conf["positive"], sift_step=conf["sift_step"],
+                                      sift_bin=conf["sift_bin"], seed=conf["seed"])
+            model.precompute(tr + te, desc=f"{c}: {f} grids")
+            model.fit(tr, names)
+            for prior in (False, True):
+                preds = [model.predict(i, p if prior else None)
+                         for i, p in progress(list(zip(te, priors)), f"{c}: {_label(f, prior)}")]
+                results[_label(f, prior)][c] = _score(preds, te, keep, names)
+                examples.setdefault(c, {})[_label(f, prior)] = preds
+            hist = list(model.history.values())
+            n_r = max(len(h) for h in hist)  # types whose mining stopped early keep their last round's numbers
+            mining.setdefault(f, {})[c] = [
+                {k: float(np.mean([h[min(r, len(h) - 1)][k] for h in hist])) for k in ("n_neg", "false_pos")}
+                for r in range(n_r)]
+            examples[c][f"model:{f}"] = model
+            timing[f"{c}: {f}"] = time.perf_counter() - t1
+        examples[c].update(test=te, priors=priors, keep=keep, names=names)
+    for m in methods:
+        results[m]["mean"] = float(np.mean([results[m][c] for c in cats]))
+    rows = [{"method": m, **results[m]} for m in methods]
+
+    rep.section("Protocol", __doc__.split("\n\n", 1)[1].strip() + "\n\nSplits: "
+                + "; ".join(f"{c}: {kinds[c]}, {sum(i.category == c for i in train)} train / "
+                            f"{sum(i.category == c for i in test)} test instances, "
+                            f"{len(examples[c]['names'])} keypoint types" for c in cats))
+    rep.section("PCK@0.1 (mean over keypoint types)", markdown_table(rows, ["method", *cats, "mean"]))
+    mtxt = "Mean over keypoint types of the negatives used per training round and of the negatives of the whole " \
+           "pool scoring > 0 (false positives) after that round:\n\n"
+    for f, per_cat in mining.items():
+        for c, rounds in per_cat.items():
+            mtxt += f"- {f}, {c}: " + "; ".join(f"round {r}: {d['n_neg']:.0f} negatives, {d['false_pos']:.1f} FP"
+                                                 for r, d in enumerate(rounds)) + "\n"
+    rep.section("Hard-negative mining", mtxt)
+    rep.results.update({"pck@0.1": results, "splits": kinds, "mining": mining,
+                        "n_train": {c: sum(i.category == c for i in train) for c in cats},
+                        "n_test": {c: sum(i.category == c for i in test) for c in cats}})
+    _figures(rep, examples, conf, cats)
+    total = time.perf_counter() - t0
+    cpu = time.process_time() - c0
+    rep.results.update(seconds=total, cpu_seconds=cpu, timing=timing)
+    rep.section("Runtime", f"{total:.1f} s wall clock, {cpu:.1f} s CPU (all threads) on this machine ("
+                + ", ".join(f"{k} {v:.1f} s" for k, v in timing.items()) + ").")
+    return rep.save()
+
+
+def _figures(rep: Report, examples: dict, conf: dict, cats: list) -> None:
+    import matplotlib.pyplot as plt
+
+    feats = conf["features"]
+    picks = []  # (category, test index) round-robin over categories
+    for r in range(max(len(examples[c]["test"]) for c in cats)):
+        picks += [(c, r) for c in cats if r < len(examples[c]["test"])]
+    picks = picks[: max(1, conf["n_figure"])]
+    rows = [_label(f, True) for f in reversed(feats)]
+    fig, axes = plt.subplots(len(rows), len(picks), figsize=(3 * len(picks), 3 * len(rows)), squeeze=False)
+    for col, (c, q) in enumerate(picks):
+        ex = examples[c]
+        inst, keep = ex["test"][q], ex["keep"]
+        img = inst.load()
+        gt, v = inst.keypoints[keep], inst.visible[keep]
+        for row, m in enumerate(rows):
+            ax = axes[row, col]
+            pred = ex[m][q]
+            ax.imshow(img)
+            for a, b in zip(gt[v], pred[v]):
+                ax.plot([a[0], b[0]], [a[1], b[1]], "y-", lw=0.7)
+            ax.plot(gt[v, 0], gt[v, 1], "g.", ms=6, label="ground truth")
+            ax.plot(pred[v, 0], pred[v, 1], "rx", ms=5, label=m)
+            x0, y0, x1, y1 = inst.bbox
+            ax.plot([x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0], "c-", lw=0.6)
+            ax.set_title(f"{m}: {inst.id}"[:48], fontsize=7)
+            ax.axis("off")
+            if col == 0:
+                ax.legend(fontsize=6, loc="lower left")
+    fig.tight_layout()
+    rep.figure(fig, "predictions.png", "Test instances: ground truth (green) vs predictions (red, yellow lines "
+               "join each pair) of " + " and ".join(rows) + "; cyan: the box.")
+
+    c = cats[0]
+    ex = examples[c]
+    inst, prior = ex["test"][0], ex["priors"][0]
+    j = int(np.argmax([inst.visible[k] for k in ex["keep"]]))
+    fig, axes = plt.subplots(len(feats), 4, figsize=(12, 3 * len(feats)), squeeze=False)
+    for row, f in enumerate(reversed(feats)):
+        model = ex[f"model:{f}"]
+        grid, geom, t, crop = model.grid(inst)
+        pred, maps = model.predict(inst, prior, return_maps=True)
+        h, w = grid.shape[:2]
+        ext = [geom.offset - geom.stride / 2, geom.offset + geom.stride * (w - 0.5),
+               geom.offset + geom.stride * (h - 0.5), geom.offset - geom.stride / 2]
+        gt = t.to_crop(inst.keypoints[ex["keep"][j]][None])[0]
+        axes[row, 0].imshow(crop)
+        axes[row, 0].plot(*gt, "g+", ms=12, mew=2)
+        axes[row, 0].set_title(f"{inst.id} ({model.size} px box crop)"[:48], fontsize=8)
+        for ax, (title, m) in zip(axes[row, 1:], (("SVM score s", maps["s"][j]), ("prior p", maps["p"][j]),
+                                                  (f"f = s^(1-eta) p^eta, eta={model.eta}", maps["f"][j]))):
+            ax.imshow(crop, alpha=0.35)
+            ax.imshow(m, cmap="jet", alpha=0.65, extent=ext)
+            best = geom.column_to_pixel(np.array(np.unravel_index(np.nanargmax(m), m.shape)[::-1], float))
+            ax.plot(*gt, "g+", ms=12, mew=2)
+            ax.plot(*best, "wx", ms=10, mew=2)
+            ax.set_xlim(0, model.size - 1)
+            ax.set_ylim(model.size - 1, 0)
+            ax.set_title(f"{LABEL.get(f, f)}: {title}", fontsize=8)
+        for ax in axes[row]:
+            ax.axis("off")
+    fig.tight_layout()
+    rep.figure(fig, "score_maps.png", f"Keypoint {ex['names'][j]!r} of test instance {inst.id}: SVM score map s, "
+               f"nearest-neighbour prior p and combination f over the columns (green +: ground truth, white x: "
+               f"argmax).")

@@ -1,0 +1,44 @@
+import json
+
+import numpy as np
+import pytest
+
+from convcorr.experiments import resolve_conf, run
+from convcorr.experiments.table4 import CONFIGS, kept_types
+
+ROWS = {"SIFT", "SIFT + prior", "conv5", "conv5 + prior", "NN prior only"}
+
+
+def test_configs_and_type_subsample():
+    for name in ("default", "paper"):
+        c = CONFIGS[name]
+        assert c["size"] == 500 and c["sigma"] == 22.0 and c["eta"] == 0.1 and c["n_pos"] == 10
+        assert c["features"] == ["sift", "conv5"] and c["margin"] == 0.0
+    assert CONFIGS["paper"]["dataset"] == "berkeley"
+    np.testing.assert_array_equal(kept_types(tuple("abcdefghi"), 3), [0, 4, 8])
+    np.testing.assert_array_equal(kept_types(tuple("abc"), None), [0, 1, 2])
+
+
+def test_paper_preset_fails_clearly_without_images(tmp_path):
+    with pytest.raises(FileNotFoundError, match="root"):
+        run("table4", tmp_path, "paper")
+    with pytest.raises(KeyError):
+        resolve_conf("table4", "default", {"no_such_option": 1})
+
+
+def test_table4_tiny(tmp_path, shared):
+    run("table4", tmp_path, "default", {"categories": ["face"], "n_synthetic": 1, "max_types": 4,
+                                        "mining_rounds": 1, "size": 260, "n_init": 300, "n_add": 300,
+                                        "n_figure": 2})
+    res = json.loads((tmp_path / "results.json").read_text())["results"]
+    pck = res["pck@0.1"]
+    assert set(pck) == ROWS
+    for row in pck.values():
+        assert set(row) == {"face", "mean"}
+        assert 0.0 <= row["face"] <= 1.0 and row["mean"] == row["face"]
+    assert res["n_train"]["face"] > 0 and res["n_test"]["face"] > 0
+    assert len(res["mining"]["conv5"]["face"]) == 2  # round 0 + one mining round
+    md = (tmp_path / "report.md").read_text()
+    assert "| conv5 + prior |" in md and "| SIFT |" in md
+    for f in ("predictions.png", "score_maps.png", "report.md"):
+        assert (tmp_path / f).stat().st_size > 500
