@@ -20,6 +20,19 @@ def test_compose_rf_by_hand():
     assert (g.size, g.stride, g.offset) == (5, 1, 0.0)
 
 
+def test_compute_rf_input_forms_and_errors():
+    seq = nn.Sequential(nn.Conv2d(1, 1, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(1, 1, 3, padding="same"))
+    g = compute_rf(seq)
+    assert list(g) == ["0", "1", "2", "3"] and g["1"] == g["0"]
+    assert (g["3"].size, g["3"].stride, g["3"].offset) == (8, 2, 1.5)
+    assert compute_rf(list(seq)) == g
+    assert compute_rf([("a", seq)])["a"] == g["3"]
+    with pytest.raises(ValueError, match="Upsample"):
+        compute_rf([nn.Upsample(scale_factor=2)])
+    with pytest.raises(ValueError, match="non-square"):
+        compute_rf([nn.Conv2d(1, 1, (3, 5))])
+
+
 def test_alexnet_reproduces_paper_table1():
     bb = get_backbone("alexnet", pretrained=False, device="cpu")
     for layer, (size, stride) in PAPER_TABLE1.items():
@@ -30,42 +43,77 @@ def test_alexnet_reproduces_paper_table1():
     assert [bb.rf(l).offset for l in PAPER_TABLE1] == [5, 9, 17, 17, 17, 33]
 
 
-def _empirical_rf(model_fn, size, layer_out_hw_center):
-    """Gradient of one output column w.r.t. the input: extent of the nonzero support along x."""
-    x = torch.randn(1, 3, size, size, requires_grad=True)
-    out = model_fn(x)
-    r, c = layer_out_hw_center
-    out[0, :, r, c].sum().backward()
-    g = x.grad[0].abs().sum(0)
-    cols = torch.nonzero(g.sum(0) > 0).flatten()
-    return int(cols.min()), int(cols.max())
-
-
-@pytest.mark.parametrize("name,layer", [("alexnet", "conv2"), ("alexnet", "conv5"), ("alexnet", "pool5"),
-                                        ("efficientnet_lite0", "stage3")])
-def test_rf_matches_gradient_support(name, layer):
+def _positive_copy(name):
+    """Randomly initialised float64 copy whose every path is active: positive conv weights (no ReLU / ReLU6 cuts
+    the gradient support; float64 so products over many layers do not underflow) and max pooling replaced by
+    average pooling of the same geometry (max routes gradients to a single input)."""
     torch.manual_seed(0)
     bb = get_backbone(name, pretrained=False, device="cpu", cache=False)
-    # random init with all-positive-ish weights so no ReLU kills the support
     for m in bb.modules():
-        if isinstance(m, nn.Conv2d):  # small positive weights: no ReLU / ReLU6 cuts the support
+        if isinstance(m, nn.Conv2d):
             nn.init.uniform_(m.weight, 1e-4, 1e-3)
             if m.bias is not None:
                 nn.init.constant_(m.bias, 1e-3)
-        if isinstance(m, nn.MaxPool2d):  # max pooling routes gradients to one input: use avg (same geometry)
+        if isinstance(m, nn.MaxPool2d):
             m.forward = (lambda mp: lambda x: torch.nn.functional.avg_pool2d(
                 x, mp.kernel_size, mp.stride, mp.padding, ceil_mode=mp.ceil_mode))(m)
-    bb.train(False)
+    return bb.double().eval()
+
+
+@pytest.fixture(scope="module")
+def positive_copies():
+    return {name: _positive_copy(name) for name in ("alexnet", "efficientnet_lite0")}
+
+
+def _gradient_support(fn, size, cols, row):
+    """Input pixels (x range, y range) influencing output column (col, row), for each col in ``cols``
+    (one backward pass: batch item i holds the same image and back-propagates column cols[i])."""
+    x = (torch.rand(1, 3, size, size, dtype=torch.float64) + 0.1).repeat(len(cols), 1, 1, 1).requires_grad_(True)
+    out = fn(x)
+    sum(out[i, :, row, c].sum() for i, c in enumerate(cols)).backward()
+    res = []
+    for i in range(len(cols)):
+        g = x.grad[i].abs().sum(0)
+        xs = torch.nonzero(g.sum(0) > 0).flatten()
+        ys = torch.nonzero(g.sum(1) > 0).flatten()
+        res.append(((int(xs.min()), int(xs.max())), (int(ys.min()), int(ys.max()))))
+    return res
+
+
+@pytest.mark.parametrize("name,layer", [
+    ("alexnet", "conv1"), ("alexnet", "conv2"), ("alexnet", "conv5"), ("alexnet", "pool5"),
+    ("efficientnet_lite0", "stage1"), ("efficientnet_lite0", "stage3"), ("efficientnet_lite0", "stage4")])
+def test_rf_matches_gradient_support(positive_copies, name, layer):
+    """Brute force: the measured extent (= rf size), centre (= offset + stride * c) and the shift of the centre
+    between neighbouring columns (= stride) of a column's input support agree with compute_rf."""
+    bb = positive_copies[name]
     g = bb.rf(layer)
-    size = 259
+    size = int(g.size) + 3 * int(g.stride) + 9
+    c = int(round(((size - 1) / 2 - g.stride / 2 - g.offset) / g.stride))
     fn = lambda x: bb(x, [layer])[layer]
+    ((x0, x1), (y0, y1)), ((x0b, x1b), _) = _gradient_support(fn, size, [c, c + 1], c)
+    assert 0 < min(x0, y0) and max(x1b, y1) < size - 1  # not clipped by the border
+    assert x1 - x0 + 1 == g.size and y1 - y0 + 1 == g.size
+    assert (x0 + x1) / 2 == pytest.approx(g.offset + g.stride * c)
+    assert (y0 + y1) / 2 == pytest.approx(g.offset + g.stride * c)
+    assert (x0b + x1b) / 2 - (x0 + x1) / 2 == pytest.approx(g.stride)
+
+
+def test_perturbing_one_pixel_changes_exactly_the_columns_whose_rf_contains_it(positive_copies):
+    bb = positive_copies["alexnet"]
+    g = bb.rf("conv2")
+    x = torch.rand(1, 3, 227, 227, dtype=torch.float64) + 0.1
     with torch.no_grad():
-        h = fn(torch.zeros(1, 3, size, size)).shape[-1]
-    c = h // 2
-    lo, hi = _empirical_rf(fn, size, (c, c))
-    centre = g.offset + g.stride * c
-    assert hi - lo + 1 == g.size
-    assert (lo + hi) / 2 == pytest.approx(centre)
+        a = bb(x, ["conv2"])["conv2"]
+        x2 = x.clone()
+        x2[0, :, 100, 60] += 10.0  # pixel (x=60, y=100)
+        b = bb(x2, ["conv2"])["conv2"]
+    changed = ((a - b).abs().amax(1)[0] > 0).numpy()  # (h, w)
+    h, w = changed.shape
+    cols, rows = np.meshgrid(np.arange(w), np.arange(h))
+    cr = np.stack([cols.ravel(), rows.ravel()], 1)
+    inside = g.rf_contains(cr, np.array([[60.0, 100.0]])).reshape(h, w)
+    np.testing.assert_array_equal(changed, inside)
 
 
 def test_grid_sizes_match_geometry_alexnet():
@@ -88,8 +136,35 @@ def test_columns_for_points_nearest():
     assert np.all(np.abs(g.column_to_pixel(cr) - xy) <= g.stride / 2 + 1e-9)
 
 
+def test_grid_sizes_efficientnet():
+    bb = get_backbone("efficientnet_lite0", pretrained=False, device="cpu")
+    with torch.no_grad():
+        acts = bb(torch.zeros(1, 3, 224, 224))
+    for layer, a in acts.items():
+        g = bb.rf(layer)
+        # "same"-padded stride-2 convs on even sizes: column 0 centred on pixel 0, columns every stride
+        assert g.offset == 0 and a.shape[-1] == 224 // g.stride, layer
+        assert g.offset + g.stride * (a.shape[-1] - 1) == 224 - g.stride
+
+
+def test_cli_rf_prints_table():
+    from click.testing import CliRunner
+
+    from convcorr.cli import cli
+
+    res = CliRunner().invoke(cli, ["rf", "--backbone", "alexnet"])
+    assert res.exit_code == 0, res.output
+    assert "pool5" in res.output and "195" in res.output and "6x6" in res.output
+    res = CliRunner().invoke(cli, ["rf", "--backbone", "efficientnet_lite0", "--input-size", "224"])
+    assert res.exit_code == 0, res.output
+    assert "head" in res.output and "7x7" in res.output and "1280" in res.output
+
+
 def test_format_rf_table():
     txt = format_rf_table(get_backbone("alexnet", pretrained=False, device="cpu"))
     assert "conv4" in txt and "131" in txt and "13x13" in txt
+    lines = txt.splitlines()
+    row = next(l for l in lines if l.startswith("conv4")).split()
+    assert row == ["conv4", "131", "16", "17.0", "13x13", "384"]
     with pytest.raises(KeyError):
         compute_rf([("a", nn.Conv2d(1, 1, 3))])["b"]

@@ -1,19 +1,34 @@
 import json
 
+import pytest
+
 from convcorr.experiments import resolve_conf, run
+from convcorr.experiments.table1 import CONFIGS, PAPER
 
 
-def test_table1_report(tmp_path):
+def test_table1_paper_preset(tmp_path):
     path = run("table1", tmp_path, "paper")
     res = json.loads((tmp_path / "results.json").read_text())["results"]
     assert res["alexnet_matches_paper"] is True
     assert [r["rf size"] for r in res["alexnet"]] == [11, 51, 99, 131, 163, 195]
+    assert [r["stride"] for r in res["alexnet"]] == [4, 8, 16, 16, 16, 32]
+    assert [r["grid"] for r in res["alexnet"]] == ["55x55", "27x27", "13x13", "13x13", "13x13", "6x6"]
     assert (tmp_path / "rf_sizes.png").stat().st_size > 1000
-    assert "| conv4 | 131 | 16 |" in path.read_text()
+    text = path.read_text()
+    assert "| conv4 | 131 | 16 |" in text and "131/16" in text  # computed value with the paper's beside it
+
+
+def test_table1_default_preset(tmp_path):
+    assert CONFIGS["default"]["backbones"] == ["alexnet", "efficientnet_lite0"]
+    path = run("table1", tmp_path, "default")
+    res = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert set(res) >= {"alexnet", "efficientnet_lite0", "alexnet_matches_paper"}
+    eff = {r["layer"]: r for r in res["efficientnet_lite0"]}
+    assert eff["head"]["channels"] == 1280 and eff["head"]["grid"] == "7x7" and eff["head"]["stride"] == 32
+    assert "efficientnet_lite0 at 224x224" in path.read_text()
+    assert set(PAPER) <= {r["layer"] for r in res["alexnet"]}
 
 
 def test_unknown_override_rejected():
-    import pytest
-
     with pytest.raises(KeyError):
         resolve_conf("table1", "default", {"nope": 1})

@@ -15,13 +15,16 @@ the receptive field beyond the longest path, which is the chain itself.
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import torch.nn as nn
 
 from .geometry import RFGeometry
 
-_SPATIAL = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
+_SPATIAL = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, nn.LPPool2d)
+# modules that change the spatial layout in ways this recursion does not model
+_UNSUPPORTED = (nn.ConvTranspose2d, nn.Upsample, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Fold, nn.Unfold,
+                nn.PixelShuffle, nn.PixelUnshuffle, nn.FractionalMaxPool2d)
 
 
 def _pair(v) -> int:
@@ -33,7 +36,15 @@ def _pair(v) -> int:
 
 
 def spatial_ops(module: nn.Module) -> list[nn.Module]:
-    """Conv/pool leaf modules of ``module`` in registration (= execution) order."""
+    """Conv/pool leaf modules of ``module`` in registration (= execution) order.
+
+    Raises:
+        ValueError: for modules whose geometry is not a conv/pool chain (transposed convs, upsampling,
+            adaptive pooling, ...).
+    """
+    bad = [type(m).__name__ for m in module.modules() if isinstance(m, _UNSUPPORTED)]
+    if bad:
+        raise ValueError(f"cannot compute the receptive field through {sorted(set(bad))}")
     return [m for m in module.modules() if isinstance(m, _SPATIAL)]
 
 
@@ -42,16 +53,18 @@ def compose_rf(ops: Iterable[nn.Module], start: RFGeometry = RFGeometry(1, 1, 0.
     size, jump, offset = float(start.size), float(start.stride), float(start.offset)
     for m in ops:
         k, s = _pair(m.kernel_size), _pair(m.stride if m.stride is not None else m.kernel_size)
-        pad = m.padding
+        pad = getattr(m, "padding", 0)
+        d = _pair(getattr(m, "dilation", 1))
+        ke = d * (k - 1) + 1
         if isinstance(pad, str):
             if pad == "valid":
                 p = 0
+            elif pad == "same" and s == 1 and (ke - 1) % 2 == 0:
+                p = (ke - 1) // 2
             else:
-                raise ValueError(f"padding={pad!r} is not supported for rf computation")
+                raise ValueError(f"padding={pad!r} of {m} is not supported for rf computation")
         else:
             p = _pair(pad)
-        d = _pair(getattr(m, "dilation", 1))
-        ke = d * (k - 1) + 1
         size += (ke - 1) * jump
         offset += ((ke - 1) / 2.0 - p) * jump
         jump *= s
@@ -59,18 +72,28 @@ def compose_rf(ops: Iterable[nn.Module], start: RFGeometry = RFGeometry(1, 1, 0.
                       stride=int(jump) if jump.is_integer() else jump, offset=offset)
 
 
-def compute_rf(stages: Sequence[tuple[str, nn.Module]]) -> dict[str, RFGeometry]:
+def compute_rf(stages) -> dict[str, RFGeometry]:
     """Geometry of every named stage output of a sequential network.
 
     Args:
-        stages: ordered (layer name, module) pairs; the output of stage i is the
-            input of stage i + 1.
+        stages: the network as an ordered sequence whose stage i output feeds stage i + 1: (layer name, module)
+            pairs, an ``nn.Sequential`` / ``nn.ModuleDict`` (names = child names), or a plain sequence of modules
+            (names "0", "1", ...). Inside a stage, conv / pool modules are applied in registration order.
     Returns:
-        {layer name: RFGeometry} in network-input pixels.
+        {layer name: RFGeometry} in network-input pixels: size and stride in pixels, offset = x (and y) of the
+        centre of column 0.
     """
+    if isinstance(stages, (nn.Sequential, nn.ModuleDict)):
+        items = list(stages.named_children())
+    elif isinstance(stages, nn.Module):
+        items = [("0", stages)]
+    else:
+        items = [it if isinstance(it, tuple) else (str(i), it) for i, it in enumerate(stages)]
     out: dict[str, RFGeometry] = {}
     g = RFGeometry(1, 1, 0.0)
-    for name, mod in stages:
+    for name, mod in items:
+        if not isinstance(mod, nn.Module):
+            raise TypeError(f"stage {name!r}: expected an nn.Module, got {type(mod).__name__}")
         g = compose_rf(spatial_ops(mod), g)
         out[name] = g
     return out

@@ -19,23 +19,26 @@ _CACHE: dict = {}
 
 
 def get_backbone(name: str, pretrained: bool = True, device: str | torch.device | None = None,
-                 weights: str | None = None, cache: bool = True) -> Backbone:
+                 weights: str | None = None, cache: bool = True, **kw) -> Backbone:
     """Build a backbone in eval mode on ``device`` (default: CUDA when available).
 
     Args:
         name: one of :data:`BACKBONES`.
         pretrained: load weights (False: random initialisation, e.g. for rf tables).
         weights: weight source, e.g. "caffe-q8" or "torchvision" for AlexNet (default per backbone).
-        cache: reuse an already built instance with the same arguments.
+        cache: reuse an already built instance with the same arguments (models are frozen: no gradients).
+        **kw: passed to the backbone class (e.g. ``weights_dir`` for AlexNet).
+    Returns:
+        the backbone, in eval mode, on ``device`` or :func:`convcorr.device.default_device`.
     """
     if name not in BACKBONES:
         raise KeyError(f"unknown backbone {name!r}; available: {sorted(BACKBONES)}")
     w = (weights or _DEFAULT_WEIGHTS[name]) if pretrained else None
     dev = torch.device(device) if device is not None else default_device()
-    key = (name, w, str(dev))
+    key = (name, w, str(dev), tuple(sorted((k, str(v)) for k, v in kw.items())))
     if cache and key in _CACHE:
         return _CACHE[key]
-    model = BACKBONES[name](weights=w).eval().to(dev)
+    model = BACKBONES[name](weights=w, **kw).eval().to(dev)
     for p in model.parameters():
         p.requires_grad_(False)
     if cache:

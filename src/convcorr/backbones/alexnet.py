@@ -11,6 +11,7 @@ fc6/fc7 weights are absent there) or, for users with a network, torchvision's Al
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -27,46 +28,58 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _Q8_SHAPES = {
     "conv1": (96, 3, 11, 11), "conv2": (256, 48, 5, 5), "conv3": (384, 256, 3, 3),
-    "conv4": (384, 192, 3, 3), "conv5": (256, 192, 3, 3), "fc8": (1000, 4096),
+    "conv4": (384, 192, 3, 3), "conv5": (256, 192, 3, 3), "fc6": (4096, 9216), "fc7": (4096, 4096),
+    "fc8": (1000, 4096),
 }
 
 
-def load_caffe_q8(folder: str | Path | None = None) -> dict[str, np.ndarray]:
-    """Parse the 8-bit Caffe AlexNet weights into float32 arrays ({'conv1_wt': (96,3,11,11), 'conv1_bias': ...}).
+def _parse_ints(f: Path) -> np.ndarray:
+    """Integers of one weight file: whitespace-separated text (.txt) or raw signed bytes (.bin)."""
+    if f.suffix == ".txt":
+        return np.array(f.read_bytes().split(), dtype=np.int32)
+    # fc8_wt.bin: 4096000 bytes = 1000 x 4096 signed int8, no header (mean ~0, values -5..5 mostly)
+    return np.frombuffer(f.read_bytes(), dtype=np.int8).astype(np.int32)
 
-    Parsed arrays are cached as NPZ in :func:`convcorr.paths.cache_dir`.
+
+def load_caffe_q8(folder: str | Path | None = None, use_cache: bool = True) -> dict[str, np.ndarray]:
+    """Parse the 8-bit Caffe AlexNet weights into float32 arrays (float = int / 128).
+
+    Returns:
+        {'conv1_wt': (96, 3, 11, 11), 'conv1_bias': (96,), ..., 'fc8_wt': (1000, 4096), 'fc6_bias': (4096,), ...};
+        weight blobs in Caffe order (out, in / groups, kh, kw). Keys are the file stems present in ``folder``.
+
+    Parsed arrays are cached as NPZ in :func:`convcorr.paths.cache_dir`, keyed by the files' names, sizes and
+    modification times (so a different or updated folder is re-parsed).
     """
+    import hashlib
+
     folder = Path(folder) if folder else require_shared("weights", "alexnet-caffe-q8")
-    cache = cache_dir() / "alexnet-caffe-q8.npz"
-    if cache.is_file():
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: AlexNet caffe-q8 weight folder not found")
+    files = sorted(f for f in folder.iterdir() if f.suffix in (".txt", ".bin"))
+    if not files:
+        raise FileNotFoundError(f"{folder}: no *.txt / *.bin weight files")
+    sig = "|".join(f"{f.resolve()}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
+    cache = cache_dir() / f"alexnet-caffe-q8-{hashlib.sha1(sig.encode()).hexdigest()[:12]}.npz"
+    if use_cache and cache.is_file():
         with np.load(cache) as z:
             return {k: z[k] for k in z.files}
     out: dict[str, np.ndarray] = {}
-    for f in sorted(folder.iterdir()):
-        stem = f.name.rsplit(".", 1)[0]
-        if f.suffix == ".txt":
-            ints = np.array(f.read_text().split(), dtype=np.int32)
-        elif f.suffix == ".bin":
-            ints = np.frombuffer(f.read_bytes(), dtype=np.int8).astype(np.int32)
-        else:
-            continue
-        arr = ints.astype(np.float32) / 128.0
+    for f in files:
+        stem = f.stem
+        arr = _parse_ints(f).astype(np.float32) / 128.0
         layer = stem.split("_")[0]
-        if stem.endswith("_wt"):
+        if stem.endswith("_wt") and layer in _Q8_SHAPES:
             shape = _Q8_SHAPES[layer]
             if arr.size != int(np.prod(shape)):
-                raise ValueError(f"{f}: {arr.size} values, expected {shape}")
+                raise ValueError(f"{f}: {arr.size} values, expected {'x'.join(map(str, shape))}")
             arr = arr.reshape(shape)
         out[stem] = arr
-    tmp = cache.with_suffix(".tmp.npz")
-    np.savez(tmp, **out)
-    tmp.replace(cache)
+    if use_cache:
+        tmp = cache.with_name(cache.stem + f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, **out)
+        tmp.replace(cache)
     return out
-
-
-class _Flatten(nn.Module):
-    def forward(self, x):
-        return torch.flatten(x, 1)
 
 
 class AlexNet(Backbone):
@@ -84,6 +97,8 @@ class AlexNet(Backbone):
 
     def __init__(self, weights: str | None = "caffe-q8", weights_dir: str | Path | None = None):
         super().__init__()
+        if weights not in ("caffe-q8", "torchvision", None):
+            raise ValueError(f"unknown AlexNet weights {weights!r}: use 'caffe-q8', 'torchvision' or None")
         self.variant = "torchvision" if weights == "torchvision" else "caffe"
         tv = self.variant == "torchvision"
         c = (64, 192, 384, 256, 256) if tv else (96, 256, 384, 384, 256)
@@ -120,15 +135,22 @@ class AlexNet(Backbone):
 
     def _load_q8(self, folder) -> None:
         w = load_caffe_q8(folder)
+        need = [f"conv{i}_{p}" for i in range(1, 6) for p in ("wt", "bias")] + ["fc8_wt", "fc8_bias"]
+        absent = [k for k in need if k not in w]
+        if absent:
+            raise FileNotFoundError(f"{folder or 'shared/weights/alexnet-caffe-q8'}: missing weight files for {absent}")
         with torch.no_grad():
             for i, conv in enumerate(self.conv, 1):
                 conv.weight.copy_(torch.from_numpy(w[f"conv{i}_wt"]))
                 conv.bias.copy_(torch.from_numpy(w[f"conv{i}_bias"]))
             self.fc8.weight.copy_(torch.from_numpy(w["fc8_wt"]))
             self.fc8.bias.copy_(torch.from_numpy(w["fc8_bias"]))
-            self.fc6.bias.copy_(torch.from_numpy(w["fc6_bias"]))
-            self.fc7.bias.copy_(torch.from_numpy(w["fc7_bias"]))
-        self.missing = [k for k in ("fc6_wt", "fc7_wt") if k not in w]
+            for fc in ("fc6", "fc7"):  # absent from the shared copy; loaded when a complete folder is given
+                for part, attr in (("wt", "weight"), ("bias", "bias")):
+                    if f"{fc}_{part}" in w:
+                        getattr(getattr(self, fc), attr).copy_(torch.from_numpy(w[f"{fc}_{part}"]))
+        self.missing = [f"{k}.txt" for k in ("fc6_wt", "fc7_wt") if k not in w]
+        self.weights_dir = Path(folder) if folder else require_shared("weights", "alexnet-caffe-q8")
 
     def _load_torchvision(self) -> None:
         from torch.hub import load_state_dict_from_url
@@ -160,9 +182,10 @@ class AlexNet(Backbone):
     def global_head(self, last: torch.Tensor) -> torch.Tensor:
         if self.missing:
             raise RuntimeError(
-                f"fc7 cannot be computed: the weights {', '.join(self.missing)} are absent from the caffe-q8 copy "
-                "(shared/weights/alexnet-caffe-q8 ships conv1..conv5 and fc8 only). Use pool5 or another backbone's "
-                "global feature (e.g. efficientnet_lite0) for neighbour retrieval, or weights='torchvision'."
+                f"AlexNet fc7 (and fc8 logits) cannot be computed: the weight files {', '.join(self.missing)} are "
+                f"absent from {self.weights_dir} (the caffe-q8 copy ships conv1..conv5 and fc8 weights only). Use "
+                "pool5 or another backbone's global feature (e.g. efficientnet_lite0) for neighbour retrieval, or "
+                "weights='torchvision' with internet access."
             )
         x = torch.flatten(self.avgpool(last), 1)
         if x.shape[1] != self.fc6.in_features:

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from ..geometry import RFGeometry
 from ..receptive_field import compute_rf
+from ..report import progress
 
 
 def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -105,11 +106,26 @@ class Backbone(nn.Module):
     @torch.no_grad()
     def extract(self, images: Sequence[np.ndarray], layers: Sequence[str], size: int | tuple[int, int] | None = -1,
                 batch_size: int = 16) -> dict[str, np.ndarray]:
-        """Layer activations as numpy: {layer: (N, h, w, C) float32} ((N, D) for the global layer)."""
+        """Layer activations as numpy, computed in batches without gradients on the backbone's device.
+
+        Args:
+            images: list of (H, W, 3) uint8 RGB images (or one image).
+            layers: names from ``layer_names`` and/or ``global_layer``.
+            size: see :meth:`preprocess` (-1: ``input_size``; None: keep the images' common size).
+            batch_size: images per forward pass. A progress bar is shown only for more than 4 batches.
+        Returns:
+            {layer: (N, h, w, C) float32} ((N, D) for the global layer), on the CPU.
+        """
         if isinstance(images, np.ndarray) and images.ndim == 3:
             images = [images]
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        layers = list(layers)
+        starts = range(0, len(images), batch_size)
+        if len(starts) > 4:
+            starts = progress(starts, desc=f"{self.name} features", total=len(starts))
         chunks: dict[str, list[np.ndarray]] = {l: [] for l in layers}
-        for i in range(0, len(images), batch_size):
+        for i in starts:
             acts = self(self.preprocess(images[i:i + batch_size], size), layers)
             for l in layers:
                 a = acts[l]
@@ -123,7 +139,7 @@ class Backbone(nn.Module):
 
     @torch.no_grad()
     def classify(self, images: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
-        """(N, 1000) ImageNet logits."""
+        """(N, 1000) ImageNet logits (class i = line i + 1 of the 1001-line TF label file with background)."""
         g = torch.from_numpy(self.global_features(images, batch_size)).to(self.device)
         return self.classifier_head(g).cpu().numpy()
 
@@ -134,6 +150,9 @@ class Backbone(nn.Module):
             raise KeyError(f"{self.name} has no spatial layer {layer!r}; layers: {self.layer_names}")
         return geoms[layer]
 
-    def columns_for_points(self, layer: str, xy_input: np.ndarray, grid_hw: tuple[int, int]) -> np.ndarray:
-        """(N, 2) (x, y) in input pixels -> (N, 2) (col, row) of the column whose rf centre is nearest."""
+    def columns_for_points(self, layer: str, xy_input: np.ndarray,
+                           grid_hw: tuple[int, int] | None = None) -> np.ndarray:
+        """(N, 2) (x, y) in network-input pixels -> (N, 2) int (col, row) of the column whose rf centre is nearest
+        (clipped to the (h, w) grid when ``grid_hw`` is given). Its centre is within stride / 2 of the point
+        unless clipped."""
         return self.rf(layer).pixel_to_column(xy_input, grid_hw)
