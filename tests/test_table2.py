@@ -1,15 +1,46 @@
 import json
 
-from convcorr.experiments import run
+import numpy as np
+import pytest
+
+from convcorr.experiments import resolve_conf, run
 
 
 def test_table2_tiny(tmp_path, shared):
-    path = run("table2", tmp_path, "default", {"categories": ["face"], "max_queries": 2, "k": 3, "top": 2,
-                                               "n_warps": 1, "methods": ["nn", "conv4"], "n_iter": 4})
+    path = run("table2", tmp_path, "default", {"categories": ["face"], "n_queries": 3, "k": 3, "top": 2,
+                                               "n_warps": 1, "methods": ["conv", "nn"], "layers": ["conv4"],
+                                               "n_iter": 4})
     res = json.loads((tmp_path / "results.json").read_text())["results"]
-    assert res["n_queries"] == 2
+    assert res["n_queries"] == 3
     for m in ("nn", "conv4"):
         assert all(0 <= v <= 1 for v in res["pck"][m].values())
+        assert set(res["pck"][m]) == {"0.1", "0.05", "0.025"}
     assert res["pck"]["conv4"]["0.1"] > res["random"]["0.1"]
-    assert (tmp_path / "neighbours.png").stat().st_size > 5000
-    assert "| conv4 |" in path.read_text()
+    assert 0 <= res["same_source_fraction_k"] <= 1
+    q = res["per_query"][0]
+    assert len(q["neighbours"]) == 3 and q["query"] not in q["neighbours"]
+    assert np.array(q["methods"]["conv4"]["prediction"]).shape == (68, 2)
+    for f in ("neighbours.png", "pck_vs_alpha.png"):
+        assert (tmp_path / f).stat().st_size > 5000
+    text = path.read_text()
+    assert "| conv4 flow |" in text and "| NN transfer |" in text and "| face |" in text
+
+
+def test_table2_strict_protocol_excludes_the_query_photo(shared):
+    from convcorr.experiments.table2 import build_pool, candidate_mask, select_queries
+
+    conf = resolve_conf("table2", "default", {"categories": ["face"], "n_warps": 2, "n_queries": 3})
+    pool = build_pool(conf)
+    qs = select_queries(pool, conf)
+    assert len(qs) == 3 and all(not pool[q].meta["real"] for q in qs)
+    assert len({pool[q].meta["source_id"] for q in qs}) == 3  # cycles over photos
+    loose, strict = candidate_mask(pool, qs, False), candidate_mask(pool, qs, True)
+    for row, q in enumerate(qs):
+        assert not loose[row, q] and not strict[row, q]
+        same = [j for j, i in enumerate(pool) if i.meta["source_id"] == pool[q].meta["source_id"] and j != q]
+        assert loose[row, same].all() and not strict[row, same].any()
+
+
+def test_table2_paper_preset_needs_berkeley_root(tmp_path):
+    with pytest.raises(FileNotFoundError, match="root"):
+        run("table2", tmp_path, "paper")

@@ -17,6 +17,10 @@ def _parse_overrides(items: tuple[str, ...]) -> dict:
         if "=" not in item:
             raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--set")
         k, v = item.split("=", 1)
+        words = {"true": True, "false": False, "none": None, "null": None}
+        if v.strip().lower() in words:
+            out[k.strip()] = words[v.strip().lower()]
+            continue
         try:
             out[k.strip()] = ast.literal_eval(v)
         except (ValueError, SyntaxError):

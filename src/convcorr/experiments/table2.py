@@ -1,13 +1,32 @@
 """Table 2 of the paper: keypoint transfer by conv flow vs SIFT flow vs nearest-neighbour copy.
 
-Protocol on the embedded data (``dataset="embedded"``): for every category, each REAL photo is a query; its
-candidate neighbours are the other real photos of the category plus ``n_warps`` synthetic warps of each of them
-(never the query's own photo or its warps, so every alignment is between different object instances). The k
-nearest candidates by the retrieval backbone's global feature are aligned to the query; PCK at alpha 0.1 /
-0.05 / 0.025 of max(box h, w), averaged over keypoint types, is reported per method (``convcorr.pck``).
-``dataset="berkeley"`` runs the paper's protocol on PASCAL VOC 2011 (needs ``root``: the VOC2011 folder holding
-JPEGImages and the Berkeley annotation folder ``annotations``), with the k=25 neighbours taken from all other
-instances of the category.
+Method (:mod:`convcorr.transfer`): each query's k nearest same-category training instances by the retrieval
+backbone's global feature (cosine) are aligned to it by the flow MRF on a conv layer (``convN``) or on dense
+SIFT (``sift``, same solver), their keypoints are transferred, the neighbours are ranked by alignment energy and
+every keypoint type is predicted as the coordinate-wise median over the ``top`` best neighbours showing it;
+``nn`` copies the keypoints of the single nearest neighbour in normalised box coordinates. Every instance is
+cropped to its box (+ ``margin`` context) and resized to ``input_size`` pixels first; predictions are mapped back
+exactly to original pixels. PCK at alpha 0.1 / 0.05 / 0.025 of max(box h, w), averaged over keypoint types
+(``convcorr.pck``). "random in box" is a reference: uniformly random points in the query box.
+
+Protocols.
+
+* ``dataset="embedded"`` (presets ``default``, ``strict``, ``same-source``). The shared folder holds only a few real photos per category, so the data are
+  real photos plus ``n_warps`` synthetic random smooth warps of each (``datasets.synthetic_instances``: affine +
+  thin-plate deformation and a photometric change; exact keypoints). Queries are WARPED copies (``n_queries``
+  per category, cycling over the photos). With ``exclude_same_source=False`` the training pool of a query is
+  every other instance of its category: the other real photos, their warps, AND the query's own real photo and
+  its sibling warps (only the query itself is held out). Neighbours from the query's own photo are then
+  different deformations of the same object (a same-instance alignment, easier than the paper's cross-instance
+  setting); the report gives the fraction of retrieved (and of top-ranked) neighbours that come from the query's
+  photo (preset ``same-source``). With ``exclude_same_source=True`` (presets ``default`` and ``strict``)
+  everything derived from the query's photo is held out, so every alignment is between different object
+  instances, the paper's setting; ``face`` has 6 real photos, ``horse10`` 3 and ``animalpose`` 2, so the
+  animal pools are small (``strict``: faces only).
+* ``dataset="berkeley"`` (the paper's protocol): PASCAL VOC 2011 instances with the Berkeley keypoint
+  annotations, needs ``root`` (a folder with JPEGImages/ and the Berkeley XML annotations in annotations/; with
+  ImageSets/Main/val.txt the val instances are the queries and the others the training pool, else every instance
+  is a query against all other instances); k = 25, top 5, conv1..conv5 of AlexNet.
 """
 from __future__ import annotations
 
@@ -19,176 +38,320 @@ import numpy as np
 
 from ..pck import PAPER_ALPHAS, pck_curve
 from ..report import Report, markdown_table, progress
-from ..transfer import KeypointTransfer, TransferConfig, crop_instance, retrieve_neighbours
+from ..transfer import FeatureCache, KeypointTransfer, TransferConfig, retrieve_neighbours
 
 CONFIGS = {
     "default": {
         "dataset": "embedded", "root": None, "categories": ["face", "horse10", "animalpose"], "n_warps": 3,
-        "max_queries": 6, "k": 8, "top": 5, "methods": ["nn", "sift", "conv2", "conv4"], "backbone": "alexnet",
-        "retrieval_backbone": "efficientnet_lite0", "beta": 3e-3, "n_iter": 8, "size": 227, "margin": 0.1,
-        "max_radius_px": 96.0, "seed": 0,
+        "n_queries": 4, "exclude_same_source": True, "k": 8, "top": 5, "methods": ["conv", "sift", "nn"],
+        "layers": ["conv2", "conv4"], "backbone": "alexnet", "retrieval_backbone": "efficientnet_lite0",
+        "beta": 3e-3, "n_iter": 8, "max_radius_px": 64.0, "coarse_to_fine": False, "sift_step": 8, "sift_bin": 8,
+        "input_size": 227, "margin": 0.1, "strength": 1.0, "seed": 0,
     },
     "paper": {
-        "dataset": "berkeley", "root": None, "categories": None, "n_warps": 0, "max_queries": None, "k": 25,
-        "top": 5, "methods": ["nn", "sift", "conv1", "conv2", "conv3", "conv4", "conv5"], "backbone": "alexnet",
-        "retrieval_backbone": "efficientnet_lite0", "beta": 3e-3, "n_iter": 10, "size": 227, "margin": 0.1,
-        "max_radius_px": 227.0, "seed": 0,
+        "dataset": "berkeley", "root": None, "categories": None, "n_warps": 0, "n_queries": None,
+        "exclude_same_source": True, "k": 25, "top": 5, "methods": ["conv", "sift", "nn"],
+        "layers": ["conv1", "conv2", "conv3", "conv4", "conv5"], "backbone": "alexnet",
+        "retrieval_backbone": "efficientnet_lite0", "beta": 3e-3, "n_iter": 10, "max_radius_px": None,
+        "coarse_to_fine": True, "sift_step": 8, "sift_bin": 8, "input_size": 227, "margin": 0.1, "strength": 1.0,
+        "seed": 0,
     },
 }
+#: cross-instance protocol on the embedded faces only (every alignment between different people)
+CONFIGS["strict"] = dict(CONFIGS["default"], categories=["face"], n_queries=6, exclude_same_source=True)
+#: easier same-instance variant: the query's own photo and its other warps stay in the pool
+CONFIGS["same-source"] = dict(CONFIGS["default"], exclude_same_source=False)
+
+LABELS = {"sift": "SIFT flow", "nn": "NN transfer"}
 
 
+def label(method: str) -> str:
+    return LABELS.get(method, f"{method} flow")
+
+
+# -------------------------------------------------------------------------------------------------------- data
 def build_pool(conf: dict) -> list:
-    """All instances (real + warps) of the configured categories; meta['source_id'] names the photo."""
+    """All instances of the configured categories (real photos + ``n_warps`` warps of each for "embedded").
+
+    Every instance gets ``meta['source_id']`` (the real photo it comes from) and ``meta['real']``.
+    For "berkeley", ``meta['split']`` is kept from the loader when present.
+    """
     from .. import datasets
 
     if conf["dataset"] == "embedded":
-        cats = conf["categories"] or list(datasets.embedded_categories())
+        cats = conf.get("categories") or list(datasets.embedded_categories())
         pool = []
         for c in cats:
             real = datasets.embedded_instances(c)
             real = [replace(r, meta=dict(r.meta, source_id=r.id, real=True)) for r in real]
-            warps = datasets.synthetic_instances(real, conf["n_warps"], seed=conf["seed"])
+            warps = datasets.synthetic_instances(real, int(conf.get("n_warps", 0)), seed=conf.get("seed", 0),
+                                                 strength=conf.get("strength", 1.0))
             pool += real + [replace(w, meta=dict(w.meta, real=False)) for w in warps]
         return pool
     if conf["dataset"] == "berkeley":
-        if not conf["root"]:
-            raise FileNotFoundError("dataset 'berkeley' needs --set root=/path/to/VOC2011 (with JPEGImages/ and "
-                                    "the Berkeley keypoint annotations in annotations/)")
+        if not conf.get("root"):
+            raise FileNotFoundError("table2: dataset 'berkeley' needs --set root=/path/to/VOC2011 (with JPEGImages/ "
+                                    "and the Berkeley keypoint annotations in annotations/); PASCAL images are not "
+                                    "in the shared folder, use dataset=embedded here")
         root = Path(conf["root"])
+        if not (root / "annotations").is_dir() or not (root / "JPEGImages").is_dir():
+            raise FileNotFoundError(f"{root}: expected JPEGImages/ and annotations/ (Berkeley keypoint XML) inside")
         insts = datasets.load_berkeley_xml(root / "annotations", image_root=root / "JPEGImages")
-        if conf["categories"]:
+        if conf.get("categories"):
             insts = [i for i in insts if i.category in conf["categories"]]
-        return [replace(i, meta=dict(i.meta, source_id=i.id, real=True)) for i in insts]
+        split = root / "ImageSets" / "Main" / "val.txt"  # the paper: neighbours from train, queries from val
+        val = set(split.read_text().split()) if split.is_file() else None
+        out = []
+        for i in insts:
+            meta = dict(i.meta, source_id=i.id, real=True)
+            if val is not None and i.image_path is not None:
+                meta["split"] = "test" if Path(i.image_path).stem in val else "train"
+            out.append(replace(i, meta=meta))
+        return out
     raise KeyError(f"table2 supports datasets 'embedded' and 'berkeley', not {conf['dataset']!r}")
 
 
-def method_config(name: str, conf: dict) -> TransferConfig:
-    base = dict(backbone=conf["backbone"], size=conf["size"], margin=conf["margin"], beta=conf["beta"],
-                n_iter=conf["n_iter"], top=conf["top"], max_radius_px=conf["max_radius_px"])
-    if name in ("nn", "sift"):
-        return TransferConfig(method=name, **base)
-    return TransferConfig(method="conv", layer=name, **base)
+def select_queries(pool: list, conf: dict) -> list[int]:
+    """Indices of the query instances: per category, ``n_queries`` warped copies cycling over the photos
+    (warp 0 of every photo, then warp 1, ...); for real-only data (berkeley) the "test" split or every instance."""
+    out = []
+    for c in dict.fromkeys(i.category for i in pool):
+        idx = [j for j, i in enumerate(pool) if i.category == c and not i.meta.get("real")]
+        if not idx:  # real data only: test split if any, else all
+            idx = [j for j, i in enumerate(pool) if i.category == c]
+            test = [j for j in idx if pool[j].meta.get("split") == "test"]
+            idx = test or idx
+        else:
+            w = lambda j: int(pool[j].id.rsplit("~w", 1)[-1])
+            idx = sorted(idx, key=lambda j: (w(j), j))
+        n = conf.get("n_queries")
+        out += idx[:n] if n else idx
+    return out
 
 
+def candidate_mask(pool: list, queries: list[int], exclude_same_source: bool) -> np.ndarray:
+    """(Q, N) bool: allowed training instances per query (same category and keypoint set, not the query; with
+    ``exclude_same_source`` nothing derived from the query's photo; for berkeley only the train split)."""
+    cat = np.array([i.category for i in pool])
+    src = np.array([i.meta["source_id"] for i in pool])
+    names = np.array([hash(i.keypoint_names) for i in pool])
+    split = np.array([i.meta.get("split", "") for i in pool])
+    q = np.asarray(queries)
+    m = (cat[q][:, None] == cat[None, :]) & (names[q][:, None] == names[None, :])
+    m &= np.arange(len(pool))[None, :] != q[:, None]
+    if exclude_same_source:
+        m &= src[q][:, None] != src[None, :]
+    if (split == "test").any():
+        m &= split[None, :] != "test"
+    return m
+
+
+def method_configs(conf: dict) -> dict[str, TransferConfig]:
+    """{method key: TransferConfig}: "conv" expands to one entry per layer in ``layers``."""
+    base = dict(backbone=conf["backbone"], retrieval_backbone=conf["retrieval_backbone"], k=conf["k"],
+                top=conf["top"], size=conf["input_size"], margin=conf["margin"], beta=conf["beta"],
+                n_iter=conf["n_iter"], max_radius_px=conf["max_radius_px"], sift_step=conf["sift_step"],
+                sift_bin=conf["sift_bin"], coarse_to_fine=as_bool(conf.get("coarse_to_fine", False), "coarse_to_fine"))
+    out = {}
+    for m in conf["methods"]:
+        if m == "conv":
+            for layer in conf["layers"]:
+                out[layer] = TransferConfig(method="conv", layer=layer, **base)
+        elif m in ("sift", "nn"):
+            out[m] = TransferConfig(method=m, **base)
+        else:
+            raise KeyError(f"table2: unknown method {m!r}; use 'conv' (one per layer in 'layers'), 'sift', 'nn'")
+    return out
+
+
+def as_bool(v, name: str) -> bool:
+    """Config flag from a bool or a command-line string ("true"/"false"/"1"/"0"/"yes"/"no")."""
+    if isinstance(v, str):
+        if v.strip().lower() in ("true", "1", "yes", "on"):
+            return True
+        if v.strip().lower() in ("false", "0", "no", "off", ""):
+            return False
+        raise ValueError(f"table2: option {name!r} must be true or false, got {v!r}")
+    return bool(v)
+
+
+# ------------------------------------------------------------------------------------------------------ metrics
+def _pck_of(records: list[tuple], alphas=PAPER_ALPHAS) -> dict:
+    """records: (query Instance, pred (K, 2)) -> {alpha: PCK} over the queries' visible keypoints."""
+    P, G, L, T = [], [], [], []
+    for q, p in records:
+        v = q.visible
+        P.append(np.asarray(p)[v])
+        G.append(q.keypoints[v])
+        L.append(np.full(int(v.sum()), q.bbox_size))
+        T += [f"{q.category}/{n}" for n, vv in zip(q.keypoint_names, v) if vv]
+    if not T:
+        return {float(a): float("nan") for a in alphas}
+    return pck_curve(np.concatenate(P), np.concatenate(G), np.concatenate(L), alphas, types=np.array(T))
+
+
+def random_predictions(queries: list, seed: int) -> list[np.ndarray]:
+    """Uniformly random points inside each query's box (a chance reference)."""
+    rng = np.random.default_rng(seed)
+    return [rng.uniform(q.bbox[:2], q.bbox[2:], (len(q.keypoints), 2)) for q in queries]
+
+
+# --------------------------------------------------------------------------------------------------------- main
 def main(conf: dict, out_dir: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
-    from ..backbones import get_backbone
 
     t0 = time.perf_counter()
-    rep = Report(out_dir, "Table 2: keypoint transfer by alignment (conv flow vs SIFT flow vs NN)", conf)
+    conf = dict(conf, exclude_same_source=as_bool(conf["exclude_same_source"], "exclude_same_source"))
+    rep = Report(out_dir, "Table 2: keypoint transfer by alignment (conv flow vs SIFT flow vs NN transfer)", conf)
     pool = build_pool(conf)
-    retr = get_backbone(conf["retrieval_backbone"])
-    crops = [crop_instance(i, conf["margin"], conf["size"])[0] for i in progress(pool, "crops")]
-    glob = retr.global_features(crops)
-    src = np.array([i.meta["source_id"] for i in pool])
-    cat = np.array([i.category for i in pool])
-    real = np.array([bool(i.meta.get("real")) for i in pool])
-    queries = []
-    for c in dict.fromkeys(cat):
-        idx = np.flatnonzero(real & (cat == c))
-        queries += list(idx[: conf["max_queries"]] if conf["max_queries"] else idx)
-    mask = (cat[queries][:, None] == cat[None, :]) & (src[queries][:, None] != src[None, :])
+    queries = select_queries(pool, conf)
+    if not queries:
+        raise ValueError("table2: no queries (check categories / n_queries / n_warps)")
+    mask = candidate_mask(pool, queries, conf["exclude_same_source"])
+    cache = FeatureCache(conf["input_size"], conf["margin"])
+    for i in progress(pool, "crops"):
+        cache.crop(i)
+    glob = cache.global_features(pool, conf["retrieval_backbone"])
     nbrs = retrieve_neighbours(glob[queries], glob, conf["k"], mask)
+    t_retrieval = time.perf_counter() - t0
 
-    methods = {m: KeypointTransfer(method_config(m, conf)) for m in conf["methods"]}
+    methods = {m: KeypointTransfer(c, cache=cache) for m, c in method_configs(conf).items()}
+    layers = [c.conf.layer for c in methods.values() if c.conf.method == "conv"]
+    if layers:
+        used = sorted(set(queries) | {int(j) for j in nbrs.ravel() if j >= 0})
+        cache.conv_grids([pool[j] for j in used], conf["backbone"], layers)
+
     preds = {m: [] for m in methods}
-    per_query, details0 = [], None
-    fig_method = [m for m in methods if m != "nn"][-1:] or [None]
+    per_query, details, seconds = [], {}, {m: 0.0 for m in methods}
+    same_src_top = {m: [] for m in methods}
+    same_src_k = []
     for qi, q in enumerate(progress(queries, "queries")):
         query = pool[q]
         nb = [pool[j] for j in nbrs[qi] if j >= 0]
         if not nb:
-            continue
-        rec = {"query": query.id, "category": query.category, "neighbours": [n.id for n in nb]}
+            raise ValueError(f"{query.id}: no allowed training instance of category {query.category!r}")
+        is_same = np.array([n.meta["source_id"] == query.meta["source_id"] for n in nb])
+        same_src_k.append(is_same.mean())
+        rec = {"query": query.id, "category": query.category, "source": query.meta["source_id"],
+               "neighbours": [n.id for n in nb], "same_source": is_same.tolist(),
+               "ground_truth": np.where(query.visible[:, None], query.keypoints, np.nan).tolist(), "methods": {}}
         for m, kt in methods.items():
-            if m == fig_method[0] and details0 is None:
-                p, det = kt.predict(query, nb, return_details=True)
-                details0 = (m, query, nb, det, kt)
-            else:
-                p = kt.predict(query, nb)
+            ts = time.perf_counter()
+            p, det = kt.predict_from_neighbours(query, nb, return_details=True)
+            seconds[m] += time.perf_counter() - ts
+            top = det["order"][: kt.conf.top if kt.conf.method != "nn" else 1]
+            same_src_top[m].append(is_same[top].mean())
             preds[m].append((query, p))
-            rec[m] = p.tolist()
+            rec["methods"][m] = {"prediction": p.tolist(), "energies": det["energies"].tolist(),
+                                 "rank": det["order"].tolist(), "pck@0.1": _pck_of([(query, p)], [0.1])[0.1]}
+            if qi == 0 and kt.conf.method != "nn":
+                details[m] = (query, nb, det, kt)
         per_query.append(rec)
 
-    rows, curves = [], {}
-    for m, lst in preds.items():
-        P, G, L, T, C = [], [], [], [], []
-        for query, p in lst:
-            v = query.visible
-            P.append(p[v])
-            G.append(query.keypoints[v])
-            L.append(np.full(v.sum(), query.bbox_size))
-            T += [f"{query.category}/{n}" for n, vv in zip(query.keypoint_names, v) if vv]
-            C += [query.category] * int(v.sum())
-        P, G, L, T, C = np.concatenate(P), np.concatenate(G), np.concatenate(L), np.array(T), np.array(C)
-        curve = pck_curve(P, G, L, PAPER_ALPHAS, types=T)
-        curves[m] = curve
-        row = {"method": m}
-        row.update({f"PCK@{a}": v for a, v in curve.items()})
-        for c in dict.fromkeys(C):
-            row[f"{c} @0.1"] = pck_curve(P[C == c], G[C == c], L[C == c], [0.1], types=T[C == c])[0.1]
-        rows.append(row)
-    # random-keypoint reference: uniformly random points inside the box
-    rng = np.random.default_rng(conf["seed"])
-    Rp, Rg, Rl, Rt = [], [], [], []
-    for query, _ in next(iter(preds.values())):
-        v = query.visible
-        x0, y0, x1, y1 = query.bbox
-        Rp.append(rng.uniform([x0, y0], [x1, y1], (v.sum(), 2)))
-        Rg.append(query.keypoints[v])
-        Rl.append(np.full(v.sum(), query.bbox_size))
-        Rt += [n for n, vv in zip(query.keypoint_names, v) if vv]
-    rand = pck_curve(np.concatenate(Rp), np.concatenate(Rg), np.concatenate(Rl), PAPER_ALPHAS, types=np.array(Rt))
+    qs = [pool[q] for q in queries]
+    rand_preds = random_predictions(qs, conf["seed"])
+    rand = _pck_of(list(zip(qs, rand_preds)))
+    curves = {m: _pck_of(lst) for m, lst in preds.items()}
+    a0, a1, a2 = (float(a) for a in PAPER_ALPHAS)
+    cols = ["method", f"PCK@{a0}", f"PCK@{a1}", f"PCK@{a2}"]
+    rows = [{"method": label(m), **{f"PCK@{a}": v for a, v in c.items()},
+             "top nbrs from query's photo": float(np.mean(same_src_top[m])), "seconds": seconds[m]}
+            for m, c in curves.items()]
     rows.append({"method": "random in box", **{f"PCK@{a}": v for a, v in rand.items()}})
+    cats = list(dict.fromkeys(q.category for q in qs))
+    cat_rows, per_cat = [], {}
+    for c in cats:
+        per_cat[c] = {}
+        for m, lst in preds.items():
+            cv = _pck_of([r for r in lst if r[0].category == c])
+            per_cat[c][m] = cv
+            cat_rows.append({"category": c, "method": label(m), **{f"PCK@{a}": v for a, v in cv.items()}})
+        rnd = _pck_of([(q, r) for q, r in zip(qs, rand_preds) if q.category == c])
+        cat_rows.append({"category": c, "method": f"random in box ({sum(q.category == c for q in qs)} queries)",
+                         **{f"PCK@{a}": v for a, v in rnd.items()}})
 
-    rep.section("Protocol", __doc__.split("\n\n", 1)[1].strip() + f"\n\n{len(per_query)} queries, pool of {len(pool)} "
-                f"instances (real + warps), k = {conf['k']}, median of top {conf['top']}. Methods: `nn` = nearest-"
-                "neighbour keypoint copy in box coordinates, `sift` = SIFT flow (dense SIFT, step "
-                f"{methods.get('sift', KeypointTransfer()).conf.sift_step}, bin "
-                f"{methods.get('sift', KeypointTransfer()).conf.sift_bin}, same MRF solver), `convN` = conv flow on "
-                f"{conf['backbone']} layer convN.")
-    rep.section("PCK (mean over keypoint types)", markdown_table(rows))
-    rep.results.update({"pck": curves, "random": rand, "rows": rows, "per_query": per_query,
-                        "n_queries": len(per_query), "pool_size": len(pool), "seconds": time.perf_counter() - t0})
-    _plots(rep, curves, rand, details0)
-    rep.section("Runtime", f"{time.perf_counter() - t0:.1f} s on this machine.")
+    n_pool = {c: sum(i.category == c for i in pool) for c in cats}
+    proto = ("strict cross-instance: everything derived from the query's photo is held out"
+             if conf["exclude_same_source"] else
+             "the query's own photo and its sibling warps stay in the training pool (only the query is held out)")
+    rep.section("Protocol", __doc__.split("\n\n", 1)[1].strip() + "\n\n"
+                f"This run: dataset `{conf['dataset']}`, {len(qs)} queries ({', '.join(f'{c}: {sum(q.category == c for q in qs)}' for c in cats)}), "
+                f"pools {n_pool} instances per category; {proto}. k = {conf['k']} neighbours by "
+                f"`{conf['retrieval_backbone']}` global features (cosine), median of the top {conf['top']} by "
+                f"alignment energy; flow: beta = {conf['beta']}, {conf['n_iter']} BP iterations, search radius "
+                f"{conf['max_radius_px']} crop px; crops: box + {conf['margin']} margin -> {conf['input_size']} px; "
+                f"SIFT flow: dense SIFT step {conf['sift_step']}, bin {conf['sift_bin']} px; conv flow: "
+                f"`{conf['backbone']}` {', '.join(layers) or '-'}.\n\n"
+                f"Retrieved neighbours from the query's own photo: {np.mean(same_src_k):.0%} of the k.")
+    rep.section("PCK (mean over keypoint types), all queries",
+                markdown_table(rows, cols + ["top nbrs from query's photo", "seconds"]) +
+                "\n`top nbrs from query's photo`: fraction of the neighbours actually used (the top by energy; the "
+                "single nearest for NN transfer) that are warps/the photo of the query's own object. `seconds`: "
+                "alignment + transfer time of the method.")
+    rep.section("PCK per category", markdown_table(cat_rows, ["category"] + cols))
+    rep.results.update({
+        "pck": curves, "random": rand, "per_category": per_cat, "rows": rows, "category_rows": cat_rows,
+        "same_source_fraction_k": float(np.mean(same_src_k)),
+        "same_source_fraction_top": {m: float(np.mean(v)) for m, v in same_src_top.items()},
+        "per_query": per_query, "n_queries": len(qs), "pool_sizes": n_pool, "method_seconds": seconds,
+        "retrieval_seconds": t_retrieval,
+    })
+    _plots(rep, curves, rand, details)
+    total = time.perf_counter() - t0
+    rep.results["seconds"] = total
+    rep.section("Runtime", f"{total:.1f} s in total ({t_retrieval:.1f} s crops + global features); per method: "
+                + ", ".join(f"{label(m)} {s:.1f} s" for m, s in seconds.items()) + ".")
     return rep.save()
 
 
-def _plots(rep: Report, curves: dict, rand: dict, details0) -> None:
+def _plots(rep: Report, curves: dict, rand: dict, details: dict) -> None:
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for m, c in curves.items():
-        ax.plot(list(c), list(c.values()), "o-", label=m)
-    ax.plot(list(rand), list(rand.values()), "k--", label="random in box")
-    ax.set_xscale("log")
-    ax.set_xlabel("alpha (fraction of max(box h, w))")
-    ax.set_ylabel("PCK")
-    ax.legend()
-    rep.figure(fig, "pck_vs_alpha.png", "PCK against alpha per method.")
-    if details0 is None:
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    alphas = [float(a) for a in PAPER_ALPHAS]
+    n = len(curves) + 1
+    wd = 0.8 / n
+    for i, (m, c) in enumerate(list(curves.items()) + [("random in box", rand)]):
+        ax.bar(np.arange(len(alphas)) + (i - (n - 1) / 2) * wd, [c[a] for a in alphas], wd,
+               label=label(m) if m != "random in box" else m, color="0.6" if m == "random in box" else None)
+    ax.set_xticks(range(len(alphas)), [f"alpha = {a}" for a in alphas])
+    ax.set_ylabel("PCK (mean over keypoint types)")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7)
+    rep.figure(fig, "pck_vs_alpha.png", "PCK at the paper's three alphas per method.")
+    if not details:
         return
-    m, query, nb, det, kt = details0
+    convs = [k for k in details if details[k][3].conf.method == "conv"]
+    m = convs[-1] if convs else next(iter(details))  # the last (deepest) conv layer configured
+    query, nb, det, kt = details[m]
     crop_q, tq = kt.crop(query)
-    order = np.argsort(det["energies"], kind="stable")[: kt.conf.top]
+    order = det["order"][: kt.conf.top]
+    pred = tq.to_crop(_median(det, kt.conf.top))
+    v = query.visible
     n = len(order) + 1
-    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.9))
+    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 3.0))
     axes[0].imshow(crop_q)
-    g = tq.to_crop(query.keypoints[query.visible])
-    pred = tq.to_crop(np.asarray(kt.predict(query, nb)))[query.visible]
+    g = tq.to_crop(query.keypoints[v])
     axes[0].plot(g[:, 0], g[:, 1], "g.", ms=6, label="ground truth")
-    axes[0].plot(pred[:, 0], pred[:, 1], "rx", ms=5, label="prediction")
+    axes[0].plot(pred[v, 0], pred[v, 1], "rx", ms=5, label="prediction")
     axes[0].set_title(f"query {query.id}", fontsize=7)
     axes[0].legend(fontsize=6, loc="lower left")
-    for ax, j in zip(axes[1:], order):
+    for rank, (ax, j) in enumerate(zip(axes[1:], order), 1):
         ax.imshow(kt.warped_neighbour(query, nb[j], det["alignments"][j]))
         t = tq.to_crop(det["transferred"][j])
         ax.plot(t[:, 0], t[:, 1], "y.", ms=4)
-        ax.set_title(f"{nb[j].id}\nE={det['energies'][j]:.2f}", fontsize=6)
+        same = nb[j].meta.get("source_id") == query.meta.get("source_id")
+        ax.set_title(f"#{rank} {nb[j].id}{' (same photo)' if same else ''}\nE = {det['energies'][j]:.1f}", fontsize=6)
     for ax in axes:
         ax.axis("off")
-    rep.figure(fig, "neighbours.png", f"Top neighbours warped into the query frame by {m} flow, with their "
-               "transferred keypoints (yellow); left: query with ground truth (green) and the median prediction (red).")
+    rep.figure(fig, "neighbours.png", f"Top {len(order)} neighbours by alignment energy, warped into the query "
+               f"frame by {label(m)} (warp.warp_image), with their transferred keypoints (yellow); left: the query "
+               "with ground truth (green) and the median prediction (red).")
+
+
+def _median(det: dict, top: int) -> np.ndarray:
+    from ..transfer import median_of_top
+
+    return median_of_top(det["transferred"], det["energies"], top)

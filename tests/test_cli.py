@@ -1,0 +1,19 @@
+from click.testing import CliRunner
+
+from convcorr.cli import _parse_overrides, cli
+
+
+def test_parse_overrides_types():
+    o = _parse_overrides(("a=3", "b=0.5", "c=[1, 2]", "d=true", "e=False", "f=None", "g=conv4", "h=/data/voc"))
+    assert o == {"a": 3, "b": 0.5, "c": [1, 2], "d": True, "e": False, "f": None, "g": "conv4", "h": "/data/voc"}
+
+
+def test_cli_rf_and_errors():
+    r = CliRunner().invoke(cli, ["rf", "--backbone", "alexnet"])
+    assert r.exit_code == 0 and "conv4" in r.output and "131" in r.output
+    r = CliRunner().invoke(cli, ["experiment", "table1", "--set", "nope=1"])
+    assert r.exit_code != 0 and "no option 'nope'" in r.output
+    r = CliRunner().invoke(cli, ["experiment", "table1", "--set", "novalue"])
+    assert r.exit_code != 0 and "KEY=VALUE" in r.output
+    r = CliRunner().invoke(cli, ["backbones"])
+    assert "alexnet" in r.output and "efficientnet_lite0" in r.output
