@@ -1,37 +1,118 @@
 import numpy as np
+import pytest
 
-from convcorr.backbones import get_backbone
-from convcorr.features import PixelConvFeatures, conv_features_at, sift_features_at
+from convcorr.features import (PixelConvFeatures, array_digest, cache_path, cached, conv_features_at, crop_box,
+                               dense_conv_grid, sift_features_at)
+from convcorr.geometry import RFGeometry
 from convcorr.sift import sift_at_points
+from convcorr.types import Instance
 
 
-def test_conv_features_at_nearest_column():
-    bb = get_backbone("alexnet", pretrained=False, device="cpu")
+@pytest.fixture(scope="module")
+def alexnet():
+    from convcorr.backbones import get_backbone
+
+    return get_backbone("alexnet", pretrained=False, device="cpu")
+
+
+def toy_instance():
+    img = np.zeros((60, 80, 3), np.uint8)
+    img[20:40, 30:50] = 255
+    kp = np.array([[30.0, 20.0], [49.0, 39.0], [np.nan, np.nan]])
+    return Instance(id="toy", category="box", bbox=(30.0, 20.0, 49.0, 39.0), keypoint_names=("tl", "br", "c"),
+                    keypoints=kp, visible=np.array([True, True, False]), image_path=None, image=img, meta={})
+
+
+def test_crop_box_maps_round_trip_and_hit_content():
+    inst = toy_instance()
+    crop, to_crop, from_crop = crop_box(inst, margin=0.25, size=100)
+    assert crop.shape == (100, 100, 3) and crop.dtype == np.uint8
+    pts = np.array([[0.0, 0.0], [31.5, 22.25], [79.0, 59.0]])
+    np.testing.assert_allclose(from_crop(to_crop(pts)), pts, atol=1e-9)
+    # box corners (+ 0.25 * 19 px margin) land inside the crop, symmetrically
+    tl, br = to_crop(inst.keypoints[:2])
+    assert 10 < tl[0] < 25 and 10 < tl[1] < 25
+    np.testing.assert_allclose(tl + br, [99, 99], atol=6)
+    # the bright square's centre maps to a bright crop pixel, a point outside it to a dark one
+    c = np.rint(to_crop(np.array([[40.0, 30.0], [26.0, 16.0]]))).astype(int)
+    assert crop[c[0, 1], c[0, 0]].min() == 255 and crop[c[1, 1], c[1, 0]].max() == 0
+
+
+def test_conv_features_at_nearest_column(alexnet):
     img = (np.random.default_rng(0).random((227, 227, 3)) * 255).astype(np.uint8)
     xy = np.array([[17.0, 17.0], [40.0, 100.0]])
-    f = conv_features_at(bb, [img], [xy], ["conv3"])["conv3"]
-    a = bb.extract([img], ["conv3"], size=None)["conv3"][0]
+    f = conv_features_at(alexnet, [img], [xy], ["conv3"])["conv3"]
+    a = alexnet.extract([img], ["conv3"], size=None)["conv3"][0]
     # (17, 17) is column (0, 0); (40, 100): (40 - 17) / 16 = 1.44 -> 1, (100 - 17) / 16 = 5.19 -> 5
     np.testing.assert_allclose(f[0], a[0, 0])
     np.testing.assert_allclose(f[1], a[5, 1])
 
 
+def test_nearest_column_centre_within_half_stride(alexnet):
+    img = (np.random.default_rng(3).random((227, 227, 3)) * 255).astype(np.uint8)
+    rng = np.random.default_rng(4)
+    for layer in ("conv1", "conv2", "conv5"):
+        g = alexnet.rf(layer)
+        grid, geom = dense_conv_grid(alexnet, img, layer)
+        assert geom == g
+        centres = g.grid_centers(grid.shape[:2])
+        lo, hi = centres[0, 0], centres[-1, -1]
+        xy = rng.uniform(lo, hi, size=(50, 2))  # points within the span of column centres
+        f = conv_features_at(alexnet, [img], [xy], [layer])[layer]
+        cr = g.pixel_to_column(xy, grid.shape[:2])
+        assert np.all(np.abs(g.column_to_pixel(cr) - xy) <= g.stride / 2 + 1e-9)
+        np.testing.assert_allclose(f, grid[cr[:, 1], cr[:, 0]])
+
+
 def test_sift_features_match_sift_at_points():
-    img = (np.random.default_rng(1).random((64, 64, 3)) * 255).astype(np.uint8)
-    xy = np.array([[30.0, 31.0]])
+    rng = np.random.default_rng(1)
+    img = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
+    img2 = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
+    xy = np.array([[30.0, 31.0], [10.5, 50.0]])
     np.testing.assert_allclose(sift_features_at(img, xy, 20), sift_at_points(img, xy, 10))
+    both = sift_features_at([img, img2], [xy, xy[:1]], 40)
+    assert both.shape == (3, 128)
+    np.testing.assert_allclose(both[2:], sift_at_points(img2, xy[:1], 20))
 
 
-def test_pixel_conv_features_exact_on_column_centres():
-    bb = get_backbone("alexnet", pretrained=False, device="cpu")
+def test_pixel_conv_features_exact_on_column_centres(alexnet):
     img = (np.random.default_rng(2).random((99, 99, 3)) * 255).astype(np.uint8)
-    pix = PixelConvFeatures(bb, img, ["conv1", "conv2"])
-    a = bb.extract([img], ["conv1", "conv2"], size=None)
+    pix = PixelConvFeatures(alexnet, img, ["conv1", "conv2"])
+    a = alexnet.extract([img], ["conv1", "conv2"], size=None)
     # at an unshifted column centre the 1-pixel-stride feature equals the ordinary column
     np.testing.assert_allclose(pix.at("conv1", np.array([[5 + 4 * 3, 5 + 4 * 2]]))[0], a["conv1"][0, 2, 3], rtol=1e-5)
     np.testing.assert_allclose(pix.at("conv2", np.array([[9 + 8 * 2, 9]]))[0], a["conv2"][0, 0, 2], rtol=1e-5)
     # one pixel right of a centre: the column of the image shifted left by one pixel
     shifted = np.zeros_like(img)
     shifted[:, :-1] = img[:, 1:]
-    b = bb.extract([shifted], ["conv1"], size=None)["conv1"][0]
+    b = alexnet.extract([shifted], ["conv1"], size=None)["conv1"][0]
     np.testing.assert_allclose(pix.at("conv1", np.array([[5 + 4 * 3 + 1, 5]]))[0], b[0, 3], rtol=1e-5)
+    grid = pix.grid("conv1")
+    assert grid.shape == (99, 99, a["conv1"].shape[-1])
+    np.testing.assert_allclose(grid[5 + 4 * 2, 5 + 4 * 3], a["conv1"][0, 2, 3], rtol=1e-5)
+
+
+def test_dense_conv_grid_pixel_stride(alexnet):
+    img = (np.random.default_rng(5).random((40, 40, 3)) * 255).astype(np.uint8)
+    grid, geom = dense_conv_grid(alexnet, img, "conv1", pixel_stride=True)
+    assert grid.shape[:2] == (40, 40) and geom.stride == 1 and geom.offset == 0
+    a = alexnet.extract([img], ["conv1"], size=None)["conv1"][0]
+    np.testing.assert_allclose(grid[5 + 4, 5 + 8], a[1, 2], rtol=1e-5)
+
+
+def test_cache_round_trip(tmp_path):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return np.arange(6.0).reshape(2, 3)
+
+    d = array_digest(np.zeros(3))
+    v1 = cached("face/lenna~w0", "alexnet conv3", compute, d, root=tmp_path)
+    v2 = cached("face/lenna~w0", "alexnet conv3", compute, d, root=tmp_path)
+    np.testing.assert_array_equal(v1, v2)
+    assert len(calls) == 1
+    assert cache_path("face/lenna~w0", "alexnet conv3", d, tmp_path).exists()
+    cached("face/lenna~w0", "alexnet conv3", compute, array_digest(np.ones(3)), root=tmp_path)
+    assert len(calls) == 2  # different content digest: recomputed
+    assert array_digest(np.zeros(3)) != array_digest(np.zeros(3, np.float32))

@@ -1,16 +1,30 @@
 import json
 
-from convcorr.experiments import run
+import pytest
+
+from convcorr.experiments import resolve_conf, run
 
 
 def test_table3_tiny(tmp_path, shared):
-    run("table3", tmp_path, "default", {"categories": ["face"], "n_warps": 1, "radii": [20, 80], "layers": ["conv3"],
-                                        "folds": 3, "Cs": [0.1, 1.0], "n_response_instances": 1,
-                                        "n_response_keypoints": 3, "response_window": 8})
+    run("table3", tmp_path, "default", {"categories": ["face"], "n_synthetic": 1, "radii": [20, 80],
+                                        "layers": ["conv3"], "folds": 3, "Cs": [0.1, 1.0], "n_response": 3,
+                                        "n_response_instances": 1, "response_window": 8, "n_jobs": 1})
     res = json.loads((tmp_path / "results.json").read_text())["results"]
     acc = res["accuracy"]["face"]
     assert set(acc) == {"SIFT r20", "SIFT r80", "conv3"}
     assert max(acc.values()) > 2 * res["chance"]["face"]
+    assert res["splits"]["face"].startswith("by photo")
+    assert set(res["cv_accuracy"]["face"]["conv3"]) == {"0.1", "1.0"}
     for f in ("cv_accuracy.png", "response_maps.png", "max_histograms.png", "report.md"):
         assert (tmp_path / f).stat().st_size > 500
     assert len(res["response_peak_offsets"]["conv3"]) == 3
+    assert all(abs(v) <= 8 for o in res["response_peak_offsets"]["SIFT r20"] for v in o)
+    md = (tmp_path / "report.md").read_text()
+    assert "| face |" in md and "| mean |" in md
+
+
+def test_table3_paper_preset_fails_clearly_without_data(tmp_path):
+    conf = resolve_conf("table3", "paper")
+    assert conf["dataset"] == "berkeley" and conf["radii"] == [10, 20, 40, 80, 160]
+    with pytest.raises(FileNotFoundError, match="root"):
+        run("table3", tmp_path, "paper")

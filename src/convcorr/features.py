@@ -1,58 +1,114 @@
-"""Features at points: conv-layer columns and SIFT descriptors at keypoints, and 1-pixel-stride conv features.
+"""Features at points of instance crops: conv-layer columns, SIFT descriptors, and dense (1-pixel-stride) conv maps.
 
-All points are (x, y) in the pixels of the image the features are computed on (here: instance crops of
-:func:`convcorr.transfer.crop_instance`, which are the network input).
+Every instance is first cropped to its box enlarged by ``margin`` (fraction of the box width/height on every
+side; outside the image is black) and resized to ``size x size`` pixels, the network input (paper Sec. 4). The
+crop comes with exact point maps between original-image pixels and crop pixels (pixel-centre convention of
+resampling, as :func:`convcorr.geometry.scale_points`). All points are (x, y) in pixels of the image the
+features are computed on.
+
+- :func:`conv_features_at`: for each point the feature of the column whose rf centre is nearest
+  (``backbone.rf(layer).pixel_to_column``; the crop is fed to the network at its own size).
+- :func:`sift_features_at`: SIFT descriptor of the paper's "radius" r (bin size r / 2, 4 x 4 bins span 2r px)
+  centred exactly at each point (:func:`convcorr.sift.sift_at_points`).
+- :func:`dense_conv_grid`: a layer on one crop, either at its native stride or at 1-pixel stride
+  (:class:`PixelConvFeatures`: exact, the crop is shifted by every offset within one stride and re-run).
+- :func:`cached`: a tiny on-disk NPZ cache in ``cache_dir()/features`` keyed by instance id + feature name
+  (+ an optional content digest, e.g. of the crop, so stale entries are never reused).
 """
 from __future__ import annotations
 
-from typing import Sequence
+import hashlib
+import re
+from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 
+from .geometry import RFGeometry
 from .sift import radius_to_bin_size, sift_at_points
 
 
+# --------------------------------------------------------------------------------------------------------- crops
+def crop_box(inst, margin: float = 0.1, size: int = 227) -> tuple[np.ndarray, Callable, Callable]:
+    """Crop of the instance's box (+ ``margin``) resized to (size, size, 3) uint8, with exact point maps.
+
+    Returns:
+        (crop (size, size, 3) uint8, to_crop, from_crop): ``to_crop(xy (N, 2) original px) -> (N, 2) crop px``
+        and its inverse ``from_crop``.
+    """
+    from .transfer import crop_instance
+
+    if size <= 0:
+        raise ValueError(f"crop_box: size must be positive, got {size}")
+    crop, t = crop_instance(inst, margin, size)
+    return crop, t.to_crop, t.from_crop
+
+
+# --------------------------------------------------------------------------------------------- features at points
 def conv_features_at(backbone, crops: Sequence[np.ndarray], xy: Sequence[np.ndarray], layers: Sequence[str],
                      batch_size: int = 16) -> dict[str, np.ndarray]:
     """Feature of the column whose rf centre is nearest each point.
 
     Args:
-        crops: N images (S, S, 3) fed to the network at their own size.
+        crops: N images (S, S, 3) uint8 fed to the network at their own size (all the same size).
         xy: N arrays (K_i, 2) of points in crop pixels.
+        layers: spatial layer names of ``backbone``.
     Returns:
-        {layer: (sum K_i, C)} rows in the order of the points.
+        {layer: (sum K_i, C) float32} rows in the order of the points.
     """
-    acts = backbone.extract(list(crops), list(layers), size=None, batch_size=batch_size)
+    crops, xy = list(crops), [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in xy]
+    if len(crops) != len(xy):
+        raise ValueError(f"conv_features_at: {len(crops)} crops but {len(xy)} point arrays")
+    if not crops:
+        return {l: np.zeros((0, 0), np.float32) for l in layers}
+    acts = backbone.extract(crops, list(layers), size=None, batch_size=batch_size)
     out = {}
     for l in layers:
         g = backbone.rf(l)
         rows = []
         for a, p in zip(acts[l], xy):
-            cr = g.pixel_to_column(np.asarray(p), a.shape[:2])
+            cr = g.pixel_to_column(p, a.shape[:2])
             rows.append(a[cr[:, 1], cr[:, 0]])
-        out[l] = np.concatenate(rows) if rows else np.zeros((0, acts[l].shape[-1]))
+        out[l] = np.concatenate(rows).astype(np.float32)
     return out
 
 
-def sift_features_at(crop: np.ndarray, xy: np.ndarray, radius: float) -> np.ndarray:
-    """(K, 128) SIFT descriptors of the paper's ``radius`` (bin size radius / 2) centred at the points."""
-    return sift_at_points(crop, xy, radius_to_bin_size(radius))
+def sift_features_at(crops, xy, radius: float) -> np.ndarray:
+    """SIFT descriptors of the paper's ``radius`` r (bin size r / 2) centred exactly at points.
+
+    Args:
+        crops: one image (H, W[, 3]) with ``xy`` (K, 2), or a sequence of images with a sequence of (K_i, 2).
+        radius: SIFT radius in pixels (the descriptor spans 2r px).
+    Returns:
+        (K, 128) or (sum K_i, 128) float32, rows in the order of the points.
+    """
+    if isinstance(crops, np.ndarray) and crops.ndim in (2, 3) and crops.dtype != object:
+        return sift_at_points(crops, np.asarray(xy, dtype=np.float64).reshape(-1, 2), radius_to_bin_size(radius))
+    crops, xy = list(crops), list(xy)
+    if len(crops) != len(xy):
+        raise ValueError(f"sift_features_at: {len(crops)} crops but {len(xy)} point arrays")
+    if not crops:
+        return np.zeros((0, 128), np.float32)
+    return np.concatenate([sift_features_at(c, p, radius) for c, p in zip(crops, xy)])
 
 
+# ------------------------------------------------------------------------------------------------ dense features
 class PixelConvFeatures:
     """Conv features of one image at 1-pixel stride, computed exactly by shifting the input.
 
-    For every shift (sx, sy) in [0, stride)^2 the image translated by (-sx, -sy) is fed to the network, so column
-    (c, r) of that pass is centred at pixel (offset + stride * c + sx, offset + stride * r + sy) of the original
-    image; together the passes cover every pixel. ``stride^2`` forward passes (256 for AlexNet conv3-pool5),
-    done once per image for all requested layers.
+    For every shift (sx, sy) in [0, stride)^2 the image translated by (-sx, -sy) (zero fill on the right/bottom) is
+    fed to the network, so column (c, r) of that pass is centred at pixel (offset + stride * c + sx,
+    offset + stride * r + sy) of the original image; together the passes cover every pixel. ``stride^2``
+    forward passes (256 for AlexNet conv3-pool5), done once per image for all requested layers. Pixels
+    left of/above the first column centre are clamped to it (and likewise beyond the last one).
     """
 
     def __init__(self, backbone, image: np.ndarray, layers: Sequence[str], batch_size: int = 32):
         self.backbone = backbone
         self.layers = list(layers)
+        self.image_hw = image.shape[:2]
         self.geoms = {l: backbone.rf(l) for l in self.layers}
-        smax = int(max(g.stride for g in self.geoms.values()))
+        self.smax = smax = int(max(g.stride for g in self.geoms.values()))
         H, W = image.shape[:2]
         shifted, self.shifts = [], []
         for sy in range(smax):
@@ -65,15 +121,85 @@ class PixelConvFeatures:
         self.index = {s: i for i, s in enumerate(self.shifts)}
 
     def at(self, layer: str, xy: np.ndarray) -> np.ndarray:
-        """(M, C) features at integer pixels ``xy`` (M, 2); pixels left of/above the first centre are clamped."""
+        """(M, C) features at integer pixels ``xy`` (M, 2) (rounded)."""
         g = self.geoms[layer]
         a = self.acts[layer]
-        xy = np.rint(np.asarray(xy, dtype=np.float64)).astype(np.int64)
+        xy = np.rint(np.asarray(xy, dtype=np.float64).reshape(-1, 2)).astype(np.int64)
+        st = int(g.stride)
         rel = np.maximum(xy - int(round(g.offset)), 0)
-        s = rel % int(g.stride)
-        cr = rel // int(g.stride)
+        s = rel % st
+        cr = rel // st
         h, w = a.shape[1:3]
         cr[:, 0] = np.clip(cr[:, 0], 0, w - 1)
         cr[:, 1] = np.clip(cr[:, 1], 0, h - 1)
-        idx = np.array([self.index[(int(sx), int(sy))] for sx, sy in s])
+        idx = s[:, 1] * self.smax + s[:, 0]  # shifts are enumerated row-major: index = sy * smax + sx
         return a[idx, cr[:, 1], cr[:, 0]]
+
+    def grid(self, layer: str) -> np.ndarray:
+        """(H, W, C) features at every pixel of the image (pixel (x, y) -> row y, column x)."""
+        H, W = self.image_hw
+        xs, ys = np.meshgrid(np.arange(W), np.arange(H))
+        return self.at(layer, np.stack([xs.ravel(), ys.ravel()], 1)).reshape(H, W, -1)
+
+
+def dense_conv_grid(backbone, crop: np.ndarray, layer: str, pixel_stride: bool = False
+                    ) -> tuple[np.ndarray, RFGeometry]:
+    """One layer of ``backbone`` on one crop fed at its own size.
+
+    Returns:
+        (features (h, w, C) float32, geometry): with ``pixel_stride=False`` the native grid and
+        ``backbone.rf(layer)``; with ``pixel_stride=True`` the exact 1-pixel-stride map (H, W, C) of
+        :class:`PixelConvFeatures` and ``RFGeometry(size, 1, 0)`` (column (x, y) centred at pixel (x, y)).
+    """
+    g = backbone.rf(layer)
+    if pixel_stride:
+        return PixelConvFeatures(backbone, crop, [layer]).grid(layer), RFGeometry(g.size, 1.0, 0.0)
+    return backbone.extract([crop], [layer], size=None)[layer][0], g
+
+
+# --------------------------------------------------------------------------------------------------------- cache
+def _safe(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._=+-]+", "_", str(s)).strip("_") or "_"
+
+
+def cache_path(inst_id: str, name: str, digest: str | None = None, root: Path | None = None) -> Path:
+    """NPZ path of a cached feature: ``root/features/<inst_id>/<name>[-<digest>].npz`` (names sanitised)."""
+    from .paths import cache_dir
+
+    root = Path(root) if root is not None else cache_dir()
+    stem = _safe(name) + (f"-{digest}" if digest else "")
+    return root / "features" / _safe(inst_id) / f"{stem}.npz"
+
+
+def array_digest(*arrays: np.ndarray) -> str:
+    """Short content hash (sha1, 12 hex digits) of arrays (values, dtypes and shapes)."""
+    h = hashlib.sha1()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(str((a.dtype.str, a.shape)).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:12]
+
+
+def cached(inst_id: str, name: str, compute: Callable[[], np.ndarray], digest: str | None = None,
+           root: Path | None = None, enabled: bool = True) -> np.ndarray:
+    """``compute()`` once per (instance id, feature name[, digest]); later calls load the NPZ.
+
+    ``name`` should encode everything the value depends on (backbone, layer, crop size/margin, ...);
+    ``digest`` (e.g. :func:`array_digest` of the crop and points) guards against stale entries.
+    """
+    if not enabled:
+        return np.asarray(compute())
+    p = cache_path(inst_id, name, digest, root)
+    if p.exists():
+        try:
+            with np.load(p) as z:
+                return z["value"]
+        except Exception:  # corrupt/partial file: recompute
+            pass
+    value = np.asarray(compute())
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp.npz")
+    np.savez(tmp, value=value)
+    tmp.replace(p)
+    return value
