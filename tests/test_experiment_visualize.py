@@ -1,0 +1,50 @@
+import json
+
+import numpy as np
+import pytest
+
+from convcorr import experiments
+from convcorr.experiments import visualize as vis
+
+
+def test_configs():
+    for name in ("default", "paper"):
+        c = vis.CONFIGS[name]
+        assert c["k"] == 5 and set(c["recon_layers"]) <= set(c["layers"])
+    assert vis.CONFIGS["paper"]["db_size"] >= 1_000_000
+    assert vis.slug("face/lenna") == "face_lenna"
+
+
+def test_square_crop_maps_points():
+    img = np.zeros((40, 60, 3), np.uint8)
+    img[10, 30] = 255
+    crop, f = vis.square_crop(img, (30, 10), 20, 20)
+    assert crop.shape == (20, 20, 3)
+    x, y = f(np.array([[30.0, 10.0]]))[0]
+    assert crop[int(round(y)), int(round(x))].max() == 255
+
+
+def _png_ok(path, min_std=5.0):
+    from PIL import Image
+
+    assert path.is_file() and path.stat().st_size > 5000, path
+    a = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32)
+    assert a.shape[0] > 100 and a.shape[1] > 200 and a.std() > min_std, path
+
+
+def test_tiny_run(tmp_path, shared):
+    over = dict(db_size=1500, n_warps=0, layers=["conv1", "conv5", "pool5"], recon_layers=["conv1", "conv5"],
+                queries=["face/lenna"], seeds=[["face/lenna", "p31"]], k_rf=5, batch_size=8)
+    path = experiments.run("visualize", tmp_path, "default", over)
+    assert path == tmp_path / "report.md"
+    for name in ("reconstruction_face_lenna.png", "uniform_rf_face_lenna.png", "average_rf.png"):
+        _png_ok(tmp_path / name)
+    res = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert "face/lenna" not in res["db_photos"] and "face/lenna" in res["held_out"]
+    assert res["database"]["conv1"]["vectors"] == 1500 and res["database"]["conv5"]["vectors"] == 1500
+    err = res["pixel_error"]["face/lenna"]
+    assert 0 < err["conv1"]["pixel_error"] < 80  # a real reconstruction, not a blank image
+    md = path.read_text()
+    assert "reconstruction_face_lenna.png" in md and "ms per query vector" in md
+    with pytest.raises(KeyError, match="not source photos"):
+        experiments.run("visualize", tmp_path / "bad", "default", dict(over, queries=["nope"]))
