@@ -17,3 +17,10 @@ def test_cli_rf_and_errors():
     assert r.exit_code != 0 and "KEY=VALUE" in r.output
     r = CliRunner().invoke(cli, ["backbones"])
     assert "alexnet" in r.output and "efficientnet_lite0" in r.output
+
+
+def test_headline_table():
+    from convcorr.cli import headline_table
+
+    md = "# T\n\n## Configuration\n\n| a | b |\n|---|---|\n\n## Results\n\ntext\n\n| m | v |\n|---|---|\n| x | 1 |\n\nafter"
+    assert headline_table(md) == "_Results_\n\n| m | v |\n|---|---|\n| x | 1 |"

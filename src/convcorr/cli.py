@@ -80,21 +80,41 @@ def experiment_cmd(name: str, out_dir: Path | None, preset: str, sets: tuple[str
     click.echo(f"report written to {path}")
 
 
+def headline_table(markdown: str) -> str:
+    """The first results table of a report (the first Markdown table outside Configuration/Protocol), with its heading."""
+    heading, skip = "", True
+    lines = markdown.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("## "):
+            heading = line[3:]
+            skip = heading in ("Configuration", "Protocol")
+        elif line.startswith("|") and not skip:
+            j = i
+            while j < len(lines) and lines[j].startswith("|"):
+                j += 1
+            return f"_{heading}_\n\n" + "\n".join(lines[i:j])
+    return "_(no table)_"
+
+
 def run_all(out_dir: Path, preset: str = "default", overrides: dict | None = None) -> Path:
     """Run every experiment (each with the given preset when it has one) and index the reports."""
     from . import experiments
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    lines = ["# convcorr report", "", "Every experiment run on the embedded default data.", ""]
+    lines = ["# convcorr report", "",
+             "Every experiment of the paper run on the embedded default data (real annotated photos from the shared "
+             "folder plus synthetic warps with exact keypoints); the headline table of each report is repeated "
+             "here, follow the links for protocols, figures and all numbers.", ""]
     for name in EXPERIMENTS:
         mod = experiments.get_experiment(name)
         p = preset if preset in mod.CONFIGS else "default"
         ov = {k: v for k, v in (overrides or {}).items() if k in mod.CONFIGS[p]}
         click.echo(f"== {name} (preset {p})", err=True)
         path = experiments.run(name, out_dir / name, p, ov)
-        first = path.read_text().split("\n", 1)[0].lstrip("# ")
-        lines.append(f"- [{name}: {first}]({name}/report.md)")
+        text = path.read_text()
+        first = text.split("\n", 1)[0].lstrip("# ")
+        lines += [f"## [{name}: {first}]({name}/report.md)", "", headline_table(text), ""]
     index = out_dir / "report.md"
     index.write_text("\n".join(lines) + "\n")
     return index
