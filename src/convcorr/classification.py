@@ -17,6 +17,8 @@ import warnings
 from typing import Callable, Sequence
 
 import numpy as np
+
+from .linalg import l2_normalize as _l2_normalize
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GroupKFold, StratifiedKFold
 from sklearn.svm import LinearSVC
@@ -25,9 +27,8 @@ DEFAULT_CS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 
 
 def l2_rows(X: np.ndarray) -> np.ndarray:
-    """Rows divided by their L2 norm (zero rows stay zero)."""
-    X = np.asarray(X, dtype=np.float64)
-    return X / np.maximum(np.linalg.norm(X, axis=-1, keepdims=True), 1e-12)
+    """Rows divided by their L2 norm, float64 (zero rows stay zero)."""
+    return _l2_normalize(X, dtype=np.float64)
 
 
 def keypoint_dataset(instances: Sequence, feature_fn: Callable, group_by: str = "source"

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
+from .linalg import l2_normalize as _l2_normalize
+
 BIG = 1e9
 
 
@@ -159,9 +161,8 @@ def distance_transform_sq(cost: np.ndarray, weight: float) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------------------------- data term
 def l2_normalize(f: np.ndarray, eps: float = 1e-8) -> np.ndarray:
-    """Divide every column (last axis) by its L2 norm (zero columns stay zero)."""
-    f = np.asarray(f, dtype=np.float64)
-    return f / np.maximum(np.linalg.norm(f, axis=-1, keepdims=True), eps)
+    """Divide every column (last axis) by its L2 norm, float64 (zero columns stay zero)."""
+    return _l2_normalize(f, eps, dtype=np.float64)
 
 
 def data_cost(fs: np.ndarray, ft: np.ndarray, radius: int, outside_cost: float | None = None,

@@ -34,6 +34,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import LinearSVC
 
+from .linalg import l2_normalize as _l2_normalize
 from .geometry import RFGeometry
 from .types import Instance
 
@@ -66,9 +67,8 @@ def neighbourhood_features(grid: np.ndarray, k: int = 3) -> np.ndarray:
 
 
 def l2_normalize(X: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """Rows (last axis) scaled to unit L2 norm (all-zero rows stay zero)."""
-    X = np.asarray(X, dtype=np.float32)
-    return X / np.maximum(np.linalg.norm(X, axis=-1, keepdims=True), eps)
+    """Rows (last axis) scaled to unit L2 norm, float32 (all-zero rows stay zero)."""
+    return _l2_normalize(X, eps, dtype=np.float32)
 
 
 def positives_negatives(geom: RFGeometry, grid_hw: tuple[int, int], xy: np.ndarray,
@@ -192,13 +192,10 @@ def predict_location(score_map: np.ndarray, geom: RFGeometry) -> np.ndarray:
 
 def transfer_keypoints(query_bbox: Sequence[float], neighbour: Instance) -> np.ndarray:
     """Neighbour's keypoints copied into the query box in normalised box coordinates -> (K, 2) query pixels
-    (NaN where the neighbour lacks the type)."""
-    qx0, qy0, qx1, qy1 = [float(v) for v in query_bbox]
-    nx0, ny0, nx1, ny1 = [float(v) for v in neighbour.bbox]
-    u = (np.asarray(neighbour.keypoints, dtype=np.float64) - [nx0, ny0]) / [nx1 - nx0, ny1 - ny0]
-    out = u * [qx1 - qx0, qy1 - qy0] + [qx0, qy0]
-    out[~np.asarray(neighbour.visible, bool)] = np.nan
-    return out
+    (NaN where the neighbour lacks the type): :func:`convcorr.transfer.nn_transfer`."""
+    from .transfer import nn_transfer
+
+    return nn_transfer(query_bbox, neighbour)
 
 
 def global_descriptors(backbone, instances: Sequence[Instance], layer: str | None = "pool5", margin: float = 0.0,
@@ -219,9 +216,9 @@ def global_descriptors(backbone, instances: Sequence[Instance], layer: str | Non
 
 def nearest_neighbours(query: np.ndarray, db: np.ndarray) -> np.ndarray:
     """(Q,) index of the most cosine-similar row of ``db`` (N, D) for each row of ``query`` (Q, D)."""
-    q = l2_normalize(query)
-    d = l2_normalize(db)
-    return np.argmax(q @ d.T, axis=1)
+    from .transfer import retrieve_neighbours
+
+    return retrieve_neighbours(np.asarray(query), np.asarray(db), 1)[:, 0]
 
 
 # ------------------------------------------------------------------------------------------------------ class

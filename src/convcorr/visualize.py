@@ -36,6 +36,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from .linalg import l2_normalize as _l2_normalize
 from .geometry import RFGeometry
 
 INDEX_TYPES = ("flat", "ivf", "hnsw")
@@ -44,9 +45,7 @@ INDEX_TYPES = ("flat", "ivf", "hnsw")
 # ------------------------------------------------------------------------------------------------- small helpers
 def l2_normalize(x: np.ndarray) -> np.ndarray:
     """Rows of (N, D) scaled to unit L2 norm (float32); zero rows stay zero."""
-    x = np.asarray(x, dtype=np.float32)
-    n = np.linalg.norm(x, axis=-1, keepdims=True)
-    return np.ascontiguousarray(x / np.maximum(n, 1e-12), dtype=np.float32)
+    return _l2_normalize(x, dtype=np.float32)
 
 
 def patch_start(centers: np.ndarray, size: int) -> np.ndarray:
