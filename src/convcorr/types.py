@@ -38,6 +38,16 @@ def load_image(path: str | Path) -> np.ndarray:
         raise DataError(f"{path}: cannot decode image ({exc})") from exc
 
 
+def resize_image(image: np.ndarray, size_hw: Sequence[int]) -> np.ndarray:
+    """Bilinear resize (PIL, pixel-centre convention) of an (H, W, 3) uint8 image to (h, w) = size_hw."""
+    from PIL import Image
+
+    h, w = int(size_hw[0]), int(size_hw[1])
+    if image.shape[:2] == (h, w):
+        return image
+    return np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR))
+
+
 @dataclass
 class Instance:
     """One annotated object instance.

@@ -11,16 +11,7 @@ import torch.nn.functional as F
 from ..geometry import RFGeometry
 from ..receptive_field import compute_rf
 from ..report import progress
-
-
-def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of an (H, W, 3) uint8 image to (h, w) = size (PIL, pixel-centre convention)."""
-    from PIL import Image
-
-    h, w = size
-    if image.shape[:2] == (h, w):
-        return image
-    return np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR))
+from ..types import resize_image
 
 
 class Backbone(nn.Module):

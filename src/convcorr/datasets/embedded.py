@@ -17,8 +17,7 @@ import numpy as np
 
 from ..geometry import scale_points
 from ..paths import require_shared
-from ..types import Instance
-from .backbone_free_resize import resize_uint8
+from ..types import Instance, resize_image
 from .coco import load_coco_keypoints
 from .ibug import load_ibug_folder
 
@@ -36,7 +35,7 @@ def downscale(inst: Instance, max_side: int) -> Instance:
     kp = scale_points(inst.keypoints, (H, W), (h, w))
     b = inst.bbox
     box = np.concatenate([scale_points(b[:2][None], (H, W), (h, w))[0], scale_points(b[2:][None], (H, W), (h, w))[0]])
-    return replace(inst, image=resize_uint8(img, (h, w)), keypoints=kp, bbox=box,
+    return replace(inst, image=resize_image(img, (h, w)), keypoints=kp, bbox=box,
                    meta=dict(inst.meta, scale=(w / W, h / H)))
 
 

@@ -33,6 +33,7 @@ import numpy as np
 from ..pck import pck
 from ..prediction import KeypointPredictor, global_descriptors, nearest_neighbours, transfer_keypoints
 from ..report import Report, markdown_table, progress
+from .table3 import kept_types, split_pool
 
 _COMMON = {
     "size": 500, "margin": 0.0, "features": ["sift", "conv5"], "backbone": "alexnet", "prior_backbone": "alexnet",
@@ -55,13 +56,6 @@ LABEL = {"sift": "SIFT", "conv5": "conv5"}
 
 def _label(feature: str, prior: bool) -> str:
     return LABEL.get(feature, feature) + (" + prior" if prior else "")
-
-
-def kept_types(names: tuple, max_types: int | None) -> np.ndarray:
-    """Indices of an even subsample of at most ``max_types`` keypoint types (all when None)."""
-    if not max_types or len(names) <= max_types:
-        return np.arange(len(names))
-    return np.unique(np.linspace(0, len(names) - 1, max_types).round().astype(int))
 
 
 def _prior_backbone(conf: dict, bb):
@@ -97,7 +91,6 @@ def main(conf: dict, out_dir: Path) -> Path:
 
     matplotlib.use("Agg")
     from ..backbones import get_backbone
-    from .table3 import split_pool
 
     t0, c0 = time.perf_counter(), time.process_time()
     rep = Report(out_dir, "Table 4: keypoint prediction (PCK@0.1)", conf)
