@@ -26,6 +26,29 @@ def require_file(path: str | Path, what: str = "file") -> Path:
     return path
 
 
+def resolve_image_path(root: str | Path, name: str | Path, where: str | Path, allow_outside: bool = False) -> Path:
+    """Path of an image named inside an annotation file, resolved below its data ``root``.
+
+    Args:
+        root: the data root the image must lie in.
+        name: the image name as stored in the annotation (relative to ``root``).
+        where: the annotation file (named in errors).
+        allow_outside: opt-out for users whose annotations point elsewhere on purpose.
+    Raises:
+        DataError naming ``where`` when ``name`` is absolute or escapes ``root`` (``..``, symlinks).
+    """
+    root = Path(root)
+    p = root / Path(str(name))
+    if allow_outside:
+        return p
+    if Path(str(name)).is_absolute():
+        raise DataError(f"{where}: image path {str(name)!r} is absolute; it must lie inside the data root {root}")
+    real_root, real = root.resolve(), p.resolve()
+    if real != real_root and real_root not in real.parents:
+        raise DataError(f"{where}: image path {str(name)!r} escapes the data root {root}")
+    return p
+
+
 def extent_box(xy: np.ndarray, where: str) -> np.ndarray:
     """(x0, y0, x1, y1) extent of the finite points in (N, 2) ``xy``."""
     xy = np.asarray(xy, dtype=np.float64)
