@@ -33,7 +33,9 @@ import numpy as np
 from ..pck import pck
 from ..prediction import KeypointPredictor, global_descriptors, nearest_neighbours, transfer_keypoints
 from ..report import Report, markdown_table, progress
-from .table3 import kept_types, split_pool
+from .. import protocols
+from ..protocols import split_pool
+from .table3 import kept_types
 
 _COMMON = {
     "size": 500, "margin": 0.0, "features": ["sift", "conv5"], "backbone": "alexnet", "prior_backbone": "alexnet",
@@ -50,6 +52,7 @@ CONFIGS = {
         "test_fraction": 0.5, "max_types": None, "mining_rounds": 3, **_COMMON,
     },
 }
+CONFIGS = {k: protocols.with_data_options(v) for k, v in CONFIGS.items()}
 
 LABEL = {"sift": "SIFT", "conv5": "conv5"}
 
