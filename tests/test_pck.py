@@ -61,9 +61,9 @@ from convcorr.pck import PROTOCOLS, PairKeypoints, PCKProtocol, evaluate, get_pr
 
 
 def _rec(pid="p", cat="c", names=("a", "b"), pred=((0, 0), (0, 0)), gt=((0, 0), (0, 0)), sv=(1, 1), tv=(1, 1),
-         sbox=(0, 0, 100, 100), tbox=(0, 0, 100, 100), shw=(200, 200), thw=(200, 200), ehw=None):
+         sbox=(0, 0, 100, 100), tbox=(0, 0, 100, 100), shw=(200, 200), thw=(200, 200), scale=None):
     return PairKeypoints(pid, cat, names, np.array(pred, float), np.array(gt, float), sv, tv, sbox, tbox, shw, thw,
-                         eval_source_hw=ehw, eval_target_hw=ehw)
+                         eval_source_scale=scale, eval_target_scale=scale)
 
 
 def _p(**kw):
@@ -99,13 +99,15 @@ def test_resolution_original_vs_resized_anisotropic():
     # target 100 x 200 (H x W) image resized to 100 x 100: x is halved. Error 15 px in x in the original with
     # L = max image side 200 (alpha 0.1 -> 20 px: correct); resized: error 7.5 px, L = 100 -> 10 px: still
     # correct. An error of 15 px in y stays 15 px, but L shrinks to 100 -> wrong only when resized.
-    r = _rec(pred=((15, 0), (0, 15)), gt=((0, 0), (0, 0)), thw=(100, 200), shw=(100, 200), ehw=(100, 100))
+    r = _rec(pred=((15, 0), (0, 15)), gt=((0, 0), (0, 0)), thw=(100, 200), shw=(100, 200), scale=(0.5, 1.0))
     orig = evaluate([r], _p(threshold="target-image", resolution="original"))
     res = evaluate([r], _p(threshold="target-image", resolution="resized"))
     assert orig.overall["point"][0.1] == 1.0
     assert res.overall["point"][0.1] == 0.5
+    # the box threshold scales the same way: box 100 x 100 -> 50 wide x 100 high in the resized frame
+    assert evaluate([r], _p(threshold="target-bbox", resolution="resized")).overall["point"][0.1] == 0.5
     # an isotropic resize changes nothing
-    r2 = _rec(pred=((15, 0), (0, 15)), thw=(100, 200), shw=(100, 200), ehw=(50, 100))
+    r2 = _rec(pred=((15, 0), (0, 15)), thw=(100, 200), shw=(100, 200), scale=(0.5, 0.5))
     assert evaluate([r2], _p(threshold="target-image", resolution="resized")).overall["point"][0.1] == 1.0
 
 

@@ -265,8 +265,9 @@ class PairKeypoints:
         source_visible, target_visible: (K,) bool.
         source_bbox, target_bbox: (4,) (x0, y0, x1, y1) original pixels.
         source_hw, target_hw: (H, W) of the original images.
-        eval_source_hw, eval_target_hw: (H, W) of the frames the method ran on (resized images), for
-            ``resolution="resized"``; None = the original frames.
+        eval_source_scale, eval_target_scale: (sx, sy) pixels of the frame the method ran on (resized image or
+            crop) per original pixel, for ``resolution="resized"``; None = 1 (the original frame). Distances,
+            boxes and image sides are scaled by it (translations do not change distances).
     """
 
     pair_id: str
@@ -280,8 +281,8 @@ class PairKeypoints:
     target_bbox: np.ndarray
     source_hw: tuple
     target_hw: tuple
-    eval_source_hw: Optional[tuple] = None
-    eval_target_hw: Optional[tuple] = None
+    eval_source_scale: Optional[tuple] = None
+    eval_target_scale: Optional[tuple] = None
 
     def __post_init__(self) -> None:
         self.names = tuple(self.names)
@@ -297,22 +298,17 @@ class PairKeypoints:
         self.target_bbox = np.asarray(self.target_bbox, dtype=np.float64).reshape(4)
 
 
-def _length(box_or_hw, kind: str, size: str) -> float:
+def _length(box_or_hw, kind: str, size: str, scale=(1.0, 1.0)) -> float:
+    sx, sy = float(scale[0]), float(scale[1])
     if kind == "bbox":
         x0, y0, x1, y1 = [float(v) for v in box_or_hw]
-        h, w = y1 - y0, x1 - x0
+        h, w = (y1 - y0) * sy, (x1 - x0) * sx
     else:
-        h, w = float(box_or_hw[0]), float(box_or_hw[1])
+        h, w = float(box_or_hw[0]) * sy, float(box_or_hw[1]) * sx
     L = max(h, w) if size == "max" else float(np.hypot(h, w))
     if not (np.isfinite(L) and L > 0):
         raise ValueError(f"PCK normaliser must be positive, got {L} from {kind} {list(box_or_hw)}")
     return float(L)
-
-
-def _scale_box(box: np.ndarray, from_hw, to_hw) -> np.ndarray:
-    from .geometry import scale_points
-
-    return scale_points(np.asarray(box, dtype=np.float64).reshape(2, 2), from_hw, to_hw).reshape(4)
 
 
 def pair_errors(rec: PairKeypoints, protocol: PCKProtocol) -> tuple[np.ndarray, np.ndarray]:
@@ -323,24 +319,22 @@ def pair_errors(rec: PairKeypoints, protocol: PCKProtocol) -> tuple[np.ndarray, 
         The counted points: visible in the target (and in the source with ``visible_in_both``) with a finite
         ground truth.
     """
-    from .geometry import scale_points
-
     keep = rec.target_visible & np.all(np.isfinite(rec.gt), axis=1)
     if protocol.visible_in_both:
         keep &= rec.source_visible
     idx = np.flatnonzero(keep)
-    pred, gt = rec.pred[idx], rec.gt[idx]
+    diff = rec.pred[idx] - rec.gt[idx]
     side, kind = protocol.threshold.split("-")
     box = rec.target_bbox if side == "target" else rec.source_bbox
     hw = rec.target_hw if side == "target" else rec.source_hw
+    scale = (1.0, 1.0)
     if protocol.resolution == "resized":
-        ehw_t = rec.eval_target_hw or rec.target_hw
-        pred, gt = scale_points(pred, rec.target_hw, ehw_t), scale_points(gt, rec.target_hw, ehw_t)
-        ehw = ehw_t if side == "target" else (rec.eval_source_hw or rec.source_hw)
-        box = _scale_box(box, hw, ehw)
-        hw = ehw
-    L = _length(box if kind == "bbox" else hw, kind, protocol.size)
-    d = np.linalg.norm(pred - gt, axis=1) / L
+        st = np.asarray(rec.eval_target_scale if rec.eval_target_scale is not None else (1.0, 1.0), float)
+        diff = diff * st
+        ss = rec.eval_source_scale if rec.eval_source_scale is not None else (1.0, 1.0)
+        scale = tuple(st) if side == "target" else tuple(ss)
+    L = _length(box if kind == "bbox" else hw, kind, protocol.size, scale)
+    d = np.linalg.norm(diff, axis=1) / L
     return np.where(np.isfinite(d), d, np.inf), idx
 
 

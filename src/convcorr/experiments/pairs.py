@@ -1,0 +1,366 @@
+"""Pair benchmark: dense features x matchers (x the box-copy baseline) on pair data sets, PCK under explicit
+protocols.
+
+For every pair (source, target) of the configured data (:func:`convcorr.protocols.build_pairs`: synthetic
+warped pairs and cross-instance pairs of the embedded photos by default; SPair-71k, PF-PASCAL, PF-WILLOW,
+CUB-200-2011, AP-10K, any COCO keypoint JSON, Berkeley PASCAL with ``--set dataset=...``), both images are
+prepared the same way (``crop="box"``: the instance box + ``margin`` on every side, the paper's setting and
+Table 2's; ``crop="image"``: the whole image, as SPair/PF benchmarks do; then resized to ``size`` x ``size``
+pixels, which may change the aspect ratio), every feature spec (``convcorr.get_features``) gives one grid per
+image, every matcher (``convcorr.matchers.get_matcher``) aligns the source grid to the target grid, and the
+source keypoints are moved to the target through the matcher's forward pixel map
+(``Correspondence.transfer``: no inversion needed), then mapped back to original target pixels.
+``box-copy`` (the paper's "NN transfer" without retrieval) copies the source keypoints into the target box in
+normalised box coordinates: it knows the target box and nothing else, so it is the floor that a matcher must
+beat.
+
+PCK: every protocol in ``pck_protocols`` (presets of :data:`convcorr.pck.PROTOCOLS` or dicts of
+:class:`convcorr.pck.PCKProtocol` fields) is applied to the same predictions; the first is the headline.
+The full protocol of each is recorded in results.json, with per-pair values (``per_pair``: the independent
+unit for bootstrap confidence intervals; ``confidence`` is left empty for :mod:`convcorr.stats`).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import protocols
+from ..pck import PairKeypoints, evaluate, get_protocol, pck_vs_alpha
+from ..report import Report, markdown_table, progress
+
+_METHODS = {
+    "features": ["alexnet:conv4", "sift"], "matchers": ["flow", "nn"], "baselines": ["box-copy"],
+    "matcher_options": {"flow": {"radius_px": 64.0, "n_iter": 8}}, "crop": "box", "margin": 0.1, "size": 227,
+    "n_gallery": 3, "gallery_method": None,
+}
+CONFIGS = {
+    # offline, a few minutes on 2 cores: synthetic warps of every photo + cross-instance pairs of the photos
+    "default": protocols.with_data_options({
+        "dataset": "embedded", "categories": ["face", "horse10", "animalpose", "zebra"], "pairs": "both",
+        "n_synthetic_pairs": 4, "max_pairs": 6, "pck_protocols": ["paper", "dift-spair"], **_METHODS}, pairs=True),
+    # SPair-71k test split under DIFT's protocol (target bbox max side, alpha 0.1, per image and per point)
+    "spair": protocols.with_data_options({
+        "dataset": "spair", "split": "test", "pck_protocols": ["dift-spair", "sd-dino-spair", "paper"],
+        **dict(_METHODS, crop="image", size=448)}, pairs=True),
+    # PF-PASCAL test pairs: alpha_img as HPF / CATs
+    "pf-pascal": protocols.with_data_options({
+        "dataset": "pf-pascal", "pck_protocols": ["cats-pfpascal", "hpf-pfpascal", "paper"],
+        **dict(_METHODS, crop="image", size=448)}, pairs=True),
+    # PF-WILLOW: alpha_bbox (keypoint extent) as HPF / CATs
+    "pf-willow": protocols.with_data_options({
+        "dataset": "pf-willow", "pck_protocols": ["cats-pfwillow", "hpf-pfwillow", "paper"],
+        **dict(_METHODS, crop="image", size=448)}, pairs=True),
+    # any COCO keypoint JSON + image folder: cross-instance pairs of one category
+    "coco": protocols.with_data_options({
+        "dataset": "coco", "pairs": "cross", "max_pairs": 50, "pck_protocols": ["paper", "dift-spair"],
+        **_METHODS}, pairs=True),
+}
+
+BOX_COPY = "box-copy"
+
+
+@dataclass
+class PairsResults:
+    """What :func:`compute` measured (rendering lives in :func:`main`).
+
+    Attributes:
+        conf: the configuration.
+        methods: method labels, "<features> + <matcher>" and the baselines.
+        pairs: one dict per pair: pair_id, category, kind ("synthetic" / "cross" / "listed"), source, target.
+        predictions: {method: [(K, 2) predicted target points (original pixels), one per pair]}.
+        pck: {protocol name: {method: PCKResult.to_dict()}}: overall, per category, counts, per_pair, protocol.
+        by_kind: {method: {pair kind: {alpha: PCK}}} under the headline protocol's first average.
+        seconds: {method: matching + transfer time}; feature_seconds: {feature spec: time}.
+        notes: data decisions (categories ignored ...).
+        headline: name of the headline protocol (the first of ``pck_protocols``).
+        confidence: bootstrap CIs over pairs, {} until convcorr.stats fills it.
+        pair_list: the :class:`convcorr.types.Pair` objects (for figures; not written to JSON).
+    """
+
+    conf: dict
+    methods: list
+    pairs: list
+    predictions: dict
+    pck: dict
+    by_kind: dict
+    seconds: dict
+    feature_seconds: dict
+    notes: list
+    headline: str
+    confidence: dict = field(default_factory=dict)
+    pair_list: list = field(default_factory=list, repr=False)
+
+
+def _prepare(inst, crop: str, margin: float, size: int):
+    """(image (size, size, 3), CropTransform) of an instance: its box + margin or the whole image, resized."""
+    from ..transfer import CropTransform, crop_instance
+    from ..types import resize_image
+
+    if crop == "box":
+        return crop_instance(inst, margin, size)
+    if crop == "image":
+        img = inst.load()
+        H, W = img.shape[:2]
+        return resize_image(img, (size, size)), CropTransform(0, 0, W, H, int(size))
+    raise ValueError(f"pairs: option 'crop' must be 'box' or 'image', got {crop!r}")
+
+
+def _box_copy(source, target) -> np.ndarray:
+    """Source keypoints copied into the target box in normalised box coordinates (NaN where not visible)."""
+    from ..transfer import nn_transfer
+
+    return nn_transfer(target.bbox, source)
+
+
+def _record(pair, pred: np.ndarray, kind: str, tf_s, tf_t) -> PairKeypoints:
+    s, t = pair.source, pair.target
+    tidx = {n: i for i, n in enumerate(t.keypoint_names)}
+    names = s.keypoint_names
+    gt = np.full((len(names), 2), np.nan)
+    tv = np.zeros(len(names), bool)
+    for i, n in enumerate(names):
+        if n in tidx:
+            gt[i], tv[i] = t.keypoints[tidx[n]], t.visible[tidx[n]]
+    return PairKeypoints(f"{s.id} -> {t.id}", s.category, names, pred, np.where(tv[:, None], gt, np.nan),
+                         s.visible, tv, s.bbox, t.bbox, s.load().shape[:2], t.load().shape[:2],
+                         eval_source_scale=tuple(tf_s.scale), eval_target_scale=tuple(tf_t.scale))
+
+
+def method_label(features: str, matcher: str) -> str:
+    return f"{features} + {matcher}"
+
+
+def compute(conf: dict) -> PairsResults:
+    """Run every feature x matcher (and baseline) on every pair; PCK under every configured protocol."""
+    from ..dense import get_features
+    from ..matchers import get_matcher
+
+    conf = dict(conf)
+    pcks = [get_protocol(p) for p in (conf.get("pck_protocols") or ["paper"])]
+    pairs = protocols.build_pairs(conf)
+    notes = protocols.data_notes(pairs)
+    size, crop, margin = int(conf["size"]), conf["crop"], float(conf["margin"])
+    baselines = list(conf.get("baselines") or [])
+    bad = [b for b in baselines if b != BOX_COPY]
+    if bad:
+        raise ValueError(f"pairs: unknown baseline(s) {bad}; available: [{BOX_COPY!r}]")
+    mopts = conf.get("matcher_options") or {}
+    matchers = {m: get_matcher(m, **mopts.get(m, {})) for m in conf["matchers"]}
+    feats = {f: get_features(f) for f in conf["features"]}
+
+    # prepare every distinct instance once
+    insts = {}
+    for p in pairs:
+        for i in (p.source, p.target):
+            insts.setdefault(i.id, i)
+    prepared = {k: _prepare(i, crop, margin, size) for k, i in progress(insts.items(), "images", len(insts))}
+    grids, feature_seconds = {}, {}
+    for f, fe in feats.items():
+        t0 = time.perf_counter()
+        ids = list(prepared)
+        out = []
+        for k in progress(range(0, len(ids), 16), f"features {f}"):
+            out += fe.compute_many([prepared[i][0] for i in ids[k:k + 16]])
+        grids[f] = dict(zip(ids, out))
+        feature_seconds[f] = time.perf_counter() - t0
+
+    methods = [method_label(f, m) for f in feats for m in matchers] + baselines
+    preds = {m: [] for m in methods}
+    seconds = {m: 0.0 for m in methods}
+    records = {m: [] for m in methods}
+    info = []
+    for p in progress(pairs, "pairs"):
+        s, t = p.source, p.target
+        (_, tf_s), (_, tf_t) = prepared[s.id], prepared[t.id]
+        kind = s.meta.get("pair_kind", "listed")
+        info.append({"pair_id": f"{s.id} -> {t.id}", "category": s.category, "kind": kind, "source": s.id,
+                     "target": t.id})
+        vis = s.visible & np.all(np.isfinite(s.keypoints), axis=1)
+        src_crop = tf_s.to_crop(s.keypoints[vis])
+        for f in feats:
+            for mname, matcher in matchers.items():
+                label = method_label(f, mname)
+                t0 = time.perf_counter()
+                corr = matcher.match(grids[f][s.id], grids[f][t.id])
+                pred = np.full((len(s.keypoint_names), 2), np.nan)
+                pred[vis] = tf_t.from_crop(corr.transfer(src_crop))
+                seconds[label] += time.perf_counter() - t0
+                preds[label].append(pred)
+                records[label].append(_record(p, pred, kind, tf_s, tf_t))
+        for b in baselines:
+            t0 = time.perf_counter()
+            pred = _box_copy(s, t)
+            seconds[b] += time.perf_counter() - t0
+            preds[b].append(pred)
+            records[b].append(_record(p, pred, kind, tf_s, tf_t))
+
+    pck = {}
+    for proto in pcks:
+        pck[proto.name] = {m: evaluate(records[m], proto).to_dict() for m in methods}
+    head = pcks[0]
+    avg = head.averages[0]
+    by_kind = {}
+    for m in methods:
+        by_kind[m] = {}
+        for kind in dict.fromkeys(i["kind"] for i in info):
+            sub = [r for r, i in zip(records[m], info) if i["kind"] == kind]
+            by_kind[m][kind] = evaluate(sub, head).overall[avg]
+    return PairsResults(conf, methods, info, preds, pck, by_kind, seconds, feature_seconds, notes, head.name,
+                        pair_list=list(pairs))
+
+
+# ---------------------------------------------------------------------------------------------------- rendering
+def _fmt_alpha(a: float) -> str:
+    return f"{a:g}"
+
+
+def main(conf: dict, out_dir: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    t0 = time.perf_counter()
+    rep = Report(out_dir, "Pair benchmark: dense features x matchers, PCK under explicit protocols", conf)
+    res = compute(conf)
+    head = res.pck[res.headline]
+    proto = next(iter(head.values()))["protocol"]
+    alphas = proto["alphas"]
+    counts = next(iter(head.values()))["counts"]
+    kinds = {}
+    for i in res.pairs:
+        kinds[i["kind"]] = kinds.get(i["kind"], 0) + 1
+    rep.section("Protocol", __doc__.split("\n\n", 1)[1].strip() + "\n\n"
+                f"This run: dataset `{conf['dataset']}`, {counts['pairs']} pairs "
+                f"({', '.join(f'{n} {k}' for k, n in kinds.items())}), {counts['points']} keypoints counted under "
+                f"the headline protocol; crop `{conf['crop']}` (margin {conf['margin']}) resized to "
+                f"{conf['size']} x {conf['size']} px.\n\n" +
+                "PCK protocols (first = headline):\n\n" +
+                "\n".join(f"- `{n}`: threshold {p0['protocol']['threshold']} ({p0['protocol']['size']} side), "
+                          f"alphas {p0['protocol']['alphas']}, averages {p0['protocol']['averages']} then "
+                          f"{p0['protocol']['overall']}, {p0['protocol']['resolution']} resolution, "
+                          f"{'visible in both' if p0['protocol']['visible_in_both'] else 'all target points'}; "
+                          f"source: {p0['protocol']['reference'] or '-'}"
+                          for n, d in res.pck.items() for p0 in [next(iter(d.values()))]) +
+                ("\n\nData notes: " + "; ".join(res.notes) if res.notes else ""))
+    for pname, per_m in res.pck.items():
+        p = next(iter(per_m.values()))["protocol"]
+        cols = ["method"] + [f"{avg} PCK@{_fmt_alpha(a)}" for avg in p["averages"] for a in p["alphas"]]
+        rows = [{"method": m, **{f"{avg} PCK@{_fmt_alpha(a)}": r["overall"][avg][a] for avg in p["averages"]
+                                 for a in p["alphas"]}, "seconds": res.seconds[m]} for m, r in per_m.items()]
+        rep.section(f"PCK, protocol `{pname}`" + (" (headline)" if pname == res.headline else ""),
+                    markdown_table(rows, cols + (["seconds"] if pname == res.headline else [])) +
+                    f"\n{counts['pairs']} pairs, {per_m[res.methods[0]]['counts']['points']} points, "
+                    f"{per_m[res.methods[0]]['counts']['types']} keypoint types. `seconds`: matching + transfer.")
+    avg = proto["averages"][0]
+    cat_rows = []
+    for c, cc in counts["per_category"].items():
+        for m in res.methods:
+            v = head[m]["per_category"][c][avg]
+            cat_rows.append({"category": c, "pairs": cc["pairs"], "points": cc["points"], "method": m,
+                             **{f"PCK@{_fmt_alpha(a)}": v[a] for a in alphas}})
+    rep.section(f"PCK per category (`{res.headline}`, {avg} average)",
+                markdown_table(cat_rows, ["category", "pairs", "points", "method"] +
+                               [f"PCK@{_fmt_alpha(a)}" for a in alphas]))
+    kind_rows = [{"method": m, **{f"{k} PCK@{_fmt_alpha(a)}": v[a] for k, v in res.by_kind[m].items()
+                                  for a in alphas[:1]}} for m in res.methods]
+    rep.section("Same-instance (synthetic warp) vs cross-instance pairs",
+                markdown_table(kind_rows) + "\nSynthetic pairs are one photo and a random smooth warp of it (exact "
+                "ground truth, same object); cross pairs are two different objects of one category.")
+    _curves(rep, res, avg)
+    _gallery(rep, res, conf)
+    rep.results.update({
+        "headline_protocol": res.headline, "methods": res.methods, "pairs": res.pairs, "pck": res.pck,
+        "by_kind": res.by_kind, "seconds": res.seconds, "feature_seconds": res.feature_seconds,
+        "notes": res.notes, "confidence": res.confidence,
+        "predictions": {m: [p.tolist() for p in v] for m, v in res.predictions.items()},
+    })
+    total = time.perf_counter() - t0
+    rep.results["total_seconds"] = total
+    rep.section("Runtime", f"{total:.1f} s in total; features: " +
+                ", ".join(f"{f} {s:.1f} s" for f, s in res.feature_seconds.items()) + "; matching: " +
+                ", ".join(f"{m} {s:.1f} s" for m, s in res.seconds.items()) + ".")
+    return rep.save()
+
+
+def _curves(rep: Report, res: PairsResults, avg: str) -> None:
+    import matplotlib.pyplot as plt
+
+    head = res.pck[res.headline]
+    alphas = np.linspace(0.0, 0.2, 41)[1:]
+    cats = list(next(iter(head.values()))["counts"]["per_category"])
+    n = 1 + len(cats)
+    ncol = min(n, 3)
+    nrow = int(np.ceil(n / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.2 * nrow), squeeze=False)
+    curves = {}
+    for k, (title, sel) in enumerate([("all pairs", None)] + [(c, c) for c in cats]):
+        ax = axes.flat[k]
+        for m in res.methods:
+            pp = [p for p in head[m]["per_pair"] if sel is None or p["category"] == sel]
+            y = pck_vs_alpha(pp, alphas, avg)
+            curves.setdefault(m, {})[title] = y.tolist()
+            ax.plot(alphas, y, "--" if m == BOX_COPY else "-", label=m, color="0.5" if m == BOX_COPY else None)
+        for a in next(iter(head.values()))["protocol"]["alphas"]:
+            ax.axvline(a, color="0.85", lw=0.8, zorder=0)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("alpha")
+        ax.set_ylabel(f"PCK ({avg} average)")
+        ax.set_ylim(0, 1)
+        ax.set_xlim(0, alphas[-1])
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7, loc="lower right")
+    rep.results["pck_vs_alpha"] = {"alphas": alphas.tolist(), "curves": curves}
+    rep.figure(fig, "pck_vs_alpha.png", f"PCK vs alpha under `{res.headline}` ({avg} average; vertical lines: the "
+               "protocol's alphas), all pairs and per category.")
+
+
+def _gallery(rep: Report, res: PairsResults, conf: dict) -> None:
+    import matplotlib.pyplot as plt
+
+    n = int(conf.get("n_gallery") or 0)
+    if n <= 0:
+        return
+    head = res.pck[res.headline]
+    m = conf.get("gallery_method") or next((x for x in res.methods if x != BOX_COPY), res.methods[0])
+    if m not in head:
+        raise ValueError(f"pairs: gallery_method {m!r} is not among the methods {res.methods}")
+    a = head[m]["protocol"]["alphas"][0]
+    scored = [(k, p["pck"][a], float(np.mean(np.minimum(p["errors"], 10.0)))) for k, p in enumerate(head[m]["per_pair"])
+              if p["n_points"]]
+    if not scored:
+        return
+    scored.sort(key=lambda x: (-x[1], x[2]))
+    best = [k for k, _, _ in scored[:n]]
+    worst = [k for k, _, _ in scored[::-1][:n] if k not in best]
+    pairs = res.pair_list
+    sel = [("best", k) for k in best] + [("worst", k) for k in worst]
+    fig, axes = plt.subplots(len(sel), 2, figsize=(6.4, 3.0 * len(sel)), squeeze=False)
+    for row, (tag, k) in enumerate(sel):
+        p = pairs[k]
+        s, t = p.source, p.target
+        pred = res.predictions[m][k]
+        tidx = {nm: i for i, nm in enumerate(t.keypoint_names)}
+        axes[row, 0].imshow(s.load())
+        axes[row, 1].imshow(t.load())
+        for i, nm in enumerate(s.keypoint_names):
+            if not s.visible[i]:
+                continue
+            col = plt.cm.tab20(i % 20)
+            axes[row, 0].plot(*s.keypoints[i], "o", ms=4, color=col, mec="k", mew=0.5)
+            if nm in tidx and t.visible[tidx[nm]] and np.all(np.isfinite(pred[i])):
+                g = t.keypoints[tidx[nm]]
+                axes[row, 1].plot(*g, "o", ms=4, color=col, mec="k", mew=0.5)
+                axes[row, 1].plot(*pred[i], "x", ms=5, color=col, mew=1.5)
+                axes[row, 1].plot([g[0], pred[i][0]], [g[1], pred[i][1]], "-", color=col, lw=0.8)
+        pp = head[m]["per_pair"][k]
+        axes[row, 0].set_title(f"{tag}: {s.id}", fontsize=6)
+        axes[row, 1].set_title(f"{t.id}\nPCK@{a:g} = {pp['pck'][a]:.2f} ({pp['n_points']} pts, "
+                               f"{res.pairs[k]['kind']})", fontsize=6)
+        for ax in axes[row]:
+            ax.axis("off")
+    rep.figure(fig, "gallery.png", f"Best and worst pairs for {m} under `{res.headline}` (PCK@{a:g}): source "
+               "keypoints (left, dots), target ground truth (right, dots) and predictions (crosses), joined by a "
+               "line; one colour per keypoint type.")
