@@ -337,7 +337,7 @@ def _gallery(rep: Report, res: PairsResults, conf: dict) -> None:
     worst = [k for k, _, _ in scored[::-1][:n] if k not in best]
     pairs = res.pair_list
     sel = [("best", k) for k in best] + [("worst", k) for k in worst]
-    fig, axes = plt.subplots(len(sel), 2, figsize=(6.4, 3.0 * len(sel)), squeeze=False)
+    fig, axes = plt.subplots(len(sel), 2, figsize=(6.0, 2.8 * len(sel)), squeeze=False)
     for row, (tag, k) in enumerate(sel):
         p = pairs[k]
         s, t = p.source, p.target
@@ -359,7 +359,11 @@ def _gallery(rep: Report, res: PairsResults, conf: dict) -> None:
         axes[row, 0].set_title(f"{tag}: {s.id}", fontsize=6)
         axes[row, 1].set_title(f"{t.id}\nPCK@{a:g} = {pp['pck'][a]:.2f} ({pp['n_points']} pts, "
                                f"{res.pairs[k]['kind']})", fontsize=6)
-        for ax in axes[row]:
+        for ax, inst in zip(axes[row], (s, t)):
+            x0, y0, x1, y1 = inst.bbox
+            mx, my = 0.15 * (x1 - x0) + 5, 0.15 * (y1 - y0) + 5
+            ax.set_xlim(x0 - mx, x1 + mx)
+            ax.set_ylim(y1 + my, y0 - my)
             ax.axis("off")
     rep.figure(fig, "gallery.png", f"Best and worst pairs for {m} under `{res.headline}` (PCK@{a:g}): source "
                "keypoints (left, dots), target ground truth (right, dots) and predictions (crosses), joined by a "
