@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..pck import pck
+from ..pck import PCKProtocol, pck
 from ..prediction import KeypointPredictor, global_descriptors, nearest_neighbours, transfer_keypoints
 from ..report import Report, markdown_table, progress
 from .. import protocols
@@ -55,6 +55,11 @@ CONFIGS = {
 CONFIGS = {k: protocols.with_data_options(v) for k, v in CONFIGS.items()}
 
 LABEL = {"sift": "SIFT", "conv5": "conv5"}
+
+#: the PCK protocol of this table (recorded in results.json): alpha 0.1 of max(box h, w), mean over keypoint
+#: types per category, "mean" = mean over categories; every visible test keypoint counts
+TABLE4_PCK = PCKProtocol("paper (Table 4)", "target-bbox", "max", (0.1,), "original", ("type",), "category", False,
+                         "Long, Zhang & Darrell, NIPS 2014, Sec. 5 (Table 4)")
 
 
 def _label(feature: str, prior: bool) -> str:
@@ -97,6 +102,7 @@ def main(conf: dict, out_dir: Path) -> Path:
 
     t0, c0 = time.perf_counter(), time.process_time()
     rep = Report(out_dir, "Table 4: keypoint prediction (PCK@0.1)", conf)
+    rep.results["pck_protocol"] = TABLE4_PCK.to_dict()
     unknown = set(conf["features"]) - {"sift", "conv5"}
     if unknown:
         raise ValueError(f"table4: features must be among ['sift', 'conv5'], got {sorted(unknown)}")
