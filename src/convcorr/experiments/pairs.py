@@ -40,7 +40,7 @@ CONFIGS = {
     # offline, a few minutes on 2 cores: synthetic warps of every photo + cross-instance pairs of the photos
     "default": protocols.with_data_options({
         "dataset": "embedded", "categories": ["face", "horse10", "animalpose", "zebra"], "pairs": "both",
-        "n_synthetic_pairs": 4, "max_pairs": 6, "pck_protocols": ["paper", "dift-spair"], **_METHODS}, pairs=True),
+        "n_synthetic_pairs": 4, "max_pairs": 10, "pck_protocols": ["paper", "dift-spair"], **_METHODS}, pairs=True),
     # SPair-71k test split under DIFT's protocol (target bbox max side, alpha 0.1, per image and per point)
     "spair": protocols.with_data_options({
         "dataset": "spair", "split": "test", "pck_protocols": ["dift-spair", "sd-dino-spair", "paper"],
