@@ -34,7 +34,7 @@ from ..report import Report, markdown_table, progress
 _METHODS = {
     "features": ["alexnet:conv4", "sift"], "matchers": ["flow", "nn"], "baselines": ["box-copy"],
     "matcher_options": {"flow": {"radius_px": 64.0, "n_iter": 8}}, "crop": "box", "margin": 0.1, "size": 227,
-    "n_gallery": 3, "gallery_method": None,
+    "n_gallery": 3, "gallery_method": None, "n_boot": 1000,
 }
 CONFIGS = {
     # offline, a few minutes on 2 cores: synthetic warps of every photo + cross-instance pairs of the photos
@@ -208,13 +208,80 @@ def compute(conf: dict) -> PairsResults:
         for kind in dict.fromkeys(i["kind"] for i in info):
             sub = [r for r, i in zip(records[m], info) if i["kind"] == kind]
             by_kind[m][kind] = evaluate(sub, head).overall[avg]
-    return PairsResults(conf, methods, info, preds, pck, by_kind, seconds, feature_seconds, notes, head.name,
-                        pair_list=list(pairs))
+    res = PairsResults(conf, methods, info, preds, pck, by_kind, seconds, feature_seconds, notes, head.name,
+                       pair_list=list(pairs))
+    res.confidence = confidence_intervals(res, int(conf.get("n_boot", 1000)), int(conf.get("seed", 0)))
+    return res
+
+
+# ------------------------------------------------------------------------------------------------- uncertainty
+def _rows(r: dict, avg: str, alpha: float):
+    """(values, groups, strata, statistic kind) of one method's per-pair records for a bootstrap."""
+    pp = r["per_pair"]
+    if avg == "pair":
+        keep = [k for k, p in enumerate(pp) if p["n_points"]]
+        return (np.array([pp[k]["pck"][alpha] for k in keep]), np.array(keep),
+                np.array([pp[k]["category"] for k in keep]), None)
+    vals = np.concatenate([np.asarray(p["errors"], float) <= alpha for p in pp]) if pp else np.zeros(0)
+    groups = np.concatenate([np.full(p["n_points"], k) for k, p in enumerate(pp)]) if pp else np.zeros(0)
+    cats = np.concatenate([np.full(p["n_points"], p["category"], dtype=object) for p in pp]) if pp else np.zeros(0)
+    types = [f"{p['category']}/{n}" for p in pp for n in p["names"]]
+    return vals.astype(float), groups, cats.astype(str), (types if avg == "type" else None)
+
+
+def confidence_intervals(res: PairsResults, n_boot: int = 1000, seed: int = 0) -> dict:
+    """95% cluster-bootstrap intervals over PAIRS (resampled within categories) with :mod:`convcorr.stats`.
+
+    Returns ``{"unit": "pair", "estimates": {protocol: {method: {average: {alpha: {...}}}}}, "differences":
+    [...]}`` for protocols whose overall rule is "pooled" (a category mean would need per-category resampling
+    weights; not done), and paired differences under the headline protocol (first average and alpha): every
+    matcher vs box-copy and every two feature specs under the same matcher. ``{}`` when convcorr.stats is not
+    available.
+    """
+    try:
+        from .. import stats
+    except ImportError:
+        return {}
+    est: dict = {}
+    for pname, per_m in res.pck.items():
+        for m, r in per_m.items():
+            proto = r["protocol"]
+            if proto["overall"] != "pooled":
+                continue
+            for avg in proto["averages"]:
+                for a in proto["alphas"]:
+                    v, g, c, types = _rows(r, avg, a)
+                    stat = stats.type_mean(types) if types is not None else None
+                    e = stats.bootstrap_ci(v, g, stat, n_boot=n_boot, seed=seed, strata=c)
+                    est.setdefault(pname, {}).setdefault(m, {}).setdefault(avg, {})[a] = e.to_dict()
+    head = res.pck[res.headline]
+    proto = next(iter(head.values()))["protocol"]
+    avg, a = proto["averages"][0], proto["alphas"][0]
+    feats = list(dict.fromkeys(m.split(" + ")[0] for m in res.methods if " + " in m))
+    matchers = list(dict.fromkeys(m.split(" + ")[1] for m in res.methods if " + " in m))
+    comps = [(m, BOX_COPY) for m in res.methods if m != BOX_COPY and BOX_COPY in res.methods]
+    comps += [(method_label(f1, mt), method_label(f2, mt)) for mt in matchers
+              for i, f1 in enumerate(feats) for f2 in feats[i + 1:]]
+    diffs = []
+    for x, y in comps:
+        vx, g, c, types = _rows(head[x], avg, a)
+        vy = _rows(head[y], avg, a)[0]
+        stat = stats.type_mean(types) if types is not None else None
+        d = stats.paired_difference(vx, vy, g, stat, n_boot=n_boot, seed=seed, strata=c)
+        diffs.append({"a": x, "b": y, "protocol": res.headline, "average": avg, "alpha": a, **d.to_dict(),
+                      "verdict": stats.verdict(d, x, y)})
+    return {"unit": "pair (resampled within categories)", "n_boot": n_boot, "estimates": est, "differences": diffs}
 
 
 # ---------------------------------------------------------------------------------------------------- rendering
 def _fmt_alpha(a: float) -> str:
     return f"{a:g}"
+
+
+def _fmt_ci(d: dict) -> str:
+    lo, hi = d.get("ci95", [float("nan")] * 2)
+    v = d["value"]
+    return "n/a" if v is None or not np.isfinite(v) else f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
 def main(conf: dict, out_dir: Path) -> Path:
@@ -253,6 +320,17 @@ def main(conf: dict, out_dir: Path) -> Path:
                     markdown_table(rows, cols + (["seconds"] if pname == res.headline else [])) +
                     f"\n{counts['pairs']} pairs, {per_m[res.methods[0]]['counts']['points']} points, "
                     f"{per_m[res.methods[0]]['counts']['types']} keypoint types. `seconds`: matching + transfer.")
+    if res.confidence:
+        ci = res.confidence["estimates"].get(res.headline, {})
+        rows = [{"method": m, **{f"{av} PCK@{_fmt_alpha(a)}": _fmt_ci(ci[m][av][a]) for av in ci[m]
+                                 for a in ci[m][av]}} for m in ci]
+        rep.section("95% confidence intervals (bootstrap over pairs)",
+                    markdown_table(rows) + f"\nUnit: {res.confidence['unit']}, {res.confidence['n_boot']} "
+                    "replicates (convcorr.stats). Paired differences (same pairs, same replicates):\n\n" +
+                    "\n".join(f"- {d['verdict']}" for d in res.confidence["differences"]))
+    else:
+        rep.section("Confidence intervals", "Not computed: convcorr.stats is not available in this installation. "
+                    "Per-pair values are kept in results.json (`pck.<protocol>.<method>.per_pair`).")
     avg = proto["averages"][0]
     cat_rows = []
     for c, cc in counts["per_category"].items():
