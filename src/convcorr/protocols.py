@@ -35,7 +35,8 @@ Data options (:data:`DATA_OPTIONS`, every key optional in a conf; defaults in br
   ``both``; ``n_synthetic_pairs`` [8] synthetic pairs per category; ``max_pairs`` [None] pairs per category
   (deterministic subsample with ``seed``); ``pair_by`` ["category"].
 
-Every instance gets ``meta['source_id']`` (the real photo it comes from) and ``meta['real']``; every pair gets
+Every instance gets ``meta['source_id']`` (the real object it comes from: ``meta['object_id']`` where the loader
+sets one, else the instance id) and ``meta['real']``; every pair gets
 ``source.meta['pair_kind']`` in {"synthetic", "cross", "listed"} (listed = given by the data set).
 """
 from __future__ import annotations
@@ -98,11 +99,14 @@ def _real_instances(conf: dict) -> list[Instance]:
 
     ds = conf.get("dataset", "embedded")
     if ds in ("embedded", "synthetic"):
-        cats = list(conf.get("categories") or datasets.embedded_categories())
-        known = set(datasets.embedded_categories())
-        missing = [c for c in cats if c not in known]
-        if missing:
-            raise KeyError(f"unknown embedded categories {missing}; embedded categories: {sorted(known)}")
+        known = list(datasets.embedded_categories())
+        cats = []
+        for c in conf.get("categories") or known:
+            # a family name selects its species ("animalpose" -> "animalpose-cat", "animalpose-horse", ...)
+            found = [c] if c in known else [k for k in known if k.startswith(f"{c}-")]
+            if not found:
+                raise KeyError(f"unknown embedded category {c!r}; embedded categories: {sorted(known)}")
+            cats += [k for k in found if k not in cats]
         return [i for c in cats for i in datasets.embedded_instances(c)]
     if ds in ("coco", "ap10k"):
         if ds == "ap10k" and not conf.get("json"):
@@ -224,7 +228,10 @@ def build_pool(conf: dict) -> Pool:
     real = _cap_per_category(real, conf.get("max_instances"))
     pool = Pool()
     for c in dict.fromkeys(i.category for i in real):
-        rs = [replace(r, meta=dict(r.meta, source_id=r.id, real=True)) for r in real if r.category == c]
+        # source_id: the physical object (embedded data: meta['object_id'], e.g. one FreiHAND capture on several
+        # backgrounds), so that "hold out the query's object" holds out all of its photos
+        rs = [replace(r, meta=dict(r.meta, source_id=r.meta.get("object_id", r.id), real=True))
+              for r in real if r.category == c]
         n_warps = int(_opt(conf, "n_warps"))
         warps = datasets.synthetic_instances(rs, n_warps, seed=_opt(conf, "seed"),
                                              strength=_opt(conf, "strength")) if n_warps else []
