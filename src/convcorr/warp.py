@@ -198,16 +198,17 @@ def _cross(a, b):
 
 
 def invert_lattice(q: np.ndarray, xs: np.ndarray, ys: np.ndarray, T: np.ndarray,
-                   domain_hw: tuple[int, int] | None = None, chunk: int = 2_000_000) -> np.ndarray:
+                   domain_hw: tuple[int, int] | None = None, core: tuple[float, float, float, float] | None = None,
+                   chunk: int = 2_000_000) -> np.ndarray:
     """Preimages of target points under a piecewise-bilinear map, correct where the map folds.
 
     The map sends source lattice node ``(xs[j], ys[i])`` to ``T[i, j]`` and is bilinear on every lattice cell
     (exactly how :func:`dense_flow` / :func:`sample_lattice` interpolate, including the translated border
     strips). Every cell whose image can contain q is inverted in closed form (the quadratic of a bilinear
     patch, both roots), giving all exact preimages. Where the map folds back (a wild border column), several
-    preimages exist; the one kept is, in order of preference: in an orientation-preserving cell (positive
-    Jacobian), then with its displacement ``q - p`` closest to the median displacement of the lattice (the
-    consensus motion). A point with no exact preimage (outside the map's image) gets the source point whose
+    preimages exist; the one kept is, in order of preference: inside ``core`` (the matched columns' hull, not
+    the extrapolated border strips), in an orientation-preserving cell (positive Jacobian), then with its
+    displacement ``q - p`` closest to the median displacement of the lattice (the consensus motion). A point with no exact preimage (outside the map's image) gets the source point whose
     image is nearest (over cell corners and clipped patch solutions).
 
     Args:
@@ -215,7 +216,9 @@ def invert_lattice(q: np.ndarray, xs: np.ndarray, ys: np.ndarray, T: np.ndarray,
         xs: (nx,), ys: (ny,) increasing source node positions; T: (ny, nx, 2) their target positions
             (finite; sparse maps must be restricted to their finite part first).
         domain_hw: (H, W) source image: preimages must lie in [-0.5, W - 0.5] x [-0.5, H - 0.5].
-        chunk: max (points x cells) pairs tested at once (memory bound).
+        core: (x0, x1, y0, y1) source box of the measured part of the map (e.g. the outermost column centres);
+            cells outside it (extrapolated strips) are used only when no cell inside has a preimage.
+        chunk: bound on the work done at once (points per batch = chunk / 64).
     Returns:
         (N, 2) float64 source points.
     """
@@ -240,14 +243,29 @@ def invert_lattice(q: np.ndarray, xs: np.ndarray, ys: np.ndarray, T: np.ndarray,
     ci, cj = np.divmod(np.arange(A.shape[0]), nx - 1)
     x0, wx = xs[cj], xs[cj + 1] - xs[cj]
     y0, wy = ys[ci], ys[ci + 1] - ys[ci]
+    if core is None:
+        outside_core = np.zeros(len(x0), bool)
+    else:
+        cx0, cx1, cy0, cy1 = core
+        outside_core = ((x0 < cx0 - 1e-9) | (x0 + wx > cx1 + 1e-9) | (y0 < cy0 - 1e-9) | (y0 + wy > cy1 + 1e-9))
     H, W = domain_hw if domain_hw is not None else (np.inf, np.inf)
     tol = 1e-9 + 1e-7 * float(np.abs(T).max() + 1.0)
-    step = max(1, chunk // max(1, A.shape[0]))
+    # candidate cells per point: cells sorted by the left edge of their bounding box; a point can only lie in
+    # cells whose left edge is within the widest cell's width to its left (then the full box test)
+    order = np.argsort(lo[:, 0], kind="stable")
+    lo_sorted = lo[order, 0]
+    max_w = float((hi[:, 0] - lo[:, 0]).max())
+    step = max(1, int(chunk) // 64)
     for s in range(0, len(ok), step):
         rows = ok[s:s + step]
         qq = q[rows]
-        inside = np.all((qq[:, None] >= lo[None] - tol) & (qq[:, None] <= hi[None] + tol), axis=2)  # (n, Q)
-        pi, ki = np.nonzero(inside)
+        start = np.searchsorted(lo_sorted, qq[:, 0] - max_w - tol, side="left")
+        end = np.searchsorted(lo_sorted, qq[:, 0] + tol, side="right")
+        n_c = np.maximum(end - start, 0)
+        pi = np.repeat(np.arange(len(rows)), n_c)
+        ki = order[np.arange(int(n_c.sum())) - np.repeat(np.cumsum(n_c) - n_c, n_c) + np.repeat(start, n_c)]
+        keep = np.all((qq[pi] >= lo[ki] - tol) & (qq[pi] <= hi[ki] + tol), axis=1)
+        pi, ki = pi[keep], ki[keep]
         best_key = np.full(len(rows), np.inf)
         best_p = np.full((len(rows), 2), np.nan)
         if len(pi):
@@ -275,8 +293,10 @@ def invert_lattice(q: np.ndarray, xs: np.ndarray, ys: np.ndarray, T: np.ndarray,
                     good &= (px >= -0.5 - 1e-9) & (px <= W - 0.5 + 1e-9) & (py >= -0.5 - 1e-9) & (py <= H - 0.5 + 1e-9)
                     det = _cross(ee + v[:, None] * gg, ff + u[:, None] * gg)
                     dev = np.linalg.norm(qq[pi] - np.stack([px, py], 1) - med, axis=1)
-                    # preference: unfolded (det > 0) before folded, then nearest the consensus displacement
-                    key = np.where(good, np.where(det > 0, 0.0, 1e12) + dev, np.inf)
+                    # preference: measured cells before extrapolated strips, unfolded (det > 0) before folded,
+                    # then nearest the consensus displacement
+                    key = np.where(good, np.where(outside_core[ki], 2e12, 0.0) + np.where(det > 0, 0.0, 1e12) + dev,
+                                   np.inf)
                     order = np.lexsort((key, pi))            # per point, smallest key first
                     first = order[np.r_[True, pi[order][1:] != pi[order][:-1]]]
                     better = key[first] < best_key[pi[first]]

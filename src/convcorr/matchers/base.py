@@ -153,7 +153,9 @@ class Correspondence:
             out[good] = src[j] + (xy[good] - tgt[j])
             return out
         T = np.stack(np.meshgrid(xs, ys), -1) + d
-        return invert_lattice(xy, xs, ys, T, self.source_hw)
+        h, w = self.grid_match.shape[:2]
+        cx, cy = self.source_geometry.column_centers(w), self.source_geometry.column_centers(h)
+        return invert_lattice(xy, xs, ys, T, self.source_hw, core=(cx[0], cx[-1], cy[0], cy[-1]))
 
     def warp(self, target_image: np.ndarray, order: int = 1) -> np.ndarray:
         """The target image B resampled into the source frame A: ``out(p) = B(forward(p))`` (zeros where
@@ -197,7 +199,9 @@ class Matcher:
     sparse: bool = False
 
     def __init__(self, **options):
-        self.options = dict(options)
+        if options:  # matchers with options define their own __init__ and set self.options
+            raise TypeError(f"unknown option(s) {sorted(options)}; {type(self).__name__} takes none")
+        self.options: dict = {}
 
     @property
     def spec(self) -> dict:

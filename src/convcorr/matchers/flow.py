@@ -42,7 +42,7 @@ class FlowMatcher(Matcher):
             raise ValueError(f"matcher 'flow': beta must be >= 0, got {beta}")
         if radius is not None and radius_px is not None:
             raise ValueError("matcher 'flow': give radius (cells) or radius_px (pixels), not both")
-        super().__init__(beta=float(beta), radius=radius, radius_px=radius_px, n_iter=int(n_iter),
+        self.options = dict(beta=float(beta), radius=radius, radius_px=radius_px, n_iter=int(n_iter),
                          coarse_to_fine=bool(coarse_to_fine), normalize=bool(normalize), **bp_kw)
         self.bp_kw = bp_kw
 

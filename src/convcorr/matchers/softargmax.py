@@ -25,7 +25,7 @@ class SoftArgmaxMatcher(Matcher):
             raise ValueError(f"matcher 'softargmax': window must be a positive odd integer, got {window!r}")
         if not float(temperature) > 0:
             raise ValueError(f"matcher 'softargmax': temperature must be > 0, got {temperature!r}")
-        super().__init__(window=int(window), temperature=float(temperature))
+        self.options = dict(window=int(window), temperature=float(temperature))
 
     def _result(self, sim: np.ndarray, source: FeatureGrid, target: FeatureGrid) -> dict:
         h, w = source.grid_hw
