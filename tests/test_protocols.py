@@ -117,3 +117,26 @@ def test_split_pool_by_photo_and_by_warp(shared):
     assert kinds["face"].startswith("by photo") and kinds["zebra"].startswith("by warp")
     assert not {i.meta["source_id"] for i in tr if i.category == "face"} & {i.meta["source_id"] for i in te
                                                                             if i.category == "face"}
+
+
+def test_cub_pairs_are_within_one_species(tmp_path):
+    (tmp_path / "parts").mkdir()
+    rows, boxes, locs = [], [], []
+    for k, cls in enumerate(["001.Albatross", "001.Albatross", "002.Auklet", "002.Auklet", "002.Auklet"], start=1):
+        (tmp_path / "images" / cls).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(tmp_path / "images" / cls / f"{k}.jpg")
+        rows.append(f"{k} {cls}/{k}.jpg")
+        boxes.append(f"{k} 1.0 1.0 30.0 20.0")
+        locs += [f"{k} 1 {5 + k}.0 6.0 1", f"{k} 2 10.0 {8 + k}.0 1"]
+    (tmp_path / "images.txt").write_text("\n".join(rows) + "\n")
+    (tmp_path / "bounding_boxes.txt").write_text("\n".join(boxes) + "\n")
+    (tmp_path / "parts" / "parts.txt").write_text("1 back\n2 beak\n")
+    (tmp_path / "parts" / "part_locs.txt").write_text("\n".join(locs) + "\n")
+    pairs = protocols.build_pairs({"dataset": "cub", "root": str(tmp_path), "pairs": "cross"})
+    assert len(pairs) == 2 + 6  # 2 albatrosses -> 2 ordered pairs, 3 auklets -> 6
+    assert all(p.source.meta["class"] == p.target.meta["class"] for p in pairs)
+    capped = protocols.build_pairs({"dataset": "cub", "root": str(tmp_path), "pairs": "cross", "max_pairs": 1})
+    assert len(capped) == 2 and {p.source.meta["class"] for p in capped} == {"001.Albatross", "002.Auklet"}
+    anyone = protocols.build_pairs({"dataset": "cub", "root": str(tmp_path), "pairs": "cross",
+                                    "pair_by": "category"})
+    assert len(anyone) == 20  # 5 birds, one category "bird"

@@ -33,7 +33,8 @@ Data options (:data:`DATA_OPTIONS`, every key optional in a conf; defaults in br
 - ``max_instances`` [None]: at most this many real instances per category (first ones, deterministic).
 - ``pairs`` ["both"]: for instance data sets: ``synthetic`` (photo, warp), ``cross`` (different instances) or
   ``both``; ``n_synthetic_pairs`` [8] synthetic pairs per category; ``max_pairs`` [None] pairs per category
-  (deterministic subsample with ``seed``); ``pair_by`` ["category"].
+  (deterministic random subsample with ``seed``); ``pair_by`` [None: "class" (species) for CUB, else
+  "category"; "supercategory" pairs AP-10K species of one family].
 
 Every instance gets ``meta['source_id']`` (the real object it comes from: ``meta['object_id']`` where the loader
 sets one, else the instance id) and ``meta['real']``; every pair gets
@@ -58,7 +59,7 @@ SOURCE_OPTIONS: dict[str, Any] = {
     "n_warps": 0, "strength": 1.0, "seed": 0, "max_instances": None,
 }
 #: options that form pairs (the pair benchmark)
-PAIR_OPTIONS: dict[str, Any] = {"pairs": "both", "n_synthetic_pairs": 8, "max_pairs": None, "pair_by": "category"}
+PAIR_OPTIONS: dict[str, Any] = {"pairs": "both", "n_synthetic_pairs": 8, "max_pairs": None, "pair_by": None}
 DATA_OPTIONS: dict[str, Any] = {**SOURCE_OPTIONS, **PAIR_OPTIONS}
 
 #: data sets that are lists of instances (pairs are formed here) and lists of pairs (pools are their instances)
@@ -287,27 +288,35 @@ def pair_group(inst: Instance, pair_by: str) -> str:
 
 def cross_pairs(insts: list[Instance], pair_by: str = "category", max_pairs: int | None = None,
                 seed: int = 0) -> list[Pair]:
-    """Ordered pairs (a, b) of different instances of one group with the same keypoint set that share at least
-    one visible keypoint; per group at most ``max_pairs`` (deterministic subsample, order kept)."""
+    """Ordered pairs (a, b) of different objects of one group with the same keypoint set that share at least one
+    visible keypoint; per group at most ``max_pairs``, drawn at random (``seed``) and returned in list order."""
     rng = np.random.default_rng(seed)
     out = []
     groups: dict[str, list[Instance]] = {}
     for i in insts:
         groups.setdefault(pair_group(i, pair_by), []).append(i)
     for g, members in groups.items():
-        cand = []
-        for a, b in itertools.permutations(members, 2):
+        cand = list(itertools.permutations(range(len(members)), 2))
+        if max_pairs and len(cand) > int(max_pairs):
+            cand = [cand[k] for k in rng.permutation(len(cand))]
+        chosen = []
+        for ia, ib in cand:
+            a, b = members[ia], members[ib]
             if a.keypoint_names != b.keypoint_names or a.meta.get("source_id", a.id) == b.meta.get("source_id", b.id):
                 continue
-            p = Pair(a, b)
-            if len(p.common_keypoints()):
-                cand.append(p)
-        if max_pairs and len(cand) > int(max_pairs):
-            keep = np.sort(rng.choice(len(cand), int(max_pairs), replace=False))
-            cand = [cand[k] for k in keep]
-        out += [Pair(replace(p.source, meta=dict(p.source.meta, pair_kind="cross", group=g)), p.target)
-                for p in cand]
+            if not len(Pair(a, b).common_keypoints()):
+                continue
+            chosen.append((ia, ib))
+            if max_pairs and len(chosen) >= int(max_pairs):
+                break
+        out += [Pair(replace(members[ia], meta=dict(members[ia].meta, pair_kind="cross", group=g)), members[ib])
+                for ia, ib in sorted(chosen)]
     return out
+
+
+def default_pair_by(dataset: str) -> str:
+    """How instances are grouped into pairs when ``pair_by`` is None: CUB by species ("class"), else category."""
+    return "class" if dataset == "cub" else "category"
 
 
 def build_pairs(conf: dict) -> list[Pair]:
@@ -346,7 +355,7 @@ def build_pairs(conf: dict) -> list[Pair]:
                     out += [Pair(replace(p.source, meta=dict(p.source.meta, pair_kind="synthetic")), p.target)
                             for p in sp if len(p.common_keypoints())]
             if kind in ("cross", "both"):
-                cp = cross_pairs(rs, conf.get("pair_by", "category"), conf.get("max_pairs"), seed)
+                cp = cross_pairs(rs, conf.get("pair_by") or default_pair_by(ds), conf.get("max_pairs"), seed)
                 if not cp and kind == "cross":
                     notes.append(f"category {c!r}: fewer than 2 instances with shared keypoints, no cross pairs")
                 out += cp
