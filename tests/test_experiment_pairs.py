@@ -99,3 +99,16 @@ def test_pairs_on_coco_json_end_to_end(tmp_path, shared):
         assert (out / f).stat().st_size > 5000
     text = report.read_text()
     assert "PCK per category" in text and "| person |" in text and "dift-spair" in text
+
+
+def test_sparse_matcher_points_without_prediction_count_as_wrong(shared):
+    from convcorr.experiments.pairs import predicted_fraction
+
+    conf = resolve_conf("pairs", "default", dict(SMALL, matchers=["mnn"], baselines=[], n_boot=50))
+    res = compute(conf)
+    r = res.pck["dift-spair"]["alexnet:conv4 + mnn"]
+    frac = predicted_fraction(r)
+    assert 0 < frac < 1  # mutual nearest neighbours leave some keypoints without a match
+    errs = np.concatenate([p["errors"] for p in r["per_pair"]])
+    assert r["overall"]["point"][0.1] == pytest.approx(np.mean(errs <= 0.1))
+    assert r["overall"]["point"][0.1] <= frac

@@ -278,6 +278,12 @@ def _fmt_alpha(a: float) -> str:
     return f"{a:g}"
 
 
+def predicted_fraction(r: dict) -> float:
+    """Fraction of the counted points with a finite prediction (errors are +inf where there is none)."""
+    e = np.concatenate([np.asarray(p["errors"], float) for p in r["per_pair"]]) if r["per_pair"] else np.zeros(0)
+    return float(np.isfinite(e).mean()) if len(e) else float("nan")
+
+
 def _fmt_ci(d: dict) -> str:
     lo, hi = d.get("ci95", [float("nan")] * 2)
     v = d["value"]
@@ -315,11 +321,14 @@ def main(conf: dict, out_dir: Path) -> Path:
         p = next(iter(per_m.values()))["protocol"]
         cols = ["method"] + [f"{avg} PCK@{_fmt_alpha(a)}" for avg in p["averages"] for a in p["alphas"]]
         rows = [{"method": m, **{f"{avg} PCK@{_fmt_alpha(a)}": r["overall"][avg][a] for avg in p["averages"]
-                                 for a in p["alphas"]}, "seconds": res.seconds[m]} for m, r in per_m.items()]
+                                 for a in p["alphas"]}, "predicted": predicted_fraction(r), "seconds": res.seconds[m]}
+                for m, r in per_m.items()]
         rep.section(f"PCK, protocol `{pname}`" + (" (headline)" if pname == res.headline else ""),
-                    markdown_table(rows, cols + (["seconds"] if pname == res.headline else [])) +
+                    markdown_table(rows, cols + (["predicted", "seconds"] if pname == res.headline else [])) +
                     f"\n{counts['pairs']} pairs, {per_m[res.methods[0]]['counts']['points']} points, "
-                    f"{per_m[res.methods[0]]['counts']['types']} keypoint types. `seconds`: matching + transfer.")
+                    f"{per_m[res.methods[0]]['counts']['types']} keypoint types. `predicted`: fraction of the "
+                    "counted points that got a prediction (sparse matchers such as mnn leave some out; those count "
+                    "as wrong). `seconds`: matching + transfer.")
     if res.confidence:
         ci = res.confidence["estimates"].get(res.headline, {})
         rows = [{"method": m, **{f"{av} PCK@{_fmt_alpha(a)}": _fmt_ci(ci[m][av][a]) for av in ci[m]
