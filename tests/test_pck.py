@@ -173,7 +173,11 @@ def test_presets_and_overrides():
         assert p.reference
     q = get_protocol("dift-spair", alphas=(0.05,))
     assert q.alphas == (0.05,) and q.name == "dift-spair+custom" and q.threshold == "target-bbox"
-    assert get_protocol({"name": "paper", "averages": ["point"]}).averages == ("point",)
+    c = get_protocol({"name": "paper", "averages": ["point"]})
+    assert c.averages == ("point",) and c.alphas == (0.1, 0.05, 0.025) and c.name == "paper+custom"
+    assert get_protocol({"name": "mine", "threshold": "source-image"}).threshold == "source-image"
+    with pytest.raises(ValueError, match="unknown fields"):
+        get_protocol({"name": "paper", "alpha": 0.1})
     with pytest.raises(ValueError, match="threshold"):
         PCKProtocol(threshold="bbox")
     with pytest.raises(ValueError, match="averages"):

@@ -232,7 +232,11 @@ PROTOCOLS: dict[str, PCKProtocol] = {
 
 
 def get_protocol(spec, **overrides) -> PCKProtocol:
-    """A :class:`PCKProtocol` from a preset name, a dict of fields, or a protocol; ``overrides`` change fields."""
+    """A :class:`PCKProtocol` from a preset name, a dict of fields, or a protocol; ``overrides`` change fields.
+
+    A dict whose ``name`` is a preset starts from that preset (its name becomes ``<preset>+custom`` when a field
+    changes); any other dict builds a protocol from the defaults of :class:`PCKProtocol`.
+    """
     if isinstance(spec, PCKProtocol):
         p = spec
     elif isinstance(spec, str):
@@ -244,8 +248,10 @@ def get_protocol(spec, **overrides) -> PCKProtocol:
         if unknown:
             raise ValueError(f"PCK protocol: unknown fields {sorted(unknown)}; fields: "
                              f"{sorted(PCKProtocol.__dataclass_fields__)}")
-        base = PROTOCOLS.get(spec.get("name", ""), PCKProtocol())
-        return replace(base, **spec)
+        if spec.get("name") in PROTOCOLS:  # a preset with some switches changed -> "<preset>+custom"
+            p = PROTOCOLS[spec["name"]].with_options(**{k: v for k, v in spec.items() if k != "name"})
+        else:
+            p = PCKProtocol(**spec)
     else:
         raise ValueError(f"PCK protocol: expected a preset name, dict or PCKProtocol, got {spec!r}")
     overrides = {k: v for k, v in overrides.items() if v is not None}
