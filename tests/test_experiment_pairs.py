@@ -89,6 +89,7 @@ def test_pairs_on_coco_json_end_to_end(tmp_path, shared):
                                         "matchers": ["nn"], "max_pairs": 4, "size": 131, "n_gallery": 1})
     res = json.loads((out / "results.json").read_text())["results"]
     assert res["headline_protocol"] == "paper"
+    assert res["pck_protocols"]["dift-spair"]["averages"] == ["pair", "point"]
     assert {p["kind"] for p in res["pairs"]} == {"cross"} and len(res["pairs"]) == 4
     assert {p["category"] for p in res["pairs"]} == {"person"}
     r = res["pck"]["paper"]["alexnet:conv4 + nn"]

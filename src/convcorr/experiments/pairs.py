@@ -358,7 +358,9 @@ def main(conf: dict, out_dir: Path) -> Path:
     _curves(rep, res, avg)
     _gallery(rep, res, conf)
     rep.results.update({
-        "headline_protocol": res.headline, "methods": res.methods, "pairs": res.pairs, "pck": res.pck,
+        "headline_protocol": res.headline,
+        "pck_protocols": {n: next(iter(d.values()))["protocol"] for n, d in res.pck.items()},
+        "methods": res.methods, "pairs": res.pairs, "pck": res.pck,
         "by_kind": res.by_kind, "seconds": res.seconds, "feature_seconds": res.feature_seconds,
         "notes": res.notes, "confidence": res.confidence,
         "predictions": {m: [p.tolist() for p in v] for m, v in res.predictions.items()},
