@@ -113,3 +113,35 @@ def test_sparse_matcher_points_without_prediction_count_as_wrong(shared):
     errs = np.concatenate([p["errors"] for p in r["per_pair"]])
     assert r["overall"]["point"][0.1] == pytest.approx(np.mean(errs <= 0.1))
     assert r["overall"]["point"][0.1] <= frac
+
+
+def test_pairs_pf_willow_preset_end_to_end(tmp_path, shared):
+    """PF-WILLOW layout (test_pairs.csv + class folders) with shared photos as images: listed pairs, the
+    HPF/CATs protocols at the resized resolution."""
+    from tests_helpers_pfwillow import write_pf_willow
+
+    names = ["PF-dataset/car(G)/2008_000021.png", "PF-dataset/car(G)/2008_000052.png",
+             "PF-dataset/car(G)/2008_000085.png", "PF-dataset/duck(S)/060_0001.png", "PF-dataset/duck(S)/060_0007.png"]
+    photos = sorted((shared / "images").iterdir())
+    for k, n in enumerate(names):
+        (tmp_path / n).parent.mkdir(parents=True, exist_ok=True)
+        Image.open(photos[k % len(photos)]).convert("RGB").resize((160, 120)).save(tmp_path / n)
+    csv = write_pf_willow(tmp_path, [(names[0], names[1]), (names[1], names[2]), (names[3], names[4])])
+    out = tmp_path / "out"
+    run("pairs", out, "pf-willow", {"csv": str(csv), "features": ["alexnet:conv4"], "matchers": ["nn"],
+                                    "size": 131, "n_gallery": 1, "n_boot": 50})
+    res = json.loads((out / "results.json").read_text())["results"]
+    assert res["headline_protocol"] == "cats-pfwillow"
+    assert [p["kind"] for p in res["pairs"]] == ["listed"] * 3
+    r = res["pck"]["cats-pfwillow"][BOX_COPY]
+    assert r["protocol"]["resolution"] == "resized" and r["protocol"]["alphas"] == [0.05, 0.1, 0.15]
+    assert r["counts"]["per_category"] == {"car(G)": {"pairs": 2, "pairs_with_points": 2, "points": 20, "types": 10},
+                                           "duck(S)": {"pairs": 1, "pairs_with_points": 1, "points": 10, "types": 10}}
+    # By hand: the fixture's target points are (x + 7, 68 - y) for source (x, y) with x = 5..95, y = 20..47
+    # (step 3), so both boxes are keypoint extents 90 wide x 27 high and box-copy predicts (x + 7, y + 1): x exact,
+    # y off by |2y - 67| = 27, 21, 15, 9, 3, 3, 9, 15, 21, 27 px. Original resolution, L = 90: alpha 0.05
+    # (4.5 px) -> 2/10, 0.1 (9 px, inclusive) -> 4/10, 0.025 -> 0. Resized 160x120 -> 131x131: y errors x 131/120,
+    # L = 90 x 131/160 = 73.7: alpha 0.05 (3.68) -> 2/10, 0.1 (7.37) -> 2/10, 0.15 (11.05) -> 4/10.
+    assert r["overall"]["pair"] == pytest.approx({"0.05": 0.2, "0.1": 0.2, "0.15": 0.4})
+    assert res["pck"]["hpf-pfwillow"][BOX_COPY]["overall"]["pair"] == pytest.approx({"0.1": 0.2})
+    assert res["pck"]["paper"][BOX_COPY]["overall"]["type"] == pytest.approx({"0.1": 0.4, "0.05": 0.2, "0.025": 0.0})

@@ -26,9 +26,10 @@ Data options (:data:`DATA_OPTIONS`, every key optional in a conf; defaults in br
     ``images`` or ``root/data``; ``pair_by="category"`` (species, default) or ``"supercategory"`` (family).
   * ``berkeley``: PASCAL VOC 2011 + Berkeley keypoints at ``root`` (``JPEGImages/``, ``annotations/``).
 
-- ``categories`` [None = all]: keep these categories. Categories that the data set lacks are ignored with a
-  warning; if none is present every category is kept (so a preset's embedded category list does not block
-  ``--set dataset=coco``), and the note is recorded in the pool (:func:`data_notes`).
+- ``categories`` [None = all]: keep these categories. For the embedded data an unknown name is an error (a
+  family name such as ``animalpose`` selects its species ``animalpose-*``); for other data sets, categories
+  they lack are ignored with a warning, and if none is present every category is kept (so a preset's embedded
+  category list does not block ``--set dataset=coco``); the note is recorded (:func:`data_notes`).
 - ``n_warps`` / ``strength`` / ``seed``: synthetic warps added to pools (every data set; 0 for real data only).
 - ``max_instances`` [None]: at most this many real instances per category (first ones, deterministic).
 - ``pairs`` ["both"]: for instance data sets: ``synthetic`` (photo, warp), ``cross`` (different instances) or
