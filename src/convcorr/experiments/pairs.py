@@ -151,51 +151,61 @@ def compute(conf: dict) -> PairsResults:
     matchers = {m: get_matcher(m, **mopts.get(m, {})) for m in conf["matchers"]}
     feats = {f: get_features(f) for f in conf["features"]}
 
-    # prepare every distinct instance once
-    insts = {}
-    for p in pairs:
-        for i in (p.source, p.target):
-            insts.setdefault(i.id, i)
-    prepared = {k: _prepare(i, crop, margin, size) for k, i in progress(insts.items(), "images", len(insts))}
-    grids, feature_seconds = {}, {}
-    for f, fe in feats.items():
-        t0 = time.perf_counter()
-        ids = list(prepared)
-        out = []
-        for k in progress(range(0, len(ids), 16), f"features {f}"):
-            out += fe.compute_many([prepared[i][0] for i in ids[k:k + 16]])
-        grids[f] = dict(zip(ids, out))
-        feature_seconds[f] = time.perf_counter() - t0
-
     methods = [method_label(f, m) for f in feats for m in matchers] + baselines
-    preds = {m: [] for m in methods}
+    n = len(pairs)
+    preds = {m: [None] * n for m in methods}
+    records = {m: [None] * n for m in methods}
     seconds = {m: 0.0 for m in methods}
-    records = {m: [] for m in methods}
-    info = []
-    for p in progress(pairs, "pairs"):
-        s, t = p.source, p.target
-        (_, tf_s), (_, tf_t) = prepared[s.id], prepared[t.id]
-        kind = s.meta.get("pair_kind", "listed")
-        info.append({"pair_id": f"{s.id} -> {t.id}", "category": s.category, "kind": kind, "source": s.id,
-                     "target": t.id})
-        vis = s.visible & np.all(np.isfinite(s.keypoints), axis=1)
-        src_crop = tf_s.to_crop(s.keypoints[vis])
-        for f in feats:
-            for mname, matcher in matchers.items():
-                label = method_label(f, mname)
-                t0 = time.perf_counter()
-                corr = matcher.match(grids[f][s.id], grids[f][t.id])
-                pred = np.full((len(s.keypoint_names), 2), np.nan)
-                pred[vis] = tf_t.from_crop(corr.transfer(src_crop))
-                seconds[label] += time.perf_counter() - t0
-                preds[label].append(pred)
-                records[label].append(_record(p, pred, kind, tf_s, tf_t))
-        for b in baselines:
+    feature_seconds = {f: 0.0 for f in feats}
+    info = [None] * n
+    # one category at a time: features of its images only are held in memory (SPair: ~100 images per category)
+    by_cat: dict = {}
+    for k, p in enumerate(pairs):
+        by_cat.setdefault(p.source.category, []).append(k)
+    bar = progress(total=n, desc="pairs", iterable=None)
+    for cat, idx in by_cat.items():
+        insts = {}
+        for k in idx:
+            for i in (pairs[k].source, pairs[k].target):
+                insts.setdefault(i.id, i)
+        prepared = {key: _prepare(i, crop, margin, size) for key, i in insts.items()}
+        ids = list(prepared)
+        grids = {}
+        for f, fe in feats.items():
             t0 = time.perf_counter()
-            pred = _box_copy(s, t)
-            seconds[b] += time.perf_counter() - t0
-            preds[b].append(pred)
-            records[b].append(_record(p, pred, kind, tf_s, tf_t))
+            out = []
+            for j in range(0, len(ids), 16):
+                out += fe.compute_many([prepared[i][0] for i in ids[j:j + 16]])
+            grids[f] = dict(zip(ids, out))
+            feature_seconds[f] += time.perf_counter() - t0
+        for k in idx:
+            p = pairs[k]
+            s, t = p.source, p.target
+            (_, tf_s), (_, tf_t) = prepared[s.id], prepared[t.id]
+            kind = s.meta.get("pair_kind", "listed")
+            info[k] = {"pair_id": f"{s.id} -> {t.id}", "category": s.category, "kind": kind, "source": s.id,
+                       "target": t.id}
+            vis = s.visible & np.all(np.isfinite(s.keypoints), axis=1)
+            src_crop = tf_s.to_crop(s.keypoints[vis])
+            for f in feats:
+                for mname, matcher in matchers.items():
+                    label = method_label(f, mname)
+                    t0 = time.perf_counter()
+                    corr = matcher.match(grids[f][s.id], grids[f][t.id])
+                    pred = np.full((len(s.keypoint_names), 2), np.nan)
+                    pred[vis] = tf_t.from_crop(corr.transfer(src_crop))
+                    seconds[label] += time.perf_counter() - t0
+                    preds[label][k] = pred
+                    records[label][k] = _record(p, pred, kind, tf_s, tf_t)
+            for b in baselines:
+                t0 = time.perf_counter()
+                pred = _box_copy(s, t)
+                seconds[b] += time.perf_counter() - t0
+                preds[b][k] = pred
+                records[b][k] = _record(p, pred, kind, tf_s, tf_t)
+            bar.update(1)
+        del grids
+    bar.close()
 
     pck = {}
     for proto in pcks:
