@@ -336,9 +336,10 @@ def main(conf: dict, out_dir: Path) -> Path:
         rep.section(f"PCK, protocol `{pname}`" + (" (headline)" if pname == res.headline else ""),
                     markdown_table(rows, cols + (["predicted", "seconds"] if pname == res.headline else [])) +
                     f"\n{counts['pairs']} pairs, {per_m[res.methods[0]]['counts']['points']} points, "
-                    f"{per_m[res.methods[0]]['counts']['types']} keypoint types. `predicted`: fraction of the "
-                    "counted points that got a prediction (sparse matchers such as mnn leave some out; those count "
-                    "as wrong). `seconds`: matching + transfer.")
+                    f"{per_m[res.methods[0]]['counts']['types']} keypoint types." +
+                    (" `predicted`: fraction of the counted points that got a prediction (sparse matchers such as "
+                     "mnn leave some out; those count as wrong). `seconds`: matching + transfer."
+                     if pname == res.headline else ""))
     if res.confidence:
         ci = res.confidence["estimates"].get(res.headline, {})
         rows = [{"method": m, **{f"{av} PCK@{_fmt_alpha(a)}": _fmt_ci(ci[m][av][a]) for av in ci[m]
