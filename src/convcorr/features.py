@@ -375,3 +375,44 @@ class BackboneLayerFeatures(DenseFeatures):
             for i, g in zip(idx, self._grids(acts, len(idx), shape[:2])):
                 out[i] = g
         return out
+
+
+def _group_by_backbone(feats: dict) -> tuple[dict, dict]:
+    """Split {name: DenseFeatures} into {id(backbone): (backbone, {name: layer})} for single-layer backbone
+    plug-ins (computed together, one forward pass per image) and the rest."""
+    groups: dict = {}
+    rest = {}
+    for n, f in feats.items():
+        if isinstance(f, BackboneLayerFeatures) and len(f.layers) == 1:
+            groups.setdefault(id(f.backbone), (f.backbone, {}))[1][n] = f.layers[0]
+        else:
+            rest[n] = f
+    return groups, rest
+
+
+def features_at_points(feats: dict, image: np.ndarray, xy: np.ndarray) -> dict[str, np.ndarray]:
+    """{name: (N, C)} features of several plug-ins at the points (x, y) of one image: each plug-in's
+    :meth:`~convcorr.dense.DenseFeatures.at_points` (exact SIFT at the point; nearest column for backbone
+    layers, all layers of one backbone from one forward pass)."""
+    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    groups, rest = _group_by_backbone(feats)
+    out = {n: f.at_points(image, xy) for n, f in rest.items()}
+    for bb, layers in groups.values():
+        got = conv_features_at(bb, [image], [xy], sorted(set(layers.values())))
+        out.update({n: got[l] for n, l in layers.items()})
+    return {n: out[n] for n in feats}
+
+
+def features_at_pixels(feats: dict, image: np.ndarray, xy: np.ndarray) -> dict[str, np.ndarray]:
+    """{name: (N, C)} features at 1-pixel stride: for each integer pixel (x, y) (clipped into the image) the
+    feature of a column centred EXACTLY there: dense SIFT computed at the pixel; backbone layers by
+    :class:`PixelConvFeatures` (the image shifted by every offset within one stride and re-run; one set of passes
+    per backbone for all its layers). Other plug-ins: :meth:`~convcorr.dense.DenseFeatures.at_points`."""
+    H, W = np.asarray(image).shape[:2]
+    xy = np.clip(np.rint(np.asarray(xy, dtype=np.float64).reshape(-1, 2)), 0, [W - 1, H - 1])
+    groups, rest = _group_by_backbone(feats)
+    out = {n: f.at_points(image, xy) for n, f in rest.items()}
+    for bb, layers in groups.values():
+        pix = PixelConvFeatures(bb, image, sorted(set(layers.values())))
+        out.update({n: pix.at(l, xy) for n, l in layers.items()})
+    return {n: out[n] for n in feats}
