@@ -19,7 +19,7 @@ class RFGeometry:
     """Receptive field of one layer.
 
     Attributes:
-        size: receptive-field side in input pixels (ignoring image borders).
+        size: receptive-field side in input pixels (ignoring image borders); ``inf`` for a global layer.
         stride: distance in input pixels between neighbouring columns.
         offset: input-pixel coordinate of the centre of column 0 (may be
             negative or fractional when padding is involved).
@@ -28,6 +28,12 @@ class RFGeometry:
     size: float
     stride: float
     offset: float
+
+    @property
+    def is_global(self) -> bool:
+        """True after global mixing (attention, global pooling, squeeze-excitation): every column sees the
+        whole image (``size == inf``); ``stride`` / ``offset`` then locate the tokens' patches."""
+        return self.size == float("inf")
 
     def column_centers(self, n: int) -> np.ndarray:
         """(n,) pixel coordinates of the centres of columns 0..n-1 along one axis."""
