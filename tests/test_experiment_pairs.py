@@ -58,7 +58,7 @@ def test_pairs_compute_synthetic_and_cross(shared):
 
 def test_pairs_box_copy_is_exact_on_a_pure_box_scaling(shared):
     """box-copy moves keypoints by the box map: exact when the target is the source scaled inside its box."""
-    from convcorr.experiments.pairs import _box_copy
+    from convcorr.pair_transfer import box_copy as _box_copy
     from convcorr.types import Instance
 
     s = Instance("s", "c", (10, 20, 110, 70), ("a", "b"), [[10, 20], [60, 45]], [1, 1])

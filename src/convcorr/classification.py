@@ -14,6 +14,7 @@ stride), :func:`response_peak` gives the offset of its maximum from the window c
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace as _replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -62,6 +63,24 @@ def keypoint_dataset(instances: Sequence, feature_fn: Callable, group_by: str = 
     if not X:
         return np.zeros((0, 0)), np.array([], dtype=str), np.array([], dtype=str)
     return np.concatenate(X), np.array(y), np.array(groups)
+
+
+def kept_types(names, max_types: int | None) -> np.ndarray:
+    """Indices of an even subsample of at most ``max_types`` keypoint types (all when None)."""
+    if not max_types or len(names) <= max_types:
+        return np.arange(len(names))
+    return np.unique(np.linspace(0, len(names) - 1, max_types).round().astype(int))
+
+
+def restrict_types(insts: list, max_types: int | None) -> list:
+    """Instances whose keypoints outside :func:`kept_types` are marked invisible (so they yield no examples)."""
+    out = []
+    for i in insts:
+        keep = np.zeros(len(i.keypoint_names), bool)
+        keep[kept_types(i.keypoint_names, max_types)] = True
+        out.append(_replace(i, visible=np.asarray(i.visible, bool) & keep))
+    return out
+
 
 
 def train_ova(X: np.ndarray, y: np.ndarray, C: float, max_iter: int = 2000, tol: float = 1e-4,

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import protocols
-from ..pck import PairKeypoints, evaluate, get_protocol, pck_vs_alpha
+from ..pair_transfer import box_copy, pair_record, prepare, source_points
+from ..pck import evaluate, get_protocol, pck_vs_alpha
 from ..report import Report, markdown_table, progress
 
 _METHODS = {
@@ -94,41 +95,6 @@ class PairsResults:
     pair_list: list = field(default_factory=list, repr=False)
 
 
-def _prepare(inst, crop: str, margin: float, size: int):
-    """(image (size, size, 3), CropTransform) of an instance: its box + margin or the whole image, resized."""
-    from ..transfer import CropTransform, crop_instance
-    from ..types import resize_image
-
-    if crop == "box":
-        return crop_instance(inst, margin, size)
-    if crop == "image":
-        img = inst.load()
-        H, W = img.shape[:2]
-        return resize_image(img, (size, size)), CropTransform(0, 0, W, H, int(size))
-    raise ValueError(f"pairs: option 'crop' must be 'box' or 'image', got {crop!r}")
-
-
-def _box_copy(source, target) -> np.ndarray:
-    """Source keypoints copied into the target box in normalised box coordinates (NaN where not visible)."""
-    from ..transfer import nn_transfer
-
-    return nn_transfer(target.bbox, source)
-
-
-def _record(pair, pred: np.ndarray, kind: str, tf_s, tf_t) -> PairKeypoints:
-    s, t = pair.source, pair.target
-    tidx = {n: i for i, n in enumerate(t.keypoint_names)}
-    names = s.keypoint_names
-    gt = np.full((len(names), 2), np.nan)
-    tv = np.zeros(len(names), bool)
-    for i, n in enumerate(names):
-        if n in tidx:
-            gt[i], tv[i] = t.keypoints[tidx[n]], t.visible[tidx[n]]
-    return PairKeypoints(f"{s.id} -> {t.id}", s.category, names, pred, np.where(tv[:, None], gt, np.nan),
-                         s.visible, tv, s.bbox, t.bbox, s.load().shape[:2], t.load().shape[:2],
-                         eval_source_scale=tuple(tf_s.scale), eval_target_scale=tuple(tf_t.scale))
-
-
 def method_label(features: str, matcher: str) -> str:
     return f"{features} + {matcher}"
 
@@ -168,7 +134,7 @@ def compute(conf: dict) -> PairsResults:
         for k in idx:
             for i in (pairs[k].source, pairs[k].target):
                 insts.setdefault(i.id, i)
-        prepared = {key: _prepare(i, crop, margin, size) for key, i in insts.items()}
+        prepared = {key: prepare(i, crop, margin, size) for key, i in insts.items()}
         ids = list(prepared)
         grids = {}
         for f, fe in feats.items():
@@ -185,7 +151,7 @@ def compute(conf: dict) -> PairsResults:
             kind = s.meta.get("pair_kind", "listed")
             info[k] = {"pair_id": f"{s.id} -> {t.id}", "category": s.category, "kind": kind, "source": s.id,
                        "target": t.id}
-            vis = s.visible & np.all(np.isfinite(s.keypoints), axis=1)
+            vis = source_points(s)
             src_crop = tf_s.to_crop(s.keypoints[vis])
             for f in feats:
                 for mname, matcher in matchers.items():
@@ -196,13 +162,13 @@ def compute(conf: dict) -> PairsResults:
                     pred[vis] = tf_t.from_crop(corr.transfer(src_crop))
                     seconds[label] += time.perf_counter() - t0
                     preds[label][k] = pred
-                    records[label][k] = _record(p, pred, kind, tf_s, tf_t)
+                    records[label][k] = pair_record(p, pred, tf_s, tf_t)
             for b in baselines:
                 t0 = time.perf_counter()
-                pred = _box_copy(s, t)
+                pred = box_copy(s, t)
                 seconds[b] += time.perf_counter() - t0
                 preds[b][k] = pred
-                records[b][k] = _record(p, pred, kind, tf_s, tf_t)
+                records[b][k] = pair_record(p, pred, tf_s, tf_t)
             bar.update(1)
         del grids
     bar.close()

@@ -35,8 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..classification import (DEFAULT_CS, accuracy, keypoint_dataset, max_offset_histogram, response_map,
-                              response_peak, select_C, train_ova)
+from ..classification import (DEFAULT_CS, accuracy, keypoint_dataset, kept_types, max_offset_histogram,  # noqa: F401
+                              response_map, response_peak, restrict_types, select_C, train_ova)
 from .. import protocols
 from ..features import array_digest, cached, crop_box, features_at_pixels, features_at_points
 from ..report import Report, markdown_table, progress
@@ -83,23 +83,6 @@ def feature_objects(conf: dict) -> dict:
 def split_pool(conf: dict) -> tuple[list, list, dict]:
     """(train, test, {category: split description}): :func:`convcorr.protocols.split_pool` (shared with Table 4)."""
     return protocols.split_pool(conf)
-
-
-def kept_types(names, max_types: int | None) -> np.ndarray:
-    """Indices of an even subsample of at most ``max_types`` keypoint types (all when None)."""
-    if not max_types or len(names) <= max_types:
-        return np.arange(len(names))
-    return np.unique(np.linspace(0, len(names) - 1, max_types).round().astype(int))
-
-
-def restrict_types(insts: list, max_types: int | None) -> list:
-    """Instances whose keypoints outside :func:`kept_types` are marked invisible (so they yield no examples)."""
-    out = []
-    for i in insts:
-        keep = np.zeros(len(i.keypoint_names), bool)
-        keep[kept_types(i.keypoint_names, max_types)] = True
-        out.append(replace(i, visible=np.asarray(i.visible, bool) & keep))
-    return out
 
 
 def _visible(inst) -> np.ndarray:

@@ -37,7 +37,7 @@ from ..prediction import KeypointPredictor, global_descriptors, nearest_neighbou
 from ..report import Report, markdown_table, progress
 from .. import protocols
 from ..protocols import split_pool
-from .table3 import kept_types
+from ..classification import kept_types
 
 _COMMON = {
     "size": 500, "margin": 0.0, "features": ["sift:step=8,bin=8", "alexnet:conv5"], "neighbourhood": [1, 3],

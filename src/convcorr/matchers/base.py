@@ -234,6 +234,13 @@ class Matcher:
     def __call__(self, source: FeatureGrid, target: FeatureGrid, both: bool = False) -> Correspondence:
         return self.match(source, target, both)
 
+    def transfer_points(self, source: FeatureGrid, target: FeatureGrid, xy: np.ndarray) -> np.ndarray:
+        """(N, 2) source pixels -> (N, 2) target pixels: ``match(source, target).transfer(xy)``.
+
+        Matchers whose columns are matched independently (``nn``) override it to match only the columns that
+        the bilinear pixel map reads at the points (same result, far less work on fine grids)."""
+        return self.match(source, target).transfer(xy)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.options.items())})"
 
@@ -255,6 +262,20 @@ def cosine_similarity(source: FeatureGrid, target: FeatureGrid) -> np.ndarray:
     a = l2_normalize(source.features.reshape(-1, source.channels), dtype=np.float32)
     b = l2_normalize(target.features.reshape(-1, target.channels), dtype=np.float32)
     return a @ b.T
+
+
+def lattice_columns(geometry: RFGeometry, grid_hw: tuple[int, int], xy: np.ndarray) -> np.ndarray:
+    """Flat indices of the columns a bilinear read of a column-lattice map at the (N, 2) pixels ``xy`` touches:
+    for each point the (up to) 2 x 2 columns around it, clipped into the (h, w) grid (beyond the outermost
+    columns the map is held constant, so the outermost ones). Returns sorted unique indices (M,)."""
+    h, w = grid_hw
+    u = (np.asarray(xy, dtype=np.float64).reshape(-1, 2) - geometry.offset) / geometry.stride
+    u = u[np.all(np.isfinite(u), axis=1)]
+    c0 = np.floor(u).astype(np.int64)
+    cs = np.clip(np.concatenate([c0[:, :1], c0[:, :1] + 1], 1), 0, w - 1)  # (N, 2) columns
+    rs = np.clip(np.concatenate([c0[:, 1:], c0[:, 1:] + 1], 1), 0, h - 1)  # (N, 2) rows
+    idx = rs[:, :, None] * w + cs[:, None, :]
+    return np.unique(idx.ravel())
 
 
 def column_grid(index: np.ndarray, w: int) -> np.ndarray:

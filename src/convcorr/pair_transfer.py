@@ -1,0 +1,61 @@
+"""Keypoint transfer within one image pair, at the methods level (used by the pair benchmark and the study
+across backbones): how both images are prepared, the box-copy baseline, and the PCK record of a prediction.
+
+- :func:`prepare`: ``crop="box"`` (the instance box + ``margin`` on every side, the paper's setting) or
+  ``crop="image"`` (the whole image, as SPair/PF benchmarks do), resized to ``size`` x ``size`` pixels, with the
+  exact :class:`convcorr.transfer.CropTransform` between original and prepared pixels.
+- :func:`box_copy`: the source keypoints copied into the target box in normalised box coordinates.
+- :func:`pair_record`: a :class:`convcorr.pck.PairKeypoints` of predicted target points (original pixels) for
+  :func:`convcorr.pck.evaluate`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .pck import PairKeypoints
+
+CROPS = ("box", "image")
+
+
+def prepare(inst, crop: str, margin: float, size: int):
+    """(image (size, size, 3) uint8, CropTransform) of an instance: its box + margin or the whole image, resized."""
+    from .transfer import CropTransform, crop_instance
+    from .types import resize_image
+
+    if crop == "box":
+        return crop_instance(inst, margin, size)
+    if crop == "image":
+        img = inst.load()
+        H, W = img.shape[:2]
+        return resize_image(img, (size, size)), CropTransform(0, 0, W, H, int(size))
+    raise ValueError(f"option 'crop' must be one of {list(CROPS)}, got {crop!r}")
+
+
+def box_copy(source, target) -> np.ndarray:
+    """(K, 2) source keypoints copied into the target box in normalised box coordinates (NaN where not
+    visible)."""
+    from .transfer import nn_transfer
+
+    return nn_transfer(target.bbox, source)
+
+
+def source_points(source) -> np.ndarray:
+    """(K,) bool: source keypoints that can be transferred (visible, finite)."""
+    return np.asarray(source.visible, bool) & np.all(np.isfinite(source.keypoints), axis=1)
+
+
+def pair_record(pair, pred: np.ndarray, tf_s, tf_t) -> PairKeypoints:
+    """PCK record of (K, 2) predicted target points (original target pixels, one per SOURCE keypoint name) of a
+    :class:`convcorr.types.Pair`; ``tf_s`` / ``tf_t``: the two images' crop transforms (for
+    ``resolution="resized"`` protocols)."""
+    s, t = pair.source, pair.target
+    tidx = {n: i for i, n in enumerate(t.keypoint_names)}
+    names = s.keypoint_names
+    gt = np.full((len(names), 2), np.nan)
+    tv = np.zeros(len(names), bool)
+    for i, n in enumerate(names):
+        if n in tidx:
+            gt[i], tv[i] = t.keypoints[tidx[n]], t.visible[tidx[n]]
+    return PairKeypoints(f"{s.id} -> {t.id}", s.category, names, pred, np.where(tv[:, None], gt, np.nan),
+                         s.visible, tv, s.bbox, t.bbox, s.load().shape[:2], t.load().shape[:2],
+                         eval_source_scale=tuple(tf_s.scale), eval_target_scale=tuple(tf_t.scale))
