@@ -153,3 +153,17 @@ def test_warp_moves_the_target_onto_the_source():
     np.testing.assert_array_equal(c.warp(img), img[:, 8:48])
     with pytest.raises(ValueError, match="target image"):
         c.warp(img[:30])
+
+
+@pytest.mark.parametrize("name", ["nn", "mnn", "softargmax"])
+def test_transfer_points_equals_the_dense_map(name):
+    """Matcher.transfer_points (nn: only the columns read at the points are matched) == match().transfer, at
+    column centres, between them, beyond the outermost columns and on other grid sizes / offsets."""
+    rng = np.random.default_rng(3)
+    for trial in range(6):
+        gs, gt = RFGeometry(11, 4, 5.0 + trial % 3), RFGeometry(11, 4, 3.5)
+        s = FeatureGrid(rng.normal(size=(9, 11, 5)).astype(np.float32), gs, (40, 48))
+        t = FeatureGrid(rng.normal(size=(10, 8, 5)).astype(np.float32), gt, (42, 36))
+        xy = np.concatenate([rng.uniform(-2, 50, size=(30, 2)), gs.grid_centers((9, 11)).reshape(-1, 2)[:7]])
+        m = get_matcher(name)
+        np.testing.assert_allclose(m.transfer_points(s, t, xy), m.match(s, t).transfer(xy), atol=1e-9)

@@ -16,6 +16,7 @@ EXPERIMENTS = {
     "table4": "convcorr.experiments.table4",
     "visualize": "convcorr.experiments.visualize",
     "pairs": "convcorr.experiments.pairs",
+    "backbones": "convcorr.experiments.backbones",
 }
 
 

@@ -1,0 +1,133 @@
+"""The study across backbones: every layer measured with intervals, rf values from the backbones, fits by hand."""
+import json
+
+import numpy as np
+import pytest
+
+from convcorr.experiments import EXPERIMENTS, resolve_conf
+from convcorr.experiments.backbones import (CONFIGS, Fit, LayerResult, _fits, answer, compute,
+                                            partial_rank_correlation, render)
+from convcorr.stats import Estimate
+
+LAYERS = {"alexnet": ["conv1", "conv2", "conv3"], "squeezenet1_0": ["pool1", "fire5"]}
+
+
+@pytest.fixture(scope="module")
+def tiny(shared):
+    conf = resolve_conf("backbones", "default", {
+        "backbones": list(LAYERS), "layers": LAYERS, "categories": ["face", "hand"], "max_pairs": 4,
+        "n_synthetic": 1, "max_types": 6, "Cs": [1.0], "n_boot": 200})
+    return conf, compute(conf)
+
+
+def test_registered_and_default_is_the_five_offline_cnns():
+    assert "backbones" in EXPERIMENTS
+    d = CONFIGS["default"]
+    assert d["backbones"] == ["alexnet", "efficientnet_lite0", "squeezenet1_0", "mobilenet_v1", "mobilenet_v2"]
+    assert d["layers"] is None and d["dataset"] == "embedded"
+    for k in ("categories", "seed", "dataset", "matcher", "n_boot", "max_pairs"):  # shared option names
+        assert k in d
+
+
+def test_every_layer_measured_with_the_backbones_rf(tiny):
+    from convcorr.backbones import get_backbone
+
+    conf, res = tiny
+    assert [(r.backbone, r.layer) for r in res.layers] == [(b, l) for b, ls in LAYERS.items() for l in ls]
+    for r in res.layers:
+        g = get_backbone(r.backbone).rf(r.layer, r.input_size)
+        assert (r.rf_size, r.stride, r.offset) == (g.size, g.stride, g.offset)
+        assert r.input_size == get_backbone(r.backbone).input_size
+    assert res.layer("alexnet", "conv3").rf_size == 99 and res.layer("alexnet", "conv3").stride == 16
+    assert res.layer("alexnet", "conv1").channels == 96 and res.layer("alexnet", "conv1").grid_hw == (55, 55)
+
+
+def test_intervals_contain_estimates_and_counts_agree(tiny):
+    from convcorr import protocols
+
+    conf, res = tiny
+    n_pairs = len(protocols.build_pairs(conf))
+    tc, cc = res.counts["transfer"], res.counts["classification"]
+    assert tc["pairs"] == n_pairs and sum(v["pairs"] for v in tc["per_category"].values()) == n_pairs
+    assert tc["points"] == sum(v["points"] for v in tc["per_category"].values())
+    n_test = sum(v["test points"] for v in cc.values())
+    assert set(cc) == {"face", "hand"}
+    for r in res.layers:
+        assert r.n_pairs == n_pairs and r.n_transfer_points == tc["points"] > 0
+        assert r.n_test_points == n_test and r.n_train_points == sum(v["train points"] for v in cc.values())
+        assert r.n_test_units == sum(v["test photos"] for v in cc.values())
+        for a in res.alphas:
+            e = r.pck[a]
+            assert e.lo <= e.value <= e.hi and 0 <= e.value <= 1
+            assert e.n == tc["points"] and e.n_units == n_pairs
+            assert e.value == pytest.approx(r.pck_overall[a])  # stats.type_mean == the PCK engine's type average
+        assert r.pck[0.1].value >= r.pck[0.05].value >= r.pck[0.025].value
+        assert r.accuracy.lo <= r.accuracy.value <= r.accuracy.hi and r.accuracy.n == n_test
+        # the headline accuracy is the mean of the per-category accuracies
+        assert r.accuracy.value == pytest.approx(np.mean([e.value for e in r.accuracy_per_category.values()]))
+        assert set(r.chosen_C.values()) == {1.0}
+    assert len(res.fits) == 8 and all(f.n_layers == len(res.layers) for f in res.fits)
+    for f in res.fits:
+        e = f.estimate
+        assert -1 <= e.lo <= e.hi <= 1 and np.isfinite(e.value)
+    assert set(res.answers) == {"transfer PCK@0.1", "classification accuracy"}
+
+
+def test_render_writes_report_json_and_figures(tiny, tmp_path):
+    conf, res = tiny
+    path = render(res, tmp_path)
+    md = path.read_text()
+    assert "## Answer" in md and "alexnet" in md and "fire5" in md
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert len(data["results"]["layers"]) == len(res.layers) and len(data["results"]["fits"]) == 8
+    assert (tmp_path / "accuracy_vs_geometry.png").stat().st_size > 0
+    assert (tmp_path / "correlations.png").stat().st_size > 0
+
+
+def test_partial_rank_correlation_by_hand():
+    x = np.array([1.0, 2.0, 3.0, 4.0])
+    assert partial_rank_correlation(x, x) == pytest.approx(1.0)
+    assert partial_rank_correlation(x[::-1], np.exp(x)) == pytest.approx(-1.0)  # ranks: monotone maps do not count
+    # within each level of z, y falls while x rises: the plain rho is positive, the partial one -1 (by hand:
+    # residual ranks of x on z are (-.5, .5, -.5, .5), of y (.5, -.5, .5, -.5))
+    z = np.array([1.0, 1.0, 2.0, 2.0])
+    y = np.array([2.0, 1.0, 4.0, 3.0])
+    assert partial_rank_correlation(y, x) == pytest.approx(0.6)
+    assert partial_rank_correlation(y, x, z[:, None]) == pytest.approx(-1.0)
+    # replicates in columns are ranked separately
+    Y = np.stack([x, x[::-1], y], 1)
+    np.testing.assert_allclose(partial_rank_correlation(Y, x), [1.0, -1.0, 0.6])
+    assert np.isnan(partial_rank_correlation(y, x, x[:, None]))  # x explained by its covariate: undefined
+
+
+def _layer(b, l, rf, stride, v):
+    e = Estimate(v, v - 0.05, v + 0.05, 10, 5)
+    return LayerResult(b, l, 224, rf, stride, 0.0, 8, (7, 7), {0.1: e}, {0.1: v}, {}, e, {}, {}, 1, 10, 10, 10, 5)
+
+
+def test_fits_leave_global_layers_out_and_answer_names_the_variable():
+    rfs = [11, 19, 27, 43, 59, 91]
+    strides = [4, 4, 4, 8, 8, 8]
+    vals = [0.1, 0.2, 0.3, 0.15, 0.25, 0.35]  # rises with the rf at fixed stride, falls with the stride
+    layers = [_layer("a", f"l{k}", rf, s, v) for k, (rf, s, v) in enumerate(zip(rfs, strides, vals))]
+    layers.append(_layer("a", "global", float("inf"), 32, 0.9))
+    B = 50
+    reps = np.array(vals + [0.9])[:, None] + np.random.default_rng(0).normal(0, 1e-3, (len(layers), B))
+    ests = [r.pck[0.1] for r in layers]
+    fits = _fits(layers, {"m": reps}, {"m": ests}, {"m": 5})
+    assert all(f.n_layers == 6 for f in fits)  # the global layer is left out
+    part = {f.variable: f.estimate for f in fits if f.kind == "partial rank correlation"}
+    assert part["rf size"].value == pytest.approx(1.0) and part["stride"].value < 0
+    text = answer("m", fits)
+    assert "RECEPTIVE FIELD" in text or "BOTH" in text
+    none = [Fit("m", v, k, Estimate(0.1, -0.2, 0.4, 6, 5), 6) for v in ("rf size", "stride")
+            for k in ("rank correlation", "partial rank correlation")]
+    assert "not resolved" in answer("m", none) and "NEITHER" in answer("m", none)
+
+
+def test_unknown_layer_and_bad_alpha_are_named(shared):
+    conf = resolve_conf("backbones", "default", {"backbones": ["alexnet"], "layers": {"alexnet": ["conv9"]}})
+    with pytest.raises(ValueError, match="conv9"):
+        compute(conf)
+    with pytest.raises(ValueError, match="alpha"):
+        compute(dict(conf, alpha=0.2))
