@@ -632,7 +632,7 @@ def _scatter(rep: Report, res: BackbonesResults) -> None:
                 e = np.array([[get(r).value, get(r).lo, get(r).hi] for r in rs], float)
                 fin = np.array([not r.is_global for r in rs])
                 err = np.abs(np.stack([e[:, 0] - e[:, 1], e[:, 2] - e[:, 0]]))
-                ax.errorbar(x[fin], e[fin, 0], yerr=np.nan_to_num(err[:, fin]), fmt="o-", ms=3.5, lw=1.0, capsize=2,
+                ax.errorbar(x[fin], e[fin, 0], yerr=np.nan_to_num(err[:, fin]), fmt="o-" if var == "rf size" else "o", ms=3.5, lw=1.0, capsize=2,
                             elinewidth=0.7, color=colours[b], label=b)
                 if (~fin).any():
                     ax.errorbar(x[~fin], e[~fin, 0], yerr=np.nan_to_num(err[:, ~fin]), fmt="^", ms=6, mfc="none",
@@ -661,7 +661,7 @@ def _scatter(rep: Report, res: BackbonesResults) -> None:
     rep.figure(fig, "accuracy_vs_geometry.png",
                f"Transfer PCK@{a:g} (top) and keypoint-classification accuracy (bottom) of every layer against its "
                "receptive-field size (left) and stride (right), one colour per backbone, layers joined in network "
-               "order; error bars: 95% bootstrap intervals (pairs / test photos). Titles: Spearman rho over the "
+               "order (left); error bars: 95% bootstrap intervals (pairs / test photos). Titles: Spearman rho over the "
                "layers and the partial rho (given the other variable and the backbone) with 95% intervals. "
                "Hollow triangles: layers with a global receptive field (left out of the fits). Dashed: the box-copy "
                "baseline with its interval (top) and chance (bottom).")
