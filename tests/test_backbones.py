@@ -321,3 +321,19 @@ def test_zoo_pretrained_offline_is_one_clear_line(monkeypatch, tmp_path):
         get_backbone("timm:no_such_net", pretrained=False)
     with pytest.raises(KeyError, match="torchvision has no model"):
         get_backbone("torchvision:no_such_net", pretrained=False)
+
+
+def test_cli_backbones_lists_layers_rf_and_weights(shared):
+    from click.testing import CliRunner
+
+    from convcorr.cli import cli
+
+    res = CliRunner().invoke(cli, ["backbones"])
+    assert res.exit_code == 0, res.output
+    for name in BACKBONES:
+        assert f"== {name}: pretrained weights available" in res.output
+    assert "pool5                  195      32    33.0       6x6       256" in res.output
+    assert "Conv2d_13_pointwise    315      32    31.0       7x7      1024" in res.output
+    assert "timm:<model>" in res.output and "torchvision:<model>" in res.output
+    bad = CliRunner().invoke(cli, ["backbones", "--with", "timm:no_such_net"])
+    assert bad.exit_code != 0 and "no_such_net" in bad.output
