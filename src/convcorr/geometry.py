@@ -73,6 +73,8 @@ class RFGeometry:
     def grid_shape(self, input_hw: tuple[int, int]) -> tuple[int, int]:
         """(h, w) columns whose whole rf lies inside an (H, W) input: the output size of an unpadded layer."""
         H, W = input_hw
+        if self.is_global:
+            raise ValueError("grid_shape: a global layer's columns all see the whole input (no unpadded grid)")
         half = (self.size - 1) / 2.0
         f = lambda n: int(np.floor((n - 1 - half - self.offset) / self.stride)) + 1
         return f(H), f(W)

@@ -123,7 +123,7 @@ def format_rf_table(backbone, input_size: int | None = None) -> str:
         acts = backbone(x, backbone.layer_names)
     lines = [f"{backbone.name} at {size}x{size} input (x, y in input pixels; column c centred at offset + stride*c;"
              " global = the layer mixes the whole image)",
-             f"{'layer':<14}{'rf size':>8}{'stride':>8}{'offset':>8}{'grid':>10}{'channels':>10}"]
+             f"{'layer':<20}{'rf size':>8}{'stride':>8}{'offset':>8}{'grid':>10}{'channels':>10}"]
     notes = []
     for name in backbone.layer_names:
         a = acts[name]
@@ -131,8 +131,8 @@ def format_rf_table(backbone, input_size: int | None = None) -> str:
         try:
             g = backbone.rf(name, size)
         except GeometryError as exc:
-            lines.append(f"{name:<14}{'?':>8}{'?':>8}{'?':>8}{grid:>10}{a.shape[1]:>10}")
+            lines.append(f"{name:<20}{'?':>8}{'?':>8}{'?':>8}{grid:>10}{a.shape[1]:>10}")
             notes.append(f"{name}: {exc}")
             continue
-        lines.append(f"{name:<14}{format_size(g):>8}{g.stride:>8g}{g.offset:>8.1f}{grid:>10}{a.shape[1]:>10}")
+        lines.append(f"{name:<20}{format_size(g):>8}{g.stride:>8g}{g.offset:>8.1f}{grid:>10}{a.shape[1]:>10}")
     return "\n".join(lines + notes)

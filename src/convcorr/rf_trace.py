@@ -172,6 +172,9 @@ class _Tracer(TorchDispatchMode):
         aten.index_select.default, aten.index.Tensor, aten.gather.default, aten.flip.default, aten.roll.default,
         aten.narrow.default, aten.pixel_shuffle.default, aten.pixel_unshuffle.default, aten._to_copy.default,
     }
+    SHAPELESS = {aten.unsqueeze.default, aten.permute.default, aten.transpose.int, aten.t.default,
+                 aten.alias.default, aten.detach.default, aten.clone.default, aten.lift_fresh.default,
+                 aten.expand.default, aten.squeeze.dim, aten.squeeze.dims, aten.squeeze.default}
     CONST = {aten.zeros_like.default, aten.ones_like.default, aten.empty_like.default, aten.full_like.default,
              aten.new_zeros.default, aten.new_ones.default, aten.new_empty.default, aten.new_full.default,
              aten._local_scalar_dense.default, aten.sym_size.int, aten.argmax.default, aten.eq.Scalar,
@@ -270,6 +273,20 @@ class _Tracer(TorchDispatchMode):
             if list(args[1]) != list(args[0].shape):
                 raise GeometryError(f"cannot follow {func} changing the shape")
             return
+        if func in self.SHAPELESS:  # layout ops that apply to a compact (broadcastable) state as they are
+            s = self.st(args[0])
+            if func is aten.expand.default:
+                per = {k: v.expand(out.shape) for k, v in s.items()}
+            elif func in (aten.squeeze.dim, aten.squeeze.dims, aten.squeeze.default):
+                gone = [d for d in range(args[0].ndim) if args[0].shape[d] == 1]
+                if func is not aten.squeeze.default:
+                    dims = [args[1]] if isinstance(args[1], int) else list(args[1])
+                    gone = [d for d in gone if d in [x % max(args[0].ndim, 1) for x in dims]]
+                per = {k: v.squeeze(gone) if gone else v for k, v in s.items()}
+            else:
+                per = {k: func(v, *args[1:], **kwargs) for k, v in s.items()}
+            self.set(out, per)
+            return
         if func in self.LAYOUT:
             if func in (aten.view.default, aten._unsafe_view.default):
                 f = lambda t, *a: aten.reshape.default(t, *a)
@@ -309,12 +326,19 @@ class _Tracer(TorchDispatchMode):
             nb = x.ndim - d - 1  # 1 for batched, 0 for unbatched
             per = {}
             for k in KEYS:
-                t = s[k].expand(x.shape)
+                t = s[k]
+                t = t.expand(*t.shape[:-d], *x.shape[-d:])  # spatial dims real, channel dim may stay compact
+                args_w = (list(w.shape[2:]), _ntuple(b["stride"], d), _ntuple(b["padding"], d),
+                          _ntuple(b["dilation"], d), list(out.shape[-d:]))
+                if t.shape[nb] == 1:  # every input channel shares the intervals: output compact too
+                    per[k] = _window(t, k, *args_w)
+                    continue
                 t = t.reshape(*t.shape[:nb], G, t.shape[nb] // G, *t.shape[nb + 1:])
                 t = _red(k)(t, nb + 1)
-                t = _window(t, k, list(w.shape[2:]), _ntuple(b["stride"], d), _ntuple(b["padding"], d),
-                            _ntuple(b["dilation"], d), list(out.shape[-d:]))
-                per[k] = t.repeat_interleave(cout // G, dim=nb)
+                t = _window(t, k, *args_w)
+                if G > 1 and bool(torch.all(t == t.narrow(nb, 0, 1))):  # groups alike: stay compact
+                    t = t.narrow(nb, 0, 1)
+                per[k] = t if t.shape[nb] == 1 else t.repeat_interleave(cout // G, dim=nb)
             self.set(out, per)
             return
         pools = {aten.max_pool2d_with_indices.default: 2, aten.max_pool3d_with_indices.default: 3,
@@ -328,7 +352,7 @@ class _Tracer(TorchDispatchMode):
             dil = _ntuple(b.get("dilation") or 1, d)
             res = out[0] if isinstance(out, (tuple, list)) else out
             s = self.st(b["self"])
-            s = {k: v.expand(b["self"].shape) for k, v in s.items()}
+            s = {k: v.expand(*v.shape[:-d], *b["self"].shape[-d:]) for k, v in s.items()}
             self.set(res, {k: _window(s[k], k, kern, stride, _ntuple(b["padding"], d), dil, list(res.shape[-d:]))
                            for k in KEYS})
             return
@@ -391,7 +415,8 @@ class _Tracer(TorchDispatchMode):
             return
         if func is aten.constant_pad_nd.default:
             x, pad = args[0], list(args[1])
-            s = {k: v.expand(x.shape) for k, v in self.st(x).items()}
+            npd = len(pad) // 2  # expand only the padded (last npd) dims to their real size
+            s = {k: v.expand(*v.shape[:x.ndim - npd], *x.shape[x.ndim - npd:]) for k, v in self.st(x).items()}
             new = {}
             for k in KEYS:
                 t = s[k]

@@ -18,6 +18,9 @@ from .zoo import WeightsUnavailable, ZooBackbone
 
 #: prefixes of specs built from a model library: "timm:resnet50", "torchvision:vgg16", ...
 ZOO_PREFIXES = ("timm", "torchvision")
+#: library models whose geometry and feature shapes the tests check (random weights, offline), as examples
+ZOO_EXAMPLES = ("timm:resnet18", "timm:vgg11", "timm:vit_tiny_patch16_224", "timm:convnext_atto",
+                "torchvision:resnet18", "torchvision:mobilenet_v3_small")
 
 BACKBONES: dict[str, type[Backbone]] = {"alexnet": AlexNet, "efficientnet_lite0": EfficientNetLite0,
                                         "squeezenet1_0": SqueezeNet10, "mobilenet_v1": MobileNetV1,
@@ -57,5 +60,5 @@ def get_backbone(name: str, pretrained: bool = True, device: str | torch.device 
     return model
 
 
-__all__ = ["Backbone", "AlexNet", "EfficientNetLite0", "SqueezeNet10", "MobileNetV1", "MobileNetV2", "ZooBackbone", "WeightsUnavailable", "BACKBONES", "ZOO_PREFIXES",
+__all__ = ["Backbone", "AlexNet", "EfficientNetLite0", "SqueezeNet10", "MobileNetV1", "MobileNetV2", "ZooBackbone", "WeightsUnavailable", "BACKBONES", "ZOO_PREFIXES", "ZOO_EXAMPLES",
            "get_backbone"]

@@ -14,6 +14,17 @@ from ..report import progress
 from ..types import resize_image
 
 
+def _shared_status(*parts: str) -> tuple[bool, str]:
+    """(present, description) of a path below the shared folder."""
+    from ..paths import shared_root
+
+    root = shared_root()
+    if root is None:
+        return False, "shared folder not found (set CONVCORR_SHARED)"
+    p = root.joinpath(*parts)
+    return (True, f"shared/{'/'.join(parts)}") if p.exists() else (False, f"missing: {p}")
+
+
 class Backbone(nn.Module):
     """Base class of convcorr backbones.
 
@@ -34,6 +45,11 @@ class Backbone(nn.Module):
     input_size: int = 224
 
     # ---- to implement -------------------------------------------------------------
+    @classmethod
+    def pretrained_status(cls) -> tuple[bool, str]:
+        """(available on this machine, where from / why not) for the default pretrained weights."""
+        return False, "no offline weights"
+
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) float RGB in 0..255 -> network input."""
         raise NotImplementedError
@@ -146,13 +162,16 @@ class Backbone(nn.Module):
             x = torch.zeros(1, 3, *hw, device=p.device, dtype=p.dtype if p.is_floating_point() else torch.float32)
             try:
                 geoms, errors = trace_geometry(lambda t: self(t, self.layer_names), x), {}
-            except GeometryError:
+            except (GeometryError, RuntimeError):  # an op not followed, or deep layers too small at this size
                 geoms, errors = {}, {}
                 for layer in self.layer_names:  # locate the failure: layers before it still get a geometry
                     try:
                         geoms.update(trace_geometry(lambda t: self(t, [layer]), x))
                     except GeometryError as exc:
                         errors[layer] = exc
+                    except RuntimeError as exc:
+                        errors[layer] = GeometryError(f"{self.name} layer {layer!r} cannot be computed at input size "
+                                                      f"{hw[0]}x{hw[1]}: {str(exc).splitlines()[0]}")
             cache[hw] = (geoms, errors)
         return dict(cache[hw][0])
 

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from ..paths import require_shared
 from ..types import DataError
-from .base import Backbone
+from .base import Backbone, _shared_status
 
 _DIR = ("weights", "mobilenet-tflite")
 _FILES = {
@@ -242,6 +242,14 @@ class _MobileNet(Backbone):
                 ops += _read_tflite(p)
             convs = [m for m in self.modules() if isinstance(m, TFConv)]  # registration order = file order
             _load_into(convs, ops, " + ".join(str(folder / f) for f in files[weights]))
+
+    @classmethod
+    def pretrained_status(cls) -> tuple[bool, str]:
+        for f in _FILES[cls.name]["tflite"]:
+            ok, where = _shared_status(*_DIR, f)
+            if not ok:
+                return ok, where
+        return True, f"shared/{'/'.join(_DIR)} ({' + '.join(_FILES[cls.name]['tflite'])})"
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         return x / 127.5 - 1.0

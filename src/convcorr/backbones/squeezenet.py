@@ -25,7 +25,7 @@ import torch.nn as nn
 
 from ..paths import require_shared
 from ..types import DataError
-from .base import Backbone
+from .base import Backbone, _shared_status
 
 CAFFE_MEAN_BGR = (104.0, 117.0, 123.0)
 # (squeeze, expand1x1, expand3x3) per fire module, fire2..fire9
@@ -163,6 +163,10 @@ class SqueezeNet10(Backbone):
                 if tuple(own[k].shape) != tuple(v.shape):
                     raise DataError(f"{path}: {k} has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}")
             self.load_state_dict(sd, strict=False)
+
+    @classmethod
+    def pretrained_status(cls) -> tuple[bool, str]:
+        return _shared_status("weights", "squeezenet1.0-deepcompression", "compressed_SqueezeNet.net")
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         return x.flip(1) - torch.tensor(CAFFE_MEAN_BGR, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
