@@ -116,3 +116,14 @@ def test_keypoint_dataset_visible_rows_and_groups():
 
 def test_l2_rows():
     np.testing.assert_allclose(l2_rows(np.array([[3.0, 4.0], [0, 0]])), [[0.6, 0.8], [0, 0]])
+
+
+def test_train_ova_is_deterministic():
+    # liblinear's dual solver visits coordinates in a random order: the model must not depend on the run
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 80))
+    y = np.repeat(["a", "b", "c"], 20)
+    from convcorr.classification import train_ova
+
+    m1, m2 = train_ova(X, y, C=10.0, max_iter=20), train_ova(X, y, C=10.0, max_iter=20)
+    assert np.array_equal(m1.coef_, m2.coef_) and np.array_equal(m1.intercept_, m2.intercept_)
