@@ -83,7 +83,7 @@ def build_pool(conf: dict) -> list:
         pool = []
         for c in cats:
             real = datasets.embedded_instances(c)
-            real = [replace(r, meta=dict(r.meta, source_id=r.id, real=True)) for r in real]
+            real = [replace(r, meta=dict(r.meta, source_id=r.meta.get("object_id", r.id), real=True)) for r in real]
             warps = datasets.synthetic_instances(real, int(conf.get("n_warps", 0)), seed=conf.get("seed", 0),
                                                  strength=conf.get("strength", 1.0))
             pool += real + [replace(w, meta=dict(w.meta, real=False)) for w in warps]
