@@ -9,7 +9,7 @@ from convcorr.experiments import resolve_conf, run
 def test_table2_tiny(tmp_path, shared):
     path = run("table2", tmp_path, "default", {"categories": ["face"], "n_queries": 3, "k": 3, "top": 2,
                                                "n_warps": 1, "methods": ["conv", "nn"], "layers": ["conv4"],
-                                               "n_iter": 4})
+                                               "n_iter": 4, "beta_grid": [1e-3, 1e-1], "n_boot": 200})
     res = json.loads((tmp_path / "results.json").read_text())["results"]
     assert res["n_queries"] == 3
     for m in ("nn", "conv4"):
@@ -20,10 +20,46 @@ def test_table2_tiny(tmp_path, shared):
     q = res["per_query"][0]
     assert len(q["neighbours"]) == 3 and q["query"] not in q["neighbours"]
     assert np.array(q["methods"]["conv4"]["prediction"]).shape == (68, 2)
-    for f in ("neighbours.png", "pck_vs_alpha.png"):
+    for f in ("alignment_good.png", "alignment_typical.png", "alignment_bad.png", "pck_vs_alpha.png",
+              "beta_validation.png"):
         assert (tmp_path / f).stat().st_size > 5000
     text = path.read_text()
     assert "| conv4 flow |" in text and "| NN transfer |" in text and "| face |" in text
+    # intervals with counts; the point estimate is the table's PCK; paired differences with a verdict
+    ci = res["pck_ci"]["conv4"]["0.1"]
+    assert ci["value"] == pytest.approx(res["pck"]["conv4"]["0.1"])
+    assert ci["ci95"][0] <= ci["value"] <= ci["ci95"][1] and ci["n_units"] == 3
+    assert res["counts"]["queries"] == 3 and res["counts"]["photos"] == 3
+    d = [x for x in res["paired_differences"] if x["a"] == "conv4" and x["b"] == "nn" and x["alpha"] == 0.1][0]
+    assert d["value"] == pytest.approx(res["pck"]["conv4"]["0.1"] - res["pck"]["nn"]["0.1"])
+    assert d["resolved"] == (not (d["ci95"][0] <= 0 <= d["ci95"][1]))
+    assert ("not resolved" in text) == any(not x["resolved"] for x in res["paired_differences"] if x["alpha"] == 0.1)
+    # beta chosen on validation queries disjoint from the test queries, recorded
+    bv = res["beta_validation"]
+    assert bv["chosen"]["conv4"] in (1e-3, 1e-1) and res["beta"]["conv4"] == bv["chosen"]["conv4"]
+    assert not set(bv["queries"]) & {q["query"] for q in res["per_query"]}
+
+
+def test_validation_queries_are_disjoint_and_points_table(shared):
+    from convcorr.experiments.table2 import (build_pool, pck_estimates, point_table, select_queries,
+                                             select_validation_queries, _pck_of)
+
+    conf = resolve_conf("table2", "default", {"categories": ["face", "hand"], "n_warps": 2, "n_queries": 3,
+                                              "n_val_queries": 2})
+    pool = build_pool(conf)
+    qs = select_queries(pool, conf)
+    vq = select_validation_queries(pool, conf, qs)
+    assert len(vq) == 4 and not set(vq) & set(qs)
+    assert all(not pool[j].meta["real"] for j in vq)
+    # point table: one row per visible keypoint, unit = the query's photo; estimate == the PCK of the records
+    rng = np.random.default_rng(0)
+    recs = [(pool[q], pool[q].keypoints + rng.normal(0, 3, pool[q].keypoints.shape)) for q in qs]
+    pt = point_table(recs)
+    assert len(pt["types"]) == sum(int(pool[q].visible.sum()) for q in qs)
+    assert set(pt["unit"]) == {pool[q].meta["photo"] for q in qs}
+    est = pck_estimates(pt, n_boot=100)
+    for a, v in _pck_of(recs).items():
+        assert est[a].value == pytest.approx(v)
 
 
 def test_table2_strict_protocol_excludes_the_query_photo(shared):

@@ -259,6 +259,9 @@ class TransferConfig:
         coarse_to_fine: solve the MRF coarse-to-fine (:func:`convcorr.flow.bp_flow`; for large grids/radii).
         sift_step, sift_bin: dense SIFT grid step and bin size in crop pixels.
         rank_by: "energy" (total), "data" or "smooth".
+        normalize: L2-normalise every feature column before the flow (default; the data term is then in [0, 4] and
+            beta is on that scale); False keeps the raw feature scale (the paper's convention for raw conv4/SIFT,
+            where beta must be scaled by the features' squared norm, see the README).
     """
 
     method: str = "conv"
@@ -276,6 +279,7 @@ class TransferConfig:
     sift_step: int = 8
     sift_bin: int = 8
     rank_by: str = "energy"
+    normalize: bool = True
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -396,6 +400,8 @@ class KeypointTransfer:
         ft, geom_t = self.grid(neighbour)
         c = self.conf
         kw = {"coarse_to_fine": True} if c.coarse_to_fine else {}
+        if not c.normalize:
+            kw["normalize"] = False
         return align(fs, ft, geom, c.size, c.beta, self.radius_cells(geom, ft.shape[:2]), c.n_iter,
                      geom_t=geom_t, **kw)
 

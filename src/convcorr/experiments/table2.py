@@ -36,25 +36,32 @@ from pathlib import Path
 
 import numpy as np
 
-from ..pck import PAPER_ALPHAS, pck_curve
+from ..pck import PAPER_ALPHAS, correct, pck_curve
 from ..report import Report, markdown_table, progress
+from ..stats import bootstrap_ci, paired_difference, type_mean, verdict
 from ..transfer import FeatureCache, KeypointTransfer, TransferConfig, retrieve_neighbours
+
+#: uncertainty and beta validation (shared by the presets): ``beta`` = "validate" picks, per flow feature, the
+#: value of ``beta_grid`` with the best PCK@0.1 on ``n_val_queries`` validation queries per category (disjoint
+#: from the test queries); a number fixes it. ``feature_norm``: "l2" (columns L2-normalised before the flow,
+#: the data term in [0, 4]) or "raw" (the features' own scale). ``n_boot``: bootstrap replicates of the intervals.
+_STATS = {"beta_grid": [1e-3, 1e-2, 1e-1, 1.0], "n_val_queries": 1, "feature_norm": "l2", "n_boot": 1000}
 
 CONFIGS = {
     "default": {
         "dataset": "embedded", "root": None, "categories": ["face", "horse10", "animalpose"], "n_warps": 3,
         "n_queries": 4, "exclude_same_source": True, "k": 8, "top": 5, "methods": ["conv", "sift", "nn"],
         "layers": ["conv2", "conv4"], "backbone": "alexnet", "retrieval_backbone": "efficientnet_lite0",
-        "beta": 3e-3, "n_iter": 8, "max_radius_px": 64.0, "coarse_to_fine": False, "sift_step": 8, "sift_bin": 8,
-        "input_size": 227, "margin": 0.1, "strength": 1.0, "seed": 0,
+        "beta": "validate", "n_iter": 8, "max_radius_px": 64.0, "coarse_to_fine": False, "sift_step": 8,
+        "sift_bin": 8, "input_size": 227, "margin": 0.1, "strength": 1.0, "seed": 0, **_STATS,
     },
     "paper": {
         "dataset": "berkeley", "root": None, "categories": None, "n_warps": 0, "n_queries": None,
         "exclude_same_source": True, "k": 25, "top": 5, "methods": ["conv", "sift", "nn"],
         "layers": ["conv1", "conv2", "conv3", "conv4", "conv5"], "backbone": "alexnet",
-        "retrieval_backbone": "efficientnet_lite0", "beta": 3e-3, "n_iter": 10, "max_radius_px": None,
+        "retrieval_backbone": "efficientnet_lite0", "beta": "validate", "n_iter": 10, "max_radius_px": None,
         "coarse_to_fine": True, "sift_step": 8, "sift_bin": 8, "input_size": 227, "margin": 0.1, "strength": 1.0,
-        "seed": 0,
+        "seed": 0, **dict(_STATS, n_val_queries=10),
     },
 }
 #: cross-instance protocol on the embedded faces only (every alignment between different people)
@@ -146,19 +153,31 @@ def candidate_mask(pool: list, queries: list[int], exclude_same_source: bool) ->
     return m
 
 
-def method_configs(conf: dict) -> dict[str, TransferConfig]:
-    """{method key: TransferConfig}: "conv" expands to one entry per layer in ``layers``."""
+def method_configs(conf: dict, betas: dict | None = None) -> dict[str, TransferConfig]:
+    """{method key: TransferConfig}: "conv" expands to one entry per layer in ``layers``.
+
+    ``betas`` {method key: beta} overrides ``conf["beta"]`` (needed when it is "validate"; until validated the
+    flow methods get the paper's 3e-3).
+    """
+    norm = conf.get("feature_norm", "l2")
+    if norm not in ("l2", "raw"):
+        raise ValueError(f"table2: feature_norm must be 'l2' or 'raw', got {norm!r}")
+    beta = conf["beta"]
+    if isinstance(beta, str) and beta != "validate":
+        raise ValueError(f"table2: beta must be a number or 'validate', got {beta!r}")
     base = dict(backbone=conf["backbone"], retrieval_backbone=conf["retrieval_backbone"], k=conf["k"],
-                top=conf["top"], size=conf["input_size"], margin=conf["margin"], beta=conf["beta"],
+                top=conf["top"], size=conf["input_size"], margin=conf["margin"],
                 n_iter=conf["n_iter"], max_radius_px=conf["max_radius_px"], sift_step=conf["sift_step"],
-                sift_bin=conf["sift_bin"], coarse_to_fine=as_bool(conf.get("coarse_to_fine", False), "coarse_to_fine"))
+                sift_bin=conf["sift_bin"], coarse_to_fine=as_bool(conf.get("coarse_to_fine", False), "coarse_to_fine"),
+                normalize=norm == "l2")
+    b = lambda m: float((betas or {}).get(m, 3e-3 if beta == "validate" else beta))
     out = {}
     for m in conf["methods"]:
         if m == "conv":
             for layer in conf["layers"]:
-                out[layer] = TransferConfig(method="conv", layer=layer, **base)
+                out[layer] = TransferConfig(method="conv", layer=layer, beta=b(layer), **base)
         elif m in ("sift", "nn"):
-            out[m] = TransferConfig(method=m, **base)
+            out[m] = TransferConfig(method=m, beta=b(m), **base)
         else:
             raise KeyError(f"table2: unknown method {m!r}; use 'conv' (one per layer in 'layers'), 'sift', 'nn'")
     return out
@@ -196,6 +215,125 @@ def random_predictions(queries: list, seed: int) -> list[np.ndarray]:
     return [rng.uniform(q.bbox[:2], q.bbox[2:], (len(q.keypoints), 2)) for q in queries]
 
 
+# ---------------------------------------------------------------------------------------------------- statistics
+def point_table(records: list[tuple], alphas=PAPER_ALPHAS) -> dict:
+    """Per visible keypoint of the queries: what the bootstrap resamples.
+
+    Args:
+        records: [(query Instance, prediction (K, 2))].
+    Returns:
+        {"correct": (N, A) bool at each alpha, "types": (N,) "category/name", "unit": (N,) the query's photo (the
+        independent unit), "category": (N,), "query": (N,) query id}.
+    """
+    C, T, U, K, Q = [], [], [], [], []
+    for q, p in records:
+        v = np.asarray(q.visible, bool) & np.all(np.isfinite(q.keypoints), axis=1)
+        L = np.full(int(v.sum()), q.bbox_size)
+        C.append(np.stack([correct(np.asarray(p)[v], q.keypoints[v], L, float(a)) for a in alphas], 1))
+        T += [f"{q.category}/{n}" for n, vv in zip(q.keypoint_names, v) if vv]
+        U += [str(q.meta.get("photo", q.meta.get("source_id", q.id)))] * int(v.sum())
+        K += [q.category] * int(v.sum())
+        Q += [q.id] * int(v.sum())
+    return {"correct": np.concatenate(C) if C else np.zeros((0, len(alphas)), bool), "types": np.array(T),
+            "unit": np.array(U), "category": np.array(K), "query": np.array(Q)}
+
+
+def pck_estimates(pt: dict, alphas=PAPER_ALPHAS, n_boot: int = 1000, seed: int = 0, stratify: bool = True
+                  ) -> dict:
+    """{alpha: Estimate} of PCK (mean over types) with a 95% interval resampling query photos (within categories
+    with ``stratify``)."""
+    stat = type_mean(pt["types"])
+    strata = pt["category"] if stratify else None
+    return {float(a): bootstrap_ci(pt["correct"][:, j], pt["unit"], stat, n_boot, seed, strata=strata)
+            for j, a in enumerate(alphas)}
+
+
+def paired_pck(pa: dict, pb: dict, alphas=PAPER_ALPHAS, n_boot: int = 1000, seed: int = 0) -> dict:
+    """{alpha: Estimate} of PCK(a) - PCK(b) on the same keypoints, query photos resampled jointly."""
+    if not (np.array_equal(pa["query"], pb["query"]) and np.array_equal(pa["types"], pb["types"])):
+        raise ValueError("paired_pck: the two methods were scored on different keypoints")
+    stat = type_mean(pa["types"])
+    return {float(a): paired_difference(pa["correct"][:, j], pb["correct"][:, j], pa["unit"], stat, n_boot, seed,
+                                        strata=pa["category"]) for j, a in enumerate(alphas)}
+
+
+def counts(pt: dict) -> dict:
+    """What a number rests on: keypoints, queries, distinct query photos."""
+    return {"points": int(len(pt["types"])), "queries": int(len(np.unique(pt["query"]))),
+            "photos": int(len(np.unique(pt["unit"])))}
+
+
+def headline_pairs(methods: dict) -> list[tuple[str, str]]:
+    """(a, b) method keys compared as paired differences: the deepest conv layer vs SIFT flow and vs the box-copy
+    baseline, and SIFT flow vs the baseline."""
+    convs = [m for m, kt in methods.items() if kt.conf.method == "conv"]
+    sift = [m for m, kt in methods.items() if kt.conf.method == "sift"]
+    base = [m for m, kt in methods.items() if kt.conf.method not in ("conv", "sift")]
+    out = []
+    if convs:
+        out += [(convs[-1], o) for o in sift + base]
+    if sift:
+        out += [(sift[0], o) for o in base]
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ beta by validation
+def select_validation_queries(pool: list, conf: dict, test_queries: list[int]) -> list[int]:
+    """``n_val_queries`` per category, disjoint from ``test_queries``: the next warps in :func:`select_queries`'s
+    order (other deformations, cycling over the photos); for real-only data (berkeley) evenly spaced instances
+    of the training split."""
+    n = int(conf.get("n_val_queries") or 0)
+    taken = set(test_queries)
+    out = []
+    for c in dict.fromkeys(i.category for i in pool):
+        idx = [j for j in select_queries(pool, dict(conf, n_queries=None)) if pool[j].category == c and j not in taken]
+        idx = [j for j in idx if pool[j].meta.get("split") != "test"]
+        if idx and not any(not pool[j].meta.get("real") for j in idx):  # real only: spread over the pool
+            idx = [idx[k] for k in np.unique(np.linspace(0, len(idx) - 1, min(n, len(idx))).round().astype(int))]
+        out += idx[:n]
+    return out
+
+
+def validate_beta(conf: dict, pool: list, cache: FeatureCache, glob: np.ndarray, val_q: list[int],
+                  test_q: list[int]) -> dict:
+    """Choose beta per flow feature by PCK@0.1 on validation queries.
+
+    The validation queries' neighbours come from the same candidates as the test queries' (same category, not
+    derived from the query's photo) minus the test queries themselves, so no test annotation is used.
+    Returns:
+        {"grid": [beta], "curves": {method: [Estimate per beta]}, "chosen": {method: beta},
+         "queries": [validation query ids], "counts": {...}}; the best beta of each method (ties: the smaller).
+    """
+    grid = [float(b) for b in conf["beta_grid"]]
+    if not grid:
+        raise ValueError("table2: beta='validate' needs a non-empty beta_grid")
+    if not val_q:
+        raise ValueError("table2: beta='validate' found no validation queries disjoint from the test queries "
+                         "(raise n_warps or n_val_queries, or set a number for beta)")
+    mask = candidate_mask(pool, val_q, conf["exclude_same_source"])
+    mask[:, test_q] = False
+    nbrs = retrieve_neighbours(glob[val_q], glob, conf["k"], mask)
+    flows = {m: tc for m, tc in method_configs(conf).items() if tc.method in ("conv", "sift")}
+    layers = [tc.layer for tc in flows.values() if tc.method == "conv"]
+    if layers:
+        used = sorted(set(val_q) | {int(j) for j in nbrs.ravel() if j >= 0})
+        cache.conv_grids([pool[j] for j in used], conf["backbone"], layers)
+    curves, chosen, pt = {}, {}, None
+    jobs = [(m, b) for m in flows for b in grid]
+    for m, b in progress(jobs, "beta validation"):
+        kt = KeypointTransfer(replace(flows[m], beta=b), cache=cache)
+        recs = [(pool[q], kt.predict_from_neighbours(pool[q], [pool[j] for j in nbrs[i] if j >= 0]))
+                for i, q in enumerate(val_q)]
+        pt = point_table(recs, [0.1])
+        # few validation photos (often one per category): resample them across categories for a visible band
+        curves.setdefault(m, []).append(pck_estimates(pt, [0.1], conf.get("n_boot", 1000), conf["seed"], False)[0.1])
+    for m, ests in curves.items():
+        vals = np.array([e.value for e in ests])
+        chosen[m] = grid[int(np.nanargmax(vals))] if np.isfinite(vals).any() else 3e-3
+    return {"grid": grid, "curves": curves, "chosen": chosen, "queries": [pool[q].id for q in val_q],
+            "counts": counts(pt) if pt is not None else {}}
+
+
 # --------------------------------------------------------------------------------------------------------- main
 def main(conf: dict, out_dir: Path) -> Path:
     import matplotlib
@@ -209,6 +347,7 @@ def main(conf: dict, out_dir: Path) -> Path:
     queries = select_queries(pool, conf)
     if not queries:
         raise ValueError("table2: no queries (check categories / n_queries / n_warps)")
+    method_configs(conf)  # validate the options before any work
     mask = candidate_mask(pool, queries, conf["exclude_same_source"])
     cache = FeatureCache(conf["input_size"], conf["margin"])
     for i in progress(pool, "crops"):
@@ -217,14 +356,22 @@ def main(conf: dict, out_dir: Path) -> Path:
     nbrs = retrieve_neighbours(glob[queries], glob, conf["k"], mask)
     t_retrieval = time.perf_counter() - t0
 
-    methods = {m: KeypointTransfer(c, cache=cache) for m, c in method_configs(conf).items()}
+    t1 = time.perf_counter()
+    val = None
+    if conf["beta"] == "validate":
+        val = validate_beta(conf, pool, cache, glob, select_validation_queries(pool, conf, queries), queries)
+    t_val = time.perf_counter() - t1
+    methods = {m: KeypointTransfer(c, cache=cache)
+               for m, c in method_configs(conf, val["chosen"] if val else None).items()}
     layers = [c.conf.layer for c in methods.values() if c.conf.method == "conv"]
     if layers:
         used = sorted(set(queries) | {int(j) for j in nbrs.ravel() if j >= 0})
         cache.conv_grids([pool[j] for j in used], conf["backbone"], layers)
+    convs = [m for m, kt in methods.items() if kt.conf.method == "conv"]
+    fig_methods = ([convs[-1]] if convs else []) + [m for m, kt in methods.items() if kt.conf.method == "sift"]
 
     preds = {m: [] for m in methods}
-    per_query, details, seconds = [], {}, {m: 0.0 for m in methods}
+    per_query, fig_data, seconds = [], [], {m: 0.0 for m in methods}
     same_src_top = {m: [] for m in methods}
     same_src_k = []
     for qi, q in enumerate(progress(queries, "queries")):
@@ -235,8 +382,9 @@ def main(conf: dict, out_dir: Path) -> Path:
         is_same = np.array([n.meta["source_id"] == query.meta["source_id"] for n in nb])
         same_src_k.append(is_same.mean())
         rec = {"query": query.id, "category": query.category, "source": query.meta["source_id"],
-               "neighbours": [n.id for n in nb], "same_source": is_same.tolist(),
+               "photo": query.meta.get("photo"), "neighbours": [n.id for n in nb], "same_source": is_same.tolist(),
                "ground_truth": np.where(query.visible[:, None], query.keypoints, np.nan).tolist(), "methods": {}}
+        fd = {}
         for m, kt in methods.items():
             ts = time.perf_counter()
             p, det = kt.predict_from_neighbours(query, nb, return_details=True)
@@ -246,112 +394,182 @@ def main(conf: dict, out_dir: Path) -> Path:
             preds[m].append((query, p))
             rec["methods"][m] = {"prediction": p.tolist(), "energies": det["energies"].tolist(),
                                  "rank": det["order"].tolist(), "pck@0.1": _pck_of([(query, p)], [0.1])[0.1]}
-            if qi == 0 and kt.conf.method != "nn":
-                details[m] = (query, nb, det, kt)
+            if m in fig_methods:
+                fd[m] = _figure_record(kt, query, nb, det, p)
+        fig_data.append(fd)
         per_query.append(rec)
 
     qs = [pool[q] for q in queries]
     rand_preds = random_predictions(qs, conf["seed"])
     rand = _pck_of(list(zip(qs, rand_preds)))
     curves = {m: _pck_of(lst) for m, lst in preds.items()}
+    nb_, sd = int(conf.get("n_boot", 1000)), conf["seed"]
+    pts = {m: point_table(lst) for m, lst in preds.items()}
+    pts["random in box"] = point_table(list(zip(qs, rand_preds)))
+    ests = {m: pck_estimates(pt, PAPER_ALPHAS, nb_, sd) for m, pt in pts.items()}
+    cnt = counts(pts[next(iter(methods))])
     a0, a1, a2 = (float(a) for a in PAPER_ALPHAS)
     cols = ["method", f"PCK@{a0}", f"PCK@{a1}", f"PCK@{a2}"]
     rows = [{"method": label(m), **{f"PCK@{a}": v for a, v in c.items()},
              "top nbrs from query's photo": float(np.mean(same_src_top[m])), "seconds": seconds[m]}
             for m, c in curves.items()]
     rows.append({"method": "random in box", **{f"PCK@{a}": v for a, v in rand.items()}})
+    ci_rows = [{"method": label(m) if m in methods else m, "beta": (methods[m].conf.beta if m in methods and
+                                                                    methods[m].conf.method != "nn" else ""),
+                **{f"PCK@{a}": e.fmt() for a, e in ests[m].items()}, **counts(pts[m])} for m in pts]
+    pairs = headline_pairs(methods)
+    diffs = {(a, b): paired_pck(pts[a], pts[b], PAPER_ALPHAS, nb_, sd) for a, b in pairs}
+    diff_rows = [{"comparison": f"{label(a)} - {label(b)}", **{f"PCK@{al}": e.fmt(signed=True) for al, e in d.items()},
+                  "resolved at 0.1": "no (spans 0)" if d[a0].spans_zero else "yes"} for (a, b), d in diffs.items()]
     cats = list(dict.fromkeys(q.category for q in qs))
-    cat_rows, per_cat = [], {}
+    cat_rows, per_cat, per_cat_ci = [], {}, {}
     for c in cats:
-        per_cat[c] = {}
+        per_cat[c], per_cat_ci[c] = {}, {}
         for m, lst in preds.items():
             cv = _pck_of([r for r in lst if r[0].category == c])
             per_cat[c][m] = cv
-            cat_rows.append({"category": c, "method": label(m), **{f"PCK@{a}": v for a, v in cv.items()}})
+            ptc = point_table([r for r in lst if r[0].category == c])
+            e = pck_estimates(ptc, PAPER_ALPHAS, nb_, sd)
+            per_cat_ci[c][m] = {a: x.to_dict() for a, x in e.items()}
+            cat_rows.append({"category": c, "method": label(m), **{f"PCK@{a}": x.fmt() for a, x in e.items()},
+                             **counts(ptc)})
         rnd = _pck_of([(q, r) for q, r in zip(qs, rand_preds) if q.category == c])
-        cat_rows.append({"category": c, "method": f"random in box ({sum(q.category == c for q in qs)} queries)",
-                         **{f"PCK@{a}": v for a, v in rnd.items()}})
+        cat_rows.append({"category": c, "method": "random in box", **{f"PCK@{a}": v for a, v in rnd.items()}})
 
     n_pool = {c: sum(i.category == c for i in pool) for c in cats}
-    proto = ("strict cross-instance: everything derived from the query's photo is held out"
+    n_photos = {c: len({i.meta.get("photo", i.meta["source_id"]) for i in pool if i.category == c and
+                        i.meta.get("real")}) for c in cats}
+    n_objects = {c: len({i.meta["source_id"] for i in pool if i.category == c and i.meta.get("real")}) for c in cats}
+    proto = ("strict cross-instance: everything derived from the query's object is held out"
              if conf["exclude_same_source"] else
              "the query's own photo and its sibling warps stay in the training pool (only the query is held out)")
+    beta_txt = (f"beta chosen per flow feature by validation ({_beta_text(val)})" if val else
+                f"beta = {conf['beta']} (fixed)")
     rep.section("Protocol", __doc__.split("\n\n", 1)[1].strip() + "\n\n"
                 f"This run: dataset `{conf['dataset']}`, {len(qs)} queries ({', '.join(f'{c}: {sum(q.category == c for q in qs)}' for c in cats)}), "
-                f"pools {n_pool} instances per category; {proto}. k = {conf['k']} neighbours by "
-                f"`{conf['retrieval_backbone']}` global features (cosine), median of the top {conf['top']} by "
-                f"alignment energy; flow: beta = {conf['beta']}, {conf['n_iter']} BP iterations, search radius "
-                f"{conf['max_radius_px']} crop px; crops: box + {conf['margin']} margin -> {conf['input_size']} px; "
-                f"SIFT flow: dense SIFT step {conf['sift_step']}, bin {conf['sift_bin']} px; conv flow: "
-                f"`{conf['backbone']}` {', '.join(layers) or '-'}.\n\n"
-                f"Retrieved neighbours from the query's own photo: {np.mean(same_src_k):.0%} of the k.")
-    rep.section("PCK (mean over keypoint types), all queries",
+                f"pools {n_pool} instances per category from {n_photos} real photos ({n_objects} objects); {proto}. "
+                f"k = {conf['k']} neighbours by `{conf['retrieval_backbone']}` global features (cosine), median of "
+                f"the top {conf['top']} by alignment energy; flow: {beta_txt}, features "
+                f"{'L2-normalised' if conf.get('feature_norm', 'l2') == 'l2' else 'at their raw scale'}, "
+                f"{conf['n_iter']} BP iterations, search radius {conf['max_radius_px']} crop px; crops: box + "
+                f"{conf['margin']} margin -> {conf['input_size']} px; SIFT flow: dense SIFT step {conf['sift_step']}, "
+                f"bin {conf['sift_bin']} px; conv flow: `{conf['backbone']}` {', '.join(layers) or '-'}.\n\n"
+                f"Retrieved neighbours from the query's own object: {np.mean(same_src_k):.0%} of the k.")
+    rep.section("PCK with 95% intervals (mean over keypoint types)",
+                markdown_table(ci_rows, ["method", "beta", *cols[1:], "points", "queries", "photos"]) +
+                f"\nIntervals: 95% percentile bootstrap ({nb_} replicates) resampling the queries' PHOTOS (the "
+                "independent unit: all keypoints of one photo's warps move together) within each category; with "
+                "few photos per category (below ~10) percentile intervals are too narrow, read them as a lower "
+                "bound on the uncertainty. "
+                f"These numbers rest on {cnt['points']} keypoints of {cnt['queries']} queries from {cnt['photos']} "
+                "distinct photos.")
+    rep.section("Paired differences (same keypoints, photos resampled jointly)",
+                markdown_table(diff_rows, ["comparison", *cols[1:], "resolved at 0.1"]) + "\n"
+                + "\n".join(f"- {verdict(d[a0], label(a), label(b))}" for (a, b), d in diffs.items()))
+    rep.section("PCK (mean over keypoint types), all queries: point estimates and timing",
                 markdown_table(rows, cols + ["top nbrs from query's photo", "seconds"]) +
                 "\n`top nbrs from query's photo`: fraction of the neighbours actually used (the top by energy; the "
                 "single nearest for NN transfer) that are warps/the photo of the query's own object. `seconds`: "
                 "alignment + transfer time of the method.")
-    rep.section("PCK per category", markdown_table(cat_rows, ["category"] + cols))
+    rep.section("PCK per category (95% intervals over the category's query photos)",
+                markdown_table(cat_rows, ["category"] + cols + ["points", "queries", "photos"]))
     rep.results.update({
         "pck": curves, "random": rand, "per_category": per_cat, "rows": rows, "category_rows": cat_rows,
+        "pck_ci": {m: {a: e.to_dict() for a, e in v.items()} for m, v in ests.items()},
+        "per_category_ci": per_cat_ci, "counts": cnt,
+        "paired_differences": [{"a": a, "b": b, "alpha": al, **e.to_dict(), "resolved": not e.spans_zero}
+                               for (a, b), d in diffs.items() for al, e in d.items()],
+        "beta": {m: kt.conf.beta for m, kt in methods.items() if kt.conf.method != "nn"},
+        "beta_validation": None if val is None else {
+            "grid": val["grid"], "chosen": val["chosen"], "queries": val["queries"], "counts": val["counts"],
+            "pck@0.1": {m: [e.to_dict() for e in v] for m, v in val["curves"].items()}},
         "same_source_fraction_k": float(np.mean(same_src_k)),
         "same_source_fraction_top": {m: float(np.mean(v)) for m, v in same_src_top.items()},
-        "per_query": per_query, "n_queries": len(qs), "pool_sizes": n_pool, "method_seconds": seconds,
-        "retrieval_seconds": t_retrieval,
+        "per_query": per_query, "n_queries": len(qs), "pool_sizes": n_pool, "photos": n_photos,
+        "objects": n_objects, "method_seconds": seconds, "retrieval_seconds": t_retrieval,
+        "validation_seconds": t_val,
     })
-    _plots(rep, curves, rand, details)
+    _plots(rep, ests, methods, val, fig_data, per_query, qs, {i.id: i for i in pool})
     total = time.perf_counter() - t0
     rep.results["seconds"] = total
-    rep.section("Runtime", f"{total:.1f} s in total ({t_retrieval:.1f} s crops + global features); per method: "
-                + ", ".join(f"{label(m)} {s:.1f} s" for m, s in seconds.items()) + ".")
+    rep.section("Runtime", f"{total:.1f} s in total ({t_retrieval:.1f} s crops + global features, {t_val:.1f} s "
+                "beta validation); per method: " + ", ".join(f"{label(m)} {s:.1f} s" for m, s in seconds.items())
+                + ".")
     return rep.save()
 
 
-def _plots(rep: Report, curves: dict, rand: dict, details: dict) -> None:
-    import matplotlib.pyplot as plt
+def _short(iid: str, n: int = 30) -> str:
+    """An instance id shortened for a panel title (folder and annotation number dropped)."""
+    s = iid.split("/")[-1].split("#")[0] + ("~" + iid.rsplit("~", 1)[1] if "~" in iid else "")
+    return s if len(s) <= n else s[: n - 1] + "…"
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+
+def _beta_text(val: dict) -> str:
+    c = val["counts"]
+    return (", ".join(f"{label(m)}: {b:g}" for m, b in val["chosen"].items()) + f" from {val['grid']} on "
+            f"{c.get('queries', 0)} validation queries ({c.get('points', 0)} keypoints, {c.get('photos', 0)} photos) "
+            "disjoint from the test queries")
+
+
+def _figure_record(kt: KeypointTransfer, query, nb: list, det: dict, pred: np.ndarray, n: int = 5) -> dict:
+    """What the Figure-3 panels need of one query and one flow method (crops in the query-crop frame)."""
+    tq = kt.crop(query)[1]
+    return {"prediction": tq.to_crop(pred),
+            "images": [kt.warped_neighbour(query, nb[j], det["alignments"][j]) for j in range(min(n, len(nb)))],
+            "points": [tq.to_crop(det["transferred"][j]) for j in range(min(n, len(nb)))],
+            "titles": [f"E = {det['energies'][j]:.1f} (rank {int(np.flatnonzero(det['order'] == j)[0]) + 1})"
+                       for j in range(min(n, len(nb)))]}
+
+
+def _plots(rep: Report, ests: dict, methods: dict, val: dict | None, fig_data: list, per_query: list,
+           qs: list, by_id: dict) -> None:
+    from ..figures import alignment_panels, draw_bars_with_ci, draw_curves_with_ci, draw_panels, pick_by_rank
+
     alphas = [float(a) for a in PAPER_ALPHAS]
-    n = len(curves) + 1
-    wd = 0.8 / n
-    for i, (m, c) in enumerate(list(curves.items()) + [("random in box", rand)]):
-        ax.bar(np.arange(len(alphas)) + (i - (n - 1) / 2) * wd, [c[a] for a in alphas], wd,
-               label=label(m) if m != "random in box" else m, color="0.6" if m == "random in box" else None)
-    ax.set_xticks(range(len(alphas)), [f"alpha = {a}" for a in alphas])
-    ax.set_ylabel("PCK (mean over keypoint types)")
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=7)
-    rep.figure(fig, "pck_vs_alpha.png", "PCK at the paper's three alphas per method.")
-    if not details:
+    series = {(label(m) if m in methods else m): [ests[m][a] for a in alphas] for m in ests}
+    draw_bars_with_ci([f"alpha = {a}" for a in alphas], series, rep.out_dir / "pck_vs_alpha.png",
+                      "PCK (mean over keypoint types)", ylim="auto", colors={"random in box": "0.6"})
+    rep.figures.append("pck_vs_alpha.png")
+    rep.parts.append("![PCK vs alpha](pck_vs_alpha.png)\n\nPCK at the paper's three alphas per method; error bars: "
+                     "95% bootstrap intervals over query photos.\n")
+    if val:
+        draw_curves_with_ci(val["grid"], {label(m): v for m, v in val["curves"].items()},
+                            rep.out_dir / "beta_validation.png", "beta (smoothness weight)", "validation PCK@0.1",
+                            marks={label(m): b for m, b in val["chosen"].items()},
+                            title=f"beta by validation ({val['counts'].get('queries', 0)} queries)")
+        rep.figures.append("beta_validation.png")
+        rep.parts.append("![beta validation](beta_validation.png)\n\nValidation curve: PCK@0.1 of each flow feature "
+                         "against beta on the validation queries (band: 95% bootstrap interval over their photos); "
+                         "circled: the chosen beta.\n")
+    if not fig_data or not fig_data[0]:
         return
-    convs = [k for k in details if details[k][3].conf.method == "conv"]
-    m = convs[-1] if convs else next(iter(details))  # the last (deepest) conv layer configured
-    query, nb, det, kt = details[m]
-    crop_q, tq = kt.crop(query)
-    order = det["order"][: kt.conf.top]
-    pred = tq.to_crop(_median(det, kt.conf.top))
-    v = query.visible
-    n = len(order) + 1
-    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 3.0))
-    axes[0].imshow(crop_q)
-    g = tq.to_crop(query.keypoints[v])
-    axes[0].plot(g[:, 0], g[:, 1], "g.", ms=6, label="ground truth")
-    axes[0].plot(pred[v, 0], pred[v, 1], "rx", ms=5, label="prediction")
-    axes[0].set_title(f"query {query.id}", fontsize=7)
-    axes[0].legend(fontsize=6, loc="lower left")
-    for rank, (ax, j) in enumerate(zip(axes[1:], order), 1):
-        ax.imshow(kt.warped_neighbour(query, nb[j], det["alignments"][j]))
-        t = tq.to_crop(det["transferred"][j])
-        ax.plot(t[:, 0], t[:, 1], "y.", ms=4)
-        same = nb[j].meta.get("source_id") == query.meta.get("source_id")
-        ax.set_title(f"#{rank} {nb[j].id}{' (same photo)' if same else ''}\nE = {det['energies'][j]:.1f}", fontsize=6)
-    for ax in axes:
-        ax.axis("off")
-    rep.figure(fig, "neighbours.png", f"Top {len(order)} neighbours by alignment energy, warped into the query "
-               f"frame by {label(m)} (warp.warp_image), with their transferred keypoints (yellow); left: the query "
-               "with ground truth (green) and the median prediction (red).")
+    conv = next(iter(fig_data[0]))
+    # rank queries by the deepest conv layer's mean normalised error of its prediction (lower = better)
+    err = []
+    for q, rec in zip(qs, per_query):
+        p = np.array(rec["methods"][conv]["prediction"], float)
+        v = q.visible
+        err.append(-float(np.nanmean(np.linalg.norm(p[v] - q.keypoints[v], axis=1)) / q.bbox_size))
+    picks = pick_by_rank(err)
+    kt0 = methods[conv]
+    for kind, qi in picks.items():
+        q, fd = qs[qi], fig_data[qi]
+        crop_q, tq = kt0.crop(q)
+        nbrs = []
+        for j, nid in enumerate(per_query[qi]["neighbours"][:5]):
+            n = by_id[nid]
+            nbrs.append((kt0.crop(n)[0], kt0.crop(n)[1].to_crop(np.where(n.visible[:, None], n.keypoints, np.nan)),
+                         f"neighbour {j + 1}\n{_short(nid)}"))
+        panels = alignment_panels(crop_q, tq.to_crop(np.where(q.visible[:, None], q.keypoints, np.nan)), nbrs,
+                                  {label(m): d for m, d in fd.items()}, f"query ({kind})\n{_short(q.id)}")
+        name = f"alignment_{kind}.png"
+        draw_panels(panels, rep.out_dir / name, panel_in=2.0)
+        rep.figures.append(name)
+        rep.parts.append(f"![alignment {kind}]({name})\n\nA {kind} query (rank {sorted(err, reverse=True).index(err[qi]) + 1}"
+                         f" of {len(err)} by {label(conv)}'s mean error, {-err[qi]:.3f} of the box size; as the "
+                         "paper's Figure 3). Top row: the query with its ground truth (green) and its five nearest "
+                         "neighbours by the global feature with their keypoints (yellow). Further rows: each "
+                         "method's prediction (red x) and the neighbours warped into the query frame by its flow, "
+                         "with their transferred keypoints (yellow); titles give each neighbour's alignment energy "
+                         "and its rank by energy.\n")
 
-
-def _median(det: dict, top: int) -> np.ndarray:
-    from ..transfer import median_of_top
-
-    return median_of_top(det["transferred"], det["energies"], top)
