@@ -73,6 +73,17 @@ def test_type_mean_by_hand():
     assert stat(v, np.array([[2.0, 0.0, 1.0, 1.0]]))[0] == pytest.approx((2 / 3 + 0) / 2)
 
 
+def test_type_mean_within_outer_groups_by_hand():
+    # category a: types x (1, 0) and y (1) -> (0.5 + 1) / 2 = 0.75; category b: one type z (0) -> 0; mean 0.375
+    types = np.array(["a/x", "a/x", "a/y", "b/z"])
+    cats = np.array(["a", "a", "a", "b"])
+    v = np.array([1.0, 0.0, 1.0, 0.0])
+    assert type_mean(types, cats)(v, np.ones((1, 4)))[0] == pytest.approx(0.375)
+    assert type_mean(types)(v, np.ones((1, 4)))[0] == pytest.approx(0.5)  # pooled over the 3 types
+    with pytest.raises(ValueError, match="more than one outer"):
+        type_mean(np.array(["x", "x"]), np.array(["a", "b"]))
+
+
 def test_paired_difference_cancels_shared_noise():
     rng = np.random.default_rng(1)
     b = rng.uniform(0, 1, 300)

@@ -33,31 +33,3 @@ def test_table3_tiny(tmp_path, shared):
     assert st["maxima"] == 3 and 0 <= st["on_boundary"] <= 3
     assert (tmp_path / "accuracy.png").stat().st_size > 500
 
-
-def test_table3_is_deterministic(tmp_path, shared):
-    # the same command twice gives the same results.json apart from timings and the timestamp
-    conf = {"categories": ["face"], "n_synthetic": 1, "radii": [20], "layers": ["conv2"], "folds": 2,
-            "Cs": [0.1, 10.0], "n_response": 2, "n_response_instances": 1, "response_window": 4, "n_jobs": 1,
-            "max_types": 6}
-    out = []
-    for k in range(2):
-        run("table3", tmp_path / str(k), "default", conf)
-        out.append(_strip(json.loads((tmp_path / str(k) / "results.json").read_text())))
-    assert out[0] == out[1]
-
-
-def _strip(d):
-    """results.json without timestamps and timings."""
-    if isinstance(d, dict):
-        return {k: _strip(v) for k, v in d.items() if k not in ("created", "seconds", "timing", "cpu_seconds")
-                and not k.endswith("_seconds")}
-    if isinstance(d, list):
-        return [_strip(v) for v in d]
-    return d
-
-
-def test_table3_paper_preset_fails_clearly_without_data(tmp_path):
-    conf = resolve_conf("table3", "paper")
-    assert conf["dataset"] == "berkeley" and conf["radii"] == [10, 20, 40, 80, 160]
-    with pytest.raises(FileNotFoundError, match="root"):
-        run("table3", tmp_path, "paper")

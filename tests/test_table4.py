@@ -42,3 +42,14 @@ def test_table4_tiny(tmp_path, shared):
     assert "| conv5 + prior |" in md and "| SIFT |" in md
     for f in ("predictions.png", "score_maps.png", "report.md"):
         assert (tmp_path / f).stat().st_size > 500
+    # intervals over test photos with counts; paired with-vs-without-prior and conv5-vs-SIFT differences
+    ci = res["pck@0.1_ci"]["conv5 + prior"]
+    assert ci["face"]["value"] == pytest.approx(pck["conv5 + prior"]["face"])
+    assert ci["mean"]["value"] == pytest.approx(pck["conv5 + prior"]["mean"])
+    assert ci["face"]["n_units"] == res["counts"]["face"]["test photos"] == 3
+    pairs = {(d["a"], d["b"]): d for d in res["paired_differences"]}
+    assert set(pairs) == {("SIFT + prior", "SIFT"), ("conv5 + prior", "conv5"), ("conv5", "SIFT"),
+                          ("conv5 + prior", "SIFT + prior")}
+    d = pairs[("conv5 + prior", "conv5")]
+    assert d["value"] == pytest.approx(pck["conv5 + prior"]["mean"] - pck["conv5"]["mean"])
+    assert (tmp_path / "pck.png").stat().st_size > 500

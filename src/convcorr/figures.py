@@ -42,13 +42,12 @@ class Panel:
     view: tuple[float, float, float, float] | None = None
 
 
-def padded_view(box: Sequence[float], image_hw: tuple[int, int], pad: float = 0.08) -> tuple[float, ...]:
-    """(x0, y0, x1, y1) view of a panel that shows the whole ``box`` plus ``pad`` of its size on every side,
-    extended to the image where the box is inside it (so a box touching the border is still entirely visible)."""
+def padded_view(box: Sequence[float], pad: float = 0.12) -> tuple[float, float, float, float]:
+    """(x0, y0, x1, y1) view of a panel zoomed on ``box`` with ``pad`` of its larger side on every side: the whole
+    box is visible (also where it extends past the image), and its points are large enough to see."""
     x0, y0, x1, y1 = (float(v) for v in box)
-    H, W = image_hw
-    px, py = pad * (x1 - x0), pad * (y1 - y0)
-    return (min(x0 - px, -0.5), min(y0 - py, -0.5), max(x1 + px, W - 0.5), max(y1 + py, H - 0.5))
+    p = pad * max(x1 - x0, y1 - y0)
+    return (x0 - p, y0 - p, x1 + p, y1 + p)
 
 
 def draw_panels(panels: Sequence[Panel], path: str | Path, suptitle: str = "", panel_in: float = 2.2,

@@ -105,28 +105,46 @@ def weighted_mean(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
         return np.where(tot > 0, weights @ v / np.where(tot > 0, tot, 1), np.nan)
 
 
-def type_mean(types: Sequence) -> Statistic:
+def type_mean(types: Sequence, outer: Sequence | None = None) -> Statistic:
     """Statistic of the paper's PCK/accuracy: the mean over keypoint types of the weighted mean within each type.
 
     Args:
         types: (N,) type label of every row. Types without weight in a replicate are left out of its mean.
+        outer: optional (N,) outer group of every row (e.g. the category; a type must lie in one): then the mean
+            over outer groups of the type means within each group ("mean over categories" of per-category PCK).
     Returns:
         statistic(values (N,), weights (B, N)) -> (B,).
     """
     _, t = np.unique(np.asarray(types), return_inverse=True)
-    onehot = np.zeros((len(t), t.max() + 1 if len(t) else 0))
+    T = int(t.max()) + 1 if len(t) else 0
+    onehot = np.zeros((len(t), T))
     onehot[np.arange(len(t)), t] = 1.0
+    if outer is not None:
+        _, o = np.unique(np.asarray(outer), return_inverse=True)
+        if len(o) != len(t):
+            raise ValueError(f"type_mean: {len(o)} outer labels but {len(t)} types")
+        type_outer = np.zeros((T, int(o.max()) + 1 if len(o) else 0))
+        type_outer[t, o] = 1.0
+        if len(t) and np.any(type_outer.sum(1) > 1):
+            raise ValueError("type_mean: a type lies in more than one outer group")
 
     def stat(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
         v = np.asarray(values, dtype=np.float64)
         if len(v) != len(t):
             raise ValueError(f"type_mean: {len(v)} values but {len(t)} types")
+        if not T:
+            return np.full(len(weights), np.nan)
         wt = weights @ onehot  # (B, T) weight per type
         sv = (weights * v) @ onehot
         with np.errstate(invalid="ignore", divide="ignore"):
-            per_type = np.where(wt > 0, sv / np.where(wt > 0, wt, 1), np.nan)
-            return np.nanmean(np.where(wt > 0, per_type, np.nan), axis=1) if per_type.shape[1] else \
-                np.full(len(weights), np.nan)
+            present = wt > 0
+            per_type = np.where(present, sv / np.where(present, wt, 1), 0.0)
+            if outer is None:
+                return np.where(present.any(1), per_type.sum(1) / present.sum(1), np.nan)
+            n_o = present @ type_outer  # (B, O) types present per outer group
+            per_outer = np.where(n_o > 0, (per_type @ type_outer) / np.where(n_o > 0, n_o, 1), 0.0)
+            k = (n_o > 0).sum(1)
+            return np.where(k > 0, per_outer.sum(1) / np.where(k > 0, k, 1), np.nan)
 
     return stat
 

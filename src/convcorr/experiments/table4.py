@@ -14,7 +14,10 @@ puts a Gaussian (``sigma`` px in the 500 x 500 frame) at each of its keypoints (
 ``f = s^(1-eta) p^eta`` with ``s = sigmoid(SVM score)`` (positive, map-independent; see
 :func:`convcorr.prediction.to_positive`). "NN prior only" (extra row, not in the paper) is the neighbour's
 keypoints themselves. Metric: PCK at alpha = 0.1 of max(box h, w) in original pixels over visible test
-keypoints, averaged over keypoint types (``convcorr.pck``), per category; "mean" averages the categories.
+keypoints, averaged over keypoint types (``convcorr.pck``), per category; "mean" averages the categories. Every
+number carries a 95% bootstrap interval resampling the TEST PHOTOS (within categories for the mean) and the
+numbers of test keypoints, instances and photos it rests on; "with vs without prior" and "conv5 vs SIFT" are
+paired differences on the same keypoints.
 
 Embedded-data protocol: per category, the real photos plus ``n_synthetic`` random warps of each
 (``datasets.synthetic_instances``). Categories with >= 3 photos are split by photo (test photos and all their
@@ -33,12 +36,13 @@ import numpy as np
 from ..pck import pck
 from ..prediction import KeypointPredictor, global_descriptors, nearest_neighbours, transfer_keypoints
 from ..report import Report, markdown_table, progress
+from ..stats import bootstrap_ci, paired_difference, type_mean, verdict
 from .table3 import kept_types, split_pool
 
 _COMMON = {
     "size": 500, "margin": 0.0, "features": ["sift", "conv5"], "backbone": "alexnet", "prior_backbone": "alexnet",
     "prior_layer": "auto", "sigma": 22.0, "eta": 0.1, "positive": "sigmoid", "n_pos": 10, "C": 1.0,
-    "n_init": 2000, "n_add": 2000, "sift_step": 8, "sift_bin": 8, "seed": 0, "n_figure": 4,
+    "n_init": 2000, "n_add": 2000, "sift_step": 8, "sift_bin": 8, "seed": 0, "n_figure": 4, "n_boot": 1000,
 }
 CONFIGS = {
     "default": {
@@ -86,6 +90,24 @@ def _score(preds: list, insts: list, keep: np.ndarray, names: tuple) -> float:
     return pck(np.concatenate(P), np.concatenate(G), np.concatenate(L), 0.1, types=np.array(T))
 
 
+def _points(preds: list, insts: list, keep: np.ndarray, names: tuple, category: str) -> dict:
+    """Per visible kept test keypoint: correct at alpha 0.1, type "category/name", unit (the test photo)."""
+    from ..pck import correct
+
+    C, T, U = [], [], []
+    for pred, inst in zip(preds, insts):
+        v = inst.visible[keep]
+        C.append(correct(np.asarray(pred)[v], inst.keypoints[keep][v], inst.bbox_size, 0.1))
+        T += [f"{category}/{n}" for n, vv in zip(names, v) if vv]
+        U += [str(inst.meta.get("photo", inst.meta.get("source_id", inst.id)))] * int(v.sum())
+    return {"correct": np.concatenate(C).astype(float), "types": np.array(T), "unit": np.array(U),
+            "category": np.array([category] * len(T))}
+
+
+def _concat(pts: dict, cats: list) -> dict:
+    return {k: np.concatenate([pts[c][k] for c in cats]) for k in ("correct", "types", "unit", "category")}
+
+
 def main(conf: dict, out_dir: Path) -> Path:
     import matplotlib
 
@@ -105,6 +127,7 @@ def main(conf: dict, out_dir: Path) -> Path:
     pbb = _prior_backbone(conf, bb)
     methods = [_label(f, p) for f in conf["features"] for p in (False, True)] + ["NN prior only"]
     results = {m: {} for m in methods}
+    pts = {m: {} for m in methods}
     mining, examples, timing = {}, {}, {}
     for c in cats:
         tr = [i for i in train if i.category == c]
@@ -118,6 +141,7 @@ def main(conf: dict, out_dir: Path) -> Path:
         priors = [transfer_keypoints(i.bbox, tr[n])[keep] for i, n in zip(te, nn)]
         timing[f"{c}: prior retrieval"] = time.perf_counter() - t1
         results["NN prior only"][c] = _score(priors, te, keep, names)
+        pts["NN prior only"][c] = _points(priors, te, keep, names, c)
         for f in conf["features"]:
             t1 = time.perf_counter()
             model = KeypointPredictor(f, backbone=bb, size=conf["size"], margin=conf["margin"], n_pos=conf["n_pos"],
@@ -131,6 +155,7 @@ def main(conf: dict, out_dir: Path) -> Path:
                 preds = [model.predict(i, p if prior else None)
                          for i, p in progress(list(zip(te, priors)), f"{c}: {_label(f, prior)}")]
                 results[_label(f, prior)][c] = _score(preds, te, keep, names)
+                pts[_label(f, prior)][c] = _points(preds, te, keep, names, c)
                 examples.setdefault(c, {})[_label(f, prior)] = preds
             hist = list(model.history.values())
             n_r = max(len(h) for h in hist)  # types whose mining stopped early keep their last round's numbers
@@ -149,6 +174,7 @@ def main(conf: dict, out_dir: Path) -> Path:
                             f"{sum(i.category == c for i in test)} test instances, "
                             f"{len(examples[c]['names'])} keypoint types" for c in cats))
     rep.section("PCK@0.1 (mean over keypoint types)", markdown_table(rows, ["method", *cats, "mean"]))
+    _intervals(rep, conf, methods, cats, pts, train, test)
     mtxt = "Mean over keypoint types of the negatives used per training round and of the negatives of the whole " \
            "pool scoring > 0 (false positives) after that round:\n\n"
     for f, per_cat in mining.items():
@@ -168,8 +194,59 @@ def main(conf: dict, out_dir: Path) -> Path:
     return rep.save()
 
 
+def headline_pairs(features: list) -> list[tuple[str, str]]:
+    """Paired comparisons: each feature with vs without the prior; conv5 vs SIFT without and with the prior."""
+    out = [(_label(f, True), _label(f, False)) for f in features]
+    if "conv5" in features and "sift" in features:
+        out += [(_label("conv5", p), _label("sift", p)) for p in (False, True)]
+    return out
+
+
+def _intervals(rep: Report, conf: dict, methods: list, cats: list, pts: dict, train: list, test: list) -> None:
+    from ..figures import draw_bars_with_ci
+
+    nb, sd = int(conf.get("n_boot", 1000)), conf["seed"]
+    est = {m: {c: bootstrap_ci(pts[m][c]["correct"], pts[m][c]["unit"], type_mean(pts[m][c]["types"]), nb, sd)
+               for c in cats} for m in methods}
+    allp = {m: _concat(pts[m], cats) for m in methods}
+    a0 = allp[methods[0]]
+    stat = type_mean(a0["types"], a0["category"])
+    for m in methods:
+        est[m]["mean"] = bootstrap_ci(allp[m]["correct"], allp[m]["unit"], stat, nb, sd, strata=allp[m]["category"])
+    diffs = {(a, b): paired_difference(allp[a]["correct"], allp[b]["correct"], a0["unit"], stat, nb, sd,
+                                       strata=a0["category"]) for a, b in headline_pairs(conf["features"])}
+    counts = {c: {"test points": int(len(pts[methods[0]][c]["types"])),
+                  "test instances": sum(i.category == c for i in test),
+                  "test photos": len(set(pts[methods[0]][c]["unit"].tolist())),
+                  "train instances": sum(i.category == c for i in train),
+                  "train photos": len({i.meta.get("photo", i.meta.get("source_id")) for i in train if i.category == c})}
+              for c in cats}
+    rows = [{"method": m, **{c: est[m][c].fmt() for c in [*cats, "mean"]}} for m in methods]
+    rep.section("PCK@0.1 with 95% intervals",
+                markdown_table(rows, ["method", *cats, "mean"]) +
+                f"\nIntervals: 95% percentile bootstrap ({nb} replicates) resampling the test photos (for the mean, "
+                "within each category); with 1-3 test photos per category an interval is degenerate or too narrow: "
+                "read it as a lower bound on the uncertainty. What each number rests on:\n\n"
+                + markdown_table([{"category": c, **v} for c, v in counts.items()]))
+    drow = [{"comparison": f"{a} - {b}", "difference (mean over categories)": d.fmt(signed=True),
+             "resolved": "no (spans 0)" if d.spans_zero else "yes"} for (a, b), d in diffs.items()]
+    rep.section("Paired differences (same test keypoints, photos resampled jointly)",
+                markdown_table(drow) + "\n" + "\n".join(f"- {verdict(d, a, b)}" for (a, b), d in diffs.items()))
+    draw_bars_with_ci([*cats, "mean"], {m: [est[m][c] for c in [*cats, "mean"]] for m in methods},
+                      rep.out_dir / "pck.png", "PCK@0.1 (mean over keypoint types)", ylim=(0, 1))
+    rep.figures.append("pck.png")
+    rep.parts.append("![PCK@0.1](pck.png)\n\nPCK@0.1 per category and method; error bars: 95% bootstrap intervals "
+                     "over test photos.\n")
+    rep.results.update({
+        "pck@0.1_ci": {m: {c: e.to_dict() for c, e in v.items()} for m, v in est.items()}, "counts": counts,
+        "paired_differences": [{"a": a, "b": b, **d.to_dict(), "resolved": not d.spans_zero}
+                               for (a, b), d in diffs.items()]})
+
+
 def _figures(rep: Report, examples: dict, conf: dict, cats: list) -> None:
     import matplotlib.pyplot as plt
+
+    from ..figures import padded_view
 
     feats = conf["features"]
     picks = []  # (category, test index) round-robin over categories
@@ -193,10 +270,13 @@ def _figures(rep: Report, examples: dict, conf: dict, cats: list) -> None:
             ax.plot(pred[v, 0], pred[v, 1], "rx", ms=5, label=m)
             x0, y0, x1, y1 = inst.bbox
             ax.plot([x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0], "c-", lw=0.6)
-            ax.set_title(f"{m}: {inst.id}"[:48], fontsize=7)
+            vx0, vy0, vx1, vy1 = padded_view(inst.bbox)  # the whole box, zoomed so the points are visible
+            ax.set_xlim(vx0, vx1)
+            ax.set_ylim(vy1, vy0)
+            ax.set_title(f"{m}\n{inst.id}"[:60], fontsize=7)
             ax.axis("off")
             if col == 0:
-                ax.legend(fontsize=6, loc="lower left")
+                ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(0, 0), frameon=False, ncol=2)
     fig.tight_layout()
     rep.figure(fig, "predictions.png", "Test instances: ground truth (green) vs predictions (red, yellow lines "
                "join each pair) of " + " and ".join(rows) + "; cyan: the box.")
