@@ -49,9 +49,9 @@ _STATS = {"beta_grid": [1e-3, 1e-2, 1e-1, 1.0], "n_val_queries": 1, "feature_nor
 
 CONFIGS = {
     "default": {
-        "dataset": "embedded", "root": None, "categories": ["face", "horse10", "animalpose"], "n_warps": 3,
+        "dataset": "embedded", "root": None, "categories": ["face", "person", "hand"], "n_warps": 3,
         "n_queries": 4, "exclude_same_source": True, "k": 8, "top": 5, "methods": ["conv", "sift", "nn"],
-        "layers": ["conv2", "conv4"], "backbone": "alexnet", "retrieval_backbone": "efficientnet_lite0",
+        "layers": ["conv4"], "backbone": "alexnet", "retrieval_backbone": "efficientnet_lite0",
         "beta": "validate", "n_iter": 8, "max_radius_px": 64.0, "coarse_to_fine": False, "sift_step": 8,
         "sift_bin": 8, "input_size": 227, "margin": 0.1, "strength": 1.0, "seed": 0, **_STATS,
     },

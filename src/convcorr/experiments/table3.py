@@ -52,8 +52,8 @@ _COMMON = {
 }
 CONFIGS = {
     "default": {
-        "dataset": "embedded", "root": None, "categories": ["face", "horse10", "animalpose"], "n_synthetic": 4,
-        "test_warps": 1, "test_fraction": 0.34, "max_types": 17, "n_response": 16, "n_response_instances": 1,
+        "dataset": "embedded", "root": None, "categories": ["face", "person", "hand"], "n_synthetic": 3,
+        "test_warps": 1, "test_fraction": 0.34, "max_types": 17, "n_response": 20, "n_response_instances": 2,
         **_COMMON,
     },
     "paper": {
