@@ -6,8 +6,9 @@ import pytest
 from convcorr.experiments import run
 
 SMALL = {
-    "table2": {"categories": ["face"], "n_queries": 2, "k": 2, "top": 1, "n_warps": 1, "layers": ["conv4"],
-               "methods": ["conv", "sift", "nn"], "n_iter": 2, "beta_grid": [1e-2, 1e-1], "n_boot": 50},
+    "table2": {"categories": ["face"], "n_queries": 2, "k": 2, "top": 1, "n_warps": 1,
+               "features": ["alexnet:conv4", "sift:step=8,bin=8"], "n_iter": 2, "beta_grid": [1e-2, 1e-1],
+               "n_boot": 50},
     "table3": {"categories": ["face"], "n_synthetic": 1, "radii": [20], "layers": ["conv2"], "folds": 2,
                "Cs": [0.1, 10.0], "n_response": 2, "n_response_instances": 1, "response_window": 4, "n_jobs": 1,
                "max_types": 6, "n_boot": 50},

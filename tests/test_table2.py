@@ -8,35 +8,36 @@ from convcorr.experiments import resolve_conf, run
 
 def test_table2_tiny(tmp_path, shared):
     path = run("table2", tmp_path, "default", {"categories": ["face"], "n_queries": 3, "k": 3, "top": 2,
-                                               "n_warps": 1, "methods": ["conv", "nn"], "layers": ["conv4"],
+                                               "n_warps": 1, "features": ["alexnet:conv4"],
                                                "n_iter": 4, "beta_grid": [1e-3, 1e-1], "n_boot": 200})
     res = json.loads((tmp_path / "results.json").read_text())["results"]
     assert res["n_queries"] == 3
-    for m in ("nn", "conv4"):
+    for m in ("box-copy", "alexnet:conv4 + flow"):
         assert all(0 <= v <= 1 for v in res["pck"][m].values())
         assert set(res["pck"][m]) == {"0.1", "0.05", "0.025"}
-    assert res["pck"]["conv4"]["0.1"] > res["random"]["0.1"]
+    assert res["pck"]["alexnet:conv4 + flow"]["0.1"] > res["random"]["0.1"]
     assert 0 <= res["same_source_fraction_k"] <= 1
     q = res["per_query"][0]
     assert len(q["neighbours"]) == 3 and q["query"] not in q["neighbours"]
-    assert np.array(q["methods"]["conv4"]["prediction"]).shape == (68, 2)
+    assert np.array(q["methods"]["alexnet:conv4 + flow"]["prediction"]).shape == (68, 2)
     for f in ("alignment_good.png", "alignment_typical.png", "alignment_bad.png", "pck_vs_alpha.png",
               "beta_validation.png"):
         assert (tmp_path / f).stat().st_size > 5000
     text = path.read_text()
-    assert "| conv4 flow |" in text and "| NN transfer |" in text and "| face |" in text
+    assert "| alexnet:conv4 + flow |" in text and "| box-copy |" in text and "| face |" in text
+    C = "alexnet:conv4 + flow"
     # intervals with counts; the point estimate is the table's PCK; paired differences with a verdict
-    ci = res["pck_ci"]["conv4"]["0.1"]
-    assert ci["value"] == pytest.approx(res["pck"]["conv4"]["0.1"])
+    ci = res["pck_ci"][C]["0.1"]
+    assert ci["value"] == pytest.approx(res["pck"][C]["0.1"])
     assert ci["ci95"][0] <= ci["value"] <= ci["ci95"][1] and ci["n_units"] == 3
     assert res["counts"]["queries"] == 3 and res["counts"]["photos"] == 3
-    d = [x for x in res["paired_differences"] if x["a"] == "conv4" and x["b"] == "nn" and x["alpha"] == 0.1][0]
-    assert d["value"] == pytest.approx(res["pck"]["conv4"]["0.1"] - res["pck"]["nn"]["0.1"])
+    d = [x for x in res["paired_differences"] if x["a"] == C and x["b"] == "box-copy" and x["alpha"] == 0.1][0]
+    assert d["value"] == pytest.approx(res["pck"][C]["0.1"] - res["pck"]["box-copy"]["0.1"])
     assert d["resolved"] == (not (d["ci95"][0] <= 0 <= d["ci95"][1]))
     assert ("not resolved" in text) == any(not x["resolved"] for x in res["paired_differences"] if x["alpha"] == 0.1)
     # beta chosen on validation queries disjoint from the test queries, recorded
     bv = res["beta_validation"]
-    assert bv["chosen"]["conv4"] in (1e-3, 1e-1) and res["beta"]["conv4"] == bv["chosen"]["conv4"]
+    assert bv["chosen"][C] in (1e-3, 1e-1) and res["beta"][C] == bv["chosen"][C]
     assert not set(bv["queries"]) & {q["query"] for q in res["per_query"]}
 
 

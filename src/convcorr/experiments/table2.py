@@ -1,10 +1,14 @@
-"""Table 2 of the paper: keypoint transfer by conv flow vs SIFT flow vs nearest-neighbour copy.
+"""Table 2 of the paper: keypoint transfer by alignment, (dense features x matcher) combinations vs box-copy.
 
 Method (:mod:`convcorr.transfer`): each query's k nearest same-category training instances by the retrieval
-backbone's global feature (cosine) are aligned to it by the flow MRF on a conv layer (``convN``) or on dense
-SIFT (``sift``, same solver), their keypoints are transferred, the neighbours are ranked by alignment energy and
-every keypoint type is predicted as the coordinate-wise median over the ``top`` best neighbours showing it;
-``nn`` copies the keypoints of the single nearest neighbour in normalised box coordinates. Every instance is
+backbone's global feature (cosine) are matched to it by every configured matcher (``matchers``; the paper's MRF
+is ``flow``, options from the top-level keys that are the matcher's option names -- ``beta``, ``n_iter``,
+``radius_px``, ``coarse_to_fine`` -- and from ``matcher_options[name]``) on every configured dense feature
+(``features``: spec strings such as ``alexnet:conv4`` or ``sift:step=8,bin=8``, :func:`convcorr.dense.get_features`),
+their keypoints are transferred through the correspondence, the neighbours are ranked by its energy and every
+keypoint type is predicted as the coordinate-wise median over the ``top`` best neighbours showing it;
+``box-copy`` (in ``baselines``) copies the keypoints of the single nearest neighbour in normalised box
+coordinates. Every instance is
 cropped to its box (+ ``margin`` context) and resized to ``input_size`` pixels first; predictions are mapped back
 exactly to original pixels. PCK at alpha 0.1 / 0.05 / 0.025 of max(box h, w), averaged over keypoint types
 (``convcorr.pck``). "random in box" is a reference: uniformly random points in the query box.
@@ -36,86 +40,55 @@ from pathlib import Path
 
 import numpy as np
 
-from ..pck import PAPER_ALPHAS, correct, pck_curve
+from .. import protocols
+from ..pck import PAPER_ALPHAS, PCKProtocol, correct, pck_curve
 from ..report import Report, markdown_table, progress
 from ..stats import bootstrap_ci, paired_difference, type_mean, verdict
-from ..transfer import FeatureCache, KeypointTransfer, TransferConfig, retrieve_neighbours
+from ..transfer import FeatureCache, KeypointTransfer, TransferConfig, make_transfer, retrieve_neighbours
 
-#: uncertainty and beta validation (shared by the presets): ``beta`` = "validate" picks, per flow feature, the
-#: value of ``beta_grid`` with the best PCK@0.1 on ``n_val_queries`` validation queries per category (disjoint
-#: from the test queries); a number fixes it. ``feature_norm``: "l2" (columns L2-normalised before the flow,
-#: the data term in [0, 4]) or "raw" (the features' own scale). ``n_boot``: bootstrap replicates of the intervals.
-_STATS = {"beta_grid": [1e-3, 1e-2, 1e-1, 1.0], "n_val_queries": 1, "feature_norm": "l2", "n_boot": 1000}
+#: uncertainty and beta validation (shared by the presets): ``beta`` = "validate" picks, per (features, matcher)
+#: with a ``beta`` option, the value of ``beta_grid`` with the best PCK@0.1 on ``n_val_queries`` validation
+#: queries per category (disjoint from the test queries); a number fixes it. ``normalize``: the flow matcher
+#: L2-normalises feature columns first (True: the data term is in [0, 4]; False: the features' raw scale, where
+#: beta must be scaled by their squared norm, see the README). ``n_boot``: bootstrap replicates of the intervals.
+_STATS = {"beta_grid": [1e-3, 1e-2, 1e-1, 1.0], "n_val_queries": 1, "normalize": True, "n_boot": 1000}
 
 CONFIGS = {
     "default": {
         "dataset": "embedded", "root": None, "categories": ["face", "person", "hand"], "n_warps": 3,
-        "n_queries": 4, "exclude_same_source": True, "k": 8, "top": 5, "methods": ["conv", "sift", "nn"],
-        "layers": ["conv4"], "backbone": "alexnet", "retrieval_backbone": "efficientnet_lite0",
-        "beta": "validate", "n_iter": 8, "max_radius_px": 64.0, "coarse_to_fine": False, "sift_step": 8,
-        "sift_bin": 8, "input_size": 227, "margin": 0.1, "strength": 1.0, "seed": 0, **_STATS,
+        "n_queries": 4, "exclude_same_source": True, "k": 8, "top": 5,
+        "features": ["alexnet:conv4", "sift:step=8,bin=8"], "matchers": ["flow"],
+        "baselines": ["box-copy"], "retrieval_backbone": "efficientnet_lite0",
+        "beta": "validate", "n_iter": 8, "radius_px": 64.0, "coarse_to_fine": False, "matcher_options": {},
+        "input_size": 227, "margin": 0.1, "strength": 1.0, "seed": 0, **_STATS,
     },
     "paper": {
         "dataset": "berkeley", "root": None, "categories": None, "n_warps": 0, "n_queries": None,
-        "exclude_same_source": True, "k": 25, "top": 5, "methods": ["conv", "sift", "nn"],
-        "layers": ["conv1", "conv2", "conv3", "conv4", "conv5"], "backbone": "alexnet",
-        "retrieval_backbone": "efficientnet_lite0", "beta": "validate", "n_iter": 10, "max_radius_px": None,
-        "coarse_to_fine": True, "sift_step": 8, "sift_bin": 8, "input_size": 227, "margin": 0.1, "strength": 1.0,
+        "exclude_same_source": True, "k": 25, "top": 5,
+        "features": ["alexnet:conv1", "alexnet:conv2", "alexnet:conv3", "alexnet:conv4", "alexnet:conv5",
+                     "sift:step=8,bin=8"], "matchers": ["flow"], "baselines": ["box-copy"],
+        "retrieval_backbone": "efficientnet_lite0", "beta": "validate", "n_iter": 10, "radius_px": None,
+        "coarse_to_fine": True, "matcher_options": {}, "input_size": 227, "margin": 0.1, "strength": 1.0,
         "seed": 0, **dict(_STATS, n_val_queries=10),
     },
 }
+CONFIGS = {k: protocols.with_data_options(v) for k, v in CONFIGS.items()}
 #: cross-instance protocol on the embedded faces only (every alignment between different people)
 CONFIGS["strict"] = dict(CONFIGS["default"], categories=["face"], n_queries=6, exclude_same_source=True)
 #: easier same-instance variant: the query's own photo and its other warps stay in the pool
 CONFIGS["same-source"] = dict(CONFIGS["default"], exclude_same_source=False)
 
-LABELS = {"sift": "SIFT flow", "nn": "NN transfer"}
-
-
-def label(method: str) -> str:
-    return LABELS.get(method, f"{method} flow")
+#: the PCK protocol of this table (recorded in results.json): the paper's, where every visible query keypoint
+#: counts (predictions come from several neighbours; a type no neighbour shows counts as wrong)
+TABLE2_PCK = PCKProtocol("paper (Table 2)", "target-bbox", "max", PAPER_ALPHAS, "original", ("type",), "pooled",
+                         False, "Long, Zhang & Darrell, NIPS 2014, Sec. 4 (Table 2)")
 
 
 # -------------------------------------------------------------------------------------------------------- data
 def build_pool(conf: dict) -> list:
-    """All instances of the configured categories (real photos + ``n_warps`` warps of each for "embedded").
-
-    Every instance gets ``meta['source_id']`` (the real photo it comes from) and ``meta['real']``.
-    For "berkeley", ``meta['split']`` is kept from the loader when present.
-    """
-    from .. import datasets
-
-    if conf["dataset"] == "embedded":
-        cats = conf.get("categories") or list(datasets.embedded_categories())
-        pool = []
-        for c in cats:
-            real = datasets.embedded_instances(c)
-            real = [replace(r, meta=dict(r.meta, source_id=r.meta.get("object_id", r.id), real=True)) for r in real]
-            warps = datasets.synthetic_instances(real, int(conf.get("n_warps", 0)), seed=conf.get("seed", 0),
-                                                 strength=conf.get("strength", 1.0))
-            pool += real + [replace(w, meta=dict(w.meta, real=False)) for w in warps]
-        return pool
-    if conf["dataset"] == "berkeley":
-        if not conf.get("root"):
-            raise FileNotFoundError("table2: dataset 'berkeley' needs --set root=/path/to/VOC2011 (with JPEGImages/ "
-                                    "and the Berkeley keypoint annotations in annotations/); PASCAL images are not "
-                                    "in the shared folder, use dataset=embedded here")
-        root = Path(conf["root"])
-        if not (root / "annotations").is_dir() or not (root / "JPEGImages").is_dir():
-            raise FileNotFoundError(f"{root}: expected JPEGImages/ and annotations/ (Berkeley keypoint XML) inside")
-        insts = datasets.load_berkeley_xml(root / "annotations", image_root=root / "JPEGImages")
-        if conf.get("categories"):
-            insts = [i for i in insts if i.category in conf["categories"]]
-        split = root / "ImageSets" / "Main" / "val.txt"  # the paper: neighbours from train, queries from val
-        val = set(split.read_text().split()) if split.is_file() else None
-        out = []
-        for i in insts:
-            meta = dict(i.meta, source_id=i.id, real=True)
-            if val is not None and i.image_path is not None:
-                meta["split"] = "test" if Path(i.image_path).stem in val else "train"
-            out.append(replace(i, meta=meta))
-        return out
-    raise KeyError(f"table2 supports datasets 'embedded' and 'berkeley', not {conf['dataset']!r}")
+    """All instances of the configured data (:func:`convcorr.protocols.build_pool`: real photos + ``n_warps``
+    warps of each; every data set of :mod:`convcorr.protocols`, e.g. ``--set dataset=coco --set json=...``)."""
+    return protocols.build_pool(conf)
 
 
 def select_queries(pool: list, conf: dict) -> list[int]:
@@ -153,33 +126,54 @@ def candidate_mask(pool: list, queries: list[int], exclude_same_source: bool) ->
     return m
 
 
-def method_configs(conf: dict, betas: dict | None = None) -> dict[str, TransferConfig]:
-    """{method key: TransferConfig}: "conv" expands to one entry per layer in ``layers``.
+def matcher_options(conf: dict, name: str) -> dict:
+    """Options of matcher ``name``: the top-level keys of ``conf`` that are named options of the matcher class
+    (e.g. ``beta``, ``n_iter``, ``radius_px``, ``coarse_to_fine`` for flow), overridden by
+    ``conf["matcher_options"][name]``."""
+    import inspect
 
-    ``betas`` {method key: beta} overrides ``conf["beta"]`` (needed when it is "validate"; until validated the
-    flow methods get the paper's 3e-3).
+    from ..matchers import MATCHERS
+    if name not in MATCHERS:
+        raise KeyError(f"table2: unknown matcher {name!r}; available: {sorted(MATCHERS)}")
+    params = inspect.signature(MATCHERS[name].__init__).parameters
+    named = [k for k, p in params.items() if k != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    opts = {k: conf[k] for k in named if k in conf}
+    if "coarse_to_fine" in opts:
+        opts["coarse_to_fine"] = as_bool(opts["coarse_to_fine"], "coarse_to_fine")
+    opts.update((conf.get("matcher_options") or {}).get(name, {}))
+    return opts
+
+
+def method_configs(conf: dict, betas: dict | None = None) -> dict[str, TransferConfig]:
+    """{method label: TransferConfig}: one "<features> + <matcher>" entry per (features, matcher) combination,
+    then the baselines (``box-copy``).
+
+    ``betas`` {method label: beta} sets the ``beta`` option per combination (needed when ``conf["beta"]`` is
+    "validate"; until validated a matcher with a beta option gets 3e-3).
     """
-    norm = conf.get("feature_norm", "l2")
-    if norm not in ("l2", "raw"):
-        raise ValueError(f"table2: feature_norm must be 'l2' or 'raw', got {norm!r}")
-    beta = conf["beta"]
+    from ..dense import get_features
+
+    beta = conf.get("beta")
     if isinstance(beta, str) and beta != "validate":
         raise ValueError(f"table2: beta must be a number or 'validate', got {beta!r}")
-    base = dict(backbone=conf["backbone"], retrieval_backbone=conf["retrieval_backbone"], k=conf["k"],
-                top=conf["top"], size=conf["input_size"], margin=conf["margin"],
-                n_iter=conf["n_iter"], max_radius_px=conf["max_radius_px"], sift_step=conf["sift_step"],
-                sift_bin=conf["sift_bin"], coarse_to_fine=as_bool(conf.get("coarse_to_fine", False), "coarse_to_fine"),
-                normalize=norm == "l2")
-    b = lambda m: float((betas or {}).get(m, 3e-3 if beta == "validate" else beta))
+    base = dict(retrieval_backbone=conf["retrieval_backbone"], k=conf["k"], top=conf["top"],
+                size=conf["input_size"], margin=conf["margin"])
     out = {}
-    for m in conf["methods"]:
-        if m == "conv":
-            for layer in conf["layers"]:
-                out[layer] = TransferConfig(method="conv", layer=layer, beta=b(layer), **base)
-        elif m in ("sift", "nn"):
-            out[m] = TransferConfig(method=m, beta=b(m), **base)
-        else:
-            raise KeyError(f"table2: unknown method {m!r}; use 'conv' (one per layer in 'layers'), 'sift', 'nn'")
+    feats = [get_features(f) for f in conf.get("features") or []]   # resolved once, validated early
+    for m in conf.get("matchers") or []:
+        opts = matcher_options(conf, m)
+        for f in feats:
+            key = f"{f.spec} + {m}"
+            o = dict(opts)
+            if "beta" in o and (o["beta"] == "validate" or (betas and key in betas)):
+                o["beta"] = float((betas or {}).get(key, 3e-3))
+            out[key] = TransferConfig(method="align", features=f, matcher=m, matcher_options=o, **base)
+    for b in conf.get("baselines") or []:
+        if b == "align":
+            raise KeyError("table2: 'align' is not a baseline; configure features and matchers instead")
+        out[b] = TransferConfig(method=b, **base)
+    if not out:
+        raise KeyError("table2: nothing to compare; set features + matchers and/or baselines")
     return out
 
 
@@ -264,14 +258,16 @@ def counts(pt: dict) -> dict:
 
 
 def headline_pairs(methods: dict) -> list[tuple[str, str]]:
-    """(a, b) method keys compared as paired differences: the deepest conv layer vs SIFT flow and vs the box-copy
-    baseline, and SIFT flow vs the baseline."""
-    convs = [m for m, kt in methods.items() if kt.conf.method == "conv"]
-    sift = [m for m, kt in methods.items() if kt.conf.method == "sift"]
-    base = [m for m, kt in methods.items() if kt.conf.method not in ("conv", "sift")]
+    """(a, b) method labels compared as paired differences: the last configured non-SIFT features (the deepest
+    conv layer) vs the SIFT features (same matcher) and vs the baselines (box-copy), and SIFT vs the baselines."""
+    aligned = {m: kt for m, kt in methods.items() if isinstance(kt, KeypointTransfer)}
+    convs = [m for m, kt in aligned.items() if not kt.features.spec.startswith("sift")]
+    sift = [m for m, kt in aligned.items() if kt.features.spec.startswith("sift")]
+    base = [m for m in methods if m not in aligned]
     out = []
     if convs:
-        out += [(convs[-1], o) for o in sift + base]
+        same = lambda o: aligned[o].matcher.name == aligned[convs[-1]].matcher.name
+        out += [(convs[-1], o) for o in sift if same(o)] + [(convs[-1], o) for o in base]
     if sift:
         out += [(sift[0], o) for o in base]
     return out
@@ -296,7 +292,7 @@ def select_validation_queries(pool: list, conf: dict, test_queries: list[int]) -
 
 def validate_beta(conf: dict, pool: list, cache: FeatureCache, glob: np.ndarray, val_q: list[int],
                   test_q: list[int]) -> dict:
-    """Choose beta per flow feature by PCK@0.1 on validation queries.
+    """Choose beta per (features, matcher) with a ``beta`` option by PCK@0.1 on validation queries (None: none has).
 
     The validation queries' neighbours come from the same candidates as the test queries' (same category, not
     derived from the query's photo) minus the test queries themselves, so no test annotation is used.
@@ -313,15 +309,16 @@ def validate_beta(conf: dict, pool: list, cache: FeatureCache, glob: np.ndarray,
     mask = candidate_mask(pool, val_q, conf["exclude_same_source"])
     mask[:, test_q] = False
     nbrs = retrieve_neighbours(glob[val_q], glob, conf["k"], mask)
-    flows = {m: tc for m, tc in method_configs(conf).items() if tc.method in ("conv", "sift")}
-    layers = [tc.layer for tc in flows.values() if tc.method == "conv"]
-    if layers:
-        used = sorted(set(val_q) | {int(j) for j in nbrs.ravel() if j >= 0})
-        cache.conv_grids([pool[j] for j in used], conf["backbone"], layers)
+    flows = {m: tc for m, tc in method_configs(conf).items() if tc.method == "align" and "beta" in tc.matcher_options}
+    if not flows:
+        return None
+    used = sorted(set(val_q) | {int(j) for j in nbrs.ravel() if j >= 0})
+    for kt in {m: make_transfer(tc, cache=cache) for m, tc in flows.items()}.values():
+        cache.precompute([pool[j] for j in used], kt.features)
     curves, chosen, pt = {}, {}, None
     jobs = [(m, b) for m in flows for b in grid]
     for m, b in progress(jobs, "beta validation"):
-        kt = KeypointTransfer(replace(flows[m], beta=b), cache=cache)
+        kt = make_transfer(replace(flows[m], matcher_options=dict(flows[m].matcher_options, beta=b)), cache=cache)
         recs = [(pool[q], kt.predict_from_neighbours(pool[q], [pool[j] for j in nbrs[i] if j >= 0]))
                 for i, q in enumerate(val_q)]
         pt = point_table(recs, [0.1])
@@ -342,7 +339,8 @@ def main(conf: dict, out_dir: Path) -> Path:
 
     t0 = time.perf_counter()
     conf = dict(conf, exclude_same_source=as_bool(conf["exclude_same_source"], "exclude_same_source"))
-    rep = Report(out_dir, "Table 2: keypoint transfer by alignment (conv flow vs SIFT flow vs NN transfer)", conf)
+    rep = Report(out_dir, "Table 2: keypoint transfer by alignment (features x matchers vs box-copy)", conf)
+    rep.results["pck_protocol"] = TABLE2_PCK.to_dict()
     pool = build_pool(conf)
     queries = select_queries(pool, conf)
     if not queries:
@@ -361,14 +359,16 @@ def main(conf: dict, out_dir: Path) -> Path:
     if conf["beta"] == "validate":
         val = validate_beta(conf, pool, cache, glob, select_validation_queries(pool, conf, queries), queries)
     t_val = time.perf_counter() - t1
-    methods = {m: KeypointTransfer(c, cache=cache)
+    methods = {m: make_transfer(c, cache=cache)
                for m, c in method_configs(conf, val["chosen"] if val else None).items()}
-    layers = [c.conf.layer for c in methods.values() if c.conf.method == "conv"]
-    if layers:
-        used = sorted(set(queries) | {int(j) for j in nbrs.ravel() if j >= 0})
-        cache.conv_grids([pool[j] for j in used], conf["backbone"], layers)
-    convs = [m for m, kt in methods.items() if kt.conf.method == "conv"]
-    fig_methods = ([convs[-1]] if convs else []) + [m for m, kt in methods.items() if kt.conf.method == "sift"]
+    aligned = {m: kt for m, kt in methods.items() if isinstance(kt, KeypointTransfer)}
+    used = sorted(set(queries) | {int(j) for j in nbrs.ravel() if j >= 0})
+    for f in {kt.features.cache_key: kt.features for kt in aligned.values()}.values():
+        cache.precompute([pool[j] for j in used], f)
+    # Figure 3: the deepest conv features and SIFT, else the first two aligned methods
+    convs = [m for m, kt in aligned.items() if not kt.features.spec.startswith("sift")]
+    sifts = [m for m, kt in aligned.items() if kt.features.spec.startswith("sift")]
+    fig_methods = (convs[-1:] + sifts[:1]) or list(aligned)[:2]
 
     preds = {m: [] for m in methods}
     per_query, fig_data, seconds = [], [], {m: 0.0 for m in methods}
@@ -389,7 +389,7 @@ def main(conf: dict, out_dir: Path) -> Path:
             ts = time.perf_counter()
             p, det = kt.predict_from_neighbours(query, nb, return_details=True)
             seconds[m] += time.perf_counter() - ts
-            top = det["order"][: kt.conf.top if kt.conf.method != "nn" else 1]
+            top = det["order"][: det["top"]]
             same_src_top[m].append(is_same[top].mean())
             preds[m].append((query, p))
             rec["methods"][m] = {"prediction": p.tolist(), "energies": det["energies"].tolist(),
@@ -410,16 +410,15 @@ def main(conf: dict, out_dir: Path) -> Path:
     cnt = counts(pts[next(iter(methods))])
     a0, a1, a2 = (float(a) for a in PAPER_ALPHAS)
     cols = ["method", f"PCK@{a0}", f"PCK@{a1}", f"PCK@{a2}"]
-    rows = [{"method": label(m), **{f"PCK@{a}": v for a, v in c.items()},
+    rows = [{"method": m, **{f"PCK@{a}": v for a, v in c.items()},
              "top nbrs from query's photo": float(np.mean(same_src_top[m])), "seconds": seconds[m]}
             for m, c in curves.items()]
     rows.append({"method": "random in box", **{f"PCK@{a}": v for a, v in rand.items()}})
-    ci_rows = [{"method": label(m) if m in methods else m, "beta": (methods[m].conf.beta if m in methods and
-                                                                    methods[m].conf.method != "nn" else ""),
+    ci_rows = [{"method": m, "beta": (methods[m].conf.matcher_options.get("beta", "") if m in aligned else ""),
                 **{f"PCK@{a}": e.fmt() for a, e in ests[m].items()}, **counts(pts[m])} for m in pts]
     pairs = headline_pairs(methods)
     diffs = {(a, b): paired_pck(pts[a], pts[b], PAPER_ALPHAS, nb_, sd) for a, b in pairs}
-    diff_rows = [{"comparison": f"{label(a)} - {label(b)}", **{f"PCK@{al}": e.fmt(signed=True) for al, e in d.items()},
+    diff_rows = [{"comparison": f"{a} - {b}", **{f"PCK@{al}": e.fmt(signed=True) for al, e in d.items()},
                   "resolved at 0.1": "no (spans 0)" if d[a0].spans_zero else "yes"} for (a, b), d in diffs.items()]
     cats = list(dict.fromkeys(q.category for q in qs))
     cat_rows, per_cat, per_cat_ci = [], {}, {}
@@ -431,7 +430,7 @@ def main(conf: dict, out_dir: Path) -> Path:
             ptc = point_table([r for r in lst if r[0].category == c])
             e = pck_estimates(ptc, PAPER_ALPHAS, nb_, sd)
             per_cat_ci[c][m] = {a: x.to_dict() for a, x in e.items()}
-            cat_rows.append({"category": c, "method": label(m), **{f"PCK@{a}": x.fmt() for a, x in e.items()},
+            cat_rows.append({"category": c, "method": m, **{f"PCK@{a}": x.fmt() for a, x in e.items()},
                              **counts(ptc)})
         rnd = _pck_of([(q, r) for q, r in zip(qs, rand_preds) if q.category == c])
         cat_rows.append({"category": c, "method": "random in box", **{f"PCK@{a}": v for a, v in rnd.items()}})
@@ -443,17 +442,17 @@ def main(conf: dict, out_dir: Path) -> Path:
     proto = ("strict cross-instance: everything derived from the query's object is held out"
              if conf["exclude_same_source"] else
              "the query's own photo and its sibling warps stay in the training pool (only the query is held out)")
-    beta_txt = (f"beta chosen per flow feature by validation ({_beta_text(val)})" if val else
+    beta_txt = (f"beta chosen per (features, matcher) by validation ({_beta_text(val)})" if val else
                 f"beta = {conf['beta']} (fixed)")
     rep.section("Protocol", __doc__.split("\n\n", 1)[1].strip() + "\n\n"
                 f"This run: dataset `{conf['dataset']}`, {len(qs)} queries ({', '.join(f'{c}: {sum(q.category == c for q in qs)}' for c in cats)}), "
                 f"pools {n_pool} instances per category from {n_photos} real photos ({n_objects} objects); {proto}. "
                 f"k = {conf['k']} neighbours by `{conf['retrieval_backbone']}` global features (cosine), median of "
-                f"the top {conf['top']} by alignment energy; flow: {beta_txt}, features "
-                f"{'L2-normalised' if conf.get('feature_norm', 'l2') == 'l2' else 'at their raw scale'}, "
-                f"{conf['n_iter']} BP iterations, search radius {conf['max_radius_px']} crop px; crops: box + "
-                f"{conf['margin']} margin -> {conf['input_size']} px; SIFT flow: dense SIFT step {conf['sift_step']}, "
-                f"bin {conf['sift_bin']} px; conv flow: `{conf['backbone']}` {', '.join(layers) or '-'}.\n\n"
+                f"the top {conf['top']} by alignment energy; {beta_txt}; crops: box + {conf['margin']} margin -> "
+                f"{conf['input_size']} px; features: "
+                + ", ".join(f"`{kt.features.spec}`" for kt in {kt.features.spec: kt for kt in aligned.values()}.values())
+                + "; matchers: " + ", ".join(f"`{m}` {matcher_options(conf, m)}" for m in conf.get("matchers") or [])
+                + f"; baselines: {', '.join(conf.get('baselines') or []) or '-'}.\n\n"
                 f"Retrieved neighbours from the query's own object: {np.mean(same_src_k):.0%} of the k.")
     rep.section("PCK with 95% intervals (mean over keypoint types)",
                 markdown_table(ci_rows, ["method", "beta", *cols[1:], "points", "queries", "photos"]) +
@@ -465,11 +464,11 @@ def main(conf: dict, out_dir: Path) -> Path:
                 "distinct photos.")
     rep.section("Paired differences (same keypoints, photos resampled jointly)",
                 markdown_table(diff_rows, ["comparison", *cols[1:], "resolved at 0.1"]) + "\n"
-                + "\n".join(f"- {verdict(d[a0], label(a), label(b))}" for (a, b), d in diffs.items()))
+                + "\n".join(f"- {verdict(d[a0], a, b)}" for (a, b), d in diffs.items()))
     rep.section("PCK (mean over keypoint types), all queries: point estimates and timing",
                 markdown_table(rows, cols + ["top nbrs from query's photo", "seconds"]) +
                 "\n`top nbrs from query's photo`: fraction of the neighbours actually used (the top by energy; the "
-                "single nearest for NN transfer) that are warps/the photo of the query's own object. `seconds`: "
+                "single nearest for box-copy) that are warps/the photo of the query's own object. `seconds`: "
                 "alignment + transfer time of the method.")
     rep.section("PCK per category (95% intervals over the category's query photos)",
                 markdown_table(cat_rows, ["category"] + cols + ["points", "queries", "photos"]))
@@ -479,7 +478,7 @@ def main(conf: dict, out_dir: Path) -> Path:
         "per_category_ci": per_cat_ci, "counts": cnt,
         "paired_differences": [{"a": a, "b": b, "alpha": al, **e.to_dict(), "resolved": not e.spans_zero}
                                for (a, b), d in diffs.items() for al, e in d.items()],
-        "beta": {m: kt.conf.beta for m, kt in methods.items() if kt.conf.method != "nn"},
+        "beta": {m: kt.conf.matcher_options["beta"] for m, kt in aligned.items() if "beta" in kt.conf.matcher_options},
         "beta_validation": None if val is None else {
             "grid": val["grid"], "chosen": val["chosen"], "queries": val["queries"], "counts": val["counts"],
             "pck@0.1": {m: [e.to_dict() for e in v] for m, v in val["curves"].items()}},
@@ -493,7 +492,7 @@ def main(conf: dict, out_dir: Path) -> Path:
     total = time.perf_counter() - t0
     rep.results["seconds"] = total
     rep.section("Runtime", f"{total:.1f} s in total ({t_retrieval:.1f} s crops + global features, {t_val:.1f} s "
-                "beta validation); per method: " + ", ".join(f"{label(m)} {s:.1f} s" for m, s in seconds.items())
+                "beta validation); per method: " + ", ".join(f"{m} {s:.1f} s" for m, s in seconds.items())
                 + ".")
     return rep.save()
 
@@ -506,7 +505,7 @@ def _short(iid: str, n: int = 30) -> str:
 
 def _beta_text(val: dict) -> str:
     c = val["counts"]
-    return (", ".join(f"{label(m)}: {b:g}" for m, b in val["chosen"].items()) + f" from {val['grid']} on "
+    return (", ".join(f"{m}: {b:g}" for m, b in val["chosen"].items()) + f" from {val['grid']} on "
             f"{c.get('queries', 0)} validation queries ({c.get('points', 0)} keypoints, {c.get('photos', 0)} photos) "
             "disjoint from the test queries")
 
@@ -526,16 +525,16 @@ def _plots(rep: Report, ests: dict, methods: dict, val: dict | None, fig_data: l
     from ..figures import alignment_panels, draw_bars_with_ci, draw_curves_with_ci, draw_panels, pick_by_rank
 
     alphas = [float(a) for a in PAPER_ALPHAS]
-    series = {(label(m) if m in methods else m): [ests[m][a] for a in alphas] for m in ests}
+    series = {m: [ests[m][a] for a in alphas] for m in ests}
     draw_bars_with_ci([f"alpha = {a}" for a in alphas], series, rep.out_dir / "pck_vs_alpha.png",
                       "PCK (mean over keypoint types)", ylim="auto", colors={"random in box": "0.6"})
     rep.figures.append("pck_vs_alpha.png")
     rep.parts.append("![PCK vs alpha](pck_vs_alpha.png)\n\nPCK at the paper's three alphas per method; error bars: "
                      "95% bootstrap intervals over query photos.\n")
     if val:
-        draw_curves_with_ci(val["grid"], {label(m): v for m, v in val["curves"].items()},
+        draw_curves_with_ci(val["grid"], {m: v for m, v in val["curves"].items()},
                             rep.out_dir / "beta_validation.png", "beta (smoothness weight)", "validation PCK@0.1",
-                            marks={label(m): b for m, b in val["chosen"].items()},
+                            marks={m: b for m, b in val["chosen"].items()},
                             title=f"beta by validation ({val['counts'].get('queries', 0)} queries)")
         rep.figures.append("beta_validation.png")
         rep.parts.append("![beta validation](beta_validation.png)\n\nValidation curve: PCK@0.1 of each flow feature "
@@ -561,12 +560,12 @@ def _plots(rep: Report, ests: dict, methods: dict, val: dict | None, fig_data: l
             nbrs.append((kt0.crop(n)[0], kt0.crop(n)[1].to_crop(np.where(n.visible[:, None], n.keypoints, np.nan)),
                          f"neighbour {j + 1}\n{_short(nid)}"))
         panels = alignment_panels(crop_q, tq.to_crop(np.where(q.visible[:, None], q.keypoints, np.nan)), nbrs,
-                                  {label(m): d for m, d in fd.items()}, f"query ({kind})\n{_short(q.id)}")
+                                  {m: d for m, d in fd.items()}, f"query ({kind})\n{_short(q.id)}")
         name = f"alignment_{kind}.png"
         draw_panels(panels, rep.out_dir / name, panel_in=2.0)
         rep.figures.append(name)
         rep.parts.append(f"![alignment {kind}]({name})\n\nA {kind} query (rank {sorted(err, reverse=True).index(err[qi]) + 1}"
-                         f" of {len(err)} by {label(conv)}'s mean error, {-err[qi]:.3f} of the box size; as the "
+                         f" of {len(err)} by {conv}'s mean error, {-err[qi]:.3f} of the box size; as the "
                          "paper's Figure 3). Top row: the query with its ground truth (green) and its five nearest "
                          "neighbours by the global feature with their keypoints (yellow). Further rows: each "
                          "method's prediction (red x) and the neighbours warped into the query frame by its flow, "

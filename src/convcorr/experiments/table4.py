@@ -2,7 +2,9 @@
 
 Method (:mod:`convcorr.prediction`): every instance's box (+ ``margin``, default 0: the box itself) is rescaled to
 ``size x size`` (500) px. Features: AlexNet (caffe-q8) conv5 with each column described by its 3 x 3
-neighbourhood (2304-d), or dense SIFT (step 8, bin 8, 128-d); column descriptors L2-normalised. Per keypoint type
+neighbourhood (2304-d), or dense SIFT (step 8, bin 8, 128-d); column descriptors L2-normalised. (Config:
+``features`` lists dense-feature specs, default ``["sift:step=8,bin=8", "alexnet:conv5"]``, and ``neighbourhood``
+the side k of the k x k column neighbourhood of each, default ``[1, 3]``.) Per keypoint type
 a linear SVM (hinge, balanced class weights, ``C``) is trained on the training instances: positives = the
 ``n_pos`` columns with rf centres nearest the keypoint, negatives = columns whose receptive field does not contain
 it; hard-negative mining starts from ``n_init`` random negatives and adds, for ``mining_rounds`` rounds, the
@@ -33,16 +35,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ..pck import pck
+from ..pck import PCKProtocol, pck
 from ..prediction import KeypointPredictor, global_descriptors, nearest_neighbours, transfer_keypoints
 from ..report import Report, markdown_table, progress
 from ..stats import bootstrap_ci, paired_difference, type_mean, verdict
-from .table3 import kept_types, split_pool
+from .. import protocols
+from ..protocols import split_pool
+from .table3 import kept_types
 
 _COMMON = {
-    "size": 500, "margin": 0.0, "features": ["sift", "conv5"], "backbone": "alexnet", "prior_backbone": "alexnet",
-    "prior_layer": "auto", "sigma": 22.0, "eta": 0.1, "positive": "sigmoid", "n_pos": 10, "C": 1.0,
-    "n_init": 2000, "n_add": 2000, "sift_step": 8, "sift_bin": 8, "seed": 0, "n_figure": 4, "n_boot": 1000,
+    "size": 500, "margin": 0.0, "features": ["sift:step=8,bin=8", "alexnet:conv5"], "neighbourhood": [1, 3],
+    "prior_backbone": "alexnet", "prior_layer": "auto", "sigma": 22.0, "eta": 0.1, "positive": "sigmoid",
+    "n_pos": 10, "C": 1.0, "n_init": 2000, "n_add": 2000, "seed": 0, "n_figure": 4, "n_boot": 1000,
 }
 CONFIGS = {
     "default": {
@@ -54,20 +58,30 @@ CONFIGS = {
         "test_fraction": 0.5, "max_types": None, "mining_rounds": 3, **_COMMON,
     },
 }
+CONFIGS = {k: protocols.with_data_options(v) for k, v in CONFIGS.items()}
 
-LABEL = {"sift": "SIFT", "conv5": "conv5"}
+#: the PCK protocol of this table (recorded in results.json): alpha 0.1 of max(box h, w), mean over keypoint
+#: types per category, "mean" = mean over categories; every visible test keypoint counts
+TABLE4_PCK = PCKProtocol("paper (Table 4)", "target-bbox", "max", (0.1,), "original", ("type",), "category", False,
+                         "Long, Zhang & Darrell, NIPS 2014, Sec. 5 (Table 4)")
 
 
 def _label(feature: str, prior: bool) -> str:
-    return LABEL.get(feature, feature) + (" + prior" if prior else "")
+    return feature + (" + prior" if prior else "")
 
 
-def _prior_backbone(conf: dict, bb):
-    from ..backbones import get_backbone
+def feature_list(conf: dict) -> list[tuple]:
+    """[(DenseFeatures, neighbourhood side k)] from ``features`` (spec strings, resolved once) and
+    ``neighbourhood`` (one odd k per feature: the paper describes a conv5 column by its 3 x 3 neighbours and uses
+    single SIFT descriptors; a single number applies to every feature)."""
+    from ..dense import get_features
 
-    if conf["prior_backbone"] == conf["backbone"] and bb is not None:
-        return bb
-    return get_backbone(conf["prior_backbone"])
+    feats = [get_features(f) for f in conf["features"]]
+    ks = conf.get("neighbourhood", 3)
+    ks = [ks] * len(feats) if np.isscalar(ks) else list(ks)
+    if len(ks) != len(feats):
+        raise ValueError(f"table4: 'neighbourhood' needs one k per feature ({len(feats)}), got {ks}")
+    return list(zip(feats, (int(k) for k in ks)))
 
 
 def prior_layer(conf: dict, pbb) -> str | None:
@@ -116,16 +130,15 @@ def main(conf: dict, out_dir: Path) -> Path:
 
     t0, c0 = time.perf_counter(), time.process_time()
     rep = Report(out_dir, "Table 4: keypoint prediction (PCK@0.1)", conf)
-    unknown = set(conf["features"]) - {"sift", "conv5"}
-    if unknown:
-        raise ValueError(f"table4: features must be among ['sift', 'conv5'], got {sorted(unknown)}")
+    rep.results["pck_protocol"] = TABLE4_PCK.to_dict()
+    feats = feature_list(conf)
     train, test, kinds = split_pool(dict(conf, n_warps=conf["n_synthetic"]))
     cats = [c for c in dict.fromkeys(i.category for i in train) if any(i.category == c for i in test)]
     if not cats:
         raise ValueError("table4: no category has both training and test instances")
-    bb = get_backbone(conf["backbone"]) if "conv5" in conf["features"] else None
-    pbb = _prior_backbone(conf, bb)
-    methods = [_label(f, p) for f in conf["features"] for p in (False, True)] + ["NN prior only"]
+    pbb = get_backbone(conf["prior_backbone"])
+    names_f = [f.spec for f, _ in feats]
+    methods = [_label(f, p) for f in names_f for p in (False, True)] + ["NN prior only"]
     results = {m: {} for m in methods}
     pts = {m: {} for m in methods}
     mining, examples, timing = {}, {}, {}
@@ -142,13 +155,13 @@ def main(conf: dict, out_dir: Path) -> Path:
         timing[f"{c}: prior retrieval"] = time.perf_counter() - t1
         results["NN prior only"][c] = _score(priors, te, keep, names)
         pts["NN prior only"][c] = _points(priors, te, keep, names, c)
-        for f in conf["features"]:
+        for fo, k in feats:
+            f = fo.spec
             t1 = time.perf_counter()
-            model = KeypointPredictor(f, backbone=bb, size=conf["size"], margin=conf["margin"], n_pos=conf["n_pos"],
+            model = KeypointPredictor(fo, size=conf["size"], margin=conf["margin"], k=k, n_pos=conf["n_pos"],
                                       C=conf["C"], rounds=conf["mining_rounds"], n_init=conf["n_init"],
                                       n_add=conf["n_add"], sigma=conf["sigma"], eta=conf["eta"],
-                                      positive=conf["positive"], sift_step=conf["sift_step"],
-                                      sift_bin=conf["sift_bin"], seed=conf["seed"])
+                                      positive=conf["positive"], seed=conf["seed"])
             model.precompute(tr + te, desc=f"{c}: {f} grids")
             model.fit(tr, names)
             for prior in (False, True):
@@ -195,10 +208,12 @@ def main(conf: dict, out_dir: Path) -> Path:
 
 
 def headline_pairs(features: list) -> list[tuple[str, str]]:
-    """Paired comparisons: each feature with vs without the prior; conv5 vs SIFT without and with the prior."""
+    """Paired comparisons of method labels: each feature spec with vs without the prior; every non-SIFT feature
+    (conv5) vs the first SIFT feature, without and with the prior."""
     out = [(_label(f, True), _label(f, False)) for f in features]
-    if "conv5" in features and "sift" in features:
-        out += [(_label("conv5", p), _label("sift", p)) for p in (False, True)]
+    sift = [f for f in features if f.startswith("sift")]
+    if sift:
+        out += [(_label(f, p), _label(sift[0], p)) for f in features if not f.startswith("sift") for p in (False, True)]
     return out
 
 
@@ -214,7 +229,7 @@ def _intervals(rep: Report, conf: dict, methods: list, cats: list, pts: dict, tr
     for m in methods:
         est[m]["mean"] = bootstrap_ci(allp[m]["correct"], allp[m]["unit"], stat, nb, sd, strata=allp[m]["category"])
     diffs = {(a, b): paired_difference(allp[a]["correct"], allp[b]["correct"], a0["unit"], stat, nb, sd,
-                                       strata=a0["category"]) for a, b in headline_pairs(conf["features"])}
+                                       strata=a0["category"]) for a, b in headline_pairs([f.spec for f, _ in feature_list(conf)])}
     counts = {c: {"test points": int(len(pts[methods[0]][c]["types"])),
                   "test instances": sum(i.category == c for i in test),
                   "test photos": len(set(pts[methods[0]][c]["unit"].tolist())),
@@ -248,7 +263,7 @@ def _figures(rep: Report, examples: dict, conf: dict, cats: list) -> None:
 
     from ..figures import padded_view
 
-    feats = conf["features"]
+    feats = [f.spec for f, _ in feature_list(conf)]
     picks = []  # (category, test index) round-robin over categories
     for r in range(max(len(examples[c]["test"]) for c in cats)):
         picks += [(c, r) for c in cats if r < len(examples[c]["test"])]
@@ -306,7 +321,7 @@ def _figures(rep: Report, examples: dict, conf: dict, cats: list) -> None:
             ax.plot(*best, "wx", ms=10, mew=2)
             ax.set_xlim(0, model.size - 1)
             ax.set_ylim(model.size - 1, 0)
-            ax.set_title(f"{LABEL.get(f, f)}: {title}", fontsize=8)
+            ax.set_title(f"{f}: {title}", fontsize=8)
         for ax in axes[row]:
             ax.axis("off")
     fig.tight_layout()
