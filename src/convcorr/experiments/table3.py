@@ -53,8 +53,8 @@ _COMMON = {
 }
 CONFIGS = {
     "default": {
-        "dataset": "embedded", "root": None, "categories": ["face", "person", "hand"], "n_synthetic": 3,
-        "test_warps": 1, "test_fraction": 0.34, "max_types": 17, "n_response": 20, "n_response_instances": 2,
+        "dataset": "embedded", "root": None, "categories": ["face", "person", "hand"], "n_synthetic": 1,
+        "test_warps": 1, "test_fraction": 0.34, "max_types": 17, "n_response": 20, "n_response_instances": 1,
         **_COMMON,
     },
     "paper": {

@@ -50,7 +50,7 @@ _COMMON = {
 }
 CONFIGS = {
     "default": {
-        "dataset": "embedded", "root": None, "categories": ["face", "person", "hand"], "n_synthetic": 2, "test_warps": 1,
+        "dataset": "embedded", "root": None, "categories": ["face", "person", "hand"], "n_synthetic": 1, "test_warps": 1,
         "test_fraction": 0.34, "max_types": 17, "mining_rounds": 2, **_COMMON,
     },
     "paper": {
