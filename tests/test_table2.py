@@ -81,3 +81,17 @@ def test_table2_strict_protocol_excludes_the_query_photo(shared):
 def test_table2_paper_preset_needs_berkeley_root(tmp_path):
     with pytest.raises(FileNotFoundError, match="root"):
         run("table2", tmp_path, "paper")
+
+
+def test_strict_protocol_holds_out_the_query_photo(shared):
+    # the other people of a COCO photo are different objects but share the photo: held out too
+    from convcorr.experiments.table2 import build_pool, candidate_mask, select_queries
+
+    conf = resolve_conf("table2", "default", {"categories": ["person"], "n_warps": 1, "n_queries": 6})
+    pool = build_pool(conf)
+    qs = select_queries(pool, conf)
+    m = candidate_mask(pool, qs, True)
+    for row, q in enumerate(qs):
+        same_photo = [j for j, i in enumerate(pool) if i.meta["photo"] == pool[q].meta["photo"]]
+        assert not m[row, same_photo].any() and m[row].any()
+    assert any(len({i.meta["source_id"] for i in pool if i.meta["photo"] == pool[q].meta["photo"]}) > 1 for q in qs)

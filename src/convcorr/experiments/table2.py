@@ -111,16 +111,18 @@ def select_queries(pool: list, conf: dict) -> list[int]:
 
 def candidate_mask(pool: list, queries: list[int], exclude_same_source: bool) -> np.ndarray:
     """(Q, N) bool: allowed training instances per query (same category and keypoint set, not the query; with
-    ``exclude_same_source`` nothing derived from the query's photo; for berkeley only the train split)."""
+    ``exclude_same_source`` nothing derived from the query's object nor any instance of the query's photo, e.g.
+    the other people of one COCO photo; for berkeley only the train split)."""
     cat = np.array([i.category for i in pool])
     src = np.array([i.meta["source_id"] for i in pool])
+    photo = np.array([str(i.meta.get("photo", i.meta["source_id"])) for i in pool])
     names = np.array([hash(i.keypoint_names) for i in pool])
     split = np.array([i.meta.get("split", "") for i in pool])
     q = np.asarray(queries)
     m = (cat[q][:, None] == cat[None, :]) & (names[q][:, None] == names[None, :])
     m &= np.arange(len(pool))[None, :] != q[:, None]
     if exclude_same_source:
-        m &= src[q][:, None] != src[None, :]
+        m &= (src[q][:, None] != src[None, :]) & (photo[q][:, None] != photo[None, :])
     if (split == "test").any():
         m &= split[None, :] != "test"
     return m

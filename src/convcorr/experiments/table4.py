@@ -288,11 +288,12 @@ def _figures(rep: Report, examples: dict, conf: dict, cats: list) -> None:
             vx0, vy0, vx1, vy1 = padded_view(inst.bbox)  # the whole box, zoomed so the points are visible
             ax.set_xlim(vx0, vx1)
             ax.set_ylim(vy1, vy0)
-            ax.set_title(f"{m}\n{inst.id}"[:60], fontsize=7)
+            name = inst.id.split("/")[-1]
+            ax.set_title(f"{m}\n{name if len(name) <= 40 else name[:39] + '…'}", fontsize=7)
             ax.axis("off")
-            if col == 0:
-                ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(0, 0), frameon=False, ncol=2)
-    fig.tight_layout()
+            if col == 0:  # one legend per row (method), below the row's first panel
+                ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(0, 0.0), frameon=False, ncol=1)
+    fig.tight_layout(h_pad=2.5)
     rep.figure(fig, "predictions.png", "Test instances: ground truth (green) vs predictions (red, yellow lines "
                "join each pair) of " + " and ".join(rows) + "; cyan: the box.")
 
