@@ -334,6 +334,8 @@ def validate_beta(conf: dict, pool: list, cache: FeatureCache, glob: np.ndarray,
 
 
 # --------------------------------------------------------------------------------------------------------- main
+
+
 def main(conf: dict, out_dir: Path) -> Path:
     import matplotlib
 
@@ -456,6 +458,11 @@ def main(conf: dict, out_dir: Path) -> Path:
                 + "; matchers: " + ", ".join(f"`{m}` {matcher_options(conf, m)}" for m in conf.get("matchers") or [])
                 + f"; baselines: {', '.join(conf.get('baselines') or []) or '-'}.\n\n"
                 f"Retrieved neighbours from the query's own object: {np.mean(same_src_k):.0%} of the k.")
+    if conf.get("dataset", "embedded") == "embedded":
+        from ..datasets.embedded import category_report
+
+        md, rep.results["data"] = category_report(cats)
+        rep.section("Data (real photos before warping)", md)
     rep.section("PCK with 95% intervals (mean over keypoint types)",
                 markdown_table(ci_rows, ["method", "beta", *cols[1:], "points", "queries", "photos"]) +
                 f"\nIntervals: 95% percentile bootstrap ({nb_} replicates) resampling the queries' PHOTOS (the "

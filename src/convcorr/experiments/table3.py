@@ -197,6 +197,11 @@ def main(conf: dict, out_dir: Path) -> Path:
     rep.section("Protocol", __doc__.split("\n\n", 1)[1].strip())
     shown = [{k: (f"**{v:.3f}**" if k in names and v == max(r[n] for n in names) else v) for k, v in r.items()}
              for r in table]
+    if conf.get("dataset", "embedded") == "embedded":
+        from ..datasets.embedded import category_report
+
+        md, rep.results["data"] = category_report(cats)
+        rep.section("Data (real photos before warping)", md)
     rep.section("Accuracy (fraction of test keypoints classified to the right type; best per row in bold)",
                 markdown_table(shown, ["category", *names, "chance", "split", "types", "train pts", "test pts"]))
     rep.section("C chosen by cross-validation",

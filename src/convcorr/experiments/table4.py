@@ -186,6 +186,11 @@ def main(conf: dict, out_dir: Path) -> Path:
                 + "; ".join(f"{c}: {kinds[c]}, {sum(i.category == c for i in train)} train / "
                             f"{sum(i.category == c for i in test)} test instances, "
                             f"{len(examples[c]['names'])} keypoint types" for c in cats))
+    if conf.get("dataset", "embedded") == "embedded":
+        from ..datasets.embedded import category_report
+
+        md, rep.results["data"] = category_report(cats)
+        rep.section("Data (real photos before warping)", md)
     rep.section("PCK@0.1 (mean over keypoint types)", markdown_table(rows, ["method", *cats, "mean"]))
     _intervals(rep, conf, methods, cats, pts, train, test)
     mtxt = "Mean over keypoint types of the negatives used per training round and of the negatives of the whole " \
