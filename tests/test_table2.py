@@ -95,3 +95,20 @@ def test_strict_protocol_holds_out_the_query_photo(shared):
         same_photo = [j for j, i in enumerate(pool) if i.meta["photo"] == pool[q].meta["photo"]]
         assert not m[row, same_photo].any() and m[row].any()
     assert any(len({i.meta["source_id"] for i in pool if i.meta["photo"] == pool[q].meta["photo"]}) > 1 for q in qs)
+
+
+def test_validation_queries_for_real_only_data():
+    # berkeley-like pool: real instances with a test split; validation comes from the training split
+    from convcorr.experiments.table2 import select_queries, select_validation_queries
+    from convcorr.types import Instance
+
+    def inst(k, split):
+        return Instance(id=f"i{k}", category="cat", bbox=(0, 0, 10, 10), keypoint_names=("a",),
+                        keypoints=np.array([[5.0, 5.0]]), visible=np.array([True]),
+                        meta={"real": True, "split": split, "source_id": f"i{k}"})
+
+    pool = [inst(k, "test" if k < 3 else "train") for k in range(9)]
+    qs = select_queries(pool, {"n_queries": None})
+    assert qs == [0, 1, 2]
+    vq = select_validation_queries(pool, {"n_queries": None, "n_val_queries": 3}, qs)
+    assert vq == [3, 5, 8] and all(pool[j].meta["split"] == "train" for j in vq)

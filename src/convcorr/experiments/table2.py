@@ -278,16 +278,19 @@ def headline_pairs(methods: dict) -> list[tuple[str, str]]:
 # ------------------------------------------------------------------------------------------------ beta by validation
 def select_validation_queries(pool: list, conf: dict, test_queries: list[int]) -> list[int]:
     """``n_val_queries`` per category, disjoint from ``test_queries``: the next warps in :func:`select_queries`'s
-    order (other deformations, cycling over the photos); for real-only data (berkeley) evenly spaced instances
-    of the training split."""
+    order (other deformations, cycling over the photos); for real-only data (berkeley) instances outside the test
+    split, evenly spaced."""
     n = int(conf.get("n_val_queries") or 0)
     taken = set(test_queries)
+    order = select_queries(pool, dict(conf, n_queries=None))
     out = []
     for c in dict.fromkeys(i.category for i in pool):
-        idx = [j for j in select_queries(pool, dict(conf, n_queries=None)) if pool[j].category == c and j not in taken]
-        idx = [j for j in idx if pool[j].meta.get("split") != "test"]
-        if idx and not any(not pool[j].meta.get("real") for j in idx):  # real only: spread over the pool
-            idx = [idx[k] for k in np.unique(np.linspace(0, len(idx) - 1, min(n, len(idx))).round().astype(int))]
+        if any(i.category == c and not i.meta.get("real") for i in pool):
+            idx = [j for j in order if pool[j].category == c and j not in taken]
+        else:
+            idx = [j for j, i in enumerate(pool) if i.category == c and j not in taken and i.meta.get("split") != "test"]
+            idx = [idx[k] for k in np.unique(np.linspace(0, len(idx) - 1, min(n, len(idx))).round().astype(int))] \
+                if idx and n else []
         out += idx[:n]
     return out
 
