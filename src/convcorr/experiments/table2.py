@@ -51,7 +51,7 @@ from ..transfer import FeatureCache, KeypointTransfer, TransferConfig, make_tran
 #: queries per category (disjoint from the test queries); a number fixes it. ``normalize``: the flow matcher
 #: L2-normalises feature columns first (True: the data term is in [0, 4]; False: the features' raw scale, where
 #: beta must be scaled by their squared norm, see the README). ``n_boot``: bootstrap replicates of the intervals.
-_STATS = {"beta_grid": [1e-3, 1e-2, 1e-1, 1.0], "n_val_queries": 1, "normalize": True, "n_boot": 1000}
+_STATS = {"beta_grid": [3e-3, 3e-2, 3e-1], "n_val_queries": 1, "normalize": True, "n_boot": 1000}
 
 CONFIGS = {
     "default": {
