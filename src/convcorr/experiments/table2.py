@@ -13,6 +13,12 @@ cropped to its box (+ ``margin`` context) and resized to ``input_size`` pixels f
 exactly to original pixels. PCK at alpha 0.1 / 0.05 / 0.025 of max(box h, w), averaged over keypoint types
 (``convcorr.pck``). "random in box" is a reference: uniformly random points in the query box.
 
+beta is chosen as in the paper, by validation (``beta="validate"``): per (features, matcher) with a beta option,
+the value of ``beta_grid`` with the best PCK@0.1 on ``n_val_queries`` validation queries per category, disjoint
+from the test queries and never using one as a neighbour (figure ``beta_validation.png``). Every PCK carries a
+95% bootstrap interval resampling the query PHOTOS (within categories) and the numbers of keypoints, queries and
+photos it rests on; deepest conv features vs SIFT and vs box-copy are paired differences on the same keypoints.
+
 Protocols.
 
 * ``dataset="embedded"`` (presets ``default``, ``strict``, ``same-source``). The shared folder holds only a few real photos per category, so the data are
@@ -24,9 +30,9 @@ Protocols.
   different deformations of the same object (a same-instance alignment, easier than the paper's cross-instance
   setting); the report gives the fraction of retrieved (and of top-ranked) neighbours that come from the query's
   photo (preset ``same-source``). With ``exclude_same_source=True`` (presets ``default`` and ``strict``)
-  everything derived from the query's photo is held out, so every alignment is between different object
-  instances, the paper's setting; ``face`` has 6 real photos, ``horse10`` 3 and ``animalpose`` 2, so the
-  animal pools are small (``strict``: faces only).
+  everything derived from the query's object and every instance of its photo are held out, so every alignment
+  is between different object instances, the paper's setting (default categories ``face``, ``person`` and
+  ``hand``: 8, 6 and 5 photos; ``strict``: faces only).
 * ``dataset="berkeley"`` (the paper's protocol): PASCAL VOC 2011 instances with the Berkeley keypoint
   annotations, needs ``root`` (a folder with JPEGImages/ and the Berkeley XML annotations in annotations/; with
   ImageSets/Main/val.txt the val instances are the queries and the others the training pool, else every instance
@@ -446,7 +452,7 @@ def main(conf: dict, out_dir: Path) -> Path:
     n_photos = {c: len({i.meta.get("photo", i.meta["source_id"]) for i in pool if i.category == c and
                         i.meta.get("real")}) for c in cats}
     n_objects = {c: len({i.meta["source_id"] for i in pool if i.category == c and i.meta.get("real")}) for c in cats}
-    proto = ("strict cross-instance: everything derived from the query's object is held out"
+    proto = ("strict cross-instance: everything derived from the query's object or photo is held out"
              if conf["exclude_same_source"] else
              "the query's own photo and its sibling warps stay in the training pool (only the query is held out)")
     beta_txt = (f"beta chosen per (features, matcher) by validation ({_beta_text(val)})" if val else
