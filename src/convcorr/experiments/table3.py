@@ -26,8 +26,8 @@ random warps of each (``datasets.synthetic_instances``). Categories with at leas
 (``test_fraction`` of the photos, with all their warps, are test; never seen in training); smaller categories
 are split BY WARP (test = the last ``test_warps`` warps of every photo: the same animals under new
 deformations, which is easier), marked in the table. With ``max_types`` a category's keypoint types are
-subsampled evenly (the default keeps 17 of the 68 face landmarks, every 4th, to keep the run short; the
-animal categories have <= 22 types and are kept whole). ``dataset="berkeley"`` (preset "paper") reads the
+subsampled evenly (the default keeps 17 of the 68 face landmarks, every 4th, and 17 of the 21 hand points, to
+keep the run short; the 17 COCO person keypoints are kept whole). ``dataset="berkeley"`` (preset "paper") reads the
 Berkeley PASCAL keypoints (needs ``root``: the VOC2011 folder with JPEGImages/ and annotations/); instances are
 split by instance with ``test_fraction`` = 0.5.
 """
