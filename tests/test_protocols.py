@@ -140,3 +140,14 @@ def test_cub_pairs_are_within_one_species(tmp_path):
     anyone = protocols.build_pairs({"dataset": "cub", "root": str(tmp_path), "pairs": "cross",
                                     "pair_by": "category"})
     assert len(anyone) == 20  # 5 birds, one category "bird"
+
+
+def test_ap10k_pair_by_family_or_any(shared):
+    js = shared / "keypoints" / "mmpose-fixtures" / "ap10k" / "test_ap10k.json"  # a jaguar and an antelope
+    with pytest.raises(DataError, match="no cross pairs"):
+        protocols.build_pairs({"dataset": "ap10k", "json": str(js), "pairs": "cross"})
+    with pytest.raises(DataError, match="supercategory 'Felidae'"):
+        protocols.build_pairs({"dataset": "ap10k", "json": str(js), "pairs": "cross", "pair_by": "supercategory"})
+    ps = protocols.build_pairs({"dataset": "ap10k", "json": str(js), "pairs": "cross", "pair_by": "any"})
+    assert sorted((p.source.category, p.target.category) for p in ps) == [("antelope", "jaguar"),
+                                                                          ("jaguar", "antelope")]

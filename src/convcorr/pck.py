@@ -11,9 +11,14 @@ Averaging:
     keypoint type and the per-type values are averaged, so rare types weigh
     as much as frequent ones.
   * ``average="point"``: the fraction of all points that are correct.
+
+The protocol engine (:class:`PCKProtocol`, :func:`evaluate`, presets in :data:`PROTOCOLS`) makes every choice
+explicit (threshold source and size, alphas, resolution, per-point / per-pair / per-type averages, pooled or
+category mean, visible-in-both) and reproduces each peer's published convention by name.
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field, replace
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
@@ -117,8 +122,6 @@ def per_type_pck(pred: np.ndarray, gt: np.ndarray, L: np.ndarray | float, alpha:
 # One engine for every published PCK convention. A :class:`PCKProtocol` names every switch explicitly; it is
 # recorded in full in each results.json (``PCKProtocol.to_dict``), and each peer's published protocol is a
 # named preset in :data:`PROTOCOLS` (sources in the preset docstrings below).
-
-from dataclasses import asdict, dataclass, field, replace  # noqa: E402
 
 THRESHOLDS = ("target-bbox", "source-bbox", "target-image", "source-image")
 SIZES = ("max", "diagonal")

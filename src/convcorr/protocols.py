@@ -33,9 +33,10 @@ Data options (:data:`DATA_OPTIONS`, every key optional in a conf; defaults in br
 - ``n_warps`` / ``strength`` / ``seed``: synthetic warps added to pools (every data set; 0 for real data only).
 - ``max_instances`` [None]: at most this many real instances per category (first ones, deterministic).
 - ``pairs`` ["both"]: for instance data sets: ``synthetic`` (photo, warp), ``cross`` (different instances) or
-  ``both``; ``n_synthetic_pairs`` [8] synthetic pairs per category; ``max_pairs`` [None] pairs per category
-  (deterministic random subsample with ``seed``); ``pair_by`` [None: "class" (species) for CUB, else
-  "category"; "supercategory" pairs AP-10K species of one family].
+  ``both``; ``n_synthetic_pairs`` [8] synthetic pairs per category; ``max_pairs`` [None] listed pairs per
+  category, cross pairs per ``pair_by`` group (deterministic random subsample with ``seed``); ``pair_by`` [None: "class" (species) for CUB, else
+  "category"; "supercategory" pairs AP-10K species of one family, "any" every two instances with the same
+  keypoint set].
 
 Every instance gets ``meta['source_id']`` (the real object it comes from: ``meta['object_id']`` where the loader
 sets one, else the instance id) and ``meta['real']``; every pair gets
@@ -280,12 +281,15 @@ def split_pool(conf: dict) -> tuple[list, list, dict]:
 
 # ------------------------------------------------------------------------------------------------------ pairs
 def pair_group(inst: Instance, pair_by: str) -> str:
-    """The group two instances must share to form a pair: "category", "supercategory", "class" (CUB species)."""
+    """The group two instances must share to form a pair: "category", "supercategory" (AP-10K family), "class"
+    (CUB species) or "any" (any two instances with the same keypoint set, e.g. AP-10K across families)."""
     if pair_by == "category":
         return inst.category
     if pair_by in ("supercategory", "class"):
         return str(inst.meta.get(pair_by, inst.category))
-    raise ValueError(f"pair_by must be 'category', 'supercategory' or 'class', got {pair_by!r}")
+    if pair_by == "any":
+        return "any"
+    raise ValueError(f"pair_by must be 'category', 'supercategory', 'class' or 'any', got {pair_by!r}")
 
 
 def cross_pairs(insts: list[Instance], pair_by: str = "category", max_pairs: int | None = None,
@@ -347,24 +351,25 @@ def build_pairs(conf: dict) -> list[Pair]:
             raise ValueError(f"option 'pairs' must be 'synthetic', 'cross' or 'both', got {kind!r}")
         real = build_pool(dict(conf, n_warps=0))
         notes += data_notes(real)
-        for c in dict.fromkeys(i.category for i in real):
-            rs = [i for i in real if i.category == c]
-            if kind in ("synthetic", "both"):
-                n = int(conf.get("n_synthetic_pairs", DATA_OPTIONS["n_synthetic_pairs"]) or 0)
-                if n:
-                    sp = datasets.synthetic_pairs(rs, n, seed=seed, strength=_opt(conf, "strength"),
-                                                  photometric=True)
-                    out += [Pair(replace(p.source, meta=dict(p.source.meta, pair_kind="synthetic")), p.target)
-                            for p in sp if len(p.common_keypoints())]
-            if kind in ("cross", "both"):
-                cp = cross_pairs(rs, conf.get("pair_by") or default_pair_by(ds), conf.get("max_pairs"), seed)
-                if not cp and kind == "cross":
-                    notes.append(f"category {c!r}: fewer than 2 instances with shared keypoints, no cross pairs")
-                out += cp
+        if kind in ("synthetic", "both"):
+            n = int(conf.get("n_synthetic_pairs", DATA_OPTIONS["n_synthetic_pairs"]) or 0)
+            for c in dict.fromkeys(i.category for i in real) if n else []:
+                sp = datasets.synthetic_pairs([i for i in real if i.category == c], n, seed=seed,
+                                              strength=_opt(conf, "strength"), photometric=True)
+                out += [Pair(replace(p.source, meta=dict(p.source.meta, pair_kind="synthetic")), p.target)
+                        for p in sp if len(p.common_keypoints())]
+        if kind in ("cross", "both"):
+            pair_by = conf.get("pair_by") or default_pair_by(ds)
+            cp = cross_pairs(list(real), pair_by, conf.get("max_pairs"), seed)
+            for g in dict.fromkeys(pair_group(i, pair_by) for i in real):
+                if not any(p.source.meta.get("group") == g for p in cp):
+                    notes.append(f"{pair_by} {g!r}: no two different objects share a visible keypoint, no cross pairs")
+            out += cp
     else:
         raise KeyError(f"unknown dataset {ds!r}; choose from {list(DATASET_KINDS)}")
     if not out:
-        raise DataError(f"dataset {ds!r}: no pairs (check categories / pairs / n_synthetic_pairs)")
+        raise DataError(f"dataset {ds!r}: no pairs (check categories / pairs / n_synthetic_pairs / pair_by)"
+                        + (": " + "; ".join(notes) if notes else ""))
     res = Pool(out)
     res.notes = notes
     return res
