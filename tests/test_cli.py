@@ -24,3 +24,14 @@ def test_headline_table():
 
     md = "# T\n\n## Configuration\n\n| a | b |\n|---|---|\n\n## Results\n\ntext\n\n| m | v |\n|---|---|\n| x | 1 |\n\nafter"
     assert headline_table(md) == "_Results_\n\n| m | v |\n|---|---|\n| x | 1 |"
+
+
+def test_headline_table_prefers_intervals_and_adds_paired_differences():
+    from convcorr.cli import headline_table
+
+    md = ("# T\n\n## Data (real photos)\n\n| c | n |\n|---|---|\n\n## Points\n\n| m | v |\n|---|---|\n| x | 1 |\n\n"
+          "## PCK with 95% intervals\n\n| m | v |\n|---|---|\n| x | 1 [0, 2] |\n\n## Paired differences (same)\n\n"
+          "| d | v |\n|---|---|\n| a - b | +1 [-1, 2] |\n")
+    out = headline_table(md)
+    assert out.startswith("_PCK with 95% intervals_") and "| x | 1 [0, 2] |" in out
+    assert "_Paired differences (same)_" in out and "| c | n |" not in out and "| x | 1 |" not in out

@@ -100,10 +100,10 @@ def test_embedded_pool_matches_previous_table2_behaviour(shared):
 
 
 def test_embedded_pairs_synthetic_and_cross(shared):
-    pairs = protocols.build_pairs({"dataset": "embedded", "categories": ["face19"], "n_synthetic_pairs": 3,
+    pairs = protocols.build_pairs({"dataset": "embedded", "categories": ["hand"], "n_synthetic_pairs": 3,
                                    "max_pairs": 4})
     kinds = [p.source.meta["pair_kind"] for p in pairs]
-    assert kinds.count("synthetic") == 3 and kinds.count("cross") == 2  # 2 photos -> 2 ordered pairs (cap 4)
+    assert kinds.count("synthetic") == 3 and kinds.count("cross") == 4  # 5 hands -> 20+ ordered, capped at 4
     for p in pairs:
         if p.source.meta["pair_kind"] == "cross":
             assert p.source.meta["source_id"] != p.target.meta["source_id"]

@@ -9,7 +9,7 @@ from convcorr.experiments import resolve_conf, run
 def test_table2_tiny(tmp_path, shared):
     path = run("table2", tmp_path, "default", {"categories": ["face"], "n_queries": 3, "k": 3, "top": 2,
                                                "n_warps": 1, "features": ["alexnet:conv4"],
-                                               "n_iter": 4})
+                                               "n_iter": 4, "beta_grid": [1e-3, 1e-1], "n_boot": 200})
     res = json.loads((tmp_path / "results.json").read_text())["results"]
     assert res["n_queries"] == 3
     for m in ("box-copy", "alexnet:conv4 + flow"):
@@ -20,10 +20,47 @@ def test_table2_tiny(tmp_path, shared):
     q = res["per_query"][0]
     assert len(q["neighbours"]) == 3 and q["query"] not in q["neighbours"]
     assert np.array(q["methods"]["alexnet:conv4 + flow"]["prediction"]).shape == (68, 2)
-    for f in ("neighbours.png", "pck_vs_alpha.png"):
+    for f in ("alignment_good.png", "alignment_typical.png", "alignment_bad.png", "pck_vs_alpha.png",
+              "beta_validation.png"):
         assert (tmp_path / f).stat().st_size > 5000
     text = path.read_text()
     assert "| alexnet:conv4 + flow |" in text and "| box-copy |" in text and "| face |" in text
+    C = "alexnet:conv4 + flow"
+    # intervals with counts; the point estimate is the table's PCK; paired differences with a verdict
+    ci = res["pck_ci"][C]["0.1"]
+    assert ci["value"] == pytest.approx(res["pck"][C]["0.1"])
+    assert ci["ci95"][0] <= ci["value"] <= ci["ci95"][1] and ci["n_units"] == 3
+    assert res["counts"]["queries"] == 3 and res["counts"]["photos"] == 3
+    d = [x for x in res["paired_differences"] if x["a"] == C and x["b"] == "box-copy" and x["alpha"] == 0.1][0]
+    assert d["value"] == pytest.approx(res["pck"][C]["0.1"] - res["pck"]["box-copy"]["0.1"])
+    assert d["resolved"] == (not (d["ci95"][0] <= 0 <= d["ci95"][1]))
+    assert ("not resolved" in text) == any(not x["resolved"] for x in res["paired_differences"] if x["alpha"] == 0.1)
+    # beta chosen on validation queries disjoint from the test queries, recorded
+    bv = res["beta_validation"]
+    assert bv["chosen"][C] in (1e-3, 1e-1) and res["beta"][C] == bv["chosen"][C]
+    assert not set(bv["queries"]) & {q["query"] for q in res["per_query"]}
+
+
+def test_validation_queries_are_disjoint_and_points_table(shared):
+    from convcorr.experiments.table2 import (build_pool, pck_estimates, point_table, select_queries,
+                                             select_validation_queries, _pck_of)
+
+    conf = resolve_conf("table2", "default", {"categories": ["face", "hand"], "n_warps": 2, "n_queries": 3,
+                                              "n_val_queries": 2})
+    pool = build_pool(conf)
+    qs = select_queries(pool, conf)
+    vq = select_validation_queries(pool, conf, qs)
+    assert len(vq) == 4 and not set(vq) & set(qs)
+    assert all(not pool[j].meta["real"] for j in vq)
+    # point table: one row per visible keypoint, unit = the query's photo; estimate == the PCK of the records
+    rng = np.random.default_rng(0)
+    recs = [(pool[q], pool[q].keypoints + rng.normal(0, 3, pool[q].keypoints.shape)) for q in qs]
+    pt = point_table(recs)
+    assert len(pt["types"]) == sum(int(pool[q].visible.sum()) for q in qs)
+    assert set(pt["unit"]) == {pool[q].meta["photo"] for q in qs}
+    est = pck_estimates(pt, n_boot=100)
+    for a, v in _pck_of(recs).items():
+        assert est[a].value == pytest.approx(v)
 
 
 def test_table2_strict_protocol_excludes_the_query_photo(shared):
@@ -46,6 +83,37 @@ def test_table2_paper_preset_needs_berkeley_root(tmp_path):
         run("table2", tmp_path, "paper")
 
 
+def test_strict_protocol_holds_out_the_query_photo(shared):
+    # the other people of a COCO photo are different objects but share the photo: held out too
+    from convcorr.experiments.table2 import build_pool, candidate_mask, select_queries
+
+    conf = resolve_conf("table2", "default", {"categories": ["person"], "n_warps": 1, "n_queries": 6})
+    pool = build_pool(conf)
+    qs = select_queries(pool, conf)
+    m = candidate_mask(pool, qs, True)
+    for row, q in enumerate(qs):
+        same_photo = [j for j, i in enumerate(pool) if i.meta["photo"] == pool[q].meta["photo"]]
+        assert not m[row, same_photo].any() and m[row].any()
+    assert any(len({i.meta["source_id"] for i in pool if i.meta["photo"] == pool[q].meta["photo"]}) > 1 for q in qs)
+
+
+def test_validation_queries_for_real_only_data():
+    # berkeley-like pool: real instances with a test split; validation comes from the training split
+    from convcorr.experiments.table2 import select_queries, select_validation_queries
+    from convcorr.types import Instance
+
+    def inst(k, split):
+        return Instance(id=f"i{k}", category="cat", bbox=(0, 0, 10, 10), keypoint_names=("a",),
+                        keypoints=np.array([[5.0, 5.0]]), visible=np.array([True]),
+                        meta={"real": True, "split": split, "source_id": f"i{k}"})
+
+    pool = [inst(k, "test" if k < 3 else "train") for k in range(9)]
+    qs = select_queries(pool, {"n_queries": None})
+    assert qs == [0, 1, 2]
+    vq = select_validation_queries(pool, {"n_queries": None, "n_val_queries": 3}, qs)
+    assert vq == [3, 5, 8] and all(pool[j].meta["split"] == "train" for j in vq)
+
+
 def test_method_configs_features_x_matchers_and_options():
     from convcorr.experiments.table2 import matcher_options, method_configs
 
@@ -55,7 +123,8 @@ def test_method_configs_features_x_matchers_and_options():
     mc = method_configs(conf)
     assert list(mc) == ["sift:step=8,bin=8 + flow", "alexnet:conv4 + flow", "sift:step=8,bin=8 + softargmax",
                         "alexnet:conv4 + softargmax", "box-copy"]
-    assert matcher_options(conf, "flow") == {"beta": 0.01, "radius_px": 64.0, "n_iter": 8, "coarse_to_fine": False}
+    assert matcher_options(conf, "flow") == {"beta": 0.01, "radius_px": 64.0, "n_iter": 8, "coarse_to_fine": False,
+                                             "normalize": True}
     assert matcher_options(conf, "softargmax") == {"window": 3}
     assert mc["box-copy"].method == "box-copy"
     with pytest.raises(KeyError, match="unknown matcher"):

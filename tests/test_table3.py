@@ -21,10 +21,15 @@ def test_table3_tiny(tmp_path, shared):
     assert all(abs(v) <= 8 for o in res["response_peak_offsets"]["SIFT r20"] for v in o)
     md = (tmp_path / "report.md").read_text()
     assert "| face |" in md and "| mean |" in md
+    # intervals over test photos with counts; paired conv - SIFT differences
+    ci = res["accuracy_ci"]["face"]["conv3"]
+    assert ci["value"] == pytest.approx(acc["conv3"]) and ci["ci95"][0] <= ci["value"] <= ci["ci95"][1]
+    assert ci["n_units"] == res["counts"]["face"]["test photos"] == 3
+    assert ci["n_points"] == res["counts"]["face"]["test points"] == res["n_points"]["face"]["test"]
+    assert {(d["a"], d["b"]) for d in res["paired_differences"]} == {("conv3", "SIFT r20"), ("conv3", "SIFT r80")}
+    d = res["paired_differences"][0]
+    assert d["value"] == pytest.approx(acc["conv3"] - acc["SIFT r20"])
+    st = res["response_peak_stats"]["conv3"]
+    assert st["maxima"] == 3 and 0 <= st["on_boundary"] <= 3
+    assert (tmp_path / "accuracy.png").stat().st_size > 500
 
-
-def test_table3_paper_preset_fails_clearly_without_data(tmp_path):
-    conf = resolve_conf("table3", "paper")
-    assert conf["dataset"] == "berkeley" and conf["radii"] == [10, 20, 40, 80, 160]
-    with pytest.raises(FileNotFoundError, match="root"):
-        run("table3", tmp_path, "paper")

@@ -43,3 +43,14 @@ def test_table4_tiny(tmp_path, shared):
     assert "| alexnet:conv5 + prior |" in md and "| sift:step=8,bin=8 |" in md
     for f in ("predictions.png", "score_maps.png", "report.md"):
         assert (tmp_path / f).stat().st_size > 500
+    # intervals over test photos with counts; paired with-vs-without-prior and conv5-vs-SIFT differences
+    C, S = "alexnet:conv5", "sift:step=8,bin=8"
+    ci = res["pck@0.1_ci"][C + " + prior"]
+    assert ci["face"]["value"] == pytest.approx(pck[C + " + prior"]["face"])
+    assert ci["mean"]["value"] == pytest.approx(pck[C + " + prior"]["mean"])
+    assert ci["face"]["n_units"] == res["counts"]["face"]["test photos"] == 3
+    pairs = {(d["a"], d["b"]): d for d in res["paired_differences"]}
+    assert set(pairs) == {(S + " + prior", S), (C + " + prior", C), (C, S), (C + " + prior", S + " + prior")}
+    d = pairs[(C + " + prior", C)]
+    assert d["value"] == pytest.approx(pck[C + " + prior"]["mean"] - pck[C]["mean"])
+    assert (tmp_path / "pck.png").stat().st_size > 500

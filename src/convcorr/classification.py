@@ -82,7 +82,6 @@ def restrict_types(insts: list, max_types: int | None) -> list:
     return out
 
 
-
 def train_ova(X: np.ndarray, y: np.ndarray, C: float, max_iter: int = 2000, tol: float = 1e-4,
               random_state: int = 0) -> LinearSVC:
     """One-vs-all linear SVMs on L2-normalised rows of X (N, D), labels y (N,). Returns the fitted model.

@@ -104,19 +104,31 @@ def experiment_cmd(name: str, out_dir: Path | None, preset: str, sets: tuple[str
 
 
 def headline_table(markdown: str) -> str:
-    """The first results table of a report (the first Markdown table outside Configuration/Protocol), with its heading."""
+    """The headline of a report for the index: the first table of a section with 95% intervals (else the first
+    results table outside Configuration/Protocol/Data), plus the paired-differences table when there is one."""
+    tables: list[tuple[str, str]] = []
     heading, skip = "", True
     lines = markdown.splitlines()
-    for i, line in enumerate(lines):
+    i = 0
+    while i < len(lines):
+        line = lines[i]
         if line.startswith("## "):
             heading = line[3:]
-            skip = heading in ("Configuration", "Protocol")
-        elif line.startswith("|") and not skip:
+            skip = heading in ("Configuration", "Protocol") or heading.startswith("Data")
+            seen = False
+        elif line.startswith("|") and not skip and not seen:
             j = i
             while j < len(lines) and lines[j].startswith("|"):
                 j += 1
-            return f"_{heading}_\n\n" + "\n".join(lines[i:j])
-    return "_(no table)_"
+            tables.append((heading, "\n".join(lines[i:j])))
+            seen, i = True, j
+            continue
+        i += 1
+    if not tables:
+        return "_(no table)_"
+    main = next((t for t in tables if "95%" in t[0]), tables[0])
+    out = [main] + [t for t in tables if t[0].startswith("Paired differences") and t is not main][:1]
+    return "\n\n".join(f"_{h}_\n\n{t}" for h, t in out)
 
 
 def run_all(out_dir: Path, preset: str = "default", overrides: dict | None = None) -> Path:

@@ -132,25 +132,36 @@ def offset_histograms(offsets: Mapping[str, np.ndarray], window: int) -> dict:
     return {"hist": hists, "boundary": bnd, "n": n, "vmax": vmax, "extent": (float(edges[0]), float(edges[-1]))}
 
 
-def draw_offset_histograms(data: dict, path: str | Path, dpi: int = 130) -> None:
-    """Render :func:`offset_histograms` data: one panel per feature, shared colour scale, one colour bar."""
+def draw_offset_histograms(data: dict, path: str | Path, dpi: int = 130, max_cols: int = 5) -> None:
+    """Render :func:`offset_histograms` data: one panel per feature (at most ``max_cols`` per row), one colour
+    scale shared by all panels, one colour bar."""
     import matplotlib.pyplot as plt
 
     feats = list(data["hist"])
     n = len(feats)
-    fig, axes = plt.subplots(1, n, figsize=(1.7 * n + 0.8, 2.2), squeeze=False, layout="constrained")
+    cols = min(n, max_cols)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols + 0.9, 2.1 * rows), squeeze=False,
+                             layout="constrained")
     lo, hi = data["extent"]
     im = None
-    for ax, f in zip(axes[0], feats):
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    for k, (ax, f) in enumerate(zip(axes.ravel(), feats)):
         im = ax.imshow(data["hist"][f], extent=[lo, hi, hi, lo], cmap="viridis", vmin=0, vmax=data["vmax"],
                        interpolation="nearest")
         ax.axhline(0, color="w", lw=0.3)
         ax.axvline(0, color="w", lw=0.3)
         ax.set_title(f"{f}\n{data['boundary'][f]}/{data['n'][f]} on boundary", fontsize=6)
+        ticks = [t for t in range(-int(hi) // 5 * 5, int(hi) + 1, 5) if lo < t < hi]
+        ax.set_xticks(ticks)
+        ax.set_yticks(ticks)
         ax.tick_params(labelsize=5)
-        ax.set_xlabel("dx (px)", fontsize=6)
-    axes[0, 0].set_ylabel("dy (px)", fontsize=6)
-    cb = fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8)
+        if k // cols == rows - 1 or k + cols >= n:
+            ax.set_xlabel("dx (px)", fontsize=6)
+        if k % cols == 0:
+            ax.set_ylabel("dy (px)", fontsize=6)
+    cb = fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8)
     cb.set_label("maxima per 1-px bin", fontsize=6)
     cb.ax.tick_params(labelsize=5)
     fig.savefig(path, dpi=dpi, bbox_inches="tight")

@@ -249,22 +249,23 @@ def split_pool(conf: dict) -> tuple[list, list, dict]:
     """(train instances, test instances, {category: split description}) of the configured data (Tables 3-4).
 
     Categories with at least 3 photos (or without warps) are split BY PHOTO (``test_fraction`` of the photos,
-    with all their warps, are test); smaller ones BY WARP (test = the last ``test_warps`` warps of every photo).
+    with all their warps and every object in them, are test; ``meta["photo"]``, else the source object); smaller ones BY WARP (test = the last ``test_warps`` warps of every photo).
     Needs ``test_warps`` and ``test_fraction``; ``n_synthetic`` (Tables 3-4's name) or ``n_warps`` warps.
     """
     n_warps = int(conf.get("n_synthetic", conf.get("n_warps", 0)) or 0)
     pool = build_pool(dict(conf, n_warps=n_warps))
     train, test, kinds = [], [], {}
+    photo = lambda i: i.meta.get("photo", i.meta["source_id"])  # people of one photo stay on one side
     for c in dict.fromkeys(i.category for i in pool):
         insts = [i for i in pool if i.category == c]
-        sources = list(dict.fromkeys(i.meta["source_id"] for i in insts))
+        sources = list(dict.fromkeys(photo(i) for i in insts))
         if len(sources) >= 3 or n_warps == 0:
             n_test = min(len(sources) - 1, max(1, int(round(len(sources) * conf["test_fraction"]))))
             if n_test < 1:
                 raise ValueError(f"category {c!r} has a single photo and no warps: cannot split")
             test_src = set(sources[-n_test:])
-            train += [i for i in insts if i.meta["source_id"] not in test_src]
-            test += [i for i in insts if i.meta["source_id"] in test_src]
+            train += [i for i in insts if photo(i) not in test_src]
+            test += [i for i in insts if photo(i) in test_src]
             kinds[c] = f"by photo ({len(sources) - n_test} train / {n_test} test photos)"
         else:
             if not 1 <= conf["test_warps"] <= n_warps:

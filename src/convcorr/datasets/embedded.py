@@ -216,13 +216,12 @@ def embedded_categories(max_side: int = 400) -> dict[str, int]:
     return {c: len(_load(c, max_side, False)) for c in all_categories()}
 
 
-def category_summary(max_side: int = 400) -> list[dict]:
-    """Per category: instances kept, distinct photos, distinct objects, dropped (cut-off) instances and why.
-
-    The table the reports print to say what every number rests on.
+def category_summary(max_side: int = 400, categories=None) -> list[dict]:
+    """Per category (all, or ``categories``): instances kept, distinct photos, distinct objects, dropped (cut-off)
+    instances and why. The table the reports print to say what every number rests on.
     """
     rows = []
-    for c in all_categories():
+    for c in (all_categories() if categories is None else categories):
         allc = _load(c, max_side, True)
         kept = [i for i in allc if not i.meta["cut_off"]]
         rows.append({"category": c, "instances": len(kept), "photos": len({i.meta["photo"] for i in kept}),
@@ -231,3 +230,13 @@ def category_summary(max_side: int = 400) -> list[dict]:
                      "why dropped": "; ".join(f"{i.id}: {', '.join(i.meta['cut_off'])}" for i in allc
                                               if i.meta["cut_off"])})
     return rows
+
+
+def category_report(categories) -> tuple[str, list[dict]]:
+    """(Markdown section text, rows) of :func:`category_summary` for ``categories``: what the reports rest on."""
+    from ..report import markdown_table
+
+    rows = category_summary(categories=list(categories))
+    return (markdown_table(rows) + "\nInstances whose object is cut off (box touching the image border while "
+            "keypoints are missing, or fewer than half the keypoints annotated) are dropped; `objects` < "
+            "`instances` where one object appears in several images (FreiHAND's backgrounds).", rows)

@@ -13,6 +13,12 @@ cropped to its box (+ ``margin`` context) and resized to ``input_size`` pixels f
 exactly to original pixels. PCK at alpha 0.1 / 0.05 / 0.025 of max(box h, w), averaged over keypoint types
 (``convcorr.pck``). "random in box" is a reference: uniformly random points in the query box.
 
+beta is chosen as in the paper, by validation (``beta="validate"``): per (features, matcher) with a beta option,
+the value of ``beta_grid`` with the best PCK@0.1 on ``n_val_queries`` validation queries per category, disjoint
+from the test queries and never using one as a neighbour (figure ``beta_validation.png``). Every PCK carries a
+95% bootstrap interval resampling the query PHOTOS (within categories) and the numbers of keypoints, queries and
+photos it rests on; deepest conv features vs SIFT and vs box-copy are paired differences on the same keypoints.
+
 Protocols.
 
 * ``dataset="embedded"`` (presets ``default``, ``strict``, ``same-source``). The shared folder holds only a few real photos per category, so the data are
@@ -24,9 +30,9 @@ Protocols.
   different deformations of the same object (a same-instance alignment, easier than the paper's cross-instance
   setting); the report gives the fraction of retrieved (and of top-ranked) neighbours that come from the query's
   photo (preset ``same-source``). With ``exclude_same_source=True`` (presets ``default`` and ``strict``)
-  everything derived from the query's photo is held out, so every alignment is between different object
-  instances, the paper's setting; ``face`` has 6 real photos, ``horse10`` 3 and ``animalpose`` 2, so the
-  animal pools are small (``strict``: faces only).
+  everything derived from the query's object and every instance of its photo are held out, so every alignment
+  is between different object instances, the paper's setting (default categories ``face``, ``person`` and
+  ``hand``: 8, 6 and 5 photos; ``strict``: faces only).
 * ``dataset="berkeley"`` (the paper's protocol): PASCAL VOC 2011 instances with the Berkeley keypoint
   annotations, needs ``root`` (a folder with JPEGImages/ and the Berkeley XML annotations in annotations/; with
   ImageSets/Main/val.txt the val instances are the queries and the others the training pool, else every instance
@@ -35,32 +41,41 @@ Protocols.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from .. import protocols
-from ..pck import PAPER_ALPHAS, PCKProtocol, pck_curve
+from ..pck import PAPER_ALPHAS, PCKProtocol, correct, pck_curve
 from ..report import Report, markdown_table, progress
+from ..stats import bootstrap_ci, paired_difference, type_mean, verdict
 from ..transfer import FeatureCache, KeypointTransfer, TransferConfig, make_transfer, retrieve_neighbours
+
+#: uncertainty and beta validation (shared by the presets): ``beta`` = "validate" picks, per (features, matcher)
+#: with a ``beta`` option, the value of ``beta_grid`` with the best PCK@0.1 on ``n_val_queries`` validation
+#: queries per category (disjoint from the test queries); a number fixes it. ``normalize``: the flow matcher
+#: L2-normalises feature columns first (True: the data term is in [0, 4]; False: the features' raw scale, where
+#: beta must be scaled by their squared norm, see the README). ``n_boot``: bootstrap replicates of the intervals.
+_STATS = {"beta_grid": [3e-3, 3e-2, 3e-1], "n_val_queries": 1, "normalize": True, "n_boot": 1000}
 
 CONFIGS = {
     "default": {
-        "dataset": "embedded", "root": None, "categories": ["face", "horse10", "animalpose"], "n_warps": 3,
+        "dataset": "embedded", "root": None, "categories": ["face", "person", "hand"], "n_warps": 3,
         "n_queries": 4, "exclude_same_source": True, "k": 8, "top": 5,
-        "features": ["alexnet:conv2", "alexnet:conv4", "sift:step=8,bin=8"], "matchers": ["flow"],
+        "features": ["alexnet:conv4", "sift:step=8,bin=8"], "matchers": ["flow"],
         "baselines": ["box-copy"], "retrieval_backbone": "efficientnet_lite0",
-        "beta": 3e-3, "n_iter": 8, "radius_px": 64.0, "coarse_to_fine": False, "matcher_options": {},
-        "input_size": 227, "margin": 0.1, "strength": 1.0, "seed": 0,
+        "beta": "validate", "n_iter": 8, "radius_px": 64.0, "coarse_to_fine": False, "matcher_options": {},
+        "input_size": 227, "margin": 0.1, "strength": 1.0, "seed": 0, **_STATS,
     },
     "paper": {
         "dataset": "berkeley", "root": None, "categories": None, "n_warps": 0, "n_queries": None,
         "exclude_same_source": True, "k": 25, "top": 5,
         "features": ["alexnet:conv1", "alexnet:conv2", "alexnet:conv3", "alexnet:conv4", "alexnet:conv5",
                      "sift:step=8,bin=8"], "matchers": ["flow"], "baselines": ["box-copy"],
-        "retrieval_backbone": "efficientnet_lite0", "beta": 3e-3, "n_iter": 10, "radius_px": None,
+        "retrieval_backbone": "efficientnet_lite0", "beta": "validate", "n_iter": 10, "radius_px": None,
         "coarse_to_fine": True, "matcher_options": {}, "input_size": 227, "margin": 0.1, "strength": 1.0,
-        "seed": 0,
+        "seed": 0, **dict(_STATS, n_val_queries=10),
     },
 }
 CONFIGS = {k: protocols.with_data_options(v) for k, v in CONFIGS.items()}
@@ -102,16 +117,18 @@ def select_queries(pool: list, conf: dict) -> list[int]:
 
 def candidate_mask(pool: list, queries: list[int], exclude_same_source: bool) -> np.ndarray:
     """(Q, N) bool: allowed training instances per query (same category and keypoint set, not the query; with
-    ``exclude_same_source`` nothing derived from the query's photo; for berkeley only the train split)."""
+    ``exclude_same_source`` nothing derived from the query's object nor any instance of the query's photo, e.g.
+    the other people of one COCO photo; for berkeley only the train split)."""
     cat = np.array([i.category for i in pool])
     src = np.array([i.meta["source_id"] for i in pool])
+    photo = np.array([str(i.meta.get("photo", i.meta["source_id"])) for i in pool])
     names = np.array([hash(i.keypoint_names) for i in pool])
     split = np.array([i.meta.get("split", "") for i in pool])
     q = np.asarray(queries)
     m = (cat[q][:, None] == cat[None, :]) & (names[q][:, None] == names[None, :])
     m &= np.arange(len(pool))[None, :] != q[:, None]
     if exclude_same_source:
-        m &= src[q][:, None] != src[None, :]
+        m &= (src[q][:, None] != src[None, :]) & (photo[q][:, None] != photo[None, :])
     if (split == "test").any():
         m &= split[None, :] != "test"
     return m
@@ -135,11 +152,18 @@ def matcher_options(conf: dict, name: str) -> dict:
     return opts
 
 
-def method_configs(conf: dict) -> dict[str, TransferConfig]:
+def method_configs(conf: dict, betas: dict | None = None) -> dict[str, TransferConfig]:
     """{method label: TransferConfig}: one "<features> + <matcher>" entry per (features, matcher) combination,
-    then the baselines (``box-copy``)."""
+    then the baselines (``box-copy``).
+
+    ``betas`` {method label: beta} sets the ``beta`` option per combination (needed when ``conf["beta"]`` is
+    "validate"; until validated a matcher with a beta option gets 3e-3).
+    """
     from ..dense import get_features
 
+    beta = conf.get("beta")
+    if isinstance(beta, str) and beta != "validate":
+        raise ValueError(f"table2: beta must be a number or 'validate', got {beta!r}")
     base = dict(retrieval_backbone=conf["retrieval_backbone"], k=conf["k"], top=conf["top"],
                 size=conf["input_size"], margin=conf["margin"])
     out = {}
@@ -147,8 +171,11 @@ def method_configs(conf: dict) -> dict[str, TransferConfig]:
     for m in conf.get("matchers") or []:
         opts = matcher_options(conf, m)
         for f in feats:
-            out[f"{f.spec} + {m}"] = TransferConfig(method="align", features=f, matcher=m, matcher_options=opts,
-                                                    **base)
+            key = f"{f.spec} + {m}"
+            o = dict(opts)
+            if "beta" in o and (o["beta"] == "validate" or (betas and key in betas)):
+                o["beta"] = float((betas or {}).get(key, 3e-3))
+            out[key] = TransferConfig(method="align", features=f, matcher=m, matcher_options=o, **base)
     for b in conf.get("baselines") or []:
         if b == "align":
             raise KeyError("table2: 'align' is not a baseline; configure features and matchers instead")
@@ -190,7 +217,134 @@ def random_predictions(queries: list, seed: int) -> list[np.ndarray]:
     return [rng.uniform(q.bbox[:2], q.bbox[2:], (len(q.keypoints), 2)) for q in queries]
 
 
+# ---------------------------------------------------------------------------------------------------- statistics
+def point_table(records: list[tuple], alphas=PAPER_ALPHAS) -> dict:
+    """Per visible keypoint of the queries: what the bootstrap resamples.
+
+    Args:
+        records: [(query Instance, prediction (K, 2))].
+    Returns:
+        {"correct": (N, A) bool at each alpha, "types": (N,) "category/name", "unit": (N,) the query's photo (the
+        independent unit), "category": (N,), "query": (N,) query id}.
+    """
+    C, T, U, K, Q = [], [], [], [], []
+    for q, p in records:
+        v = np.asarray(q.visible, bool) & np.all(np.isfinite(q.keypoints), axis=1)
+        L = np.full(int(v.sum()), q.bbox_size)
+        C.append(np.stack([correct(np.asarray(p)[v], q.keypoints[v], L, float(a)) for a in alphas], 1))
+        T += [f"{q.category}/{n}" for n, vv in zip(q.keypoint_names, v) if vv]
+        U += [str(q.meta.get("photo", q.meta.get("source_id", q.id)))] * int(v.sum())
+        K += [q.category] * int(v.sum())
+        Q += [q.id] * int(v.sum())
+    return {"correct": np.concatenate(C) if C else np.zeros((0, len(alphas)), bool), "types": np.array(T),
+            "unit": np.array(U), "category": np.array(K), "query": np.array(Q)}
+
+
+def pck_estimates(pt: dict, alphas=PAPER_ALPHAS, n_boot: int = 1000, seed: int = 0, stratify: bool = True
+                  ) -> dict:
+    """{alpha: Estimate} of PCK (mean over types) with a 95% interval resampling query photos (within categories
+    with ``stratify``)."""
+    stat = type_mean(pt["types"])
+    strata = pt["category"] if stratify else None
+    return {float(a): bootstrap_ci(pt["correct"][:, j], pt["unit"], stat, n_boot, seed, strata=strata)
+            for j, a in enumerate(alphas)}
+
+
+def paired_pck(pa: dict, pb: dict, alphas=PAPER_ALPHAS, n_boot: int = 1000, seed: int = 0) -> dict:
+    """{alpha: Estimate} of PCK(a) - PCK(b) on the same keypoints, query photos resampled jointly."""
+    if not (np.array_equal(pa["query"], pb["query"]) and np.array_equal(pa["types"], pb["types"])):
+        raise ValueError("paired_pck: the two methods were scored on different keypoints")
+    stat = type_mean(pa["types"])
+    return {float(a): paired_difference(pa["correct"][:, j], pb["correct"][:, j], pa["unit"], stat, n_boot, seed,
+                                        strata=pa["category"]) for j, a in enumerate(alphas)}
+
+
+def counts(pt: dict) -> dict:
+    """What a number rests on: keypoints, queries, distinct query photos."""
+    return {"points": int(len(pt["types"])), "queries": int(len(np.unique(pt["query"]))),
+            "photos": int(len(np.unique(pt["unit"])))}
+
+
+def headline_pairs(methods: dict) -> list[tuple[str, str]]:
+    """(a, b) method labels compared as paired differences: the last configured non-SIFT features (the deepest
+    conv layer) vs the SIFT features (same matcher) and vs the baselines (box-copy), and SIFT vs the baselines."""
+    aligned = {m: kt for m, kt in methods.items() if isinstance(kt, KeypointTransfer)}
+    convs = [m for m, kt in aligned.items() if not kt.features.spec.startswith("sift")]
+    sift = [m for m, kt in aligned.items() if kt.features.spec.startswith("sift")]
+    base = [m for m in methods if m not in aligned]
+    out = []
+    if convs:
+        same = lambda o: aligned[o].matcher.name == aligned[convs[-1]].matcher.name
+        out += [(convs[-1], o) for o in sift if same(o)] + [(convs[-1], o) for o in base]
+    if sift:
+        out += [(sift[0], o) for o in base]
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ beta by validation
+def select_validation_queries(pool: list, conf: dict, test_queries: list[int]) -> list[int]:
+    """``n_val_queries`` per category, disjoint from ``test_queries``: the next warps in :func:`select_queries`'s
+    order (other deformations, cycling over the photos); for real-only data (berkeley) instances outside the test
+    split, evenly spaced."""
+    n = int(conf.get("n_val_queries") or 0)
+    taken = set(test_queries)
+    order = select_queries(pool, dict(conf, n_queries=None))
+    out = []
+    for c in dict.fromkeys(i.category for i in pool):
+        if any(i.category == c and not i.meta.get("real") for i in pool):
+            idx = [j for j in order if pool[j].category == c and j not in taken]
+        else:
+            idx = [j for j, i in enumerate(pool) if i.category == c and j not in taken and i.meta.get("split") != "test"]
+            idx = [idx[k] for k in np.unique(np.linspace(0, len(idx) - 1, min(n, len(idx))).round().astype(int))] \
+                if idx and n else []
+        out += idx[:n]
+    return out
+
+
+def validate_beta(conf: dict, pool: list, cache: FeatureCache, glob: np.ndarray, val_q: list[int],
+                  test_q: list[int]) -> dict:
+    """Choose beta per (features, matcher) with a ``beta`` option by PCK@0.1 on validation queries (None: none has).
+
+    The validation queries' neighbours come from the same candidates as the test queries' (same category, not
+    derived from the query's photo) minus the test queries themselves, so no test annotation is used.
+    Returns:
+        {"grid": [beta], "curves": {method: [Estimate per beta]}, "chosen": {method: beta},
+         "queries": [validation query ids], "counts": {...}}; the best beta of each method (ties: the smaller).
+    """
+    grid = [float(b) for b in conf["beta_grid"]]
+    if not grid:
+        raise ValueError("table2: beta='validate' needs a non-empty beta_grid")
+    if not val_q:
+        raise ValueError("table2: beta='validate' found no validation queries disjoint from the test queries "
+                         "(raise n_warps or n_val_queries, or set a number for beta)")
+    mask = candidate_mask(pool, val_q, conf["exclude_same_source"])
+    mask[:, test_q] = False
+    nbrs = retrieve_neighbours(glob[val_q], glob, conf["k"], mask)
+    flows = {m: tc for m, tc in method_configs(conf).items() if tc.method == "align" and "beta" in tc.matcher_options}
+    if not flows:
+        return None
+    used = sorted(set(val_q) | {int(j) for j in nbrs.ravel() if j >= 0})
+    for kt in {m: make_transfer(tc, cache=cache) for m, tc in flows.items()}.values():
+        cache.precompute([pool[j] for j in used], kt.features)
+    curves, chosen, pt = {}, {}, None
+    jobs = [(m, b) for m in flows for b in grid]
+    for m, b in progress(jobs, "beta validation"):
+        kt = make_transfer(replace(flows[m], matcher_options=dict(flows[m].matcher_options, beta=b)), cache=cache)
+        recs = [(pool[q], kt.predict_from_neighbours(pool[q], [pool[j] for j in nbrs[i] if j >= 0]))
+                for i, q in enumerate(val_q)]
+        pt = point_table(recs, [0.1])
+        # few validation photos (often one per category): resample them across categories for a visible band
+        curves.setdefault(m, []).append(pck_estimates(pt, [0.1], conf.get("n_boot", 1000), conf["seed"], False)[0.1])
+    for m, ests in curves.items():
+        vals = np.array([e.value for e in ests])
+        chosen[m] = grid[int(np.nanargmax(vals))] if np.isfinite(vals).any() else 3e-3
+    return {"grid": grid, "curves": curves, "chosen": chosen, "queries": [pool[q].id for q in val_q],
+            "counts": counts(pt) if pt is not None else {}}
+
+
 # --------------------------------------------------------------------------------------------------------- main
+
+
 def main(conf: dict, out_dir: Path) -> Path:
     import matplotlib
 
@@ -204,6 +358,7 @@ def main(conf: dict, out_dir: Path) -> Path:
     queries = select_queries(pool, conf)
     if not queries:
         raise ValueError("table2: no queries (check categories / n_queries / n_warps)")
+    method_configs(conf)  # validate the options before any work
     mask = candidate_mask(pool, queries, conf["exclude_same_source"])
     cache = FeatureCache(conf["input_size"], conf["margin"])
     for i in progress(pool, "crops"):
@@ -212,14 +367,24 @@ def main(conf: dict, out_dir: Path) -> Path:
     nbrs = retrieve_neighbours(glob[queries], glob, conf["k"], mask)
     t_retrieval = time.perf_counter() - t0
 
-    methods = {m: make_transfer(c, cache=cache) for m, c in method_configs(conf).items()}
+    t1 = time.perf_counter()
+    val = None
+    if conf["beta"] == "validate":
+        val = validate_beta(conf, pool, cache, glob, select_validation_queries(pool, conf, queries), queries)
+    t_val = time.perf_counter() - t1
+    methods = {m: make_transfer(c, cache=cache)
+               for m, c in method_configs(conf, val["chosen"] if val else None).items()}
     aligned = {m: kt for m, kt in methods.items() if isinstance(kt, KeypointTransfer)}
     used = sorted(set(queries) | {int(j) for j in nbrs.ravel() if j >= 0})
     for f in {kt.features.cache_key: kt.features for kt in aligned.values()}.values():
         cache.precompute([pool[j] for j in used], f)
+    # Figure 3: the deepest conv features and SIFT, else the first two aligned methods
+    convs = [m for m, kt in aligned.items() if not kt.features.spec.startswith("sift")]
+    sifts = [m for m, kt in aligned.items() if kt.features.spec.startswith("sift")]
+    fig_methods = (convs[-1:] + sifts[:1]) or list(aligned)[:2]
 
     preds = {m: [] for m in methods}
-    per_query, details, seconds = [], {}, {m: 0.0 for m in methods}
+    per_query, fig_data, seconds = [], [], {m: 0.0 for m in methods}
     same_src_top = {m: [] for m in methods}
     same_src_k = []
     for qi, q in enumerate(progress(queries, "queries")):
@@ -230,8 +395,9 @@ def main(conf: dict, out_dir: Path) -> Path:
         is_same = np.array([n.meta["source_id"] == query.meta["source_id"] for n in nb])
         same_src_k.append(is_same.mean())
         rec = {"query": query.id, "category": query.category, "source": query.meta["source_id"],
-               "neighbours": [n.id for n in nb], "same_source": is_same.tolist(),
+               "photo": query.meta.get("photo"), "neighbours": [n.id for n in nb], "same_source": is_same.tolist(),
                "ground_truth": np.where(query.visible[:, None], query.keypoints, np.nan).tolist(), "methods": {}}
+        fd = {}
         for m, kt in methods.items():
             ts = time.perf_counter()
             p, det = kt.predict_from_neighbours(query, nb, return_details=True)
@@ -241,111 +407,186 @@ def main(conf: dict, out_dir: Path) -> Path:
             preds[m].append((query, p))
             rec["methods"][m] = {"prediction": p.tolist(), "energies": det["energies"].tolist(),
                                  "rank": det["order"].tolist(), "pck@0.1": _pck_of([(query, p)], [0.1])[0.1]}
-            if qi == 0 and m in aligned:
-                details[m] = (query, nb, det, kt)
+            if m in fig_methods:
+                fd[m] = _figure_record(kt, query, nb, det, p)
+        fig_data.append(fd)
         per_query.append(rec)
 
     qs = [pool[q] for q in queries]
     rand_preds = random_predictions(qs, conf["seed"])
     rand = _pck_of(list(zip(qs, rand_preds)))
     curves = {m: _pck_of(lst) for m, lst in preds.items()}
+    nb_, sd = int(conf.get("n_boot", 1000)), conf["seed"]
+    pts = {m: point_table(lst) for m, lst in preds.items()}
+    pts["random in box"] = point_table(list(zip(qs, rand_preds)))
+    ests = {m: pck_estimates(pt, PAPER_ALPHAS, nb_, sd) for m, pt in pts.items()}
+    cnt = counts(pts[next(iter(methods))])
     a0, a1, a2 = (float(a) for a in PAPER_ALPHAS)
     cols = ["method", f"PCK@{a0}", f"PCK@{a1}", f"PCK@{a2}"]
     rows = [{"method": m, **{f"PCK@{a}": v for a, v in c.items()},
              "top nbrs from query's photo": float(np.mean(same_src_top[m])), "seconds": seconds[m]}
             for m, c in curves.items()]
     rows.append({"method": "random in box", **{f"PCK@{a}": v for a, v in rand.items()}})
+    ci_rows = [{"method": m, "beta": (methods[m].conf.matcher_options.get("beta", "") if m in aligned else ""),
+                **{f"PCK@{a}": e.fmt() for a, e in ests[m].items()}, **counts(pts[m])} for m in pts]
+    pairs = headline_pairs(methods)
+    diffs = {(a, b): paired_pck(pts[a], pts[b], PAPER_ALPHAS, nb_, sd) for a, b in pairs}
+    diff_rows = [{"comparison": f"{a} - {b}", **{f"PCK@{al}": e.fmt(signed=True) for al, e in d.items()},
+                  "resolved at 0.1": "no (spans 0)" if d[a0].spans_zero else "yes"} for (a, b), d in diffs.items()]
     cats = list(dict.fromkeys(q.category for q in qs))
-    cat_rows, per_cat = [], {}
+    cat_rows, per_cat, per_cat_ci = [], {}, {}
     for c in cats:
-        per_cat[c] = {}
+        per_cat[c], per_cat_ci[c] = {}, {}
         for m, lst in preds.items():
             cv = _pck_of([r for r in lst if r[0].category == c])
             per_cat[c][m] = cv
-            cat_rows.append({"category": c, "method": m, **{f"PCK@{a}": v for a, v in cv.items()}})
+            ptc = point_table([r for r in lst if r[0].category == c])
+            e = pck_estimates(ptc, PAPER_ALPHAS, nb_, sd)
+            per_cat_ci[c][m] = {a: x.to_dict() for a, x in e.items()}
+            cat_rows.append({"category": c, "method": m, **{f"PCK@{a}": x.fmt() for a, x in e.items()},
+                             **counts(ptc)})
         rnd = _pck_of([(q, r) for q, r in zip(qs, rand_preds) if q.category == c])
-        cat_rows.append({"category": c, "method": f"random in box ({sum(q.category == c for q in qs)} queries)",
-                         **{f"PCK@{a}": v for a, v in rnd.items()}})
+        cat_rows.append({"category": c, "method": "random in box", **{f"PCK@{a}": v for a, v in rnd.items()}})
 
     n_pool = {c: sum(i.category == c for i in pool) for c in cats}
-    proto = ("strict cross-instance: everything derived from the query's photo is held out"
+    n_photos = {c: len({i.meta.get("photo", i.meta["source_id"]) for i in pool if i.category == c and
+                        i.meta.get("real")}) for c in cats}
+    n_objects = {c: len({i.meta["source_id"] for i in pool if i.category == c and i.meta.get("real")}) for c in cats}
+    proto = ("strict cross-instance: everything derived from the query's object or photo is held out"
              if conf["exclude_same_source"] else
              "the query's own photo and its sibling warps stay in the training pool (only the query is held out)")
+    beta_txt = (f"beta chosen per (features, matcher) by validation ({_beta_text(val)})" if val else
+                f"beta = {conf['beta']} (fixed)")
     rep.section("Protocol", __doc__.split("\n\n", 1)[1].strip() + "\n\n"
                 f"This run: dataset `{conf['dataset']}`, {len(qs)} queries ({', '.join(f'{c}: {sum(q.category == c for q in qs)}' for c in cats)}), "
-                f"pools {n_pool} instances per category; {proto}. k = {conf['k']} neighbours by "
-                f"`{conf['retrieval_backbone']}` global features (cosine), median of the top {conf['top']} by "
-                f"alignment energy; crops: box + {conf['margin']} margin -> {conf['input_size']} px; features: "
+                f"pools {n_pool} instances per category from {n_photos} real photos ({n_objects} objects); {proto}. "
+                f"k = {conf['k']} neighbours by `{conf['retrieval_backbone']}` global features (cosine), median of "
+                f"the top {conf['top']} by alignment energy; {beta_txt}; crops: box + {conf['margin']} margin -> "
+                f"{conf['input_size']} px; features: "
                 + ", ".join(f"`{kt.features.spec}`" for kt in {kt.features.spec: kt for kt in aligned.values()}.values())
                 + "; matchers: " + ", ".join(f"`{m}` {matcher_options(conf, m)}" for m in conf.get("matchers") or [])
                 + f"; baselines: {', '.join(conf.get('baselines') or []) or '-'}.\n\n"
-                f"Retrieved neighbours from the query's own photo: {np.mean(same_src_k):.0%} of the k.")
-    rep.section("PCK (mean over keypoint types), all queries",
+                f"Retrieved neighbours from the query's own object: {np.mean(same_src_k):.0%} of the k.")
+    if conf.get("dataset", "embedded") == "embedded":
+        from ..datasets.embedded import category_report
+
+        md, rep.results["data"] = category_report(cats)
+        rep.section("Data (real photos before warping)", md)
+    rep.section("PCK with 95% intervals (mean over keypoint types)",
+                markdown_table(ci_rows, ["method", "beta", *cols[1:], "points", "queries", "photos"]) +
+                f"\nIntervals: 95% percentile bootstrap ({nb_} replicates) resampling the queries' PHOTOS (the "
+                "independent unit: all keypoints of one photo's warps move together) within each category; with "
+                "few photos per category (below ~10) percentile intervals are too narrow, read them as a lower "
+                "bound on the uncertainty. "
+                f"These numbers rest on {cnt['points']} keypoints of {cnt['queries']} queries from {cnt['photos']} "
+                "distinct photos.")
+    rep.section("Paired differences (same keypoints, photos resampled jointly)",
+                markdown_table(diff_rows, ["comparison", *cols[1:], "resolved at 0.1"]) + "\n"
+                + "\n".join(f"- {verdict(d[a0], a, b)}" for (a, b), d in diffs.items()))
+    rep.section("PCK (mean over keypoint types), all queries: point estimates and timing",
                 markdown_table(rows, cols + ["top nbrs from query's photo", "seconds"]) +
                 "\n`top nbrs from query's photo`: fraction of the neighbours actually used (the top by energy; the "
                 "single nearest for box-copy) that are warps/the photo of the query's own object. `seconds`: "
                 "alignment + transfer time of the method.")
-    rep.section("PCK per category", markdown_table(cat_rows, ["category"] + cols))
+    rep.section("PCK per category (95% intervals over the category's query photos)",
+                markdown_table(cat_rows, ["category"] + cols + ["points", "queries", "photos"]))
     rep.results.update({
         "pck": curves, "random": rand, "per_category": per_cat, "rows": rows, "category_rows": cat_rows,
+        "pck_ci": {m: {a: e.to_dict() for a, e in v.items()} for m, v in ests.items()},
+        "per_category_ci": per_cat_ci, "counts": cnt,
+        "paired_differences": [{"a": a, "b": b, "alpha": al, **e.to_dict(), "resolved": not e.spans_zero}
+                               for (a, b), d in diffs.items() for al, e in d.items()],
+        "beta": {m: kt.conf.matcher_options["beta"] for m, kt in aligned.items() if "beta" in kt.conf.matcher_options},
+        "beta_validation": None if val is None else {
+            "grid": val["grid"], "chosen": val["chosen"], "queries": val["queries"], "counts": val["counts"],
+            "pck@0.1": {m: [e.to_dict() for e in v] for m, v in val["curves"].items()}},
         "same_source_fraction_k": float(np.mean(same_src_k)),
         "same_source_fraction_top": {m: float(np.mean(v)) for m, v in same_src_top.items()},
-        "per_query": per_query, "n_queries": len(qs), "pool_sizes": n_pool, "method_seconds": seconds,
-        "retrieval_seconds": t_retrieval,
+        "per_query": per_query, "n_queries": len(qs), "pool_sizes": n_pool, "photos": n_photos,
+        "objects": n_objects, "method_seconds": seconds, "retrieval_seconds": t_retrieval,
+        "validation_seconds": t_val,
     })
-    _plots(rep, curves, rand, details)
+    _plots(rep, ests, methods, val, fig_data, per_query, qs, {i.id: i for i in pool})
     total = time.perf_counter() - t0
     rep.results["seconds"] = total
-    rep.section("Runtime", f"{total:.1f} s in total ({t_retrieval:.1f} s crops + global features); per method: "
-                + ", ".join(f"{m} {s:.1f} s" for m, s in seconds.items()) + ".")
+    rep.section("Runtime", f"{total:.1f} s in total ({t_retrieval:.1f} s crops + global features, {t_val:.1f} s "
+                "beta validation); per method: " + ", ".join(f"{m} {s:.1f} s" for m, s in seconds.items())
+                + ".")
     return rep.save()
 
 
-def _plots(rep: Report, curves: dict, rand: dict, details: dict) -> None:
-    import matplotlib.pyplot as plt
+def _short(iid: str, n: int = 30) -> str:
+    """An instance id shortened for a panel title (folder and annotation number dropped)."""
+    s = iid.split("/")[-1].split("#")[0] + ("~" + iid.rsplit("~", 1)[1] if "~" in iid else "")
+    return s if len(s) <= n else s[: n - 1] + "…"
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+
+def _beta_text(val: dict) -> str:
+    c = val["counts"]
+    return (", ".join(f"{m}: {b:g}" for m, b in val["chosen"].items()) + f" from {val['grid']} on "
+            f"{c.get('queries', 0)} validation queries ({c.get('points', 0)} keypoints, {c.get('photos', 0)} photos) "
+            "disjoint from the test queries")
+
+
+def _figure_record(kt: KeypointTransfer, query, nb: list, det: dict, pred: np.ndarray, n: int = 5) -> dict:
+    """What the Figure-3 panels need of one query and one flow method (crops in the query-crop frame)."""
+    tq = kt.crop(query)[1]
+    return {"prediction": tq.to_crop(pred),
+            "images": [kt.warped_neighbour(query, nb[j], det["alignments"][j]) for j in range(min(n, len(nb)))],
+            "points": [tq.to_crop(det["transferred"][j]) for j in range(min(n, len(nb)))],
+            "titles": [f"E = {det['energies'][j]:.1f} (rank {int(np.flatnonzero(det['order'] == j)[0]) + 1})"
+                       for j in range(min(n, len(nb)))]}
+
+
+def _plots(rep: Report, ests: dict, methods: dict, val: dict | None, fig_data: list, per_query: list,
+           qs: list, by_id: dict) -> None:
+    from ..figures import alignment_panels, draw_bars_with_ci, draw_curves_with_ci, draw_panels, pick_by_rank
+
     alphas = [float(a) for a in PAPER_ALPHAS]
-    n = len(curves) + 1
-    wd = 0.8 / n
-    for i, (m, c) in enumerate(list(curves.items()) + [("random in box", rand)]):
-        ax.bar(np.arange(len(alphas)) + (i - (n - 1) / 2) * wd, [c[a] for a in alphas], wd,
-               label=m, color="0.6" if m == "random in box" else None)
-    ax.set_xticks(range(len(alphas)), [f"alpha = {a}" for a in alphas])
-    ax.set_ylabel("PCK (mean over keypoint types)")
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=7)
-    rep.figure(fig, "pck_vs_alpha.png", "PCK at the paper's three alphas per method.")
-    if not details:
+    series = {m: [ests[m][a] for a in alphas] for m in ests}
+    draw_bars_with_ci([f"alpha = {a}" for a in alphas], series, rep.out_dir / "pck_vs_alpha.png",
+                      "PCK (mean over keypoint types)", ylim="auto", colors={"random in box": "0.6"})
+    rep.figures.append("pck_vs_alpha.png")
+    rep.parts.append("![PCK vs alpha](pck_vs_alpha.png)\n\nPCK at the paper's three alphas per method; error bars: "
+                     "95% bootstrap intervals over query photos.\n")
+    if val:
+        draw_curves_with_ci(val["grid"], {m: v for m, v in val["curves"].items()},
+                            rep.out_dir / "beta_validation.png", "beta (smoothness weight)", "validation PCK@0.1",
+                            marks={m: b for m, b in val["chosen"].items()},
+                            title=f"beta by validation ({val['counts'].get('queries', 0)} queries)")
+        rep.figures.append("beta_validation.png")
+        rep.parts.append("![beta validation](beta_validation.png)\n\nValidation curve: PCK@0.1 of each flow feature "
+                         "against beta on the validation queries (band: 95% bootstrap interval over their photos); "
+                         "circled: the chosen beta.\n")
+    if not fig_data or not fig_data[0]:
         return
-    m = max(details, key=lambda k: np.nan_to_num(curves[k][float(PAPER_ALPHAS[0])], nan=-1))  # the best method
-    query, nb, det, kt = details[m]
-    crop_q, tq = kt.crop(query)
-    order = det["order"][: kt.conf.top]
-    pred = tq.to_crop(_median(det, kt.conf.top))
-    v = query.visible
-    n = len(order) + 1
-    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 3.0))
-    axes[0].imshow(crop_q)
-    g = tq.to_crop(query.keypoints[v])
-    axes[0].plot(g[:, 0], g[:, 1], "g.", ms=6, label="ground truth")
-    axes[0].plot(pred[v, 0], pred[v, 1], "rx", ms=5, label="prediction")
-    axes[0].set_title(f"query {query.id}", fontsize=7)
-    axes[0].legend(fontsize=6, loc="lower left")
-    for rank, (ax, j) in enumerate(zip(axes[1:], order), 1):
-        ax.imshow(kt.warped_neighbour(query, nb[j], det["alignments"][j]))
-        t = tq.to_crop(det["transferred"][j])
-        ax.plot(t[:, 0], t[:, 1], "y.", ms=4)
-        same = nb[j].meta.get("source_id") == query.meta.get("source_id")
-        ax.set_title(f"#{rank} {nb[j].id}{' (same photo)' if same else ''}\nE = {det['energies'][j]:.1f}", fontsize=6)
-    for ax in axes:
-        ax.axis("off")
-    rep.figure(fig, "neighbours.png", f"Top {len(order)} neighbours by alignment energy, warped into the query "
-               f"frame by {m} (the best method at PCK@{float(PAPER_ALPHAS[0])}; Correspondence.warp), with their transferred keypoints (yellow); left: the query "
-               "with ground truth (green) and the median prediction (red).")
+    conv = next(iter(fig_data[0]))
+    # rank queries by the deepest conv layer's mean normalised error of its prediction (lower = better)
+    err = []
+    for q, rec in zip(qs, per_query):
+        p = np.array(rec["methods"][conv]["prediction"], float)
+        v = q.visible
+        err.append(-float(np.nanmean(np.linalg.norm(p[v] - q.keypoints[v], axis=1)) / q.bbox_size))
+    picks = pick_by_rank(err)
+    kt0 = methods[conv]
+    for kind, qi in picks.items():
+        q, fd = qs[qi], fig_data[qi]
+        crop_q, tq = kt0.crop(q)
+        nbrs = []
+        for j, nid in enumerate(per_query[qi]["neighbours"][:5]):
+            n = by_id[nid]
+            nbrs.append((kt0.crop(n)[0], kt0.crop(n)[1].to_crop(np.where(n.visible[:, None], n.keypoints, np.nan)),
+                         f"neighbour {j + 1}\n{_short(nid)}"))
+        panels = alignment_panels(crop_q, tq.to_crop(np.where(q.visible[:, None], q.keypoints, np.nan)), nbrs,
+                                  {m: d for m, d in fd.items()}, f"query ({kind})\n{_short(q.id)}")
+        name = f"alignment_{kind}.png"
+        draw_panels(panels, rep.out_dir / name, panel_in=2.0)
+        rep.figures.append(name)
+        rep.parts.append(f"![alignment {kind}]({name})\n\nA {kind} query (rank {sorted(err, reverse=True).index(err[qi]) + 1}"
+                         f" of {len(err)} by {conv}'s mean error, {-err[qi]:.3f} of the box size; as the "
+                         "paper's Figure 3). Top row: the query with its ground truth (green) and its five nearest "
+                         "neighbours by the global feature with their keypoints (yellow). Further rows: each "
+                         "method's prediction (red x) and the neighbours warped into the query frame by its flow, "
+                         "with their transferred keypoints (yellow); titles give each neighbour's alignment energy "
+                         "and its rank by energy.\n")
 
-
-def _median(det: dict, top: int) -> np.ndarray:
-    from ..transfer import median_of_top
-
-    return median_of_top(det["transferred"], det["energies"], top)

@@ -8,11 +8,15 @@ conv-layer column whose rf centre is nearest the keypoint. One-vs-all linear SVM
 L2-normalised features) predict the keypoint TYPE; C is chosen from ``Cs`` by ``folds``-fold cross-validation on
 the training keypoints, grouped like the test split (``GroupKFold``): by source photo for categories split by
 photo (no photo, nor any warp of it, on both sides of a fold), by instance for categories split by warp.
-Reported: test accuracy per category and feature; chance = 1 / number of types.
+Reported: test accuracy per category and feature with a 95% bootstrap interval resampling the test PHOTOS (a
+photo's warps and keypoints move together), the numbers of test keypoints, instances and photos it rests on,
+and paired differences conv4 - SIFT (each radius) on the same test keypoints; chance = 1 / number of types.
 
-Figure 4: for ``n_response`` test keypoints per category (from ``n_response_instances`` test instances), the
-classifier of the TRUE type is evaluated at every pixel (1-pixel stride) of a (2w+1)^2 window around the
-ground truth (w = ``response_window`` crop px). SIFT is simply computed at every pixel; conv features at
+Figure 4: for ``n_response`` test keypoints per category (from ``n_response_instances`` test instances, spread
+evenly over the keypoint types), the classifier of the TRUE type is evaluated at every pixel (1-pixel stride) of
+a (2w+1)^2 window around the ground truth (w = ``response_window`` crop px; 10 gives the paper's 21 x 21 px
+window). Maxima ON the window boundary (the response is still rising outside the window) are excluded from the
+histograms and counted, as in the paper. SIFT is simply computed at every pixel; conv features at
 1-pixel stride are computed EXACTLY by shifting the crop by every offset within one stride and re-running the
 network (:class:`convcorr.features.PixelConvFeatures`; no interpolation). The 2-D histogram of the offsets of
 the response maxima from the ground truth shows how finely each feature localises.
@@ -22,8 +26,8 @@ random warps of each (``datasets.synthetic_instances``). Categories with at leas
 (``test_fraction`` of the photos, with all their warps, are test; never seen in training); smaller categories
 are split BY WARP (test = the last ``test_warps`` warps of every photo: the same animals under new
 deformations, which is easier), marked in the table. With ``max_types`` a category's keypoint types are
-subsampled evenly (the default keeps 17 of the 68 face landmarks, every 4th, to keep the run short; the
-animal categories have <= 22 types and are kept whole). ``dataset="berkeley"`` (preset "paper") reads the
+subsampled evenly (the default keeps 17 of the 68 face landmarks, every 4th, and 17 of the 21 hand points, to
+keep the run short; the 17 COCO person keypoints are kept whole). ``dataset="berkeley"`` (preset "paper") reads the
 Berkeley PASCAL keypoints (needs ``root``: the VOC2011 folder with JPEGImages/ and annotations/); instances are
 split by instance with ``test_fraction`` = 0.5.
 """
@@ -35,21 +39,22 @@ from pathlib import Path
 
 import numpy as np
 
-from ..classification import (DEFAULT_CS, accuracy, keypoint_dataset, kept_types, max_offset_histogram,  # noqa: F401
-                              response_map, response_peak, restrict_types, select_C, train_ova)
+from ..classification import (DEFAULT_CS, keypoint_dataset, kept_types, l2_rows, response_map,  # noqa: F401
+                              response_peak, restrict_types, select_C, train_ova)
 from .. import protocols
 from ..features import array_digest, cached, crop_box, features_at_pixels, features_at_points
 from ..report import Report, markdown_table, progress
+from ..stats import bootstrap_ci, paired_difference, type_mean, verdict
 
 _COMMON = {
     "radii": [10, 20, 40, 80, 160], "layers": ["conv1", "conv2", "conv3", "conv4", "conv5"],
     "backbone": "alexnet", "size": 227, "margin": 0.1, "Cs": list(DEFAULT_CS), "folds": 5, "seed": 0,
-    "response_window": 16, "n_jobs": 2, "cache": False,
+    "response_window": 10, "n_jobs": 2, "cache": False, "n_boot": 1000,
 }
 CONFIGS = {
     "default": {
-        "dataset": "embedded", "root": None, "categories": ["face", "horse10", "animalpose"], "n_synthetic": 4,
-        "test_warps": 1, "test_fraction": 0.34, "max_types": 17, "n_response": 16, "n_response_instances": 1,
+        "dataset": "embedded", "root": None, "categories": ["face", "person", "hand"], "n_synthetic": 1,
+        "test_warps": 1, "test_fraction": 0.34, "max_types": 17, "n_response": 20, "n_response_instances": 1,
         **_COMMON,
     },
     "paper": {
@@ -135,6 +140,7 @@ def main(conf: dict, out_dir: Path) -> Path:
         raise ValueError("table3: no category has both training and test instances")
     fobjs = feature_objects(conf)
     rows, cv, models, timing = [], {}, {}, {}
+    hits, units, counts = {}, {}, {}  # per category: {feature: (N,) correct}, (N,) test photo, counts
     for c in cats:
         t1 = time.perf_counter()
         tr = [i for i in train if i.category == c]
@@ -147,10 +153,15 @@ def main(conf: dict, out_dir: Path) -> Path:
         t1 = time.perf_counter()
         row = {"category": c, "split": kinds[c], "types": len(np.unique(ytr)), "train pts": len(ytr),
                "test pts": len(yte), "chance": 1.0 / len(np.unique(ytr))}
+        units[c] = _photo_of_rows(te)
+        counts[c] = {"test points": len(yte), "test instances": sum(bool(_visible(i).any()) for i in te),
+                     "test photos": len(set(units[c])), "train points": len(ytr),
+                     "train photos": len(set(_photo_of_rows(tr)))}
         for n in progress(names, f"{c}: SVMs (CV over C)"):
             bestC, scores = select_C(Ftr[n], ytr, conf["Cs"], conf["folds"], gtr, n_jobs=conf["n_jobs"])
             models[(c, n)] = train_ova(Ftr[n], ytr, bestC)
-            row[n] = accuracy(models[(c, n)], Fte[n], yte)
+            hits.setdefault(c, {})[n] = (models[(c, n)].predict(l2_rows(Fte[n])) == yte).astype(float)
+            row[n] = float(hits[c][n].mean()) if len(yte) else float("nan")
             row[f"C {n}"] = bestC
             cv.setdefault(c, {})[n] = scores
         timing[f"{c}: SVMs"] = time.perf_counter() - t1
@@ -169,6 +180,11 @@ def main(conf: dict, out_dir: Path) -> Path:
     rep.section("Protocol", __doc__.split("\n\n", 1)[1].strip())
     shown = [{k: (f"**{v:.3f}**" if k in names and v == max(r[n] for n in names) else v) for k, v in r.items()}
              for r in table]
+    if conf.get("dataset", "embedded") == "embedded":
+        from ..datasets.embedded import category_report
+
+        md, rep.results["data"] = category_report(cats)
+        rep.section("Data (real photos before warping)", md)
     rep.section("Accuracy (fraction of test keypoints classified to the right type; best per row in bold)",
                 markdown_table(shown, ["category", *names, "chance", "split", "types", "train pts", "test pts"]))
     rep.section("C chosen by cross-validation",
@@ -179,6 +195,7 @@ def main(conf: dict, out_dir: Path) -> Path:
                         "chosen_C": {r["category"]: {n: r[f"C {n}"] for n in names} for r in rows},
                         "cv_accuracy": cv,
                         "n_points": {r["category"]: {"train": r["train pts"], "test": r["test pts"]} for r in rows}})
+    _intervals(rep, conf, names, cats, hits, units, counts)
     _cv_figure(rep, cv, names, cats, solid={f"SIFT r{r:g}" for r in conf["radii"]})
     t1 = time.perf_counter()
     _response_figures(rep, conf, fobjs, test, cats, models, names)
@@ -189,6 +206,67 @@ def main(conf: dict, out_dir: Path) -> Path:
     rep.section("Runtime", f"{total:.1f} s in total on this machine.\n\n"
                 + markdown_table([{"step": k, "seconds": v} for k, v in timing.items()], floatfmt="{:.1f}"))
     return rep.save()
+
+
+def _photo_of_rows(insts: list) -> list[str]:
+    """The photo (``meta["photo"]``, else the source photo id) of every keypoint row, in
+    :func:`convcorr.classification.keypoint_dataset`'s order."""
+    out = []
+    for i in insts:
+        out += [str(i.meta.get("photo", i.meta.get("source_id", i.id)))] * int(_visible(i).sum())
+    return out
+
+
+def reference_pairs(names: list[str]) -> list[tuple[str, str]]:
+    """(conv layer, SIFT radius) pairs compared as paired differences: conv4 (else the deepest layer) vs every
+    SIFT radius."""
+    convs = [n for n in names if not n.startswith("SIFT")]
+    sift = [n for n in names if n.startswith("SIFT")]
+    if not convs:
+        return []
+    ref = "conv4" if "conv4" in convs else convs[-1]
+    return [(ref, s) for s in sift]
+
+
+def _intervals(rep: Report, conf: dict, names: list, cats: list, hits: dict, units: dict, counts: dict) -> None:
+    """Accuracy with 95% bootstrap intervals over test photos, counts, and paired conv - SIFT differences."""
+    nb, sd = int(conf.get("n_boot", 1000)), conf["seed"]
+    est = {c: {n: bootstrap_ci(hits[c][n], units[c], n_boot=nb, seed=sd) for n in names} for c in cats}
+    # "mean": the mean over categories of each category's accuracy, photos resampled within categories
+    cat_of = np.concatenate([[c] * len(units[c]) for c in cats])
+    U = np.concatenate([[f"{c}|{u}" for u in units[c]] for c in cats])
+    stat = type_mean(cat_of)
+    H = {n: np.concatenate([hits[c][n] for c in cats]) for n in names}
+    mean = {n: bootstrap_ci(H[n], U, stat, nb, sd, strata=cat_of) for n in names}
+    table = [{"feature": n, **{c: est[c][n].fmt() for c in cats}, "mean over categories": mean[n].fmt()}
+             for n in names]
+    diffs = {(a, b): paired_difference(H[a], H[b], U, stat, nb, sd, strata=cat_of) for a, b in reference_pairs(names)}
+    crow = [{"category": c, **counts[c]} for c in cats]
+    rep.section("Accuracy with 95% intervals",
+                markdown_table(table, ["feature", *cats, "mean over categories"]) +
+                f"\nIntervals: 95% percentile bootstrap ({nb} replicates) resampling the TEST PHOTOS (all keypoints of "
+                "a photo and of its warps move together; for the mean, within each category). A category with "
+                "1-3 test photos gives a degenerate or too narrow interval: read it as a lower bound on the "
+                "uncertainty. What each number rests on:\n\n" + markdown_table(crow, floatfmt="{:g}"))
+    from ..figures import draw_bars_with_ci
+
+    draw_bars_with_ci(names, {**{c: [est[c][n] for n in names] for c in cats}, "mean": [mean[n] for n in names]},
+                      rep.out_dir / "accuracy.png", "test accuracy", ylim=(0, 1),
+                      figsize=(max(6.0, 0.9 * len(names)), 3.4))
+    rep.figures.append("accuracy.png")
+    rep.parts.append("![accuracy](accuracy.png)\n\nTest accuracy per feature and category; error bars: 95% "
+                     "bootstrap intervals over test photos.\n")
+    if diffs:
+        drow = [{"comparison": f"{a} - {b}", "difference (mean over categories)": d.fmt(signed=True),
+                 "resolved": "no (spans 0)" if d.spans_zero else "yes"} for (a, b), d in diffs.items()]
+        rep.section("Paired differences (same test keypoints, photos resampled jointly)",
+                    markdown_table(drow) + "\n" + "\n".join(f"- {verdict(d, a, b)}" for (a, b), d in diffs.items()))
+    rep.results.update({
+        "accuracy_ci": {c: {n: est[c][n].to_dict() for n in names} for c in cats} | {
+            "mean": {n: mean[n].to_dict() for n in names}},
+        "counts": counts,
+        "paired_differences": [{"a": a, "b": b, **d.to_dict(), "resolved": not d.spans_zero}
+                               for (a, b), d in diffs.items()]})
 
 
 def _cv_figure(rep: Report, cv: dict, names: list, cats: list, solid: set = frozenset()) -> None:
@@ -209,17 +287,24 @@ def _cv_figure(rep: Report, cv: dict, names: list, cats: list, solid: set = froz
 
 
 def _pick(test: list, cat: str, conf: dict, rng: np.random.Generator) -> list[tuple]:
-    """[(instance, [keypoint indices])]: ``n_response`` visible keypoints spread over a few test instances."""
-    insts = [i for i in test if i.category == cat]
+    """[(instance, [keypoint indices])]: ``n_response`` visible keypoints over ``n_response_instances`` test
+    instances (chosen at random, preferring different photos), spread evenly over the keypoint types."""
+    insts = [i for i in test if i.category == cat and _visible(i).any()]
+    if not insts:
+        return []
     n_inst = max(1, min(int(conf["n_response_instances"]), len(insts)))
-    insts = [insts[k] for k in sorted(rng.choice(len(insts), n_inst, replace=False))]
+    order = [int(k) for k in rng.permutation(len(insts))]
+    photo = lambda k: insts[k].meta.get("photo", insts[k].meta.get("source_id", insts[k].id))
+    first = [k for j, k in enumerate(order) if photo(k) not in {photo(o) for o in order[:j]}]  # a new photo each
+    chosen = (first + [k for k in order if k not in first])[:n_inst]
     per = np.full(n_inst, int(conf["n_response"]) // n_inst)
     per[: int(conf["n_response"]) % n_inst] += 1
     out = []
-    for inst, k in zip(insts, per):
-        vis = np.flatnonzero(_visible(inst))
-        if k > 0 and len(vis):
-            out.append((inst, sorted(rng.choice(vis, size=min(int(k), len(vis)), replace=False))))
+    for k, m in zip(sorted(chosen), per):
+        vis = np.flatnonzero(_visible(insts[k]))
+        if m > 0 and len(vis):
+            out.append((insts[k], sorted(set(vis[np.linspace(0, len(vis) - 1, min(int(m), len(vis))).round()
+                                                 .astype(int)].tolist()))))
     return out
 
 
@@ -228,12 +313,15 @@ def _response_figures(rep: Report, conf: dict, fobjs: dict, test: list, cats: li
     """Figure 4: response maps at 1-pixel stride around test keypoints and histograms of their maxima."""
     import matplotlib.pyplot as plt
 
+    from ..figures import draw_offset_histograms, offset_histograms
+
     W, S = int(conf["response_window"]), int(conf["size"])
     rng = np.random.default_rng(conf["seed"])
     d = np.arange(-W, W + 1)
     offsets = {n: [] for n in names}
     per_cat = {c: {n: [] for n in names} for c in cats}
-    example = None
+    unit, types = [], []
+    examples = []  # up to 3 keypoints of different types whose window lies inside the crop
     jobs = [(c, inst, kps) for c in cats for inst, kps in _pick(test, c, conf, rng)] if conf["n_response"] else []
     for c, inst, kps in progress(jobs, "response maps (1-px stride)"):
         crop, to_crop, _ = crop_box(inst, conf["margin"], S)
@@ -253,53 +341,70 @@ def _response_figures(rep: Report, conf: dict, fobjs: dict, test: list, cats: li
                 off = response_peak(s, W)
                 offsets[n].append(off)
                 per_cat[c][n].append(off)
-            if example is None and inside[j].all():
-                example = (crop, centres[j], c, label, maps)
-    if not any(offsets.values()) or not offsets[names[0]]:
+            unit.append(str(inst.meta.get("photo", inst.meta.get("source_id", inst.id))))
+            types.append(f"{c}/{label}")
+            if len(examples) < 3 and inside[j].all() and c not in [e[2] for e in examples]:  # one per category
+                examples.append((crop, centres[j], c, f"{c}/{label}", maps))
+    if not offsets[names[0]]:
         return
     rep.results["response_peak_offsets"] = {n: np.array(v).tolist() for n, v in offsets.items()}
+    unit = np.array(unit)
+    nb, sd = int(conf.get("n_boot", 1000)), conf["seed"]
     stats = []
     for n in names:
         o = np.array(offsets[n], dtype=float).reshape(-1, 2)
-        dist = np.linalg.norm(o, axis=1)
-        stats.append({"feature": n, "keypoints": len(o), "mean |offset| (px)": float(dist.mean()),
-                      "median |offset| (px)": float(np.median(dist)), "within 2 px": float(np.mean(dist <= 2)),
-                      "within 5 px": float(np.mean(dist <= 5))})
-    rep.results["response_peak_stats"] = {s["feature"]: {k: v for k, v in s.items() if k != "feature"}
-                                          for s in stats}
-    rep.results["response_peak_mean_distance_px"] = {s["feature"]: s["mean |offset| (px)"] for s in stats}
+        on_b = np.any(np.abs(o) >= W, axis=1)
+        dist = np.linalg.norm(o[~on_b], axis=1)
+        u = unit[~on_b]
+        stats.append({"feature": n, "maxima": len(o), "on boundary (excluded)": int(on_b.sum()),
+                      "mean |offset| (px)": bootstrap_ci(dist, u, n_boot=nb, seed=sd),
+                      "within 2 px": bootstrap_ci((dist <= 2).astype(float), u, n_boot=nb, seed=sd),
+                      "within 5 px": bootstrap_ci((dist <= 5).astype(float), u, n_boot=nb, seed=sd)})
+    keys = ["mean |offset| (px)", "within 2 px", "within 5 px"]
+    rep.results["response_peak_stats"] = {
+        s["feature"]: {"maxima": s["maxima"], "on_boundary": s["on boundary (excluded)"],
+                       **{k: s[k].to_dict() for k in keys}} for s in stats}
+    rep.results["response_peak_mean_distance_px"] = {s["feature"]: s["mean |offset| (px)"].value for s in stats}
     rep.results["response_peak_mean_distance_px_per_category"] = {
         c: {n: float(np.mean(np.linalg.norm(np.array(v, float).reshape(-1, 2), axis=1))) if v else float("nan")
             for n, v in d_.items()} for c, d_ in per_cat.items()}
+    n_types = len(set(types))
     rep.section("Localisation of classifier responses (Figure 4)",
-                f"Window +-{W} crop px around each ground-truth keypoint, 1-pixel stride; offsets of the maximum "
-                f"of the true type's classifier from the ground truth (pooled over categories).\n\n"
-                + markdown_table(stats, floatfmt="{:.2f}"))
-    if example is not None:
-        crop, g, c, label, maps = example
-        n = len(names) + 1
-        fig, axes = plt.subplots(1, n, figsize=(2.0 * n, 2.3))
-        x0, y0 = g - W
-        axes[0].imshow(crop[y0:y0 + 2 * W + 1, x0:x0 + 2 * W + 1])
-        axes[0].plot(W, W, "r+", ms=10)
-        axes[0].set_title(f"{c}: {label}", fontsize=7)
-        for ax, nm in zip(axes[1:], names):
-            ax.imshow(maps[nm], cmap="jet")
-            ax.plot(W, W, "w+", ms=10)
-            pk = response_peak(maps[nm], W) + W
-            ax.plot(pk[0], pk[1], "kx", ms=6)
-            ax.set_title(nm, fontsize=7)
-        for ax in axes:
-            ax.axis("off")
-        rep.figure(fig, "response_maps.png", "Response of the true type's classifier at 1-pixel stride around a "
-                   "test keypoint (left: the crop window; white +: ground truth; black x: maximum).")
-    fig, axes = plt.subplots(1, len(names), figsize=(2.0 * len(names), 2.3), squeeze=False)
-    for ax, nm in zip(axes[0], names):
-        hist, edges = max_offset_histogram(np.array(offsets[nm]), W)
-        ax.imshow(hist, extent=[edges[0], edges[-1], edges[-1], edges[0]], cmap="hot", interpolation="nearest")
-        ax.axhline(0, color="c", lw=0.3)
-        ax.axvline(0, color="c", lw=0.3)
-        ax.set_title(nm, fontsize=7)
-        ax.tick_params(labelsize=5)
-    rep.figure(fig, "max_histograms.png", "2-D histograms of the response maxima relative to the ground truth "
-               "(crop pixels, dx right, dy down); a tight central peak means fine localisation (Figure 4).")
+                f"Window {2 * W + 1} x {2 * W + 1} crop px around each ground-truth keypoint, 1-pixel stride; offsets "
+                f"of the maximum of the true type's classifier from the ground truth, pooled over {len(types)} test "
+                f"keypoints of {n_types} keypoint types from {len(set(unit.tolist()))} test photos "
+                f"({', '.join(f'{c}: {sum(t.startswith(c + chr(47)) for t in types)}' for c in cats)}). Maxima on "
+                "the window boundary are excluded from the statistics and the histograms and counted; intervals: "
+                "95% bootstrap over the photos.\n\n"
+                + markdown_table([{k: (v.fmt(2) if hasattr(v, "fmt") else v) for k, v in s.items()} for s in stats]))
+    if examples:
+        fig, axes = plt.subplots(len(examples), len(names) + 1, figsize=(1.6 * (len(names) + 1), 1.75 * len(examples)),
+                                 squeeze=False, layout="constrained")
+        for r, (crop, g, c, label, maps) in enumerate(examples):
+            axes[r, 0].imshow(crop)  # context: 4 windows wide, the window outlined
+            axes[r, 0].plot(g[0], g[1], "r+", ms=8)
+            axes[r, 0].plot(g[0] + W * np.array([-1, 1, 1, -1, -1]), g[1] + W * np.array([-1, -1, 1, 1, -1]), "y-", lw=0.8)
+            axes[r, 0].set_xlim(g[0] - 4 * W, g[0] + 4 * W)
+            axes[r, 0].set_ylim(g[1] + 4 * W, g[1] - 4 * W)
+            axes[r, 0].set_title(label, fontsize=6)
+            for ax, nm in zip(axes[r, 1:], names):
+                ax.imshow(maps[nm], cmap="jet")
+                ax.plot(W, W, "w+", ms=10)
+                pk = response_peak(maps[nm], W) + W
+                ax.plot(pk[0], pk[1], "kx", ms=6)
+                if r == 0:
+                    ax.set_title(nm, fontsize=7)
+            for ax in axes[r]:
+                ax.axis("off")
+        rep.figure(fig, "response_maps.png", f"Response of the true type's classifier at 1-pixel stride in the "
+                   f"{2 * W + 1} x {2 * W + 1} px window around test keypoints of {len(examples)} types (rows; left: "
+                   "the keypoint in context with the window outlined in yellow; red/white +: ground truth, black x: "
+                   "the maximum; each map on its own colour scale, red = high).")
+    hd = offset_histograms({n: np.array(offsets[n]) for n in names}, W)
+    draw_offset_histograms(hd, rep.out_dir / "max_histograms.png")
+    rep.figures.append("max_histograms.png")
+    rep.parts.append(f"![Figure 4](max_histograms.png)\n\nFigure 4: 2-D histograms of the response maxima relative "
+                     f"to the ground truth (crop pixels, dx right, dy down) inside the {2 * W + 1} x {2 * W + 1} window, "
+                     f"pooled over {len(types)} keypoints of {n_types} types; maxima on the window boundary are "
+                     "excluded (their number is in each title); one colour scale for all panels. A tight central "
+                     "peak means fine localisation.\n")

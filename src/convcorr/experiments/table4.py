@@ -16,7 +16,10 @@ puts a Gaussian (``sigma`` px in the 500 x 500 frame) at each of its keypoints (
 ``f = s^(1-eta) p^eta`` with ``s = sigmoid(SVM score)`` (positive, map-independent; see
 :func:`convcorr.prediction.to_positive`). "NN prior only" (extra row, not in the paper) is the neighbour's
 keypoints themselves. Metric: PCK at alpha = 0.1 of max(box h, w) in original pixels over visible test
-keypoints, averaged over keypoint types (``convcorr.pck``), per category; "mean" averages the categories.
+keypoints, averaged over keypoint types (``convcorr.pck``), per category; "mean" averages the categories. Every
+number carries a 95% bootstrap interval resampling the TEST PHOTOS (within categories for the mean) and the
+numbers of test keypoints, instances and photos it rests on; "with vs without prior" and "conv5 vs SIFT" are
+paired differences on the same keypoints.
 
 Embedded-data protocol: per category, the real photos plus ``n_synthetic`` random warps of each
 (``datasets.synthetic_instances``). Categories with >= 3 photos are split by photo (test photos and all their
@@ -35,6 +38,7 @@ import numpy as np
 from ..pck import PCKProtocol, pck
 from ..prediction import KeypointPredictor, global_descriptors, nearest_neighbours, transfer_keypoints
 from ..report import Report, markdown_table, progress
+from ..stats import bootstrap_ci, paired_difference, type_mean, verdict
 from .. import protocols
 from ..protocols import split_pool
 from ..classification import kept_types
@@ -42,11 +46,11 @@ from ..classification import kept_types
 _COMMON = {
     "size": 500, "margin": 0.0, "features": ["sift:step=8,bin=8", "alexnet:conv5"], "neighbourhood": [1, 3],
     "prior_backbone": "alexnet", "prior_layer": "auto", "sigma": 22.0, "eta": 0.1, "positive": "sigmoid",
-    "n_pos": 10, "C": 1.0, "n_init": 2000, "n_add": 2000, "seed": 0, "n_figure": 4,
+    "n_pos": 10, "C": 1.0, "n_init": 2000, "n_add": 2000, "seed": 0, "n_figure": 4, "n_boot": 1000,
 }
 CONFIGS = {
     "default": {
-        "dataset": "embedded", "root": None, "categories": ["face", "horse10"], "n_synthetic": 4, "test_warps": 1,
+        "dataset": "embedded", "root": None, "categories": ["face", "person", "hand"], "n_synthetic": 1, "test_warps": 1,
         "test_fraction": 0.34, "max_types": 17, "mining_rounds": 2, **_COMMON,
     },
     "paper": {
@@ -100,6 +104,24 @@ def _score(preds: list, insts: list, keep: np.ndarray, names: tuple) -> float:
     return pck(np.concatenate(P), np.concatenate(G), np.concatenate(L), 0.1, types=np.array(T))
 
 
+def _points(preds: list, insts: list, keep: np.ndarray, names: tuple, category: str) -> dict:
+    """Per visible kept test keypoint: correct at alpha 0.1, type "category/name", unit (the test photo)."""
+    from ..pck import correct
+
+    C, T, U = [], [], []
+    for pred, inst in zip(preds, insts):
+        v = inst.visible[keep]
+        C.append(correct(np.asarray(pred)[v], inst.keypoints[keep][v], inst.bbox_size, 0.1))
+        T += [f"{category}/{n}" for n, vv in zip(names, v) if vv]
+        U += [str(inst.meta.get("photo", inst.meta.get("source_id", inst.id)))] * int(v.sum())
+    return {"correct": np.concatenate(C).astype(float), "types": np.array(T), "unit": np.array(U),
+            "category": np.array([category] * len(T))}
+
+
+def _concat(pts: dict, cats: list) -> dict:
+    return {k: np.concatenate([pts[c][k] for c in cats]) for k in ("correct", "types", "unit", "category")}
+
+
 def main(conf: dict, out_dir: Path) -> Path:
     import matplotlib
 
@@ -118,6 +140,7 @@ def main(conf: dict, out_dir: Path) -> Path:
     names_f = [f.spec for f, _ in feats]
     methods = [_label(f, p) for f in names_f for p in (False, True)] + ["NN prior only"]
     results = {m: {} for m in methods}
+    pts = {m: {} for m in methods}
     mining, examples, timing = {}, {}, {}
     for c in cats:
         tr = [i for i in train if i.category == c]
@@ -131,6 +154,7 @@ def main(conf: dict, out_dir: Path) -> Path:
         priors = [transfer_keypoints(i.bbox, tr[n])[keep] for i, n in zip(te, nn)]
         timing[f"{c}: prior retrieval"] = time.perf_counter() - t1
         results["NN prior only"][c] = _score(priors, te, keep, names)
+        pts["NN prior only"][c] = _points(priors, te, keep, names, c)
         for fo, k in feats:
             f = fo.spec
             t1 = time.perf_counter()
@@ -144,6 +168,7 @@ def main(conf: dict, out_dir: Path) -> Path:
                 preds = [model.predict(i, p if prior else None)
                          for i, p in progress(list(zip(te, priors)), f"{c}: {_label(f, prior)}")]
                 results[_label(f, prior)][c] = _score(preds, te, keep, names)
+                pts[_label(f, prior)][c] = _points(preds, te, keep, names, c)
                 examples.setdefault(c, {})[_label(f, prior)] = preds
             hist = list(model.history.values())
             n_r = max(len(h) for h in hist)  # types whose mining stopped early keep their last round's numbers
@@ -161,7 +186,13 @@ def main(conf: dict, out_dir: Path) -> Path:
                 + "; ".join(f"{c}: {kinds[c]}, {sum(i.category == c for i in train)} train / "
                             f"{sum(i.category == c for i in test)} test instances, "
                             f"{len(examples[c]['names'])} keypoint types" for c in cats))
+    if conf.get("dataset", "embedded") == "embedded":
+        from ..datasets.embedded import category_report
+
+        md, rep.results["data"] = category_report(cats)
+        rep.section("Data (real photos before warping)", md)
     rep.section("PCK@0.1 (mean over keypoint types)", markdown_table(rows, ["method", *cats, "mean"]))
+    _intervals(rep, conf, methods, cats, pts, train, test)
     mtxt = "Mean over keypoint types of the negatives used per training round and of the negatives of the whole " \
            "pool scoring > 0 (false positives) after that round:\n\n"
     for f, per_cat in mining.items():
@@ -181,8 +212,61 @@ def main(conf: dict, out_dir: Path) -> Path:
     return rep.save()
 
 
+def headline_pairs(features: list) -> list[tuple[str, str]]:
+    """Paired comparisons of method labels: each feature spec with vs without the prior; every non-SIFT feature
+    (conv5) vs the first SIFT feature, without and with the prior."""
+    out = [(_label(f, True), _label(f, False)) for f in features]
+    sift = [f for f in features if f.startswith("sift")]
+    if sift:
+        out += [(_label(f, p), _label(sift[0], p)) for f in features if not f.startswith("sift") for p in (False, True)]
+    return out
+
+
+def _intervals(rep: Report, conf: dict, methods: list, cats: list, pts: dict, train: list, test: list) -> None:
+    from ..figures import draw_bars_with_ci
+
+    nb, sd = int(conf.get("n_boot", 1000)), conf["seed"]
+    est = {m: {c: bootstrap_ci(pts[m][c]["correct"], pts[m][c]["unit"], type_mean(pts[m][c]["types"]), nb, sd)
+               for c in cats} for m in methods}
+    allp = {m: _concat(pts[m], cats) for m in methods}
+    a0 = allp[methods[0]]
+    stat = type_mean(a0["types"], a0["category"])
+    for m in methods:
+        est[m]["mean"] = bootstrap_ci(allp[m]["correct"], allp[m]["unit"], stat, nb, sd, strata=allp[m]["category"])
+    diffs = {(a, b): paired_difference(allp[a]["correct"], allp[b]["correct"], a0["unit"], stat, nb, sd,
+                                       strata=a0["category"]) for a, b in headline_pairs([f.spec for f, _ in feature_list(conf)])}
+    counts = {c: {"test points": int(len(pts[methods[0]][c]["types"])),
+                  "test instances": sum(i.category == c for i in test),
+                  "test photos": len(set(pts[methods[0]][c]["unit"].tolist())),
+                  "train instances": sum(i.category == c for i in train),
+                  "train photos": len({i.meta.get("photo", i.meta.get("source_id")) for i in train if i.category == c})}
+              for c in cats}
+    rows = [{"method": m, **{c: est[m][c].fmt() for c in [*cats, "mean"]}} for m in methods]
+    rep.section("PCK@0.1 with 95% intervals",
+                markdown_table(rows, ["method", *cats, "mean"]) +
+                f"\nIntervals: 95% percentile bootstrap ({nb} replicates) resampling the test photos (for the mean, "
+                "within each category); with 1-3 test photos per category an interval is degenerate or too narrow: "
+                "read it as a lower bound on the uncertainty. What each number rests on:\n\n"
+                + markdown_table([{"category": c, **v} for c, v in counts.items()]))
+    drow = [{"comparison": f"{a} - {b}", "difference (mean over categories)": d.fmt(signed=True),
+             "resolved": "no (spans 0)" if d.spans_zero else "yes"} for (a, b), d in diffs.items()]
+    rep.section("Paired differences (same test keypoints, photos resampled jointly)",
+                markdown_table(drow) + "\n" + "\n".join(f"- {verdict(d, a, b)}" for (a, b), d in diffs.items()))
+    draw_bars_with_ci([*cats, "mean"], {m: [est[m][c] for c in [*cats, "mean"]] for m in methods},
+                      rep.out_dir / "pck.png", "PCK@0.1 (mean over keypoint types)", ylim=(0, 1))
+    rep.figures.append("pck.png")
+    rep.parts.append("![PCK@0.1](pck.png)\n\nPCK@0.1 per category and method; error bars: 95% bootstrap intervals "
+                     "over test photos.\n")
+    rep.results.update({
+        "pck@0.1_ci": {m: {c: e.to_dict() for c, e in v.items()} for m, v in est.items()}, "counts": counts,
+        "paired_differences": [{"a": a, "b": b, **d.to_dict(), "resolved": not d.spans_zero}
+                               for (a, b), d in diffs.items()]})
+
+
 def _figures(rep: Report, examples: dict, conf: dict, cats: list) -> None:
     import matplotlib.pyplot as plt
+
+    from ..figures import padded_view
 
     feats = [f.spec for f, _ in feature_list(conf)]
     picks = []  # (category, test index) round-robin over categories
@@ -206,11 +290,15 @@ def _figures(rep: Report, examples: dict, conf: dict, cats: list) -> None:
             ax.plot(pred[v, 0], pred[v, 1], "rx", ms=5, label=m)
             x0, y0, x1, y1 = inst.bbox
             ax.plot([x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0], "c-", lw=0.6)
-            ax.set_title(f"{m}: {inst.id}"[:48], fontsize=7)
+            vx0, vy0, vx1, vy1 = padded_view(inst.bbox)  # the whole box, zoomed so the points are visible
+            ax.set_xlim(vx0, vx1)
+            ax.set_ylim(vy1, vy0)
+            name = inst.id.split("/")[-1]
+            ax.set_title(f"{m}\n{name if len(name) <= 40 else name[:39] + '…'}", fontsize=7)
             ax.axis("off")
-            if col == 0:
-                ax.legend(fontsize=6, loc="lower left")
-    fig.tight_layout()
+            if col == 0:  # one legend per row (method), below the row's first panel
+                ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(0, 0.0), frameon=False, ncol=1)
+    fig.tight_layout(h_pad=2.5)
     rep.figure(fig, "predictions.png", "Test instances: ground truth (green) vs predictions (red, yellow lines "
                "join each pair) of " + " and ".join(rows) + "; cyan: the box.")
 
