@@ -23,7 +23,9 @@ layer, so the association of accuracy with the geometry gets an interval too: Sp
 the layers (global-rf layers excluded: their size is infinite) of each measure with log rf size and with log
 stride, and PARTIAL rank correlations (with rf given stride and the backbone, with stride given rf and the
 backbone), each with a bootstrap interval. rf and stride grow together along every network, so only the partial
-correlations separate them; an interval that spans zero is reported as "not resolved".
+correlations separate them; an interval that spans zero is reported as "not resolved". (Resampling adds noise to
+every layer's measure, which pulls replicate correlations towards zero: the percentile intervals of the
+correlations lean towards zero, i.e. they err on the side of "not resolved".)
 """
 from __future__ import annotations
 
@@ -38,7 +40,8 @@ from ..report import Report, markdown_table, progress
 
 _METHODS = {
     "backbones": ["alexnet", "efficientnet_lite0", "squeezenet1_0", "mobilenet_v1", "mobilenet_v2"],
-    "layers": None, "matcher": "nn", "matcher_options": {}, "crop": "box", "margin": 0.1, "size": None,
+    "layers": None, "pretrained": True, "matcher": "nn", "matcher_options": {}, "crop": "box", "margin": 0.1,
+    "size": None,
     "pck_protocol": "paper", "alpha": 0.1, "batch_size": 16,
     # classification (Table 3's options)
     "n_synthetic": 2, "test_warps": 1, "test_fraction": 0.34, "max_types": 12, "Cs": [0.1, 1.0, 10.0],
@@ -264,7 +267,7 @@ def compute(conf: dict) -> BackbonesResults:
     """Transfer PCK and classification accuracy with bootstrap intervals for every layer of every backbone,
     and rank correlations of both with rf size and stride."""
     from ..backbones import get_backbone
-    from ..classification import restrict_types, select_C, train_ova, l2_rows
+    from ..classification import l2_rows, restrict_types, select_C, train_ova
     from ..dense import FeatureGrid
     from ..matchers import get_matcher
     from ..pair_transfer import box_copy, pair_record, source_points
@@ -292,7 +295,7 @@ def compute(conf: dict) -> BackbonesResults:
     # backbones and their layers, checked before any data is loaded
     nets = []
     for name in conf["backbones"]:
-        bb = get_backbone(name) if isinstance(name, str) else name
+        bb = get_backbone(name, pretrained=bool(conf.get("pretrained", True))) if isinstance(name, str) else name
         nets.append((bb, backbone_layers(bb, conf)))
 
     # ---- data (the same for every backbone)
@@ -576,7 +579,8 @@ def render(res: BackbonesResults, out_dir: Path) -> Path:
         "correlated. Intervals: percentile bootstrap over the independent units (pairs / test photos, within "
         "categories), the same replicates for every layer.")
     rows = [{"backbone": r.backbone, "layer": r.layer, "rf": "global" if r.is_global else f"{r.rf_size:g}",
-             "stride": f"{r.stride:g}", "offset": f"{r.offset:g}", "C": r.channels, "grid": f"{r.grid_hw[0]}x{r.grid_hw[1]}",
+             "stride": f"{r.stride:g}", "offset": f"{r.offset:g}", "C": r.channels,
+             "grid": f"{r.grid_hw[0]}x{r.grid_hw[1]}",
              **{f"PCK@{x:g}": r.pck[x].fmt() for x in res.alphas}, "accuracy": r.accuracy.fmt()} for r in res.layers]
     rows.append({"backbone": "box copy (baseline)", "layer": "-", **{f"PCK@{x:g}": res.box_copy[x].fmt()
                                                                       for x in res.alphas},
@@ -585,7 +589,8 @@ def render(res: BackbonesResults, out_dir: Path) -> Path:
     for b in dict.fromkeys(r.backbone for r in res.layers):
         rs = [r for r in res.layers if r.backbone == b]
         bp, ba = max(rs, key=lambda r: r.pck[a].value), max(rs, key=lambda r: r.accuracy.value)
-        best.append({"backbone": b, f"best layer for PCK@{a:g}": f"{bp.layer} (rf {bp.rf_size:g}, stride {bp.stride:g})",
+        best.append({"backbone": b,
+                     f"best layer for PCK@{a:g}": f"{bp.layer} (rf {bp.rf_size:g}, stride {bp.stride:g})",
                      f"PCK@{a:g}": bp.pck[a].fmt(),
                      "best layer for accuracy": f"{ba.layer} (rf {ba.rf_size:g}, stride {ba.stride:g})",
                      "accuracy": ba.accuracy.fmt()})
@@ -632,8 +637,8 @@ def _scatter(rep: Report, res: BackbonesResults) -> None:
                 e = np.array([[get(r).value, get(r).lo, get(r).hi] for r in rs], float)
                 fin = np.array([not r.is_global for r in rs])
                 err = np.abs(np.stack([e[:, 0] - e[:, 1], e[:, 2] - e[:, 0]]))
-                ax.errorbar(x[fin], e[fin, 0], yerr=np.nan_to_num(err[:, fin]), fmt="o-" if var == "rf size" else "o", ms=3.5, lw=1.0, capsize=2,
-                            elinewidth=0.7, color=colours[b], label=b)
+                ax.errorbar(x[fin], e[fin, 0], yerr=np.nan_to_num(err[:, fin]), fmt="o-" if var == "rf size" else "o",
+                            ms=3.5, lw=1.0, capsize=2, elinewidth=0.7, color=colours[b], label=b)
                 if (~fin).any():
                     ax.errorbar(x[~fin], e[~fin, 0], yerr=np.nan_to_num(err[:, ~fin]), fmt="^", ms=6, mfc="none",
                                 capsize=2, color=colours[b])
