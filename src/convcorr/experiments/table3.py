@@ -37,7 +37,8 @@ import numpy as np
 
 from ..classification import (DEFAULT_CS, accuracy, keypoint_dataset, max_offset_histogram, response_map,
                               response_peak, select_C, train_ova)
-from ..features import PixelConvFeatures, array_digest, cached, conv_features_at, crop_box, sift_features_at
+from ..features import (PixelConvFeatures, array_digest, backbone_cache_tag, cached, conv_features_at, crop_box,
+                        sift_features_at)
 from ..report import Report, markdown_table, progress
 
 _COMMON = {
@@ -129,7 +130,6 @@ def instance_features(inst, conf: dict, backbone) -> dict[str, np.ndarray]:
         out[f"SIFT r{r:g}"] = cached(key, f"sift-r{r:g}", lambda r=r: sift_features_at(crop, pts, r), digest,
                                      enabled=conf["cache"])
     if conf["layers"]:
-        tag = f"{backbone.name}-s{conf['size']}"
         conv: dict = {}
 
         def get(l):  # one forward pass for all layers, only when some layer is not cached
@@ -138,7 +138,8 @@ def instance_features(inst, conf: dict, backbone) -> dict[str, np.ndarray]:
             return conv[l]
 
         for l in conf["layers"]:
-            out[l] = cached(key, f"{tag}-{l}", lambda l=l: get(l), digest, enabled=conf["cache"])
+            tag = backbone_cache_tag(backbone, l, conf["size"], conf["margin"]) if conf["cache"] else l
+            out[l] = cached(key, tag, lambda l=l: get(l), digest, enabled=conf["cache"])
     return out
 
 
