@@ -203,26 +203,31 @@ def weights_digest(model) -> str:
     """Content hash (sha1, 16 hex digits) of a torch module's parameters and buffers (names, shapes, values).
 
     Part of every cache key of features computed by ``model``: different weights never share cache entries.
-    Computed once per module object (backbones are frozen); about 0.3 s for AlexNet's 61M parameters.
+    Memoised per module object and recomputed after in-place changes of its tensors (torch version counters);
+    about 0.3 s for AlexNet's 61M parameters.
     """
     global _WEIGHTS_DIGESTS
     import weakref
 
     if _WEIGHTS_DIGESTS is None:
         _WEIGHTS_DIGESTS = weakref.WeakKeyDictionary()
+    sd = model.state_dict()
+    versions = tuple(getattr(t, "_version", 0) for t in sd.values())  # in-place updates bump these
     try:
-        return _WEIGHTS_DIGESTS[model]
-    except (KeyError, TypeError):
-        pass
+        memo = _WEIGHTS_DIGESTS.get(model)
+    except TypeError:  # pragma: no cover - not weak-referenceable
+        memo = None
+    if memo is not None and memo[0] == versions:
+        return memo[1]
     h = hashlib.sha1()
-    for k, t in sorted(model.state_dict().items()):
+    for k, t in sorted(sd.items()):
         a = t.detach().cpu().contiguous().numpy()
         h.update(f"{k}:{a.dtype.str}:{a.shape};".encode())
         h.update(a.tobytes())
     d = h.hexdigest()[:16]
     try:
-        _WEIGHTS_DIGESTS[model] = d
-    except TypeError:  # pragma: no cover - not weak-referenceable
+        _WEIGHTS_DIGESTS[model] = (versions, d)
+    except TypeError:  # pragma: no cover
         pass
     return d
 
