@@ -39,6 +39,7 @@ import numpy as np
 from ..pck import PAPER_ALPHAS, pck_curve
 from ..report import Report, markdown_table, progress
 from ..transfer import FeatureCache, KeypointTransfer, TransferConfig, retrieve_neighbours
+from ..types import ConfigError
 
 CONFIGS = {
     "default": {
@@ -70,7 +71,7 @@ def label(method: str) -> str:
 
 
 # -------------------------------------------------------------------------------------------------------- data
-def build_pool(conf: dict) -> list:
+def build_pool(conf: dict, experiment: str = "table2") -> list:
     """All instances of the configured categories (real photos + ``n_warps`` warps of each for "embedded").
 
     Every instance gets ``meta['source_id']`` (the real photo it comes from) and ``meta['real']``.
@@ -90,7 +91,7 @@ def build_pool(conf: dict) -> list:
         return pool
     if conf["dataset"] == "berkeley":
         if not conf.get("root"):
-            raise FileNotFoundError("table2: dataset 'berkeley' needs --set root=/path/to/VOC2011 (with JPEGImages/ "
+            raise FileNotFoundError(f"{experiment}: dataset 'berkeley' needs --set root=/path/to/VOC2011 (with JPEGImages/ "
                                     "and the Berkeley keypoint annotations in annotations/); PASCAL images are not "
                                     "in the shared folder, use dataset=embedded here")
         root = Path(conf["root"])
@@ -108,7 +109,7 @@ def build_pool(conf: dict) -> list:
                 meta["split"] = "test" if Path(i.image_path).stem in val else "train"
             out.append(replace(i, meta=meta))
         return out
-    raise KeyError(f"table2 supports datasets 'embedded' and 'berkeley', not {conf['dataset']!r}")
+    raise ConfigError(f"{experiment} supports datasets 'embedded' and 'berkeley', not {conf['dataset']!r}")
 
 
 def select_queries(pool: list, conf: dict) -> list[int]:
@@ -160,7 +161,7 @@ def method_configs(conf: dict) -> dict[str, TransferConfig]:
         elif m in ("sift", "nn"):
             out[m] = TransferConfig(method=m, **base)
         else:
-            raise KeyError(f"table2: unknown method {m!r}; use 'conv' (one per layer in 'layers'), 'sift', 'nn'")
+            raise ConfigError(f"table2: unknown method {m!r}; use 'conv' (one per layer in 'layers'), 'sift', 'nn'")
     return out
 
 
@@ -171,7 +172,7 @@ def as_bool(v, name: str) -> bool:
             return True
         if v.strip().lower() in ("false", "0", "no", "off", ""):
             return False
-        raise ValueError(f"table2: option {name!r} must be true or false, got {v!r}")
+        raise ConfigError(f"table2: option {name!r} must be true or false, got {v!r}")
     return bool(v)
 
 
@@ -208,7 +209,7 @@ def main(conf: dict, out_dir: Path) -> Path:
     pool = build_pool(conf)
     queries = select_queries(pool, conf)
     if not queries:
-        raise ValueError("table2: no queries (check categories / n_queries / n_warps)")
+        raise ConfigError("table2: no queries (check categories / n_queries / n_warps)")
     mask = candidate_mask(pool, queries, conf["exclude_same_source"])
     cache = FeatureCache(conf["input_size"], conf["margin"])
     for i in progress(pool, "crops"):

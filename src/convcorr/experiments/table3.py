@@ -40,6 +40,7 @@ from ..classification import (DEFAULT_CS, accuracy, keypoint_dataset, max_offset
 from ..features import (PixelConvFeatures, array_digest, backbone_cache_tag, cached, conv_features_at, crop_box,
                         sift_features_at)
 from ..report import Report, markdown_table, progress
+from ..types import ConfigError
 
 _COMMON = {
     "radii": [10, 20, 40, 80, 160], "layers": ["conv1", "conv2", "conv3", "conv4", "conv5"],
@@ -64,7 +65,7 @@ def feature_names(conf: dict) -> list[str]:
     return [f"SIFT r{r:g}" for r in conf["radii"]] + list(conf["layers"])
 
 
-def split_pool(conf: dict) -> tuple[list, list, dict]:
+def split_pool(conf: dict, experiment: str = "table3") -> tuple[list, list, dict]:
     """(train instances, test instances, {category: split description}) of the configured data.
 
     Needs ``dataset``, ``root``, ``categories``, ``n_synthetic`` (or ``n_warps``), ``test_warps``,
@@ -73,7 +74,7 @@ def split_pool(conf: dict) -> tuple[list, list, dict]:
     from .table2 import build_pool
 
     n_warps = int(conf.get("n_synthetic", conf.get("n_warps", 0)) or 0)
-    pool = build_pool(dict(conf, n_warps=n_warps, max_queries=None))
+    pool = build_pool(dict(conf, n_warps=n_warps, max_queries=None), experiment=experiment)
     train, test, kinds = [], [], {}
     for c in dict.fromkeys(i.category for i in pool):
         insts = [i for i in pool if i.category == c]
@@ -81,14 +82,14 @@ def split_pool(conf: dict) -> tuple[list, list, dict]:
         if len(sources) >= 3 or n_warps == 0:
             n_test = min(len(sources) - 1, max(1, int(round(len(sources) * conf["test_fraction"]))))
             if n_test < 1:
-                raise ValueError(f"category {c!r} has a single photo and no warps: cannot split")
+                raise ConfigError(f"category {c!r} has a single photo and no warps: cannot split")
             test_src = set(sources[-n_test:])
             train += [i for i in insts if i.meta["source_id"] not in test_src]
             test += [i for i in insts if i.meta["source_id"] in test_src]
             kinds[c] = f"by photo ({len(sources) - n_test} train / {n_test} test photos)"
         else:
             if not 1 <= conf["test_warps"] <= n_warps:
-                raise ValueError(f"category {c!r} ({len(sources)} photos) is split by warp: need "
+                raise ConfigError(f"category {c!r} ({len(sources)} photos) is split by warp: need "
                                  f"1 <= test_warps ({conf['test_warps']}) <= n_synthetic ({n_warps})")
             is_test = [(not i.meta.get("real")) and int(i.id.rsplit("~w", 1)[-1]) >= n_warps - conf["test_warps"]
                        for i in insts]
@@ -163,12 +164,12 @@ def main(conf: dict, out_dir: Path) -> Path:
     rep = Report(out_dir, "Table 3: keypoint classification accuracy (SIFT radii vs conv layers)", conf)
     names = feature_names(conf)
     if not names:
-        raise ValueError("table3: no features (both 'radii' and 'layers' are empty)")
+        raise ConfigError("table3: no features (both 'radii' and 'layers' are empty)")
     train, test, kinds = split_pool(conf)
     train, test = restrict_types(train, conf["max_types"]), restrict_types(test, conf["max_types"])
     cats = [c for c in dict.fromkeys(i.category for i in train) if any(i.category == c for i in test)]
     if not cats:
-        raise ValueError("table3: no category has both training and test instances")
+        raise ConfigError("table3: no category has both training and test instances")
     bb = get_backbone(conf["backbone"]) if conf["layers"] else None
     rows, cv, models, timing = [], {}, {}, {}
     for c in cats:

@@ -33,6 +33,7 @@ import numpy as np
 from ..pck import pck
 from ..prediction import KeypointPredictor, global_descriptors, nearest_neighbours, transfer_keypoints
 from ..report import Report, markdown_table, progress
+from ..types import ConfigError
 from .table3 import kept_types, split_pool
 
 _COMMON = {
@@ -96,11 +97,11 @@ def main(conf: dict, out_dir: Path) -> Path:
     rep = Report(out_dir, "Table 4: keypoint prediction (PCK@0.1)", conf)
     unknown = set(conf["features"]) - {"sift", "conv5"}
     if unknown:
-        raise ValueError(f"table4: features must be among ['sift', 'conv5'], got {sorted(unknown)}")
-    train, test, kinds = split_pool(dict(conf, n_warps=conf["n_synthetic"]))
+        raise ConfigError(f"table4: features must be among ['sift', 'conv5'], got {sorted(unknown)}")
+    train, test, kinds = split_pool(dict(conf, n_warps=conf["n_synthetic"]), experiment="table4")
     cats = [c for c in dict.fromkeys(i.category for i in train) if any(i.category == c for i in test)]
     if not cats:
-        raise ValueError("table4: no category has both training and test instances")
+        raise ConfigError("table4: no category has both training and test instances")
     bb = get_backbone(conf["backbone"]) if "conv5" in conf["features"] else None
     pbb = _prior_backbone(conf, bb)
     methods = [_label(f, p) for f in conf["features"] for p in (False, True)] + ["NN prior only"]
