@@ -136,6 +136,35 @@ def dt_sq_1d(f: np.ndarray, weight: float) -> np.ndarray:
     return out
 
 
+# ------------------------------------------------------------------------------------------------ input checks
+def _check_number(fn: str, name: str, v, lo: float | None = None, integer: bool = False) -> None:
+    """ValueError naming ``fn`` and ``name`` unless ``v`` is a finite (integer) number >= ``lo``."""
+    ok_type = isinstance(v, (int, np.integer)) if integer else isinstance(v, (int, float, np.integer, np.floating))
+    if isinstance(v, (bool, np.bool_)) or not ok_type:
+        kind = "an integer" if integer else "a number"
+        raise ValueError(f"{fn}: {name} must be {kind}, got {v!r}")
+    if not np.isfinite(float(v)):
+        raise ValueError(f"{fn}: {name} must be finite, got {v!r}")
+    if lo is not None and v < lo:
+        raise ValueError(f"{fn}: {name} must be >= {lo}, got {v!r}")
+
+
+def _check_grids(fn: str, fs: np.ndarray, ft: np.ndarray) -> None:
+    """ValueError naming ``fn`` unless fs, ft are non-empty (h, w, C >= 1) grids of finite numbers."""
+    for name, f in (("fs", fs), ("ft", ft)):
+        if f.ndim != 3:
+            raise ValueError(f"{fn}: expected (h, w, C) feature grids fs and ft, got {fs.shape} and {ft.shape}")
+        if f.shape[2] == 0:
+            raise ValueError(f"{fn}: {name} has zero channels {f.shape}")
+        if f.shape[0] == 0 or f.shape[1] == 0:
+            raise ValueError(f"{fn}: {name} is an empty grid {f.shape}")
+        if not np.issubdtype(f.dtype, np.number):
+            raise ValueError(f"{fn}: {name} must be numeric, got dtype {f.dtype}")
+        if not np.all(np.isfinite(f)):
+            n = int(np.size(f) - np.count_nonzero(np.isfinite(f)))
+            raise ValueError(f"{fn}: {name} contains {n} non-finite values (NaN/inf); clean the features first")
+
+
 def distance_transform_sq(cost: np.ndarray, weight: float) -> np.ndarray:
     """2-D squared Euclidean distance transform over the last two axes, batched over the leading ones.
 
@@ -152,6 +181,9 @@ def distance_transform_sq(cost: np.ndarray, weight: float) -> np.ndarray:
     cost = np.asarray(cost, dtype=np.float64)
     if cost.ndim < 2:
         raise ValueError(f"distance_transform_sq: cost must have >= 2 dims (..., Ly, Lx), got {cost.shape}")
+    _check_number("distance_transform_sq", "weight", weight)
+    if np.isnan(cost).any() or np.isneginf(cost).any():
+        raise ValueError("distance_transform_sq: cost contains NaN or -inf (only +inf marks forbidden labels)")
     shape = cost.shape
     c = np.ascontiguousarray(cost.reshape((-1,) + shape[-2:]))
     out = np.empty_like(c)
@@ -259,6 +291,13 @@ def flow_energy(fs: np.ndarray, ft: np.ndarray, flow: np.ndarray, beta: float = 
 
     ``normalize`` and ``outside_cost`` must match the :func:`bp_flow` call for the energies to agree.
     """
+    fs, ft = np.asarray(fs), np.asarray(ft)
+    _check_grids("flow_energy", fs, ft)
+    if fs.shape[2] != ft.shape[2]:
+        raise ValueError(f"flow_energy: feature dimensions of fs and ft differ: {fs.shape[2]} vs {ft.shape[2]}")
+    _check_number("flow_energy", "beta", beta, lo=0)
+    if not np.all(np.isfinite(np.asarray(flow, dtype=np.float64))):
+        raise ValueError("flow_energy: flow contains non-finite values")
     if normalize:
         fs, ft = l2_normalize(fs), l2_normalize(ft)
     flow = np.asarray(flow).astype(np.int64)
@@ -423,8 +462,18 @@ def bp_flow(fs: np.ndarray, ft: np.ndarray, beta: float = 3e-3, radius: int | No
         raise ValueError(f"bp_flow: expected (h, w, C) feature grids fs and ft, got {fs.shape} and {ft.shape}")
     if fs.shape[2] != ft.shape[2]:
         raise ValueError(f"bp_flow: feature dimensions of fs and ft differ: {fs.shape[2]} vs {ft.shape[2]}")
-    if beta < 0:
-        raise ValueError(f"bp_flow: beta must be >= 0, got {beta}")
+    _check_grids("bp_flow", fs, ft)
+    _check_number("bp_flow", "beta", beta, lo=0)
+    _check_number("bp_flow", "n_iter", n_iter, lo=0, integer=True)
+    _check_number("bp_flow", "tol_iters", tol_iters, lo=0, integer=True)
+    if radius is not None:
+        _check_number("bp_flow", "radius", radius, lo=0, integer=True)
+    _check_number("bp_flow", "max_radius", max_radius, lo=0, integer=True)
+    _check_number("bp_flow", "coarse_size", coarse_size, lo=1, integer=True)
+    _check_number("bp_flow", "refine_radius", refine_radius, lo=0, integer=True)
+    _check_number("bp_flow", "damping", damping)
+    if outside_cost is not None:
+        _check_number("bp_flow", "outside_cost", outside_cost)
     r = int(radius if radius is not None else min(max(ft.shape[0], ft.shape[1]) - 1, max_radius))
     h, w = fs.shape[:2]
     if not coarse_to_fine:
