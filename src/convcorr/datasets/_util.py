@@ -156,7 +156,7 @@ def make_instance(where: str | Path, **kw) -> Instance:
             i = int(np.flatnonzero(bad)[0])
             n = names[i] if i < len(names) else i
             raise DataError(f"{where}: keypoint {n!r} has non-finite coordinates {kp[i].tolist()}")
-        kp = np.where(np.isfinite(kp), kp, np.nan)  # invisible +-inf -> NaN (occluded positions are kept)
+        kp = np.where(np.all(np.isfinite(kp), axis=1)[:, None], kp, np.nan)  # invisible +-inf -> NaN
         kw = dict(kw, keypoints=kp, visible=vis)
     try:
         return Instance(**kw)
