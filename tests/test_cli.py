@@ -165,3 +165,20 @@ def test_new_commands_get_the_error_policy_for_free():
     finally:
         cli.commands.pop("zz-probe")
     assert isinstance(cli, click.Group)
+
+
+def test_values_that_cannot_work_are_refused_before_any_work(fast_experiments):
+    cases = [(["table2", "--set", "backbone=vgg"], "option 'backbone' names an unknown backbone 'vgg'"),
+             (["table2", "--set", "layers=['conv9']"], "option 'layers' names layer(s) ['conv9']"),
+             (["table2", "--set", "backbone=efficientnet_lite0"], "that efficientnet_lite0 does not have"),
+             (["table2", "--set", "categories=['dog']"], "unknown embedded categories ['dog']"),
+             (["table2", "--set", "n_queries=-1"], "option 'n_queries' must be >= 0"),
+             (["table2", "--set", "beta=1e999"], "option 'beta' must be finite"),
+             (["table1", "--set", "backbones=['vgg']"], "unknown backbone 'vgg'"),
+             (["visualize", "--set", "reference_layer=conv9"], "option 'reference_layer' names layer(s) ['conv9']")]
+    for args, msg in cases:
+        _one_line_error(_run(["experiment", *args]), f"experiment '{args[0]}'", msg)
+    assert fast_experiments == []
+    # valid combinations pass
+    conf = experiments.resolve_conf("table2", "default", {"backbone": "efficientnet_lite0", "layers": ["stage3"]})
+    assert conf["layers"] == ["stage3"]

@@ -129,12 +129,83 @@ def check_option(name: str, key: str, value: Any) -> Any:
     return value
 
 
+#: options naming one backbone / a list of backbones (one name, one meaning across experiments)
+BACKBONE_OPTIONS = ("backbone", "retrieval_backbone", "prior_backbone")
+#: options naming spatial layers of the experiment's ``backbone`` (lists, or one name)
+LAYER_OPTIONS = ("layers", "recon_layers", "reference_layer")
+
+
+def _backbone_class(bname):
+    """The registered class of a backbone name, None for names the registry resolves otherwise (e.g. 'timm:...')."""
+    from ..backbones import BACKBONES
+
+    return BACKBONES.get(bname)
+
+
+def check_conf(name: str, conf: dict, keys=None) -> None:
+    """Value checks that need no work: finite numbers, non-negative counts (where every preset is >= 0), known
+    backbone names and layers, known embedded categories. ``keys``: only these options (default: all).
+
+    Raises ConfigError naming the experiment and the option.
+    """
+    import math
+
+    from ..backbones import BACKBONES
+
+    mod = get_experiment(name)
+    keys = set(conf if keys is None else keys)
+
+    def bad(k, why):
+        raise ConfigError(f"experiment {name!r}: option {k!r} {why}")
+
+    def known_backbone(k, b):
+        if not isinstance(b, str) or (b not in BACKBONES and ":" not in b):
+            bad(k, f"names an unknown backbone {b!r}; available: {sorted(BACKBONES)}")
+
+    for k in keys:
+        v = conf.get(k)
+        if isinstance(v, float) and not math.isfinite(v):
+            bad(k, f"must be finite, got {v!r}")
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            presets = [c[k] for c in mod.CONFIGS.values() if isinstance(c.get(k), (int, float))]
+            if presets and all(p >= 0 for p in presets) and v < 0:
+                bad(k, f"must be >= 0, got {v!r}")
+        if k in BACKBONE_OPTIONS and v is not None:
+            known_backbone(k, v)
+        if k == "backbones" and isinstance(v, (list, tuple)):
+            for b in v:
+                known_backbone(k, b)
+    bname = conf.get("backbone")
+    cls = _backbone_class(bname) if isinstance(bname, str) else None
+    if cls is not None:
+        layer_keys = set(LAYER_OPTIONS) if "backbone" in keys else set(LAYER_OPTIONS) & keys
+        for k in sorted(layer_keys):
+            if k not in conf or conf[k] is None:
+                continue
+            vals = [conf[k]] if isinstance(conf[k], str) else list(conf[k])
+            unknown = [l for l in vals if l not in cls.layer_names]
+            if unknown:
+                bad(k, f"names layer(s) {unknown} that {bname} does not have; layers: {list(cls.layer_names)}")
+    if conf.get("dataset", "embedded") == "embedded" and conf.get("categories") and (
+            keys & {"categories", "dataset"}):
+        from ..datasets import embedded_categories
+
+        try:
+            cats = embedded_categories()
+        except (OSError, ValueError):  # shared folder missing: reported when the data is loaded
+            return
+        unknown = [c for c in conf["categories"] if c not in cats]
+        if unknown:
+            bad("categories", f"names unknown embedded categories {unknown}; categories: {sorted(cats)}")
+
+
 def resolve_conf(name: str, preset: str = "default", overrides: Mapping[str, Any] | None = None) -> dict:
     """Preset config of an experiment, updated with overrides.
 
     Raises:
-        ConfigError (a KeyError and ValueError) naming the experiment: unknown experiment, preset or option, or an
-        override of the wrong type (:func:`check_option`).
+        ConfigError (a KeyError and ValueError) naming the experiment: unknown experiment, preset or option, an
+        override of the wrong type (:func:`check_option`) or an overridden value that cannot work
+        (:func:`check_conf`: non-finite, negative count, unknown backbone / layer / embedded category).
     """
     mod = get_experiment(name)
     if preset not in mod.CONFIGS:
@@ -144,6 +215,7 @@ def resolve_conf(name: str, preset: str = "default", overrides: Mapping[str, Any
         if k not in conf:
             raise ConfigError(f"experiment {name!r} has no option {k!r}; options: {sorted(conf)}")
         conf[k] = check_option(name, k, v)
+    check_conf(name, conf, keys=set(overrides or {}))
     return conf
 
 
