@@ -136,3 +136,19 @@ def test_oversized_image_is_a_clear_error_in_loaders(tmp_path, monkeypatch):
     monkeypatch.delenv("CONVCORR_MAX_IMAGE_PIXELS")
     assert len(load_coco_keypoints(_coco(tmp_path), check_images=True)) == 1
     assert os.path.exists(tmp_path / "a.jpg")
+
+
+def test_hostile_annotation_files(tmp_path):
+    from convcorr.datasets import load_berkeley_xml
+
+    ent = "".join(f'<!ENTITY l{i} "{"&l%d;" % (i - 1) * 10}">' for i in range(1, 10))
+    (tmp_path / "bomb.xml").write_text(f'<?xml version="1.0"?><!DOCTYPE a [<!ENTITY l0 "lol">{ent}]>'
+                                       "<annotation><image>&l9;</image></annotation>")
+    with pytest.raises(DataError, match="bomb.xml: malformed Berkeley keypoint XML"):
+        load_berkeley_xml(tmp_path / "bomb.xml")  # billion laughs: refused by expat, quickly
+    (tmp_path / "deep.json").write_text("[" * 200000 + "]" * 200000)
+    with pytest.raises(DataError, match="deep.json: malformed JSON"):
+        load_coco_keypoints(tmp_path / "deep.json")
+    (tmp_path / "bin.json").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(DataError, match="bin.json: annotation file is not UTF-8"):
+        load_coco_keypoints(tmp_path / "bin.json")
