@@ -14,7 +14,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -126,9 +125,6 @@ def _check_outcome(sb: Sandbox, call):
     return out
 
 
-_ERR = object()
-
-
 def _expect_error(sb: Sandbox, call, pattern: str):
     """Like :func:`_check_outcome` but the call must fail with a DataError matching ``pattern``."""
     import re
@@ -220,13 +216,12 @@ def test_fuzz_coco_bytes(m):
 # ------------------------------------------------------------------------------------------------- Berkeley
 def _berkeley(sb: Sandbox, image="2007_000001", x="10", y="12", xmin="2", w="30", names=("L_Eye", "Nose")):
     _img(sb.root / "JPEGImages" / "2007_000001.jpg")
-    kps = "".join(f'<keypoint name="{n}" visible="1" x="{x}" y="{y}"/>' for n in names)
     from xml.sax.saxutils import escape, quoteattr
 
+    kps = "".join(f'<keypoint name="{n}" visible="1" x="{x}" y="{y}"/>' for n in names)
     xml = (f'<annotation><image>{escape(image)}</image><category>cat</category>'
            f'<visible_bounds height="20" width={quoteattr(str(w))} xmin={quoteattr(str(xmin))} ymin="3"/>'
            f'<keypoints>{kps}<keypoint name="R_Eye" visible="1" x="20" y="14"/></keypoints></annotation>')
-    xml = xml.replace('x="' + str(x) + '"', "x=" + quoteattr(str(x))) if False else xml
     p = sb.root / "annotations" / "a.xml"
     p.parent.mkdir(exist_ok=True)
     p.write_text(xml)

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import ast
 import errno
-import sys
 import traceback
 from pathlib import Path
 
 import click
 
 from .experiments import EXPERIMENTS
-from .types import ConfigError, DataError, UserError
+from .types import ConfigError, UserError
 
 # ------------------------------------------------------------------------------------------------- error handling
 #: OSError numbers that mean a problem with the user's paths or machine, not a bug
@@ -105,10 +104,11 @@ def parse_set_options(items: tuple[str, ...]) -> dict:
 
 
 def check_backbone(ctx, param, value):
-    """click callback: the name must be a registered backbone (one-line error listing them)."""
+    """click callback: the name must be a registered backbone (one-line error listing them); names with a colon
+    (plug-in families such as ``timm:<model>``) are left to :func:`convcorr.backbones.get_backbone`."""
     from .backbones import BACKBONES
 
-    if value is not None and value not in BACKBONES:
+    if value is not None and value not in BACKBONES and ":" not in value:
         raise click.BadParameter(f"unknown backbone {value!r}; available: {', '.join(sorted(BACKBONES))}",
                                  ctx=ctx, param=param)
     return value
