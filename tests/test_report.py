@@ -94,3 +94,12 @@ def test_prepare_out_dir_policy(tmp_path):
 
 def test_marker_module_constant():
     assert rep_mod.MARKER.startswith(".")
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.md", "x")
+        assert (os.stat(tmp_path / "a.md").st_mode & 0o777) == 0o644  # not mkstemp's 0600
+    finally:
+        os.umask(old)

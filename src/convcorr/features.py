@@ -278,6 +278,8 @@ def write_cache_entry(path: Path, key: str, value: np.ndarray) -> bool:
     import os
     import tempfile
 
+    from .report import file_mode
+
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -286,6 +288,7 @@ def write_cache_entry(path: Path, key: str, value: np.ndarray) -> bool:
             np.savez(fh, key=np.array(key), value=value)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
         tmp = None
         return True

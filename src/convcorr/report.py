@@ -23,6 +23,13 @@ import numpy as np
 MARKER = ".convcorr-report.json"
 
 
+def file_mode() -> int:
+    """Permission bits of a new regular file under the current umask (``tempfile.mkstemp`` makes 0600 files)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically: a unique temporary file in the same folder, fsync, ``os.replace``.
 
@@ -35,6 +42,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -175,6 +183,7 @@ class Report:
         os.close(fd)
         try:
             fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+            os.chmod(tmp, file_mode())
             os.replace(tmp, path)
         finally:
             plt.close(fig)

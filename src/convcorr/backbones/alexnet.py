@@ -105,12 +105,15 @@ def _write_weights_cache(cache: Path, out: dict[str, np.ndarray]) -> None:
     import tempfile
     import warnings
 
+    from ..report import file_mode
+
     tmp = None
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{cache.name}.", suffix=".tmp", dir=cache.parent)
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **out)
+        os.chmod(tmp, file_mode())
         os.replace(tmp, cache)
         tmp = None
     except OSError as exc:
