@@ -119,3 +119,13 @@ def test_three_processes_x_200_writes_of_the_same_keys(tmp_path):
     for k in range(4):
         v = read_cache_entry(cache_path(f"inst{k}", "feat", None, tmp_path), f"v{FEATURE_CODE_VERSION}|inst{k}|feat|")
         assert v is not None and np.all(v == k)
+
+
+def test_backbone_feature_plugins_key_by_weights_digest():
+    from convcorr.backbones import AlexNet
+    from convcorr.features import BackboneLayerFeatures
+
+    a, b = AlexNet(weights=None), AlexNet(weights=None)  # two random initialisations, same name and variant
+    ka, kb = BackboneLayerFeatures(a, "conv4").cache_key, BackboneLayerFeatures(b, "conv4").cache_key
+    assert ka != kb and f"w{weights_digest(a)}" in ka
+    assert BackboneLayerFeatures(a, "conv4").cache_key == ka

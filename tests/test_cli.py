@@ -75,9 +75,10 @@ def test_user_errors_are_one_line_with_status_2(tmp_path):
     _one_line_error(_run(["rf", "--input-size", "abc"]), "--input-size")
     _one_line_error(_run(["experiment", "table2", "--set", "n_queries=abc"]),
                     "experiment 'table2'", "'n_queries' expects int or None", "'abc'")
-    _one_line_error(_run(["experiment", "table2", "--set", "layers=conv4"]),
+    _one_line_error(_run(["experiment", "table3", "--set", "layers=conv4"]),
                     "'layers' expects list", "layers='[\"conv4\"]'")
-    _one_line_error(_run(["experiment", "table2", "--set", "layers=[4]"]), "list of str")
+    _one_line_error(_run(["experiment", "table2", "--set", "features=alexnet:conv4"]), "'features' expects list")
+    _one_line_error(_run(["experiment", "table3", "--set", "layers=[4]"]), "list of str")
     _one_line_error(_run(["experiment", "table2", "--set", "beta=true"]), "'beta' expects float")
     _one_line_error(_run(["experiment", "table3", "--set", "nope=1"]), "experiment 'table3' has no option 'nope'")
     _one_line_error(_run(["experiment", "table3", "--preset", "strict"]), "experiment 'table3' has no preset")
@@ -96,11 +97,11 @@ def test_errors_name_the_right_experiment(tmp_path):
 
 def test_set_values_are_typed_and_converted(fast_experiments, tmp_path):
     r = _run(["experiment", "table2", "--out", str(tmp_path / "t2"), "--set", "beta=1", "--set", "root=2011",
-              "--set", "n_queries=none", "--set", "layers=['conv3']", "--set", "coarse_to_fine=true"])
+              "--set", "n_queries=none", "--set", "features=['sift']", "--set", "coarse_to_fine=true"])
     assert r.exit_code == 0, r.output
     (name, conf), = fast_experiments
     assert name == "table2" and conf["beta"] == 1.0 and isinstance(conf["beta"], float)
-    assert conf["root"] == "2011" and conf["n_queries"] is None and conf["layers"] == ["conv3"]
+    assert conf["root"] == "2011" and conf["n_queries"] is None and conf["features"] == ["sift"]
     assert conf["coarse_to_fine"] is True
 
 
@@ -168,9 +169,13 @@ def test_new_commands_get_the_error_policy_for_free():
 
 
 def test_values_that_cannot_work_are_refused_before_any_work(fast_experiments):
-    cases = [(["table2", "--set", "backbone=vgg"], "option 'backbone' names an unknown backbone 'vgg'"),
-             (["table2", "--set", "layers=['conv9']"], "option 'layers' names layer(s) ['conv9']"),
-             (["table2", "--set", "backbone=efficientnet_lite0"], "that efficientnet_lite0 does not have"),
+    cases = [(["table3", "--set", "backbone=vgg"], "option 'backbone' names an unknown backbone 'vgg'"),
+             (["table3", "--set", "layers=['conv9']"], "option 'layers' names layer(s) ['conv9']"),
+             (["table3", "--set", "backbone=efficientnet_lite0"], "that efficientnet_lite0 does not have"),
+             (["table2", "--set", "features=['alexnet:conv9']"], "unusable feature spec 'alexnet:conv9'"),
+             (["table2", "--set", "features=['vgg:conv1']"], "unusable feature spec 'vgg:conv1'"),
+             (["table2", "--set", "matchers=['foo']"], "unknown matcher(s) ['foo']"),
+             (["table2", "--set", "baselines=['align']"], "unknown baseline(s) ['align']"),
              (["table2", "--set", "categories=['dog']"], "unknown embedded categories ['dog']"),
              (["table2", "--set", "n_queries=-1"], "option 'n_queries' must be >= 0"),
              (["table2", "--set", "beta=1e999"], "option 'beta' must be finite"),
@@ -180,5 +185,5 @@ def test_values_that_cannot_work_are_refused_before_any_work(fast_experiments):
         _one_line_error(_run(["experiment", *args]), f"experiment '{args[0]}'", msg)
     assert fast_experiments == []
     # valid combinations pass
-    conf = experiments.resolve_conf("table2", "default", {"backbone": "efficientnet_lite0", "layers": ["stage3"]})
+    conf = experiments.resolve_conf("table3", "default", {"backbone": "efficientnet_lite0", "layers": ["stage3"]})
     assert conf["layers"] == ["stage3"]

@@ -18,16 +18,17 @@ def test_every_option_has_a_type():
 def test_check_option_types_and_conversions():
     assert check_option("table2", "beta", 1) == 1.0 and isinstance(check_option("table2", "beta", 1), float)
     assert check_option("table2", "n_queries", None) is None
-    assert check_option("table2", "layers", ("conv3",)) == ["conv3"]
+    assert check_option("table3", "layers", ("conv3",)) == ["conv3"]
+    assert check_option("table4", "neighbourhood", 3) == 3 and check_option("table4", "neighbourhood", [1, 3]) == [1, 3]
     assert check_option("table2", "root", CliValue(2011, "2011")) == "2011"  # str options keep the raw text
     assert check_option("table2", "root", CliValue(None, "none")) is None
-    assert check_option("table2", "backbone", CliValue(None, "none")) == "none"
+    assert check_option("table3", "backbone", CliValue(None, "none")) == "none"
     assert check_option("table3", "radii", [10, 20]) == [10, 20]
     assert check_option("table3", "Cs", [1, 0.5]) == [1, 0.5]  # ints accepted in a float list
     for key, value, msg in (("n_queries", "abc", "expects int or None"), ("n_queries", 2.5, "expects int"),
-                            ("n_queries", True, "expects int"), ("layers", "conv4", "expects list"),
-                            ("layers", [4], "expects a list of str"), ("beta", "x", "expects float"),
-                            ("coarse_to_fine", 1, "expects bool"), ("backbone", 3, "expects str")):
+                            ("n_queries", True, "expects int"), ("features", "alexnet:conv4", "expects list"),
+                            ("features", [4], "expects a list of str"), ("beta", "x", "expects float"),
+                            ("coarse_to_fine", 1, "expects bool"), ("retrieval_backbone", 3, "expects str")):
         with pytest.raises(ConfigError, match=f"experiment 'table2': option '{key}' {msg}"):
             check_option("table2", key, value)
     with pytest.raises(ConfigError, match="'radii' expects a list of int"):

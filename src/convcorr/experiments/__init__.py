@@ -143,8 +143,9 @@ def _backbone_class(bname):
 
 
 def check_conf(name: str, conf: dict, keys=None) -> None:
-    """Value checks that need no work: finite numbers, non-negative counts (where every preset is >= 0), known
-    backbone names and layers, known embedded categories. ``keys``: only these options (default: all).
+    """Value checks before any work: finite numbers, non-negative counts (where every preset is >= 0), known
+    backbone names and layers, usable feature specs (``features``: built once, which loads the backbone), known
+    matchers / baselines, known embedded categories. ``keys``: only these options (default: all).
 
     Raises ConfigError naming the experiment and the option.
     """
@@ -175,6 +176,28 @@ def check_conf(name: str, conf: dict, keys=None) -> None:
         if k == "backbones" and isinstance(v, (list, tuple)):
             for b in v:
                 known_backbone(k, b)
+    if "features" in keys and isinstance(conf.get("features"), (list, tuple)):
+        from ..dense import get_features
+
+        for spec in conf["features"]:
+            try:
+                get_features(spec)
+            except (ValueError, KeyError) as exc:
+                bad("features", f"has an unusable feature spec {spec!r} ({exc})")
+    if "matchers" in keys and isinstance(conf.get("matchers"), (list, tuple)):
+        from ..matchers import MATCHERS, _load_plugins
+
+        _load_plugins()
+        unknown = [m for m in conf["matchers"] if m not in MATCHERS]
+        if unknown:
+            bad("matchers", f"names unknown matcher(s) {unknown}; available: {sorted(MATCHERS)}")
+    if "baselines" in keys and isinstance(conf.get("baselines"), (list, tuple)):
+        from ..transfer import TRANSFER_METHODS
+
+        unknown = [b for b in conf["baselines"] if b not in TRANSFER_METHODS or b == "align"]
+        if unknown:
+            bad("baselines", f"names unknown baseline(s) {unknown}; available: "
+                             f"{sorted(set(TRANSFER_METHODS) - {'align'})}")
     bname = conf.get("backbone")
     cls = _backbone_class(bname) if isinstance(bname, str) else None
     if cls is not None:
