@@ -187,3 +187,11 @@ def test_values_that_cannot_work_are_refused_before_any_work(fast_experiments):
     # valid combinations pass
     conf = experiments.resolve_conf("table3", "default", {"backbone": "efficientnet_lite0", "layers": ["stage3"]})
     assert conf["layers"] == ["stage3"]
+
+
+def test_align_refuses_a_foreign_out_folder(tmp_path, shared):
+    a = shared / "keypoints" / "faces-ibug68"
+    img = next(p for p in sorted(a.iterdir()) if p.suffix in (".jpg", ".png"))
+    (tmp_path / "notes.txt").write_text("mine")
+    _one_line_error(_run(["align", str(img), str(img), "--out", str(tmp_path)]), "not a convcorr report", "--force")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

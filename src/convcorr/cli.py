@@ -287,8 +287,9 @@ def _grid_points(hw: tuple[int, int], n: int):
               help="Resize each image so its longer side has this many pixels before computing features "
                    "(aspect ratio kept; 0 = use the images as they are).")
 @click.option("--one-way", is_flag=True, help="Match A -> B only (B -> A by exact inversion).")
+@click.option("--force", is_flag=True, help="Write into a non-empty folder that is not an align result.")
 def align_cmd(image_a: Path, image_b: Path, features: str, matcher: str, sets: tuple[str, ...], out_dir: Path,
-              points_path: Path | None, grid_n: int, max_side: int, one_way: bool) -> None:
+              points_path: Path | None, grid_n: int, max_side: int, one_way: bool, force: bool) -> None:
     """Dense correspondence between your own two images A and B (any sizes and aspect ratios).
 
     Each image is resized (bilinear, aspect ratio kept) so that its longer side is --max-side pixels, features
@@ -337,7 +338,9 @@ def align_cmd(image_a: Path, image_b: Path, features: str, matcher: str, sets: t
     outside = np.flatnonzero(np.all(np.isfinite(pts_b), 1) & ((pts_b[:, 0] < -0.5) | (pts_b[:, 0] > Wb - 0.5)
                                                              | (pts_b[:, 1] < -0.5) | (pts_b[:, 1] > Hb - 0.5)))
     pts_b = np.column_stack([np.clip(pts_b[:, 0], -0.5, Wb - 0.5), np.clip(pts_b[:, 1], -0.5, Hb - 0.5)])
-    out_dir.mkdir(parents=True, exist_ok=True)
+    from .report import atomic_write_text, prepare_out_dir
+
+    prepare_out_dir(out_dir, "align", force=force)
     Image.fromarray(c.warp(img_b)).save(out_dir / "warped.png")
     label = f"{c.spec['features']} + {m.name}"
     save_pairs_figure(img_a, img_b, pts_a, pts_b, out_dir / "pairs.png", f"{image_a.name} -> {image_b.name}: {label}")
@@ -357,7 +360,7 @@ def align_cmd(image_a: Path, image_b: Path, features: str, matcher: str, sets: t
         "points_a": tolist(pts_a), "points_b": tolist(pts_b),
         "clipped_to_b": outside.tolist(),
     }
-    (out_dir / "correspondences.json").write_text(json.dumps(doc, indent=1, default=str))
+    atomic_write_text(out_dir / "correspondences.json", json.dumps(doc, indent=1, default=str))
     click.echo(f"wrote warped.png, pairs.png, flow.png, correspondences.json to {out_dir}")
 
 
