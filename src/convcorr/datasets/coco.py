@@ -3,13 +3,23 @@
 ``keypoints`` are flat (x, y, v) triples; v > 0 means annotated (v = 1 labelled but occluded, v = 2 visible);
 both count as visible here since the point is located. Coordinates are taken as pixel-centre coordinates
 (COCO's continuous frame differs by half a pixel; we do not shift). ``bbox`` [x, y, w, h] -> (x, y, x + w, y + h).
-Keypoint names come from the category's ``keypoints`` list, or ``p1..pK`` when the list is empty (300-W).
+Keypoint names come from the category's ``keypoints`` list, or ``p1..pK`` when the list is empty (300-W,
+300W-LP, AFLW).
+
+Options for files that differ from the plain COCO layout: ``strip_prefix`` drops a leading part of every
+``file_name`` (Human-Art's names start with ``HumanArt/images/``, which is not part of its image folder);
+``truncate_names`` accepts annotations with fewer keypoints than the category lists and names them by the
+first names (Human-Art lists 21 names, each annotation holds the 17 COCO points); ``relabel`` maps file-name
+patterns (``fnmatch``) to a category (the Animal-Pose fixture labels its cat and its horse "cat":
+``relabel={"ho*": "horse"}``). ``meta['supercategory']`` keeps the category's supercategory (AP-10K families).
+
 Images are ``image_dir/<file_name>`` and must lie inside ``image_dir`` (``allow_outside_root=True`` lifts this).
 Duplicate keypoint names, unknown image/category ids, non-finite coordinates of annotated points or boxes, and a
 file without any (matching) annotation are DataErrors naming the file.
 """
 from __future__ import annotations
 
+from fnmatch import fnmatch
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +29,8 @@ from ._util import check_names_unique, finite_float, make_instance, read_json, r
 
 
 def load_coco_keypoints(json_path: str | Path, image_dir: str | Path | None = None, category: str | None = None,
-                        min_keypoints: int = 1, check_images: bool = False,
+                        min_keypoints: int = 1, check_images: bool = False, strip_prefix: str | None = None,
+                        truncate_names: bool = False, relabel: dict | None = None,
                         allow_outside_root: bool = False) -> list[Instance]:
     """Load every annotation with at least ``min_keypoints`` annotated points as an Instance.
 
@@ -57,25 +68,39 @@ def load_coco_keypoints(json_path: str | Path, image_dir: str | Path | None = No
             raise
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
             raise DataError(f"{json_path}: malformed annotation {aid} ({exc})") from exc
+        if not isinstance(file_name, str):
+            raise DataError(f"{where}: file_name {file_name!r} is not a string")
+        fname = file_name
+        if strip_prefix and fname.startswith(strip_prefix):
+            fname = fname[len(strip_prefix):]
+        for pattern, new in (relabel or {}).items():
+            if fnmatch(Path(fname).name, pattern) or fnmatch(fname, pattern):
+                cname = new
+                break
         if category and cname != category:
             continue
         if not isinstance(cat_names, list) or not all(isinstance(n, str) for n in cat_names):
             raise DataError(f"{json_path}: category {cname!r} keypoints must be a list of names")
         names = tuple(cat_names or [f"p{i + 1}" for i in range(len(kp))])
         check_names_unique(names, f"{json_path} (category {cname!r})")
+        if truncate_names and len(kp) < len(names):
+            names = names[:len(kp)]
         if len(names) != len(kp):
-            raise DataError(f"{where} has {len(kp)} keypoints, category {len(names)} ({cname!r})")
+            raise DataError(f"{where} has {len(kp)} keypoints, category {len(names)} ({cname!r})"
+                            + (" (truncate_names=True names them by the first names)" if len(kp) < len(names)
+                               else ""))
         vis = kp[:, 2] > 0
         if vis.sum() < min_keypoints:
             continue
         if w <= 0 or h <= 0:
             raise DataError(f"{where} has an empty box {a['bbox']}")
         xy = np.where(vis[:, None], kp[:, :2], np.nan)
-        out.append(make_instance(where, id=f"{json_path.parent.name}/{file_name}#{a.get('id', len(out))}",
+        out.append(make_instance(where, id=f"{json_path.parent.name}/{fname}#{a.get('id', len(out))}",
                                  category=cname, bbox=(x, y, x + w, y + h), keypoint_names=names, keypoints=xy,
                                  visible=vis,
-                                 image_path=resolve_image_path(image_dir, file_name, where, allow_outside_root),
-                                 meta={"dataset": "coco", "annotation": str(json_path)}))
+                                 image_path=resolve_image_path(image_dir, fname, where, allow_outside_root),
+                                 meta={"dataset": "coco", "annotation": str(json_path),
+                                       "supercategory": cat.get("supercategory", cname)}))
     if not out:
         raise DataError(f"{json_path}: no annotation with at least {min_keypoints} keypoints"
                         + (f" of category {category!r}" if category else ""))

@@ -13,7 +13,7 @@ import importlib
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..types import ConfigError
+from ..types import ConfigError, UserError
 
 #: experiment name -> module implementing it
 EXPERIMENTS = {
@@ -22,10 +22,18 @@ EXPERIMENTS = {
     "table3": "convcorr.experiments.table3",
     "table4": "convcorr.experiments.table4",
     "visualize": "convcorr.experiments.visualize",
+    "pairs": "convcorr.experiments.pairs",
 }
 
 #: declared types of options whose presets are all None (per-module ``OPTION_TYPES`` take precedence)
-COMMON_OPTION_TYPES: dict[str, tuple] = {"root": (str, None)}
+COMMON_OPTION_TYPES: dict[str, tuple] = {
+    # data options (convcorr.protocols.DATA_OPTIONS) whose default is None
+    "root": (str, None), "json": (str, None), "images": (str, None), "csv": (str, None),
+    "strip_prefix": (str, None), "max_instances": (int, None), "relabel": (dict, None), "pair_by": (str, None),
+    "max_pairs": (int, None),
+    # pair benchmark
+    "gallery_method": (str, None),
+}
 
 
 def get_experiment(name: str):
@@ -281,4 +289,23 @@ def run(name: str, out_dir: str | Path, preset: str = "default", overrides: Mapp
 
     conf = dict(conf) if conf is not None else resolve_conf(name, preset, overrides)
     out = prepare_out_dir(Path(out_dir), name, force=force)
-    return get_experiment(name).main(conf, out)
+    try:
+        return get_experiment(name).main(conf, out)
+    except (UserError, FileNotFoundError, NotADirectoryError, PermissionError) as exc:
+        raise _naming(exc, name) from exc
+
+
+def _naming(exc: Exception, name: str) -> Exception:
+    """The user error ``exc`` with a message that starts with the experiment that raised it: ``<name>: ...``
+    (shared code such as data protocols does not know which experiment runs it; another experiment's prefix,
+    e.g. "table2:" from shared table code, is replaced)."""
+    msg = str(exc)
+    for other in EXPERIMENTS:
+        if msg.startswith(f"{other}: "):
+            msg = msg[len(other) + 2:]
+            break
+    try:
+        new = type(exc)(f"{name}: {msg}")
+    except Exception:  # pragma: no cover - exotic constructor
+        return exc
+    return new
