@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from convcorr.datasets import (load_berkeley_xml, load_coco_keypoints, load_cub, load_ibug_folder,
-                               load_pf_pascal_pairs, load_spair)
+                               load_pf_pascal_pairs, load_pf_willow_pairs, load_spair)
 from convcorr.types import DataError, Instance, Pair
 
 SETTINGS = settings(max_examples=40, deadline=None, derandomize=True,
@@ -337,6 +337,70 @@ def test_fuzz_pfpascal_bytes(m):
         p = _pf(sb)
         p.write_bytes(_mutate(p.read_bytes(), *m))
         _check_outcome(sb, lambda: load_pf_pascal_pairs(p, sb.root, check_images=True))
+    finally:
+        sb.close()
+
+
+# ------------------------------------------------------------------------------------------------ PF-WILLOW
+def _willow(sb: Sandbox, src="PF-dataset/car(G)/a.png", vals=None):
+    _img(sb.root / "PF-dataset" / "car(G)" / "a.png")
+    _img(sb.root / "PF-dataset" / "car(G)" / "b.png")
+    import csv
+    import io
+
+    v = vals if vals is not None else [str(1 + j) for j in range(10)] + [str(2 + j) for j in range(10)] * 3
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["imageA", "imageB"] + [f"c{j}" for j in range(40)])
+    w.writerow([src, "PF-dataset/car(G)/b.png"] + v)
+    p = sb.root / "test_pairs.csv"
+    p.write_text(buf.getvalue())
+    return p
+
+
+@SETTINGS
+@given(field=st.sampled_from(["src", "val", "ncols"]), src=ODD_NAMES.filter(lambda s: "\x00" not in s),
+       val=NUMBER.map(str), pos=st.integers(0, 39), n=st.integers(0, 45))
+def test_fuzz_pfwillow_fields(field, src, val, pos, n):
+    sb = Sandbox()
+    try:
+        v = [str(1 + j) for j in range(10)] + [str(2 + j) for j in range(10)] * 3
+        kw = {}
+        if field == "src":
+            kw["src"] = src
+        elif field == "val":
+            v[pos] = val
+        else:
+            v = v[:n] if n < 40 else v + ["1"] * (n - 40)
+        p = _willow(sb, vals=v, **kw)
+        _check_outcome(sb, lambda: load_pf_willow_pairs(p, sb.root, check_images=True))
+    finally:
+        sb.close()
+
+
+@SETTINGS
+@given(kind=HOSTILE)
+def test_fuzz_pfwillow_hostile_names(kind):
+    sb = Sandbox()
+    try:
+        name = sb.hostile(kind)
+        if kind in ("symlink", "symdir"):  # needs a <class>/<image> part
+            name = name if "/" in name else f"x/{name}"
+        p = _willow(sb, name)
+        _expect_error(sb, lambda: load_pf_willow_pairs(p, sb.root, check_images=True),
+                      "test_pairs.csv:2.*(escapes|absolute)")
+    finally:
+        sb.close()
+
+
+@SETTINGS
+@given(m=MUTATION)
+def test_fuzz_pfwillow_bytes(m):
+    sb = Sandbox()
+    try:
+        p = _willow(sb)
+        p.write_bytes(_mutate(p.read_bytes(), *m))
+        _check_outcome(sb, lambda: load_pf_willow_pairs(p, sb.root, check_images=True))
     finally:
         sb.close()
 

@@ -184,6 +184,13 @@ def check_conf(name: str, conf: dict, keys=None) -> None:
         if k == "backbones" and isinstance(v, (list, tuple)):
             for b in v:
                 known_backbone(k, b)
+    if "dataset" in keys and conf.get("dataset") is not None:
+        try:
+            from ..protocols import DATASET_KINDS
+        except ImportError:  # pragma: no cover
+            DATASET_KINDS = None
+        if DATASET_KINDS is not None and conf["dataset"] not in DATASET_KINDS:
+            bad("dataset", f"names an unknown data set {conf['dataset']!r}; choose from {list(DATASET_KINDS)}")
     if "features" in keys and isinstance(conf.get("features"), (list, tuple)):
         from ..dense import get_features
 
