@@ -180,6 +180,8 @@ def test_values_that_cannot_work_are_refused_before_any_work(fast_experiments):
              (["table2", "--set", "n_queries=-1"], "option 'n_queries' must be >= 0"),
              (["table2", "--set", "beta=1e999"], "option 'beta' must be finite"),
              (["table1", "--set", "backbones=['vgg']"], "unknown backbone 'vgg'"),
+             (["pairs", "--set", "pair_by=foo"], "option 'pair_by' must be one of"),
+             (["pairs", "--set", "dataset=nope"], "unknown data set 'nope'"),
              (["visualize", "--set", "reference_layer=conv9"], "option 'reference_layer' names layer(s) ['conv9']")]
     for args, msg in cases:
         _one_line_error(_run(["experiment", *args]), f"experiment '{args[0]}'", msg)

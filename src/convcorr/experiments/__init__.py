@@ -137,6 +137,13 @@ def check_option(name: str, key: str, value: Any) -> Any:
     return value
 
 
+#: allowed values of options shared by several experiments (checked before any work when overridden)
+COMMON_OPTION_CHOICES: dict[str, tuple] = {
+    "pair_by": (None, "category", "supercategory", "class", "any"),
+    "pairs": ("synthetic", "cross", "both"),
+    "split": ("trn", "val", "test"),
+}
+
 #: options naming one backbone / a list of backbones (one name, one meaning across experiments)
 BACKBONE_OPTIONS = ("backbone", "retrieval_backbone", "prior_backbone")
 #: options naming spatial layers of the experiment's ``backbone`` (lists, or one name)
@@ -184,6 +191,9 @@ def check_conf(name: str, conf: dict, keys=None) -> None:
         if k == "backbones" and isinstance(v, (list, tuple)):
             for b in v:
                 known_backbone(k, b)
+    for k in sorted(keys & set(COMMON_OPTION_CHOICES)):
+        if k in conf and conf[k] not in COMMON_OPTION_CHOICES[k]:
+            bad(k, f"must be one of {list(COMMON_OPTION_CHOICES[k])}, got {conf[k]!r}")
     if "dataset" in keys and conf.get("dataset") is not None:
         try:
             from ..protocols import DATASET_KINDS
