@@ -222,8 +222,23 @@ def _energies(prob: _Problem, labels: torch.Tensor, flow: torch.Tensor, beta: fl
     return data + beta * smooth
 
 
-def _update(prob: _Problem, msg: torch.Tensor, out: torch.Tensor, beta: float, send, damping: float) -> None:
-    """One round of message updates from the senders in ``send`` (see flow._bp_update); writes into ``out``."""
+_NO_SHIFTS = np.zeros((1, 1, 1, 4, 2), np.int64)
+_NO_MASK = np.zeros((1, 1, 1, 1, 1), np.bool_)
+
+
+def _update(prob: _Problem, msg: torch.Tensor, out: torch.Tensor, beta: float, send, damping: float,
+            parity: int, kernel: str) -> None:
+    """One round of message updates from the senders in ``send`` (nodes of ``parity``, -1 = all; see
+    flow._bp_update); writes into ``out``. ``kernel="numba"``: the CPU kernel flow._bp_update_batch (lower
+    envelope, O(labels) per message) on the tensors' memory; "torch": vectorised parabola minima (any device)."""
+    if kernel == "numba":
+        from .flow import _bp_update_batch
+        grid = prob.layout == "grid"
+        shifts = _NO_SHIFTS if grid else prob.shifts.numpy()
+        mask = _NO_MASK if prob.send_mask is None else prob.send_mask.numpy()
+        _bp_update_batch(prob.U.numpy(), msg.numpy(), out.numpy(), shifts, grid, mask, prob.send_mask is not None,
+                         float(beta), int(parity), float(damping))
+        return
     B, h, w, A, C = prob.U.shape
     U = prob.U.view(B, h * w, A, C)
     m_in = msg.view(B, 4, h * w, A, C)
@@ -254,7 +269,7 @@ def _update(prob: _Problem, msg: torch.Tensor, out: torch.Tensor, beta: float, s
         m_out[:, k, rcv] = new
 
 
-def _solve(prob: _Problem, beta, n_iter, schedule, damping, tol_iters):
+def _solve(prob: _Problem, beta, n_iter, schedule, damping, tol_iters, kernel="torch"):
     """Run BP on a batch; returns (best flows (B, h, w, 2) long, energies per pair (lists), iterations per pair)."""
     B, h, w, A, C = prob.U.shape
     dev = prob.U.device
@@ -276,11 +291,11 @@ def _solve(prob: _Problem, beta, n_iter, schedule, damping, tol_iters):
     p, it = prob, 0
     for it in range(1, n_iter + 1):
         if schedule == "sync":
-            _update(p, msg, new, beta, sends[-1], damping)
+            _update(p, msg, new, beta, sends[-1], damping, -1, kernel)
             msg, new = new, msg
         else:
-            _update(p, msg, msg, beta, sends[it % 2], damping)
-            _update(p, msg, msg, beta, sends[(it + 1) % 2], damping)
+            _update(p, msg, msg, beta, sends[it % 2], damping, it % 2, kernel)
+            _update(p, msg, msg, beta, sends[(it + 1) % 2], damping, (it + 1) % 2, kernel)
         lab, fl = argmin(p, msg)
         e = _energies(p, lab, fl, beta)
         be = best_e[active]
@@ -323,13 +338,16 @@ def bp_flow_batch(fs, ft, beta: float = 3e-3, radius: int | None = None, n_iter:
                   damping: float = 0.0, outside_cost: float | None = None, tol_iters: int = 5,
                   schedule: str = "checkerboard", coarse_to_fine: bool = False, coarse_size: int = 12,
                   refine_radius: int = 2, max_radius: int = 40, device=None, layout: str = "auto",
-                  volume=None) -> list[FlowResult]:
+                  kernel: str = "auto", volume=None) -> list[FlowResult]:
     """Align a batch of pairs at once (float32, torch); same arguments and results as :func:`convcorr.flow.bp_flow`.
 
     Args:
         fs: (B, h, w, C) source grids (numpy or torch, or a list of equal-shape (h, w, C)); ft: (B, h2, w2, C).
         device: torch device (default: the device of ``fs`` if it is a tensor, else CPU).
         layout: "auto" (grid layout when exact and smaller, see the module docstring), "grid" or "window".
+        kernel: message kernel: "numba" (CPU only: the lower-envelope distance transform, O(labels) per message,
+            parallel over pairs x rows with numba's threads), "torch" (vectorised parabola minima, any device) or
+            "auto" (numba on CPU, torch elsewhere).
         volume: optional precomputed (B, h, w, 2r+1, 2r+1) data volume (window layout; nothing forbidden).
         others: see :func:`convcorr.flow.bp_flow`.
     Returns:
@@ -346,6 +364,12 @@ def bp_flow_batch(fs, ft, beta: float = 3e-3, radius: int | None = None, n_iter:
     if device is None:
         device = fs.device if torch.is_tensor(fs) else torch.device("cpu")
     device = torch.device(device)
+    if kernel not in ("auto", "numba", "torch"):
+        raise ValueError(f"bp_flow_batch: kernel must be 'auto', 'numba' or 'torch', got {kernel!r}")
+    if kernel == "auto":
+        kernel = "numba" if device.type == "cpu" else "torch"
+    if kernel == "numba" and device.type != "cpu":
+        raise ValueError(f"bp_flow_batch: kernel='numba' runs on CPU tensors only, got device {device}")
     fs = _as_batch(fs, "fs", device)
     ft = _as_batch(ft, "ft", device)
     if fs.shape[0] != ft.shape[0]:
@@ -370,12 +394,12 @@ def bp_flow_batch(fs, ft, beta: float = 3e-3, radius: int | None = None, n_iter:
         centre = torch.zeros(B, h, w, 2, dtype=torch.long, device=device)
         prob = _Problem("window", vol.contiguous(), None, torch.zeros(B, h, w, 4, 2, dtype=torch.long, device=device),
                         _WindowDecode(centre, r), h, w)
-        return _results(prob, beta, n_iter, schedule, damping, tol_iters)
+        return _results(prob, beta, n_iter, schedule, damping, tol_iters, kernel)
     if not coarse_to_fine:
         if normalize:
             fs, ft = _normalize(fs), _normalize(ft)
         prob = _make_problem(fs, ft, r, None, outside_cost, layout)
-        return _results(prob, beta, n_iter, schedule, damping, tol_iters)
+        return _results(prob, beta, n_iter, schedule, damping, tol_iters, kernel)
     # coarse-to-fine: the pyramid of flow.bp_flow, solved level by level for the whole batch
     pyr_s, pyr_t = [fs], [ft]
     while (max(pyr_s[-1].shape[1:3] + pyr_t[-1].shape[1:3]) > coarse_size
@@ -400,8 +424,8 @@ def bp_flow_batch(fs, ft, beta: float = 3e-3, radius: int | None = None, n_iter:
             centre[..., 1] = torch.clamp(ys + centre[..., 1], 0, t.shape[1] - 1) - ys
         prob = _make_problem(s, t, rr, centre, outside_cost, layout)
         if lev > 0:
-            flow = _solve(prob, beta, n_iter, schedule, damping, tol_iters)[0]
-    return _results(prob, beta, n_iter, schedule, damping, tol_iters)
+            flow = _solve(prob, beta, n_iter, schedule, damping, tol_iters, kernel)[0]
+    return _results(prob, beta, n_iter, schedule, damping, tol_iters, kernel)
 
 
 def _pool2_t(f: torch.Tensor) -> torch.Tensor:
@@ -432,8 +456,8 @@ def _make_problem(fs, ft, r, centre, outside_cost, layout):
     return _window_problem(D, h, w, h2, w2, r, centre, oc, forbid)
 
 
-def _results(prob, beta, n_iter, schedule, damping, tol_iters):
-    best, best_e, energies, n_run = _solve(prob, beta, n_iter, schedule, damping, tol_iters)
+def _results(prob, beta, n_iter, schedule, damping, tol_iters, kernel):
+    best, best_e, energies, n_run = _solve(prob, beta, n_iter, schedule, damping, tol_iters, kernel)
     flows = best.cpu().numpy().astype(np.int64)
     B = flows.shape[0]
     # final energies in float64 from the float32 unary (the data term of the returned labelling + smoothness)
