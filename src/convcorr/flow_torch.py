@@ -37,7 +37,8 @@ from .flow import SCHEDULES, FlowResult, _pool2
 # message k arrives at a node from its k-neighbour: 0 left, 1 right, 2 up, 3 down. The sender of message k sits
 # at receiver - OFF[k]; i.e. a node sends message k to its neighbour at + OFF[k] (numba: k_out).
 _OFF = ((0, 1), (0, -1), (1, 0), (-1, 0))  # (dy, dx) from sender to receiver for k = 0..3
-_CHUNK = 1 << 24  # elements of the broadcast (lines x queries x sources) per distance-transform chunk
+# elements of the broadcast (lines x queries x sources) per distance-transform chunk (memory per chunk: 4 x this)
+_CHUNK = {"cpu": 1 << 22, "cuda": 1 << 26}
 
 
 def _dt_pass(f: torch.Tensor, beta: float, shift) -> torch.Tensor:
@@ -55,7 +56,7 @@ def _dt_pass(f: torch.Tensor, beta: float, shift) -> torch.Tensor:
     else:
         per = shift.to(f.dtype)
     out = torch.empty_like(f)
-    step = max(1, _CHUNK // max(1, A * n * n))
+    step = max(1, _CHUNK.get(f.device.type, 1 << 24) // max(1, A * n * n))
     for s in range(0, N, step):
         fc = f[s:s + step]
         if per is not None:
