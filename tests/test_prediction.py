@@ -151,7 +151,7 @@ def test_keypoint_predictor_sift_finds_blobs():
     rng = np.random.default_rng(0)
     insts = [_blob_instance(i, rng) for i in range(14)]
     train, test = insts[:10], insts[10:]
-    model = KeypointPredictor("sift", size=128, C=1.0, rounds=1, n_init=500, seed=0).fit(train)
+    model = KeypointPredictor("sift", k=1, size=128, C=1.0, rounds=1, n_init=500, seed=0).fit(train)
     assert set(model.models) == {"blob", "hole"}
     for inst in test:
         pred = model.predict(inst)
@@ -178,7 +178,7 @@ def test_keypoint_predictor_conv5_real_backbone(shared):
     rng = np.random.default_rng(1)
     insts = [_blob_instance(i, rng) for i in range(8)]
     bb = get_backbone("alexnet")
-    model = KeypointPredictor("conv5", backbone=bb, size=260, rounds=1, n_init=300, seed=0)
+    model = KeypointPredictor("conv5", backbone=bb, k=3, size=260, rounds=1, n_init=300, seed=0)
     model.fit(insts[:6])
     g, geom, t, crop = model.grid(insts[6])
     assert crop.shape == (260, 260, 3)

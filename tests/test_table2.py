@@ -8,22 +8,22 @@ from convcorr.experiments import resolve_conf, run
 
 def test_table2_tiny(tmp_path, shared):
     path = run("table2", tmp_path, "default", {"categories": ["face"], "n_queries": 3, "k": 3, "top": 2,
-                                               "n_warps": 1, "methods": ["conv", "nn"], "layers": ["conv4"],
+                                               "n_warps": 1, "features": ["alexnet:conv4"],
                                                "n_iter": 4})
     res = json.loads((tmp_path / "results.json").read_text())["results"]
     assert res["n_queries"] == 3
-    for m in ("nn", "conv4"):
+    for m in ("box-copy", "alexnet:conv4 + flow"):
         assert all(0 <= v <= 1 for v in res["pck"][m].values())
         assert set(res["pck"][m]) == {"0.1", "0.05", "0.025"}
-    assert res["pck"]["conv4"]["0.1"] > res["random"]["0.1"]
+    assert res["pck"]["alexnet:conv4 + flow"]["0.1"] > res["random"]["0.1"]
     assert 0 <= res["same_source_fraction_k"] <= 1
     q = res["per_query"][0]
     assert len(q["neighbours"]) == 3 and q["query"] not in q["neighbours"]
-    assert np.array(q["methods"]["conv4"]["prediction"]).shape == (68, 2)
+    assert np.array(q["methods"]["alexnet:conv4 + flow"]["prediction"]).shape == (68, 2)
     for f in ("neighbours.png", "pck_vs_alpha.png"):
         assert (tmp_path / f).stat().st_size > 5000
     text = path.read_text()
-    assert "| conv4 flow |" in text and "| NN transfer |" in text and "| face |" in text
+    assert "| alexnet:conv4 + flow |" in text and "| box-copy |" in text and "| face |" in text
 
 
 def test_table2_strict_protocol_excludes_the_query_photo(shared):

@@ -6,14 +6,15 @@ import pytest
 from convcorr.experiments import resolve_conf, run
 from convcorr.experiments.table4 import CONFIGS, kept_types
 
-ROWS = {"SIFT", "SIFT + prior", "conv5", "conv5 + prior", "NN prior only"}
+ROWS = {"sift:step=8,bin=8", "sift:step=8,bin=8 + prior", "alexnet:conv5", "alexnet:conv5 + prior", "NN prior only"}
 
 
 def test_configs_and_type_subsample():
     for name in ("default", "paper"):
         c = CONFIGS[name]
         assert c["size"] == 500 and c["sigma"] == 22.0 and c["eta"] == 0.1 and c["n_pos"] == 10
-        assert c["features"] == ["sift", "conv5"] and c["margin"] == 0.0
+        assert c["features"] == ["sift:step=8,bin=8", "alexnet:conv5"] and c["neighbourhood"] == [1, 3]
+        assert c["margin"] == 0.0
     assert CONFIGS["paper"]["dataset"] == "berkeley"
     np.testing.assert_array_equal(kept_types(tuple("abcdefghi"), 3), [0, 4, 8])
     np.testing.assert_array_equal(kept_types(tuple("abc"), None), [0, 1, 2])
@@ -37,8 +38,8 @@ def test_table4_tiny(tmp_path, shared):
         assert set(row) == {"face", "mean"}
         assert 0.0 <= row["face"] <= 1.0 and row["mean"] == row["face"]
     assert res["n_train"]["face"] > 0 and res["n_test"]["face"] > 0
-    assert len(res["mining"]["conv5"]["face"]) == 2  # round 0 + one mining round
+    assert len(res["mining"]["alexnet:conv5"]["face"]) == 2  # round 0 + one mining round
     md = (tmp_path / "report.md").read_text()
-    assert "| conv5 + prior |" in md and "| SIFT |" in md
+    assert "| alexnet:conv5 + prior |" in md and "| sift:step=8,bin=8 |" in md
     for f in ("predictions.png", "score_maps.png", "report.md"):
         assert (tmp_path / f).stat().st_size > 500

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from convcorr.transfer import (CropTransform, KeypointTransfer, TransferConfig, crop_box, crop_instance,
+from convcorr.transfer import (BoxCopyTransfer, CropTransform, KeypointTransfer, TransferConfig, crop_box,
+                               crop_instance, make_transfer,
                                first_available, median_of_top, nn_transfer, retrieve_neighbours,
                                transfer_keypoints)
 from convcorr.types import Instance
@@ -36,11 +37,13 @@ def test_nn_transfer_box_coordinates():
     assert np.isnan(out[1:]).all()  # absent and invisible types are not copied
 
 
-def test_nn_method_falls_back_to_next_neighbour_per_type():
+def test_box_copy_falls_back_to_next_neighbour_per_type():
     q = Instance("q", "c", (100, 100, 200, 150), ("a", "b"), [[0, 0], [0, 0]], [True, True])
     n1 = Instance("n1", "c", (0, 0, 10, 20), ("a", "b"), [[5, 10], [0, 0]], [True, False])
     n2 = Instance("n2", "c", (10, 10, 20, 30), ("a", "b"), [[10, 10], [20, 30]], [True, True])
-    pred = KeypointTransfer(TransferConfig(method="nn")).predict_from_neighbours(q, [n1, n2])
+    kt = make_transfer(TransferConfig(method="box-copy"))
+    assert isinstance(kt, BoxCopyTransfer)
+    pred = kt.predict_from_neighbours(q, [n1, n2])
     np.testing.assert_allclose(pred, [[150, 125], [200, 150]])
     np.testing.assert_allclose(first_available(np.array([[[np.nan, 1.0]], [[3.0, 4.0]]])), [[3, 4]])
 
@@ -74,8 +77,8 @@ def test_retrieve_neighbours_cosine_and_mask():
     assert retrieve_neighbours(q, db, 5).tolist() == [[2, 0, 1, -1, -1]]  # k > N pads with -1
 
 
-@pytest.mark.parametrize("method", ["sift", "conv"])
-def test_alignment_transfers_shifted_copy(method, shared):
+@pytest.mark.parametrize("features", ["sift", "alexnet:conv4"])
+def test_alignment_transfers_shifted_copy(features, shared):
     from convcorr.types import load_image
 
     img = load_image(shared / "images" / "cat.bmp")
@@ -86,11 +89,11 @@ def test_alignment_transfers_shifted_copy(method, shared):
     q = Instance("q", "cat", box, ("a", "b", "c"), kp, [True] * 3, image=img)
     # the neighbour is the picture moved 16 px right (same box): its crop is the query's shifted by 16 px
     n = Instance("n", "cat", box, ("a", "b", "c"), kp + [shift, 0], [True] * 3, image=np.roll(img, shift, axis=1))
-    kt = KeypointTransfer(TransferConfig(method=method, layer="conv4", margin=0.0, size=227, top=1))
+    kt = KeypointTransfer(TransferConfig(features=features, matcher="flow", margin=0.0, size=227, top=1))
     pred, det = kt.predict_from_neighbours(q, [n], return_details=True)
     assert np.abs(pred - kp).max() <= 4.0, pred - kp
     # the flow itself is the shift: dense flow ~ (+16, 0) in the interior of the query crop
-    np.testing.assert_allclose(np.median(det["alignments"][0].dense[60:160, 60:160], axis=(0, 1)), [shift, 0], atol=1)
+    np.testing.assert_allclose(np.median(det["alignments"][0].displacement[60:160, 60:160], axis=(0, 1)), [shift, 0], atol=1)
 
 
 def test_predict_retrieves_same_category_neighbours(shared):
@@ -104,7 +107,7 @@ def test_predict_retrieves_same_category_neighbours(shared):
     noise = np.random.default_rng(0).integers(0, 255, img.shape, dtype=np.uint8)
     bad = Instance("bad", "cat", box, ("a", "b"), kp * 0 + 200, [True, True], image=noise)
     other = Instance("other", "dog", box, ("a", "b"), kp + [8, 0], [True, True], image=img)  # wrong category
-    kt = KeypointTransfer(TransferConfig(method="sift", k=1, top=1, margin=0.0))
+    kt = KeypointTransfer(TransferConfig(features="sift", k=1, top=1, margin=0.0))
     assert [n.id for n in kt.neighbours(q, [bad, other, q, good])] == ["good"]
     good.meta["source_id"] = q.meta["source_id"] = "photo"
     assert [n.id for n in kt.neighbours(q, [bad, other, q, good], exclude_same_source=True)] == ["bad"]

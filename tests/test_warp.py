@@ -106,3 +106,39 @@ def test_identity_warp_and_bad_input():
 
     with pytest.raises(ValueError, match="flow"):
         dense_flow(np.zeros((4, 4)), RFGeometry(1, 1, 0), RFGeometry(1, 1, 0), (4, 4))
+
+
+def _fold_field():
+    """13 x 13 conv4-like grid: every column maps one column to the LEFT (source = target + 16 px) except the left
+    border column, which points 3 columns the other way (column 0 -> column 3): the map folds back over
+    target columns 0..3."""
+    from convcorr.geometry import RFGeometry
+
+    g = RFGeometry(131, 16, 17.0)
+    flow = np.zeros((13, 13, 2))
+    flow[..., 0] = -1
+    flow[:, 0, 0] = 3
+    return g, flow
+
+
+def test_transfer_points_is_fold_correct():
+    # regression: the old nearest-T(p) search let the folded border column steal interior points
+    g, flow = _fold_field()
+    dense = dense_flow(flow, g, g, (227, 227))
+    c = g.column_centers(13)
+    q = np.stack(np.meshgrid(np.linspace(c[0], c[11], 34), np.linspace(0, 226, 9)), -1).reshape(-1, 2)
+    out = transfer_points(q, dense)
+    np.testing.assert_allclose(out, q + [16, 0], atol=1e-9)  # every interior point exactly
+    # the fold exists: target x = c[1] also has the folded preimage inside source cell [c0, c1]
+    assert (dense[:, 17 + 8, 0] + 17 + 8 > c[1]).all()
+
+
+def test_invert_lattice_by_hand_and_outside_points():
+    from convcorr.warp import invert_lattice
+
+    xs, ys = np.array([0.0, 10.0]), np.array([0.0, 10.0])
+    T = np.stack(np.meshgrid(xs, ys), -1) * 2 + 5          # p -> 2 p + 5
+    np.testing.assert_allclose(invert_lattice(np.array([[15.0, 7.0], [np.nan, 1]]), xs, ys, T)[0], [5, 1])
+    assert np.isnan(invert_lattice(np.array([[np.nan, 1.0]]), xs, ys, T)).all()
+    # a point outside the map's image goes to the source point whose image is nearest (the corner (10, 10))
+    np.testing.assert_allclose(invert_lattice(np.array([[40.0, 40.0]]), xs, ys, T, (11, 11)), [[10, 10]])

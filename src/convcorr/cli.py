@@ -135,6 +135,135 @@ def visualize_cmd(out_dir: Path, preset: str, sets: tuple[str, ...]) -> None:
     click.echo(f"report written to {path}")
 
 
+# ---------------------------------------------------------------------------------------------------- align (#7)
+def _align_points(path: Path, hw: tuple[int, int]) -> "np.ndarray":
+    """Points of A from a JSON file: [[x, y], ...] or {"points": [[x, y], ...]}, (x, y) pixels of the original A."""
+    import json
+
+    import numpy as np
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(f"{path}: cannot read JSON points ({exc})", param_hint="--points") from exc
+    pts = data.get("points") if isinstance(data, dict) else data
+    try:
+        arr = np.asarray(pts, dtype=np.float64)
+    except (TypeError, ValueError):
+        arr = np.zeros((0, 3))
+    if arr.ndim != 2 or arr.shape[1] != 2 or not len(arr) or not np.isfinite(arr).all():
+        raise click.BadParameter(f"{path}: expected a non-empty list of [x, y] pairs (or {{\"points\": [...]}})",
+                                 param_hint="--points")
+    H, W = hw
+    bad = np.flatnonzero((arr[:, 0] < -0.5) | (arr[:, 0] > W - 0.5) | (arr[:, 1] < -0.5) | (arr[:, 1] > H - 0.5))
+    if len(bad):
+        raise click.BadParameter(f"{path}: point {bad[0]} {arr[bad[0]].tolist()} lies outside image A "
+                                 f"({W} x {H} px)", param_hint="--points")
+    return arr
+
+
+def _grid_points(hw: tuple[int, int], n: int) -> "np.ndarray":
+    """An n x n grid of points over the central 80% of an (H, W) image."""
+    import numpy as np
+
+    H, W = hw
+    xs = np.linspace(0.1 * (W - 1), 0.9 * (W - 1), n)
+    ys = np.linspace(0.1 * (H - 1), 0.9 * (H - 1), n)
+    return np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2)
+
+
+@cli.command("align")
+@click.argument("image_a", type=click.Path(path_type=Path))
+@click.argument("image_b", type=click.Path(path_type=Path))
+@click.option("--features", default="alexnet:conv4", show_default=True,
+              help="Dense features: 'sift', 'sift:step=4,bin=4', '<backbone>:<layer>', hypercolumn "
+                   "'alexnet:conv3+conv4'.")
+@click.option("--matcher", default="flow", show_default=True, help="Matcher: flow, nn, mnn, softargmax.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Matcher option (repeatable), e.g. --set beta=0.01 --set radius=6 (flow), --set window=5.")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option("--points", "points_path", default=None, type=click.Path(path_type=Path),
+              help="JSON file of points in A ([[x, y], ...], original pixels); default: a grid of points.")
+@click.option("--grid", "grid_n", default=8, show_default=True, type=click.IntRange(1, 100),
+              help="Grid of N x N points over A when --points is not given.")
+@click.option("--max-side", default=256, show_default=True, type=click.IntRange(0, None),
+              help="Resize each image so its longer side has this many pixels before computing features "
+                   "(aspect ratio kept; 0 = use the images as they are).")
+@click.option("--one-way", is_flag=True, help="Match A -> B only (B -> A by exact inversion).")
+def align_cmd(image_a: Path, image_b: Path, features: str, matcher: str, sets: tuple[str, ...], out_dir: Path,
+              points_path: Path | None, grid_n: int, max_side: int, one_way: bool) -> None:
+    """Dense correspondence between your own two images A and B (any sizes and aspect ratios).
+
+    Each image is resized (bilinear, aspect ratio kept) so that its longer side is --max-side pixels, features
+    are computed on the resized images, and all results are mapped back exactly to ORIGINAL pixels (pixel-centre
+    convention). Writes into --out: warped.png (B warped onto A), pairs.png (A|B with correspondence lines),
+    flow.png (flow colour coding of A -> B with a colour-wheel legend) and correspondences.json ((x, y) points
+    in pixels of the original A and B, with the features, matcher and options used).
+    """
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from .correspondence import correspond
+    from .dense import parse_options
+    from .flowviz import save_flow_figure, save_pairs_figure
+    from .types import load_image
+
+    options: dict = {}
+    for item in sets:
+        if "=" not in item:
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--set")
+        try:
+            options.update(parse_options(item, item))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--set") from exc
+    img_a, img_b = load_image(image_a), load_image(image_b)
+    pts_a = _align_points(points_path, img_a.shape[:2]) if points_path else _grid_points(img_a.shape[:2], grid_n)
+    from .dense import get_features
+    from .matchers import get_matcher
+
+    try:
+        feats = get_features(features)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--features") from exc
+    try:
+        m = get_matcher(matcher, **options)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--matcher/--set") from exc
+    try:
+        c = correspond(img_a, img_b, feats, m, max_side=max_side or None, both=not one_way)
+    except ValueError as exc:  # e.g. an image too small for the layer
+        raise click.UsageError(str(exc)) from exc
+    pts_b = c.transfer(pts_a)
+    Hb, Wb = img_b.shape[:2]
+    outside = np.flatnonzero(np.all(np.isfinite(pts_b), 1) & ((pts_b[:, 0] < -0.5) | (pts_b[:, 0] > Wb - 0.5)
+                                                             | (pts_b[:, 1] < -0.5) | (pts_b[:, 1] > Hb - 0.5)))
+    pts_b = np.column_stack([np.clip(pts_b[:, 0], -0.5, Wb - 0.5), np.clip(pts_b[:, 1], -0.5, Hb - 0.5)])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(c.warp(img_b)).save(out_dir / "warped.png")
+    label = f"{c.spec['features']} + {m.name}"
+    save_pairs_figure(img_a, img_b, pts_a, pts_b, out_dir / "pairs.png", f"{image_a.name} -> {image_b.name}: {label}")
+    H, W = img_a.shape[:2]
+    disp = c.forward - np.stack(np.meshgrid(np.arange(W, dtype=float), np.arange(H, dtype=float)), -1)
+    save_flow_figure(disp, out_dir / "flow.png", f"A -> B displacement, {label}")
+    tolist = lambda a: [[None if not np.isfinite(v) else round(float(v), 3) for v in row] for row in a]
+    doc = {
+        "convention": "(x, y) pixels of the ORIGINAL images, x right, y down, top-left pixel centre at (0, 0)",
+        "image_a": {"path": str(image_a), "width": int(W), "height": int(H)},
+        "image_b": {"path": str(image_b), "width": int(Wb), "height": int(Hb)},
+        "features": c.spec["features"], "matcher": m.name, "options": m.options,
+        "resize": {"max_side": c.spec["max_side"], "work_a_hw": c.spec["work_a_hw"],
+                   "work_b_hw": c.spec["work_b_hw"]},
+        "both_directions": not one_way, "energy": float(c.energy),
+        "points_source": str(points_path) if points_path else f"{grid_n} x {grid_n} grid over A",
+        "points_a": tolist(pts_a), "points_b": tolist(pts_b),
+        "clipped_to_b": outside.tolist(),
+    }
+    (out_dir / "correspondences.json").write_text(json.dumps(doc, indent=1, default=str))
+    click.echo(f"wrote warped.png, pairs.png, flow.png, correspondences.json to {out_dir}")
+
+
 def main() -> None:
     try:
         cli(standalone_mode=True)

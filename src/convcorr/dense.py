@@ -82,6 +82,14 @@ class DenseFeatures:
     def __call__(self, image: np.ndarray) -> FeatureGrid:
         return self.compute(image)
 
+    def at_points(self, image: np.ndarray, xy: np.ndarray) -> np.ndarray:
+        """(N, C) features at (N, 2) (x, y) pixels of ``image``: by default the column whose rf centre is nearest
+        each point (clipped into the grid); plug-ins that can describe any point exactly (dense SIFT) override it."""
+        g = self.compute(image)
+        xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+        cr = g.geometry.pixel_to_column(xy, g.grid_hw)
+        return g.features[cr[:, 1], cr[:, 0]]
+
     @property
     def cache_key(self) -> str:
         """Everything that determines the output, as a string (default: the spec)."""
@@ -91,8 +99,9 @@ class DenseFeatures:
         return f"{type(self).__name__}({self.spec!r})"
 
 
-#: kind -> factory(spec_rest: str, **options) -> DenseFeatures. "backbone" is the fallback kind for
-#: "<backbone>:<layer>" specs; other kinds are matched on the text before the first colon (e.g. "sift").
+#: kind -> plug-in class (or factory). A class with a ``from_spec(rest, **options)`` classmethod is built from it,
+#: else it is called as ``factory(rest, **options)``. "backbone" is the fallback kind for "<backbone>:<layer>"
+#: specs; other kinds are matched on the text before the first colon (e.g. "sift").
 DENSE_FEATURES: dict[str, Callable[..., DenseFeatures]] = {}
 
 
@@ -106,14 +115,61 @@ def register_features(kind: str):
     return deco
 
 
+def parse_options(text: str, spec: str = "") -> dict:
+    """``"step=8,bin=8"`` -> ``{"step": 8, "bin": 8}`` (values as Python literals when they parse, else strings;
+    ``true``/``false``/``none`` work too). Raises ValueError naming the spec on a malformed item."""
+    import ast
+
+    out: dict = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        if "=" not in item:
+            raise ValueError(f"features {spec!r}: option {item!r} must be KEY=VALUE")
+        k, v = (t.strip() for t in item.split("=", 1))
+        words = {"true": True, "false": False, "none": None}
+        if v.lower() in words:
+            out[k] = words[v.lower()]
+            continue
+        try:
+            out[k] = ast.literal_eval(v)
+        except (ValueError, SyntaxError):
+            out[k] = v
+    return out
+
+
+def _load_plugins() -> None:
+    from . import features  # noqa: F401  (registers "sift" and "backbone")
+
+
+def _build(factory, rest: str, options: dict):
+    make = getattr(factory, "from_spec", factory)
+    return make(rest, **options)
+
+
 def get_features(spec, **options) -> DenseFeatures:
     """A :class:`DenseFeatures` from a spec string (see the module docstring) or pass an object through.
 
+    Args:
+        spec: e.g. ``"sift"``, ``"sift:step=4,bin=6"``, ``"alexnet:conv4"``, ``"alexnet:conv3+conv4"``, or a
+            :class:`DenseFeatures` object (returned as is; ``options`` must then be empty).
+        **options: plug-in options (e.g. ``step=4`` for SIFT; ``device=``, ``weights=``, ``batch_size=`` for
+            backbone layers; ``backbone=<Backbone object>`` with ``spec="<layer>"`` or ``":<layer>"``).
     Raises:
         ValueError: naming the spec when it cannot be parsed or names an unknown plug-in/backbone/layer.
     """
     if isinstance(spec, DenseFeatures):
+        if options:
+            raise ValueError(f"features: options {sorted(options)} given with an already built {spec!r}")
         return spec
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"features: expected a spec string such as 'alexnet:conv4' or 'sift', got {spec!r}")
-    raise NotImplementedError("dense feature plug-ins are registered by convcorr.features (issue #7)")
+    _load_plugins()
+    spec = spec.strip()
+    kind, _, rest = spec.partition(":")
+    kind = kind.strip().lower()
+    if kind != "backbone" and kind in DENSE_FEATURES:
+        return _build(DENSE_FEATURES[kind], rest, options)
+    if ":" not in spec and "backbone" not in options:
+        kinds = sorted(k for k in DENSE_FEATURES if k != "backbone")
+        raise ValueError(f"features {spec!r}: unknown kind; use one of {kinds} or '<backbone>:<layer>' "
+                         "(e.g. 'alexnet:conv4', hypercolumn 'alexnet:conv3+conv4')")
+    return _build(DENSE_FEATURES["backbone"], spec, options)

@@ -38,9 +38,6 @@ from .linalg import l2_normalize as _l2_normalize
 from .geometry import RFGeometry
 from .types import Instance
 
-FEATURES = ("conv5", "sift")
-
-
 # --------------------------------------------------------------------------------------------- pure functions
 def neighbourhood_features(grid: np.ndarray, k: int = 3) -> np.ndarray:
     """Describe every column by its k x k neighbourhood of columns.
@@ -232,40 +229,38 @@ def nearest_neighbours(query: np.ndarray, db: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------------------ class
 class KeypointPredictor:
-    """Per-keypoint-type linear SVMs over conv5 (3x3 neighbourhoods) or dense-SIFT grids of box crops.
+    """Per-keypoint-type linear SVMs over dense feature grids of box crops (conv5 3x3 neighbourhoods or dense SIFT).
 
     Args:
-        feature: "conv5" (any spatial layer name of ``backbone`` works) or "sift".
-        backbone: a :class:`convcorr.backbones.Backbone` (needed for conv features; default AlexNet caffe-q8).
+        features: dense-feature spec or object (:func:`convcorr.dense.get_features`): "alexnet:conv5" (the paper),
+            "sift:step=8,bin=8" (the baseline), any backbone layer; a bare layer name ("conv5") with ``backbone``.
+        backbone: a :class:`convcorr.backbones.Backbone` for a bare layer name in ``features``.
         size: crop side in pixels (500); margin: box enlargement fraction per side (0 = the box itself).
-        k: neighbourhood side (default 3 for conv features, 1 for SIFT).
+        k: neighbourhood side (3: the paper's conv5 3x3; 1: a single column, the paper's SIFT baseline).
         n_pos, C, rounds, n_init, n_add: see :func:`positives_negatives` / :func:`train_keypoint_svm`.
         sigma: prior Gaussian in crop pixels; eta: prior weight; positive: score mapping of :func:`combine`.
-        sift_step, sift_bin: dense SIFT sampling step and bin size in crop pixels.
         normalize: L2-normalise every column descriptor.
 
     Feature grids are cached per instance id (``self.cache``) so one grid serves training, prediction with
     and without the prior, and figures.
     """
 
-    def __init__(self, feature: str = "conv5", backbone=None, size: int = 500, margin: float = 0.0,
-                 k: int | None = None, n_pos: int = 10, C: float = 1.0, rounds: int = 3, n_init: int = 2000,
+    def __init__(self, features="alexnet:conv5", backbone=None, size: int = 500, margin: float = 0.0,
+                 k: int = 3, n_pos: int = 10, C: float = 1.0, rounds: int = 3, n_init: int = 2000,
                  n_add: int = 2000, sigma: float = 22.0, eta: float = 0.1, positive: str = "sigmoid",
-                 sift_step: int = 8, sift_bin: float = 8, normalize: bool = True, seed: int = 0):
-        self.feature = feature
-        self.backbone = backbone
-        if feature != "sift" and self.backbone is None:
-            from .backbones import get_backbone
+                 normalize: bool = True, seed: int = 0):
+        from .dense import get_features
 
-            self.backbone = get_backbone("alexnet")
-        if feature != "sift" and feature not in self.backbone.layer_names:
-            raise ValueError(f"KeypointPredictor: feature must be 'sift' or a layer of {self.backbone.name} "
-                             f"{self.backbone.layer_names}, got {feature!r}")
+        try:
+            self.features = get_features(features, **({"backbone": backbone} if backbone is not None else {}))
+        except ValueError as exc:
+            raise ValueError(f"KeypointPredictor: {exc}") from exc
+        self.feature = self.features.spec
         self.size, self.margin = int(size), float(margin)
-        self.k = k if k is not None else (1 if feature == "sift" else 3)
+        self.k = int(k)
         self.n_pos, self.C, self.rounds, self.n_init, self.n_add = n_pos, C, rounds, n_init, n_add
         self.sigma, self.eta, self.positive = sigma, eta, positive
-        self.sift_step, self.sift_bin, self.normalize, self.seed = sift_step, sift_bin, normalize, seed
+        self.normalize, self.seed = normalize, seed
         self.cache: dict[str, tuple] = {}
         self.models: dict[str, tuple[np.ndarray, float]] = {}
         self.history: dict[str, list] = {}
@@ -284,9 +279,8 @@ class KeypointPredictor:
         return l2_normalize(g) if self.normalize else g.astype(np.float32)
 
     def precompute(self, instances: Sequence[Instance], batch_size: int = 8, desc: str | None = None) -> None:
-        """Compute and cache the grids of all ``instances`` (batched forward passes for conv features)."""
+        """Compute and cache the grids of all ``instances`` (in batches)."""
         from .report import progress
-        from .sift import dense_sift_grid
 
         todo = [i for i in dict((i.id, i) for i in instances).values() if i.id not in self.cache]
         if not todo:
@@ -295,16 +289,9 @@ class KeypointPredictor:
                           total=(len(todo) + batch_size - 1) // batch_size):
             part = todo[s:s + batch_size]
             crops = [self.crop(i) for i in part]
-            if self.feature == "sift":
-                for inst, (c, t) in zip(part, crops):
-                    d, geom = dense_sift_grid(c, step=self.sift_step, bin_size=self.sift_bin)
-                    self.cache[inst.id] = (self._finish(d), geom, t, c)
-            else:
-                acts = self.backbone.extract([c for c, _ in crops], [self.feature], size=None,
-                                             batch_size=batch_size)[self.feature]
-                geom = self.backbone.rf(self.feature)
-                for inst, (c, t), a in zip(part, crops, acts):
-                    self.cache[inst.id] = (self._finish(a), geom, t, c)
+            grids = self.features.compute_many([c for c, _ in crops])
+            for inst, (c, t), g in zip(part, crops, grids):
+                self.cache[inst.id] = (self._finish(g.features), g.geometry, t, c)
 
     def grid(self, inst: Instance):
         """(grid (h, w, D) float32, RFGeometry in crop pixels, CropTransform, crop) of an instance (cached)."""

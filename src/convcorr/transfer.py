@@ -2,14 +2,16 @@
 
 For a query instance: retrieve its k nearest training neighbours of the same category by a global feature
 (cosine similarity; the paper uses AlexNet fc7, here any backbone's ``global_features``, by default
-EfficientNet-Lite0 "pool", because the shared AlexNet copy has no fc6/fc7 weights), align each neighbour to the
-query with the flow MRF (:func:`convcorr.flow.bp_flow`) on conv-layer or dense-SIFT features, interpolate the
-grid flow with bivariate splines (:func:`convcorr.warp.dense_flow`), move the neighbour's keypoints into the
-query, rank the neighbours by their alignment energy (lowest first), and predict each keypoint type as the
-coordinate-wise median over the ``top`` best-ranked neighbours in which that type is visible.
-Baseline "nn": copy the keypoints of the single nearest neighbour (by the global feature) in normalised box
-coordinates, ``x' = (x - x0_nn) / w_nn * w_q + x0_q`` (a type the nearest neighbour lacks is taken from the
-next neighbour that has it).
+EfficientNet-Lite0 "pool", because the shared AlexNet copy has no fc6/fc7 weights), compute dense features of
+every crop (a :class:`convcorr.dense.DenseFeatures` plug-in, e.g. ``"alexnet:conv4"`` or ``"sift"``), match the
+query to each neighbour with a matcher (:mod:`convcorr.matchers`; the paper's MRF is ``"flow"``), move the
+neighbour's keypoints into the query through the correspondence, rank the neighbours by the correspondence's
+energy (lowest first), and predict each keypoint type as the coordinate-wise median over the ``top``
+best-ranked neighbours in which that type is visible (:class:`KeypointTransfer`).
+Baseline "box-copy" (:class:`BoxCopyTransfer`, no features, no matcher): copy the keypoints of the single
+nearest neighbour (by the global feature) in normalised box coordinates,
+``x' = (x - x0_nn) / w_nn * w_q + x0_q`` (a type the nearest neighbour lacks is taken from the next neighbour
+that has it).
 
 Frames. Every instance is cropped to its box enlarged by ``margin`` (a fraction of the box width/height on each
 side; outside the image is black) and resized to ``size x size`` pixels, the network input. A
@@ -18,23 +20,24 @@ convention, :func:`convcorr.geometry.scale_points`); feature geometries (:class:
 are in crop pixels since the crop is fed to the network at its own size. Predictions are returned in the
 query's ORIGINAL image pixels, (x, y).
 
-Direction. The MRF is posed with the QUERY as the flow's source grid and the neighbour as the target, so the
-dense flow is defined at every query pixel p: ``p + dense(p)`` is the corresponding neighbour pixel. A neighbour
-keypoint q is transferred to the query pixel whose image under the flow is nearest q
-(:func:`convcorr.warp.transfer_points`), and the neighbour image is resampled into the query frame by
-:func:`convcorr.warp.warp_image`.
+Direction. The matcher is run with the QUERY as the source grid and the neighbour as the target (the paper's
+alignment energy lives on the query grid), so the pixel map is defined at every query pixel p. A neighbour
+keypoint q is transferred to the query pixel p with ``T(p) = q`` by the exact inverse of the piecewise-bilinear
+map (:meth:`convcorr.matchers.Correspondence.transfer_back` -> :func:`convcorr.warp.invert_lattice`): where the
+map folds back (a border column with a wild match), the unfolded preimage that follows the consensus motion is
+kept, so folded border columns cannot steal interior points. The neighbour image is resampled into the query
+frame by :meth:`~convcorr.matchers.Correspondence.warp`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 
-from .geometry import RFGeometry, scale_points
+from .geometry import scale_points
 from .types import Instance
 
-METHODS = ("conv", "sift", "nn")
 
 
 # --------------------------------------------------------------------------------------------------------- crops
@@ -181,114 +184,73 @@ def median_of_top(transferred: np.ndarray, energies: np.ndarray, top: int) -> np
     return out
 
 
-@dataclass
-class Alignment:
-    """A neighbour aligned to the query.
-
-    Attributes:
-        dense: (S, S, 2) pixel displacement (dx, dy) at every query-crop pixel p: p + dense(p) is the
-            corresponding neighbour-crop pixel.
-        energy, data_energy, smooth_energy: MRF energy of the grid flow and its terms.
-        flow: (h, w, 2) integer grid flow (dx, dy) in cells.
-
-    Unpacks as ``dense, energy = align(...)``.
-    """
-
-    dense: np.ndarray
-    energy: float
-    data_energy: float = float("nan")
-    smooth_energy: float = float("nan")
-    flow: np.ndarray | None = None
-
-    def __iter__(self):
-        return iter((self.dense, self.energy))
-
-
-def align(fs: np.ndarray, ft: np.ndarray, geom: RFGeometry, size: int | tuple[int, int], beta: float = 3e-3,
-          radius: int | None = None, n_iter: int = 10, spline_k: int = 1,
-          geom_t: RFGeometry | None = None, **flow_kw) -> Alignment:
-    """Align a neighbour's feature grid ``ft`` to the query's grid ``fs`` by the flow MRF.
-
-    Args:
-        fs: (h, w, C) query features; ft: (h2, w2, C) neighbour features.
-        geom: geometry of the query grid in query-crop pixels (``geom_t``: of the neighbour grid; default same).
-        size: query crop side S (or (H, W)) in pixels: the frame of the dense flow.
-        beta: smoothness weight; radius: search radius in grid cells (None: whole grid); n_iter: BP iterations.
-        spline_k: degree of the bivariate spline interpolating the grid flow (1 = bilinear).
-        **flow_kw: passed to :func:`convcorr.flow.bp_flow` (e.g. ``coarse_to_fine=True``).
-    Returns:
-        :class:`Alignment` (dense (S, S, 2) pixel flow, energy, ...).
-    """
-    from .flow import bp_flow
-    from .warp import dense_flow
-
-    hw = (int(size), int(size)) if np.isscalar(size) else tuple(int(s) for s in size)
-    res = bp_flow(fs, ft, beta=beta, radius=radius, n_iter=n_iter, **flow_kw)
-    dense = dense_flow(res.flow, geom, geom_t or geom, hw, k=spline_k)
-    return Alignment(dense, float(res.energy), float(res.data_energy), float(res.smooth_energy), res.flow)
-
-
 def transfer_keypoints(kp_neighbour: np.ndarray, t_neighbour: CropTransform, t_query: CropTransform,
-                       dense: np.ndarray) -> np.ndarray:
+                       alignment) -> np.ndarray:
     """Neighbour keypoints (K, 2) in ITS original pixels -> query ORIGINAL pixels through an alignment.
 
     Args:
         kp_neighbour: (K, 2) (NaN rows stay NaN).
         t_neighbour, t_query: crop transforms of the neighbour and the query.
-        dense: (S, S, 2) pixel flow of :func:`align` (query crop -> neighbour crop).
+        alignment: a :class:`convcorr.matchers.Correspondence` from the query crop (source) to the neighbour crop
+            (target), or an (S, S, 2) dense pixel flow (query crop -> neighbour crop). Either way the points go
+            through the exact, fold-correct inverse of the query -> neighbour map
+            (:meth:`~convcorr.matchers.Correspondence.transfer_back`, :func:`convcorr.warp.transfer_points`).
     """
     from .warp import transfer_points
 
-    in_q_crop = transfer_points(t_neighbour.to_crop(kp_neighbour), dense)
+    pts = t_neighbour.to_crop(kp_neighbour)
+    if hasattr(alignment, "transfer_back"):
+        in_q_crop = alignment.transfer_back(pts)
+    else:
+        in_q_crop = transfer_points(pts, alignment)
     return t_query.from_crop(in_q_crop)
 
 
 # ------------------------------------------------------------------------------------------------------ the method
 @dataclass
 class TransferConfig:
-    """Settings of :class:`KeypointTransfer`.
+    """Settings of a keypoint-transfer method (:func:`make_transfer`).
 
     Attributes:
-        method: "conv" (conv flow), "sift" (SIFT flow) or "nn" (nearest-neighbour copy).
-        backbone, layer: feature layer for "conv".
-        retrieval_backbone: backbone whose ``global_features`` rank neighbours (cosine).
+        method: "align" (features + matcher, :class:`KeypointTransfer`) or "box-copy" (copy the nearest
+            neighbour's keypoints in normalised box coordinates, :class:`BoxCopyTransfer`; no features).
+        features: dense-feature spec or object (:func:`convcorr.dense.get_features`), e.g. "alexnet:conv4",
+            "sift:step=8,bin=8".
+        matcher: matcher name or object (:func:`convcorr.matchers.get_matcher`), e.g. "flow", "nn".
+        matcher_options: options of the matcher (e.g. ``{"beta": 3e-3, "radius_px": 64, "n_iter": 10}`` for flow).
+        retrieval_backbone: backbone (name or object) whose ``global_features`` rank neighbours (cosine).
         k: neighbours retrieved; top: neighbours (lowest energy) whose transfers are medianed.
         size: crop side in pixels (network input); margin: crop context as a fraction of the box side.
-        beta, n_iter: MRF smoothness and BP iterations; max_radius_px: flow search radius in crop pixels
-            (converted to grid cells of the layer; None = whole grid).
-        coarse_to_fine: solve the MRF coarse-to-fine (:func:`convcorr.flow.bp_flow`; for large grids/radii).
-        sift_step, sift_bin: dense SIFT grid step and bin size in crop pixels.
-        rank_by: "energy" (total), "data" or "smooth".
+        rank_by: "energy" (the correspondence's energy) or a numeric key of its ``details`` (e.g. "data_energy",
+            "smooth_energy" for flow; "data"/"smooth" are accepted as short names).
     """
 
-    method: str = "conv"
-    backbone: str = "alexnet"
-    layer: str = "conv4"
-    retrieval_backbone: str = "efficientnet_lite0"
+    method: str = "align"
+    features: object = "alexnet:conv4"
+    matcher: object = "flow"
+    matcher_options: dict = field(default_factory=dict)
+    retrieval_backbone: object = "efficientnet_lite0"
     k: int = 10
     top: int = 5
     size: int = 227
     margin: float = 0.1
-    beta: float = 3e-3
-    max_radius_px: float | None = 112.0
-    n_iter: int = 10
-    coarse_to_fine: bool = False
-    sift_step: int = 8
-    sift_bin: int = 8
     rank_by: str = "energy"
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"unknown transfer method {self.method!r}; choose from {METHODS}")
-        if self.rank_by not in ("energy", "data", "smooth"):
-            raise ValueError(f"rank_by must be 'energy', 'data' or 'smooth', got {self.rank_by!r}")
+        if self.method not in TRANSFER_METHODS:
+            raise ValueError(f"unknown transfer method {self.method!r}; choose from {sorted(TRANSFER_METHODS)}")
+        self.rank_by = {"data": "data_energy", "smooth": "smooth_energy"}.get(self.rank_by, self.rank_by)
         if self.k < 1 or self.top < 1:
             raise ValueError(f"k and top must be >= 1, got k={self.k}, top={self.top}")
 
 
+def _backbone_key(bb) -> str:
+    return bb if isinstance(bb, str) else f"{getattr(bb, 'name', type(bb).__name__)}@{id(bb)}"
+
+
 class FeatureCache:
     """In-memory per-instance cache of crops, global features and feature grids (keyed by ``Instance.id``),
-    shareable between several :class:`KeypointTransfer` objects of one run."""
+    shareable between several transfer methods of one run."""
 
     def __init__(self, size: int = 227, margin: float = 0.1):
         self.size, self.margin = int(size), float(margin)
@@ -301,71 +263,54 @@ class FeatureCache:
             self.crops[inst.id] = crop_instance(inst, self.margin, self.size)
         return self.crops[inst.id]
 
-    def global_features(self, insts: Sequence[Instance], backbone: str) -> np.ndarray:
-        """(N, D) global features of the crops (computed in batches, once per instance)."""
+    def global_features(self, insts: Sequence[Instance], backbone) -> np.ndarray:
+        """(N, D) global features of the crops (computed in batches, once per instance); ``backbone`` is a name
+        or a :class:`convcorr.backbones.Backbone`."""
         from .backbones import get_backbone
 
-        todo = [i for i in {i.id: i for i in insts}.values() if (i.id, backbone) not in self.glob]
+        key = _backbone_key(backbone)
+        todo = [i for i in {i.id: i for i in insts}.values() if (i.id, key) not in self.glob]
         if todo:
-            f = get_backbone(backbone).global_features([self.crop(i)[0] for i in todo])
+            bb = get_backbone(backbone) if isinstance(backbone, str) else backbone
+            f = bb.global_features([self.crop(i)[0] for i in todo])
             for i, row in zip(todo, f):
-                self.glob[(i.id, backbone)] = np.asarray(row, dtype=np.float32)
-        return np.stack([self.glob[(i.id, backbone)] for i in insts])
+                self.glob[(i.id, key)] = np.asarray(row, dtype=np.float32)
+        return np.stack([self.glob[(i.id, key)] for i in insts])
 
-    def conv_grids(self, insts: Sequence[Instance], backbone: str, layers: Sequence[str]) -> None:
-        """Compute and cache (h, w, C) grids of several layers for several instances in batches."""
-        from .backbones import get_backbone
+    def precompute(self, insts: Sequence[Instance], features) -> None:
+        """Compute and cache the feature grids of several instances' crops (batched where the plug-in can)."""
+        from .dense import get_features
 
-        todo = [i for i in {i.id: i for i in insts}.values()
-                if any(("conv", i.id, backbone, l) not in self.grids for l in layers)]
-        if not todo:
-            return
-        bb = get_backbone(backbone)
-        acts = bb.extract([self.crop(i)[0] for i in todo], list(layers), size=None)
-        for l in layers:
-            g = bb.rf(l)
-            for i, a in zip(todo, acts[l]):
-                self.grids[("conv", i.id, backbone, l)] = (a, g)
+        features = get_features(features)
+        todo = [i for i in {i.id: i for i in insts}.values() if (i.id, features.cache_key) not in self.grids]
+        if todo:
+            for i, g in zip(todo, features.compute_many([self.crop(i)[0] for i in todo])):
+                self.grids[(i.id, features.cache_key)] = g
 
-    def grid(self, inst: Instance, conf: TransferConfig) -> tuple[np.ndarray, RFGeometry]:
-        """(h, w, C) feature grid of the instance's crop for ``conf`` and its geometry in crop pixels."""
-        if conf.method == "sift":
-            key = ("sift", inst.id, conf.sift_step, conf.sift_bin)
-            if key not in self.grids:
-                from .sift import dense_sift_grid
+    def grid(self, inst: Instance, features):
+        """The :class:`convcorr.dense.FeatureGrid` of the instance's crop (geometry in crop pixels)."""
+        from .dense import get_features
 
-                self.grids[key] = dense_sift_grid(self.crop(inst)[0], step=conf.sift_step, bin_size=conf.sift_bin)
-            return self.grids[key]
-        key = ("conv", inst.id, conf.backbone, conf.layer)
+        features = get_features(features)
+        key = (inst.id, features.cache_key)
         if key not in self.grids:
-            self.conv_grids([inst], conf.backbone, [conf.layer])
+            self.precompute([inst], features)
         return self.grids[key]
 
 
-class KeypointTransfer:
-    """Predict a query's keypoints from aligned training neighbours (see the module docstring).
-
-    >>> kt = KeypointTransfer(TransferConfig(method="conv", layer="conv4", k=25, top=5))
-    >>> xy = kt.predict(query, train_instances)          # (K, 2) in the query's original pixels
-
-    Crops, global features and feature grids are computed once per instance and cached in memory
-    (``cache``, a :class:`FeatureCache`, may be shared between objects with the same size/margin).
-    """
+class _TransferBase:
+    """Shared parts: configuration, cache, neighbour retrieval, prediction from retrieved neighbours."""
 
     def __init__(self, conf: TransferConfig | None = None, cache: FeatureCache | None = None, **kw):
-        self.conf = conf or TransferConfig(**kw)
         if conf is not None and kw:
             raise TypeError("pass either a TransferConfig or keyword settings, not both")
+        self.conf = conf or TransferConfig(**kw)
         self.cache = cache or FeatureCache(self.conf.size, self.conf.margin)
         if (self.cache.size, self.cache.margin) != (self.conf.size, self.conf.margin):
             raise ValueError("the shared FeatureCache was made for another crop size/margin")
 
-    # -- pieces
     def crop(self, inst: Instance) -> tuple[np.ndarray, CropTransform]:
         return self.cache.crop(inst)
-
-    def grid(self, inst: Instance) -> tuple[np.ndarray, RFGeometry]:
-        return self.cache.grid(inst, self.conf)
 
     def neighbours(self, query: Instance, train: Sequence[Instance],
                    exclude_same_source: bool = False) -> list[Instance]:
@@ -385,67 +330,116 @@ class KeypointTransfer:
         idx = retrieve_neighbours(fq, fd, self.conf.k)[0]
         return [cand[i] for i in idx if i >= 0]
 
-    def radius_cells(self, geom: RFGeometry, grid_hw: tuple[int, int]) -> int | None:
-        if self.conf.max_radius_px is None:
-            return None
-        return int(min(max(grid_hw) - 1, max(1, round(self.conf.max_radius_px / geom.stride))))
-
-    def align_pair(self, query: Instance, neighbour: Instance) -> Alignment:
-        """Align ``neighbour`` to ``query`` (dense flow on the query crop)."""
-        fs, geom = self.grid(query)
-        ft, geom_t = self.grid(neighbour)
-        c = self.conf
-        kw = {"coarse_to_fine": True} if c.coarse_to_fine else {}
-        return align(fs, ft, geom, c.size, c.beta, self.radius_cells(geom, ft.shape[:2]), c.n_iter,
-                     geom_t=geom_t, **kw)
-
-    def transfer(self, query: Instance, neighbour: Instance, alignment: Alignment) -> np.ndarray:
-        """Neighbour's visible keypoints -> query ORIGINAL pixels through the alignment, (K, 2)."""
-        return transfer_keypoints(visible_keypoints(neighbour), self.crop(neighbour)[1], self.crop(query)[1],
-                                  alignment.dense)
-
-    def warped_neighbour(self, query: Instance, neighbour: Instance, alignment: Alignment) -> np.ndarray:
-        """The neighbour's crop resampled into the query's crop frame (for figures)."""
-        from .warp import warp_image
-
-        return warp_image(self.crop(neighbour)[0], alignment.dense)
-
-    # -- the method
     def predict_from_neighbours(self, query: Instance, neighbours: Sequence[Instance], return_details: bool = False):
-        """(K, 2) prediction (query original pixels) from already retrieved ``neighbours`` (most similar first).
+        raise NotImplementedError
 
-        With ``return_details`` also returns {"alignments", "transferred" (M, K, 2), "energies" (M,),
-        "order" (neighbour indices by rank)}.
-        """
+    def _check(self, query: Instance, neighbours: Sequence[Instance]) -> None:
         if not neighbours:
             raise ValueError(f"{query.id}: no neighbours to transfer from")
         for n in neighbours:
             if n.keypoint_names != query.keypoint_names:
                 raise ValueError(f"{n.id}: keypoint names differ from the query's ({query.id})")
-        c = self.conf
-        if c.method == "nn":
-            trans = np.stack([nn_transfer(query.bbox, n) for n in neighbours])
-            pred = first_available(trans)
-            det = {"alignments": [], "transferred": trans, "energies": np.arange(len(neighbours), dtype=float),
-                   "order": np.arange(len(neighbours))}
-            return (pred, det) if return_details else pred
-        aligns = [self.align_pair(query, n) for n in neighbours]
-        trans = np.stack([self.transfer(query, n, a) for n, a in zip(neighbours, aligns)])
-        key = {"energy": "energy", "data": "data_energy", "smooth": "smooth_energy"}[c.rank_by]
-        energies = np.array([getattr(a, key) for a in aligns])
-        pred = median_of_top(trans, energies, c.top)
-        if return_details:
-            return pred, {"alignments": aligns, "transferred": trans, "energies": energies,
-                          "order": np.argsort(energies, kind="stable")}
-        return pred
 
     def predict(self, query: Instance, train_instances: Sequence[Instance], return_details: bool = False,
                 exclude_same_source: bool = False):
         """(K, 2) predicted keypoints of ``query`` in its ORIGINAL image pixels: retrieve the k nearest
-        same-category training instances, align, transfer, median of the top ones (see module docstring).
-        With ``return_details`` also returns the details of :meth:`predict_from_neighbours` plus "neighbours"."""
+        same-category training instances, then :meth:`predict_from_neighbours` (see the module docstring).
+        With ``return_details`` also returns its details plus "neighbours"."""
         nb = self.neighbours(query, train_instances, exclude_same_source)
         out = self.predict_from_neighbours(query, nb, return_details)
         if return_details:
             out[1]["neighbours"] = nb
         return out
+
+
+class BoxCopyTransfer(_TransferBase):
+    """Baseline "box-copy": copy the keypoints of the nearest neighbour (by the global feature) in normalised box
+    coordinates (:func:`nn_transfer`); a type the nearest neighbour lacks comes from the next one that has it.
+    Uses no dense features and no matcher. ``top`` is 1 (the single nearest neighbour)."""
+
+    label = "box-copy"
+
+    def predict_from_neighbours(self, query: Instance, neighbours: Sequence[Instance], return_details: bool = False):
+        """(K, 2) prediction (query original pixels) from already retrieved ``neighbours`` (most similar first)."""
+        self._check(query, neighbours)
+        trans = np.stack([nn_transfer(query.bbox, n) for n in neighbours])
+        pred = first_available(trans)
+        det = {"alignments": [], "transferred": trans, "energies": np.arange(len(neighbours), dtype=float),
+               "order": np.arange(len(neighbours)), "top": 1}
+        return (pred, det) if return_details else pred
+
+
+class KeypointTransfer(_TransferBase):
+    """Predict a query's keypoints from neighbours aligned by a matcher on dense features (module docstring).
+
+    >>> kt = KeypointTransfer(TransferConfig(features="alexnet:conv4", matcher="flow", k=25, top=5))
+    >>> xy = kt.predict(query, train_instances)          # (K, 2) in the query's original pixels
+
+    Crops, global features and feature grids are computed once per instance and cached in memory
+    (``cache``, a :class:`FeatureCache`, may be shared between objects with the same size/margin).
+    """
+
+    def __init__(self, conf: TransferConfig | None = None, cache: FeatureCache | None = None, **kw):
+        from .dense import get_features
+        from .matchers import get_matcher
+
+        super().__init__(conf, cache, **kw)
+        self.features = get_features(self.conf.features)
+        self.matcher = get_matcher(self.conf.matcher, **dict(self.conf.matcher_options))
+
+    @property
+    def label(self) -> str:
+        return f"{self.features.spec} + {self.matcher.name}"
+
+    def grid(self, inst: Instance):
+        """The instance crop's :class:`convcorr.dense.FeatureGrid`."""
+        return self.cache.grid(inst, self.features)
+
+    def align_pair(self, query: Instance, neighbour: Instance):
+        """Match the query crop (source) to the neighbour crop (target) -> :class:`convcorr.matchers.Correspondence`
+        (its energy ranks the neighbour)."""
+        return self.matcher.match(self.grid(query), self.grid(neighbour))
+
+    def transfer(self, query: Instance, neighbour: Instance, alignment) -> np.ndarray:
+        """Neighbour's visible keypoints -> query ORIGINAL pixels through the alignment, (K, 2)."""
+        return transfer_keypoints(visible_keypoints(neighbour), self.crop(neighbour)[1], self.crop(query)[1],
+                                  alignment)
+
+    def warped_neighbour(self, query: Instance, neighbour: Instance, alignment) -> np.ndarray:
+        """The neighbour's crop resampled into the query's crop frame (for figures)."""
+        return alignment.warp(self.crop(neighbour)[0])
+
+    def _rank_value(self, corr) -> float:
+        key = self.conf.rank_by
+        if key == "energy":
+            return float(corr.energy)
+        if key not in corr.details:
+            raise ValueError(f"rank_by={key!r}: matcher {self.matcher.name!r} reports no such quantity "
+                             f"(has {sorted(k for k, v in corr.details.items() if np.isscalar(v))})")
+        return float(corr.details[key])
+
+    def predict_from_neighbours(self, query: Instance, neighbours: Sequence[Instance], return_details: bool = False):
+        """(K, 2) prediction (query original pixels) from already retrieved ``neighbours`` (most similar first).
+
+        With ``return_details`` also returns {"alignments" (Correspondences), "transferred" (M, K, 2),
+        "energies" (M,), "order" (neighbour indices by rank), "top"}.
+        """
+        self._check(query, neighbours)
+        aligns = [self.align_pair(query, n) for n in neighbours]
+        trans = np.stack([self.transfer(query, n, a) for n, a in zip(neighbours, aligns)])
+        energies = np.array([self._rank_value(a) for a in aligns])
+        pred = median_of_top(trans, energies, self.conf.top)
+        if return_details:
+            return pred, {"alignments": aligns, "transferred": trans, "energies": energies,
+                          "order": np.argsort(energies, kind="stable"), "top": self.conf.top}
+        return pred
+
+
+#: transfer method name -> class (``TransferConfig.method``)
+TRANSFER_METHODS = {"align": KeypointTransfer, "box-copy": BoxCopyTransfer}
+
+
+def make_transfer(conf: TransferConfig | None = None, cache: FeatureCache | None = None, **kw):
+    """The transfer object of ``conf.method`` (:data:`TRANSFER_METHODS`)."""
+    conf = conf or TransferConfig(**kw)
+    return TRANSFER_METHODS[conf.method](conf, cache)

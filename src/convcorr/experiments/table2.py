@@ -1,10 +1,14 @@
-"""Table 2 of the paper: keypoint transfer by conv flow vs SIFT flow vs nearest-neighbour copy.
+"""Table 2 of the paper: keypoint transfer by alignment, (dense features x matcher) combinations vs box-copy.
 
 Method (:mod:`convcorr.transfer`): each query's k nearest same-category training instances by the retrieval
-backbone's global feature (cosine) are aligned to it by the flow MRF on a conv layer (``convN``) or on dense
-SIFT (``sift``, same solver), their keypoints are transferred, the neighbours are ranked by alignment energy and
-every keypoint type is predicted as the coordinate-wise median over the ``top`` best neighbours showing it;
-``nn`` copies the keypoints of the single nearest neighbour in normalised box coordinates. Every instance is
+backbone's global feature (cosine) are matched to it by every configured matcher (``matchers``; the paper's MRF
+is ``flow``, options from the top-level keys that are the matcher's option names -- ``beta``, ``n_iter``,
+``radius_px``, ``coarse_to_fine`` -- and from ``matcher_options[name]``) on every configured dense feature
+(``features``: spec strings such as ``alexnet:conv4`` or ``sift:step=8,bin=8``, :func:`convcorr.dense.get_features`),
+their keypoints are transferred through the correspondence, the neighbours are ranked by its energy and every
+keypoint type is predicted as the coordinate-wise median over the ``top`` best neighbours showing it;
+``box-copy`` (in ``baselines``) copies the keypoints of the single nearest neighbour in normalised box
+coordinates. Every instance is
 cropped to its box (+ ``margin`` context) and resized to ``input_size`` pixels first; predictions are mapped back
 exactly to original pixels. PCK at alpha 0.1 / 0.05 / 0.025 of max(box h, w), averaged over keypoint types
 (``convcorr.pck``). "random in box" is a reference: uniformly random points in the query box.
@@ -38,22 +42,24 @@ import numpy as np
 
 from ..pck import PAPER_ALPHAS, pck_curve
 from ..report import Report, markdown_table, progress
-from ..transfer import FeatureCache, KeypointTransfer, TransferConfig, retrieve_neighbours
+from ..transfer import FeatureCache, KeypointTransfer, TransferConfig, make_transfer, retrieve_neighbours
 
 CONFIGS = {
     "default": {
         "dataset": "embedded", "root": None, "categories": ["face", "horse10", "animalpose"], "n_warps": 3,
-        "n_queries": 4, "exclude_same_source": True, "k": 8, "top": 5, "methods": ["conv", "sift", "nn"],
-        "layers": ["conv2", "conv4"], "backbone": "alexnet", "retrieval_backbone": "efficientnet_lite0",
-        "beta": 3e-3, "n_iter": 8, "max_radius_px": 64.0, "coarse_to_fine": False, "sift_step": 8, "sift_bin": 8,
+        "n_queries": 4, "exclude_same_source": True, "k": 8, "top": 5,
+        "features": ["alexnet:conv2", "alexnet:conv4", "sift:step=8,bin=8"], "matchers": ["flow"],
+        "baselines": ["box-copy"], "retrieval_backbone": "efficientnet_lite0",
+        "beta": 3e-3, "n_iter": 8, "radius_px": 64.0, "coarse_to_fine": False, "matcher_options": {},
         "input_size": 227, "margin": 0.1, "strength": 1.0, "seed": 0,
     },
     "paper": {
         "dataset": "berkeley", "root": None, "categories": None, "n_warps": 0, "n_queries": None,
-        "exclude_same_source": True, "k": 25, "top": 5, "methods": ["conv", "sift", "nn"],
-        "layers": ["conv1", "conv2", "conv3", "conv4", "conv5"], "backbone": "alexnet",
-        "retrieval_backbone": "efficientnet_lite0", "beta": 3e-3, "n_iter": 10, "max_radius_px": None,
-        "coarse_to_fine": True, "sift_step": 8, "sift_bin": 8, "input_size": 227, "margin": 0.1, "strength": 1.0,
+        "exclude_same_source": True, "k": 25, "top": 5,
+        "features": ["alexnet:conv1", "alexnet:conv2", "alexnet:conv3", "alexnet:conv4", "alexnet:conv5",
+                     "sift:step=8,bin=8"], "matchers": ["flow"], "baselines": ["box-copy"],
+        "retrieval_backbone": "efficientnet_lite0", "beta": 3e-3, "n_iter": 10, "radius_px": None,
+        "coarse_to_fine": True, "matcher_options": {}, "input_size": 227, "margin": 0.1, "strength": 1.0,
         "seed": 0,
     },
 }
@@ -61,12 +67,6 @@ CONFIGS = {
 CONFIGS["strict"] = dict(CONFIGS["default"], categories=["face"], n_queries=6, exclude_same_source=True)
 #: easier same-instance variant: the query's own photo and its other warps stay in the pool
 CONFIGS["same-source"] = dict(CONFIGS["default"], exclude_same_source=False)
-
-LABELS = {"sift": "SIFT flow", "nn": "NN transfer"}
-
-
-def label(method: str) -> str:
-    return LABELS.get(method, f"{method} flow")
 
 
 # -------------------------------------------------------------------------------------------------------- data
@@ -146,21 +146,44 @@ def candidate_mask(pool: list, queries: list[int], exclude_same_source: bool) ->
     return m
 
 
+def matcher_options(conf: dict, name: str) -> dict:
+    """Options of matcher ``name``: the top-level keys of ``conf`` that are named options of the matcher class
+    (e.g. ``beta``, ``n_iter``, ``radius_px``, ``coarse_to_fine`` for flow), overridden by
+    ``conf["matcher_options"][name]``."""
+    import inspect
+
+    from ..matchers import MATCHERS
+    if name not in MATCHERS:
+        raise KeyError(f"table2: unknown matcher {name!r}; available: {sorted(MATCHERS)}")
+    params = inspect.signature(MATCHERS[name].__init__).parameters
+    named = [k for k, p in params.items() if k != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    opts = {k: conf[k] for k in named if k in conf}
+    if "coarse_to_fine" in opts:
+        opts["coarse_to_fine"] = as_bool(opts["coarse_to_fine"], "coarse_to_fine")
+    opts.update((conf.get("matcher_options") or {}).get(name, {}))
+    return opts
+
+
 def method_configs(conf: dict) -> dict[str, TransferConfig]:
-    """{method key: TransferConfig}: "conv" expands to one entry per layer in ``layers``."""
-    base = dict(backbone=conf["backbone"], retrieval_backbone=conf["retrieval_backbone"], k=conf["k"],
-                top=conf["top"], size=conf["input_size"], margin=conf["margin"], beta=conf["beta"],
-                n_iter=conf["n_iter"], max_radius_px=conf["max_radius_px"], sift_step=conf["sift_step"],
-                sift_bin=conf["sift_bin"], coarse_to_fine=as_bool(conf.get("coarse_to_fine", False), "coarse_to_fine"))
+    """{method label: TransferConfig}: one "<features> + <matcher>" entry per (features, matcher) combination,
+    then the baselines (``box-copy``)."""
+    from ..dense import get_features
+
+    base = dict(retrieval_backbone=conf["retrieval_backbone"], k=conf["k"], top=conf["top"],
+                size=conf["input_size"], margin=conf["margin"])
     out = {}
-    for m in conf["methods"]:
-        if m == "conv":
-            for layer in conf["layers"]:
-                out[layer] = TransferConfig(method="conv", layer=layer, **base)
-        elif m in ("sift", "nn"):
-            out[m] = TransferConfig(method=m, **base)
-        else:
-            raise KeyError(f"table2: unknown method {m!r}; use 'conv' (one per layer in 'layers'), 'sift', 'nn'")
+    feats = [get_features(f) for f in conf.get("features") or []]   # resolved once, validated early
+    for m in conf.get("matchers") or []:
+        opts = matcher_options(conf, m)
+        for f in feats:
+            out[f"{f.spec} + {m}"] = TransferConfig(method="align", features=f, matcher=m, matcher_options=opts,
+                                                    **base)
+    for b in conf.get("baselines") or []:
+        if b == "align":
+            raise KeyError("table2: 'align' is not a baseline; configure features and matchers instead")
+        out[b] = TransferConfig(method=b, **base)
+    if not out:
+        raise KeyError("table2: nothing to compare; set features + matchers and/or baselines")
     return out
 
 
@@ -204,7 +227,7 @@ def main(conf: dict, out_dir: Path) -> Path:
 
     t0 = time.perf_counter()
     conf = dict(conf, exclude_same_source=as_bool(conf["exclude_same_source"], "exclude_same_source"))
-    rep = Report(out_dir, "Table 2: keypoint transfer by alignment (conv flow vs SIFT flow vs NN transfer)", conf)
+    rep = Report(out_dir, "Table 2: keypoint transfer by alignment (features x matchers vs box-copy)", conf)
     pool = build_pool(conf)
     queries = select_queries(pool, conf)
     if not queries:
@@ -217,11 +240,11 @@ def main(conf: dict, out_dir: Path) -> Path:
     nbrs = retrieve_neighbours(glob[queries], glob, conf["k"], mask)
     t_retrieval = time.perf_counter() - t0
 
-    methods = {m: KeypointTransfer(c, cache=cache) for m, c in method_configs(conf).items()}
-    layers = [c.conf.layer for c in methods.values() if c.conf.method == "conv"]
-    if layers:
-        used = sorted(set(queries) | {int(j) for j in nbrs.ravel() if j >= 0})
-        cache.conv_grids([pool[j] for j in used], conf["backbone"], layers)
+    methods = {m: make_transfer(c, cache=cache) for m, c in method_configs(conf).items()}
+    aligned = {m: kt for m, kt in methods.items() if isinstance(kt, KeypointTransfer)}
+    used = sorted(set(queries) | {int(j) for j in nbrs.ravel() if j >= 0})
+    for f in {kt.features.cache_key: kt.features for kt in aligned.values()}.values():
+        cache.precompute([pool[j] for j in used], f)
 
     preds = {m: [] for m in methods}
     per_query, details, seconds = [], {}, {m: 0.0 for m in methods}
@@ -241,12 +264,12 @@ def main(conf: dict, out_dir: Path) -> Path:
             ts = time.perf_counter()
             p, det = kt.predict_from_neighbours(query, nb, return_details=True)
             seconds[m] += time.perf_counter() - ts
-            top = det["order"][: kt.conf.top if kt.conf.method != "nn" else 1]
+            top = det["order"][: det["top"]]
             same_src_top[m].append(is_same[top].mean())
             preds[m].append((query, p))
             rec["methods"][m] = {"prediction": p.tolist(), "energies": det["energies"].tolist(),
                                  "rank": det["order"].tolist(), "pck@0.1": _pck_of([(query, p)], [0.1])[0.1]}
-            if qi == 0 and kt.conf.method != "nn":
+            if qi == 0 and m in aligned:
                 details[m] = (query, nb, det, kt)
         per_query.append(rec)
 
@@ -256,7 +279,7 @@ def main(conf: dict, out_dir: Path) -> Path:
     curves = {m: _pck_of(lst) for m, lst in preds.items()}
     a0, a1, a2 = (float(a) for a in PAPER_ALPHAS)
     cols = ["method", f"PCK@{a0}", f"PCK@{a1}", f"PCK@{a2}"]
-    rows = [{"method": label(m), **{f"PCK@{a}": v for a, v in c.items()},
+    rows = [{"method": m, **{f"PCK@{a}": v for a, v in c.items()},
              "top nbrs from query's photo": float(np.mean(same_src_top[m])), "seconds": seconds[m]}
             for m, c in curves.items()]
     rows.append({"method": "random in box", **{f"PCK@{a}": v for a, v in rand.items()}})
@@ -267,7 +290,7 @@ def main(conf: dict, out_dir: Path) -> Path:
         for m, lst in preds.items():
             cv = _pck_of([r for r in lst if r[0].category == c])
             per_cat[c][m] = cv
-            cat_rows.append({"category": c, "method": label(m), **{f"PCK@{a}": v for a, v in cv.items()}})
+            cat_rows.append({"category": c, "method": m, **{f"PCK@{a}": v for a, v in cv.items()}})
         rnd = _pck_of([(q, r) for q, r in zip(qs, rand_preds) if q.category == c])
         cat_rows.append({"category": c, "method": f"random in box ({sum(q.category == c for q in qs)} queries)",
                          **{f"PCK@{a}": v for a, v in rnd.items()}})
@@ -280,15 +303,15 @@ def main(conf: dict, out_dir: Path) -> Path:
                 f"This run: dataset `{conf['dataset']}`, {len(qs)} queries ({', '.join(f'{c}: {sum(q.category == c for q in qs)}' for c in cats)}), "
                 f"pools {n_pool} instances per category; {proto}. k = {conf['k']} neighbours by "
                 f"`{conf['retrieval_backbone']}` global features (cosine), median of the top {conf['top']} by "
-                f"alignment energy; flow: beta = {conf['beta']}, {conf['n_iter']} BP iterations, search radius "
-                f"{conf['max_radius_px']} crop px; crops: box + {conf['margin']} margin -> {conf['input_size']} px; "
-                f"SIFT flow: dense SIFT step {conf['sift_step']}, bin {conf['sift_bin']} px; conv flow: "
-                f"`{conf['backbone']}` {', '.join(layers) or '-'}.\n\n"
+                f"alignment energy; crops: box + {conf['margin']} margin -> {conf['input_size']} px; features: "
+                + ", ".join(f"`{kt.features.spec}`" for kt in {kt.features.spec: kt for kt in aligned.values()}.values())
+                + "; matchers: " + ", ".join(f"`{m}` {matcher_options(conf, m)}" for m in conf.get("matchers") or [])
+                + f"; baselines: {', '.join(conf.get('baselines') or []) or '-'}.\n\n"
                 f"Retrieved neighbours from the query's own photo: {np.mean(same_src_k):.0%} of the k.")
     rep.section("PCK (mean over keypoint types), all queries",
                 markdown_table(rows, cols + ["top nbrs from query's photo", "seconds"]) +
                 "\n`top nbrs from query's photo`: fraction of the neighbours actually used (the top by energy; the "
-                "single nearest for NN transfer) that are warps/the photo of the query's own object. `seconds`: "
+                "single nearest for box-copy) that are warps/the photo of the query's own object. `seconds`: "
                 "alignment + transfer time of the method.")
     rep.section("PCK per category", markdown_table(cat_rows, ["category"] + cols))
     rep.results.update({
@@ -302,7 +325,7 @@ def main(conf: dict, out_dir: Path) -> Path:
     total = time.perf_counter() - t0
     rep.results["seconds"] = total
     rep.section("Runtime", f"{total:.1f} s in total ({t_retrieval:.1f} s crops + global features); per method: "
-                + ", ".join(f"{label(m)} {s:.1f} s" for m, s in seconds.items()) + ".")
+                + ", ".join(f"{m} {s:.1f} s" for m, s in seconds.items()) + ".")
     return rep.save()
 
 
@@ -315,7 +338,7 @@ def _plots(rep: Report, curves: dict, rand: dict, details: dict) -> None:
     wd = 0.8 / n
     for i, (m, c) in enumerate(list(curves.items()) + [("random in box", rand)]):
         ax.bar(np.arange(len(alphas)) + (i - (n - 1) / 2) * wd, [c[a] for a in alphas], wd,
-               label=label(m) if m != "random in box" else m, color="0.6" if m == "random in box" else None)
+               label=m, color="0.6" if m == "random in box" else None)
     ax.set_xticks(range(len(alphas)), [f"alpha = {a}" for a in alphas])
     ax.set_ylabel("PCK (mean over keypoint types)")
     ax.set_ylim(0, 1)
@@ -323,8 +346,7 @@ def _plots(rep: Report, curves: dict, rand: dict, details: dict) -> None:
     rep.figure(fig, "pck_vs_alpha.png", "PCK at the paper's three alphas per method.")
     if not details:
         return
-    convs = [k for k in details if details[k][3].conf.method == "conv"]
-    m = convs[-1] if convs else next(iter(details))  # the last (deepest) conv layer configured
+    m = max(details, key=lambda k: np.nan_to_num(curves[k][float(PAPER_ALPHAS[0])], nan=-1))  # the best method
     query, nb, det, kt = details[m]
     crop_q, tq = kt.crop(query)
     order = det["order"][: kt.conf.top]
@@ -347,7 +369,7 @@ def _plots(rep: Report, curves: dict, rand: dict, details: dict) -> None:
     for ax in axes:
         ax.axis("off")
     rep.figure(fig, "neighbours.png", f"Top {len(order)} neighbours by alignment energy, warped into the query "
-               f"frame by {label(m)} (warp.warp_image), with their transferred keypoints (yellow); left: the query "
+               f"frame by {m} (the best method at PCK@{float(PAPER_ALPHAS[0])}; Correspondence.warp), with their transferred keypoints (yellow); left: the query "
                "with ground truth (green) and the median prediction (red).")
 
 

@@ -37,7 +37,7 @@ import numpy as np
 
 from ..classification import (DEFAULT_CS, accuracy, keypoint_dataset, max_offset_histogram, response_map,
                               response_peak, select_C, train_ova)
-from ..features import PixelConvFeatures, array_digest, cached, conv_features_at, crop_box, sift_features_at
+from ..features import array_digest, cached, crop_box, features_at_pixels, features_at_points
 from ..report import Report, markdown_table, progress
 
 _COMMON = {
@@ -60,7 +60,22 @@ CONFIGS = {
 
 def feature_names(conf: dict) -> list[str]:
     """Column names: ``SIFT r<radius>`` for every radius, then the conv layer names."""
-    return [f"SIFT r{r:g}" for r in conf["radii"]] + list(conf["layers"])
+    return list(feature_specs(conf))
+
+
+def feature_specs(conf: dict) -> dict[str, str]:
+    """{column name: dense-feature spec}: ``SIFT r<r>`` -> ``sift:radius=<r>`` (bin = r / 2, described exactly at
+    the keypoint), conv layer ``l`` -> ``<backbone>:<l>`` (the nearest column)."""
+    out = {f"SIFT r{r:g}": f"sift:radius={r:g}" for r in conf["radii"]}
+    out.update({l: f"{conf['backbone']}:{l}" for l in conf["layers"]})
+    return out
+
+
+def feature_objects(conf: dict) -> dict:
+    """{column name: DenseFeatures}, resolved once (:func:`convcorr.dense.get_features`)."""
+    from ..dense import get_features
+
+    return {n: get_features(s) for n, s in feature_specs(conf).items()}
 
 
 def split_pool(conf: dict) -> tuple[list, list, dict]:
@@ -118,34 +133,29 @@ def _visible(inst) -> np.ndarray:
     return np.asarray(inst.visible, dtype=bool) & np.all(np.isfinite(inst.keypoints), axis=1)
 
 
-def instance_features(inst, conf: dict, backbone) -> dict[str, np.ndarray]:
-    """{feature name: (V, D)} at the instance's visible keypoints (crop pixels), optionally cached on disk."""
+def instance_features(inst, conf: dict, feats: dict) -> dict[str, np.ndarray]:
+    """{feature name: (V, D)} at the instance's visible keypoints (crop pixels), optionally cached on disk.
+
+    ``feats``: {name: DenseFeatures} (:func:`feature_objects`)."""
     crop, to_crop, _ = crop_box(inst, conf["margin"], conf["size"])
     pts = to_crop(inst.keypoints[_visible(inst)])
     digest = array_digest(crop, pts)
     key = f"{inst.category}/{inst.id}"
-    out = {}
-    for r in conf["radii"]:
-        out[f"SIFT r{r:g}"] = cached(key, f"sift-r{r:g}", lambda r=r: sift_features_at(crop, pts, r), digest,
-                                     enabled=conf["cache"])
-    if conf["layers"]:
-        tag = f"{backbone.name}-s{conf['size']}"
-        conv: dict = {}
+    computed: dict = {}
 
-        def get(l):  # one forward pass for all layers, only when some layer is not cached
-            if not conv:
-                conv.update(conv_features_at(backbone, [crop], [pts], conf["layers"]))
-            return conv[l]
+    def get(n):  # every feature in one go (one forward pass per backbone), only when something is not cached
+        if not computed:
+            computed.update(features_at_points(feats, crop, pts))
+        return computed[n]
 
-        for l in conf["layers"]:
-            out[l] = cached(key, f"{tag}-{l}", lambda l=l: get(l), digest, enabled=conf["cache"])
-    return out
+    return {n: cached(key, f"{f.cache_key}-s{conf['size']}", lambda n=n: get(n), digest, enabled=conf["cache"])
+            for n, f in feats.items()}
 
 
-def _datasets(insts: list, conf: dict, backbone, desc: str, group_by: str = "source"
+def _datasets(insts: list, conf: dict, fobjs: dict, desc: str, group_by: str = "source"
               ) -> tuple[dict, np.ndarray, np.ndarray]:
     """({feature name: X (N, D)}, y (N,), groups (N,)) over the instances' visible keypoints."""
-    feats = {i.id: instance_features(i, conf, backbone) for i in progress(insts, desc)}
+    feats = {i.id: instance_features(i, conf, fobjs) for i in progress(insts, desc)}
     out, y, g = {}, None, None
     for n in feature_names(conf):
         out[n], y, g = keypoint_dataset(insts, lambda i, n=n: feats[i.id][n], group_by)
@@ -156,7 +166,6 @@ def main(conf: dict, out_dir: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
-    from ..backbones import get_backbone
 
     t0 = time.perf_counter()
     rep = Report(out_dir, "Table 3: keypoint classification accuracy (SIFT radii vs conv layers)", conf)
@@ -168,7 +177,7 @@ def main(conf: dict, out_dir: Path) -> Path:
     cats = [c for c in dict.fromkeys(i.category for i in train) if any(i.category == c for i in test)]
     if not cats:
         raise ValueError("table3: no category has both training and test instances")
-    bb = get_backbone(conf["backbone"]) if conf["layers"] else None
+    fobjs = feature_objects(conf)
     rows, cv, models, timing = [], {}, {}, {}
     for c in cats:
         t1 = time.perf_counter()
@@ -176,8 +185,8 @@ def main(conf: dict, out_dir: Path) -> Path:
         te = [i for i in test if i.category == c]
         # CV folds mirror the test split: grouped by photo for photo splits, by instance (warp) for warp splits
         group_by = "source" if kinds[c].startswith("by photo") else "instance"
-        Ftr, ytr, gtr = _datasets(tr, conf, bb, f"{c}: train features", group_by)
-        Fte, yte, _ = _datasets(te, conf, bb, f"{c}: test features")
+        Ftr, ytr, gtr = _datasets(tr, conf, fobjs, f"{c}: train features", group_by)
+        Fte, yte, _ = _datasets(te, conf, fobjs, f"{c}: test features")
         timing[f"{c}: features"] = time.perf_counter() - t1
         t1 = time.perf_counter()
         row = {"category": c, "split": kinds[c], "types": len(np.unique(ytr)), "train pts": len(ytr),
@@ -214,9 +223,9 @@ def main(conf: dict, out_dir: Path) -> Path:
                         "chosen_C": {r["category"]: {n: r[f"C {n}"] for n in names} for r in rows},
                         "cv_accuracy": cv,
                         "n_points": {r["category"]: {"train": r["train pts"], "test": r["test pts"]} for r in rows}})
-    _cv_figure(rep, cv, names, cats)
+    _cv_figure(rep, cv, names, cats, solid={f"SIFT r{r:g}" for r in conf["radii"]})
     t1 = time.perf_counter()
-    _response_figures(rep, conf, bb, test, cats, models, names)
+    _response_figures(rep, conf, fobjs, test, cats, models, names)
     timing["response maps"] = time.perf_counter() - t1
     total = time.perf_counter() - t0
     rep.results["seconds"] = total
@@ -226,14 +235,14 @@ def main(conf: dict, out_dir: Path) -> Path:
     return rep.save()
 
 
-def _cv_figure(rep: Report, cv: dict, names: list, cats: list) -> None:
+def _cv_figure(rep: Report, cv: dict, names: list, cats: list, solid: set = frozenset()) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(cats), figsize=(4.2 * len(cats), 3.4), squeeze=False, layout="constrained")
     for ax, c in zip(axes[0], cats):
         for n in names:
             Cs = sorted(cv[c][n])
-            ax.plot(Cs, [cv[c][n][C] for C in Cs], "o-" if n.startswith("SIFT") else "s--", ms=3, label=n)
+            ax.plot(Cs, [cv[c][n][C] for C in Cs], "o-" if n in solid else "s--", ms=3, label=n)
         ax.set_xscale("log")
         ax.set_xlabel("C")
         ax.set_ylabel("CV accuracy")
@@ -258,7 +267,8 @@ def _pick(test: list, cat: str, conf: dict, rng: np.random.Generator) -> list[tu
     return out
 
 
-def _response_figures(rep: Report, conf: dict, bb, test: list, cats: list, models: dict, names: list) -> None:
+def _response_figures(rep: Report, conf: dict, fobjs: dict, test: list, cats: list, models: dict,
+                      names: list) -> None:
     """Figure 4: response maps at 1-pixel stride around test keypoints and histograms of their maxima."""
     import matplotlib.pyplot as plt
 
@@ -271,18 +281,12 @@ def _response_figures(rep: Report, conf: dict, bb, test: list, cats: list, model
     jobs = [(c, inst, kps) for c in cats for inst, kps in _pick(test, c, conf, rng)] if conf["n_response"] else []
     for c, inst, kps in progress(jobs, "response maps (1-px stride)"):
         crop, to_crop, _ = crop_box(inst, conf["margin"], S)
-        pix = PixelConvFeatures(bb, crop, conf["layers"]) if conf["layers"] else None
         centres = np.rint(to_crop(inst.keypoints[kps])).astype(int)
         wins = [np.stack(np.meshgrid(g[0] + d, g[1] + d), -1) for g in centres]  # (2W+1, 2W+1, 2) each
         allw = np.concatenate([w.reshape(-1, 2) for w in wins])
         inside = np.all((allw >= 0) & (allw < S), axis=1).reshape(len(kps), 2 * W + 1, 2 * W + 1)
-        grids = {}
-        for n in names:
-            if n.startswith("SIFT"):
-                F = sift_features_at(crop, allw, float(n[len("SIFT r"):]))
-            else:
-                F = pix.at(n, np.clip(allw, 0, S - 1))
-            grids[n] = F.reshape(len(kps), 2 * W + 1, 2 * W + 1, -1)
+        F = features_at_pixels(fobjs, crop, allw)
+        grids = {n: F[n].reshape(len(kps), 2 * W + 1, 2 * W + 1, -1) for n in names}
         for j, k in enumerate(kps):
             label = inst.keypoint_names[k]
             maps = {}

@@ -2,7 +2,9 @@
 
 Method (:mod:`convcorr.prediction`): every instance's box (+ ``margin``, default 0: the box itself) is rescaled to
 ``size x size`` (500) px. Features: AlexNet (caffe-q8) conv5 with each column described by its 3 x 3
-neighbourhood (2304-d), or dense SIFT (step 8, bin 8, 128-d); column descriptors L2-normalised. Per keypoint type
+neighbourhood (2304-d), or dense SIFT (step 8, bin 8, 128-d); column descriptors L2-normalised. (Config:
+``features`` lists dense-feature specs, default ``["sift:step=8,bin=8", "alexnet:conv5"]``, and ``neighbourhood``
+the side k of the k x k column neighbourhood of each, default ``[1, 3]``.) Per keypoint type
 a linear SVM (hinge, balanced class weights, ``C``) is trained on the training instances: positives = the
 ``n_pos`` columns with rf centres nearest the keypoint, negatives = columns whose receptive field does not contain
 it; hard-negative mining starts from ``n_init`` random negatives and adds, for ``mining_rounds`` rounds, the
@@ -36,9 +38,9 @@ from ..report import Report, markdown_table, progress
 from .table3 import kept_types, split_pool
 
 _COMMON = {
-    "size": 500, "margin": 0.0, "features": ["sift", "conv5"], "backbone": "alexnet", "prior_backbone": "alexnet",
-    "prior_layer": "auto", "sigma": 22.0, "eta": 0.1, "positive": "sigmoid", "n_pos": 10, "C": 1.0,
-    "n_init": 2000, "n_add": 2000, "sift_step": 8, "sift_bin": 8, "seed": 0, "n_figure": 4,
+    "size": 500, "margin": 0.0, "features": ["sift:step=8,bin=8", "alexnet:conv5"], "neighbourhood": [1, 3],
+    "prior_backbone": "alexnet", "prior_layer": "auto", "sigma": 22.0, "eta": 0.1, "positive": "sigmoid",
+    "n_pos": 10, "C": 1.0, "n_init": 2000, "n_add": 2000, "seed": 0, "n_figure": 4,
 }
 CONFIGS = {
     "default": {
@@ -51,19 +53,22 @@ CONFIGS = {
     },
 }
 
-LABEL = {"sift": "SIFT", "conv5": "conv5"}
-
-
 def _label(feature: str, prior: bool) -> str:
-    return LABEL.get(feature, feature) + (" + prior" if prior else "")
+    return feature + (" + prior" if prior else "")
 
 
-def _prior_backbone(conf: dict, bb):
-    from ..backbones import get_backbone
+def feature_list(conf: dict) -> list[tuple]:
+    """[(DenseFeatures, neighbourhood side k)] from ``features`` (spec strings, resolved once) and
+    ``neighbourhood`` (one odd k per feature: the paper describes a conv5 column by its 3 x 3 neighbours and uses
+    single SIFT descriptors; a single number applies to every feature)."""
+    from ..dense import get_features
 
-    if conf["prior_backbone"] == conf["backbone"] and bb is not None:
-        return bb
-    return get_backbone(conf["prior_backbone"])
+    feats = [get_features(f) for f in conf["features"]]
+    ks = conf.get("neighbourhood", 3)
+    ks = [ks] * len(feats) if np.isscalar(ks) else list(ks)
+    if len(ks) != len(feats):
+        raise ValueError(f"table4: 'neighbourhood' needs one k per feature ({len(feats)}), got {ks}")
+    return list(zip(feats, (int(k) for k in ks)))
 
 
 def prior_layer(conf: dict, pbb) -> str | None:
@@ -94,16 +99,14 @@ def main(conf: dict, out_dir: Path) -> Path:
 
     t0, c0 = time.perf_counter(), time.process_time()
     rep = Report(out_dir, "Table 4: keypoint prediction (PCK@0.1)", conf)
-    unknown = set(conf["features"]) - {"sift", "conv5"}
-    if unknown:
-        raise ValueError(f"table4: features must be among ['sift', 'conv5'], got {sorted(unknown)}")
+    feats = feature_list(conf)
     train, test, kinds = split_pool(dict(conf, n_warps=conf["n_synthetic"]))
     cats = [c for c in dict.fromkeys(i.category for i in train) if any(i.category == c for i in test)]
     if not cats:
         raise ValueError("table4: no category has both training and test instances")
-    bb = get_backbone(conf["backbone"]) if "conv5" in conf["features"] else None
-    pbb = _prior_backbone(conf, bb)
-    methods = [_label(f, p) for f in conf["features"] for p in (False, True)] + ["NN prior only"]
+    pbb = get_backbone(conf["prior_backbone"])
+    names_f = [f.spec for f, _ in feats]
+    methods = [_label(f, p) for f in names_f for p in (False, True)] + ["NN prior only"]
     results = {m: {} for m in methods}
     mining, examples, timing = {}, {}, {}
     for c in cats:
@@ -118,13 +121,13 @@ def main(conf: dict, out_dir: Path) -> Path:
         priors = [transfer_keypoints(i.bbox, tr[n])[keep] for i, n in zip(te, nn)]
         timing[f"{c}: prior retrieval"] = time.perf_counter() - t1
         results["NN prior only"][c] = _score(priors, te, keep, names)
-        for f in conf["features"]:
+        for fo, k in feats:
+            f = fo.spec
             t1 = time.perf_counter()
-            model = KeypointPredictor(f, backbone=bb, size=conf["size"], margin=conf["margin"], n_pos=conf["n_pos"],
+            model = KeypointPredictor(fo, size=conf["size"], margin=conf["margin"], k=k, n_pos=conf["n_pos"],
                                       C=conf["C"], rounds=conf["mining_rounds"], n_init=conf["n_init"],
                                       n_add=conf["n_add"], sigma=conf["sigma"], eta=conf["eta"],
-                                      positive=conf["positive"], sift_step=conf["sift_step"],
-                                      sift_bin=conf["sift_bin"], seed=conf["seed"])
+                                      positive=conf["positive"], seed=conf["seed"])
             model.precompute(tr + te, desc=f"{c}: {f} grids")
             model.fit(tr, names)
             for prior in (False, True):
@@ -171,7 +174,7 @@ def main(conf: dict, out_dir: Path) -> Path:
 def _figures(rep: Report, examples: dict, conf: dict, cats: list) -> None:
     import matplotlib.pyplot as plt
 
-    feats = conf["features"]
+    feats = [f.spec for f, _ in feature_list(conf)]
     picks = []  # (category, test index) round-robin over categories
     for r in range(max(len(examples[c]["test"]) for c in cats)):
         picks += [(c, r) for c in cats if r < len(examples[c]["test"])]
@@ -226,7 +229,7 @@ def _figures(rep: Report, examples: dict, conf: dict, cats: list) -> None:
             ax.plot(*best, "wx", ms=10, mew=2)
             ax.set_xlim(0, model.size - 1)
             ax.set_ylim(model.size - 1, 0)
-            ax.set_title(f"{LABEL.get(f, f)}: {title}", fontsize=8)
+            ax.set_title(f"{f}: {title}", fontsize=8)
         for ax in axes[row]:
             ax.axis("off")
     fig.tight_layout()

@@ -1,0 +1,41 @@
+"""``mnn``: mutual nearest neighbours (cosine). A source column is matched only when its nearest target column
+has it as ITS nearest source column; other columns are masked (``mask`` False, NaN matches), so the
+correspondence is sparse. Score: the cosine similarity (NaN where unmatched); energy: minus the mean over the
+matches."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..dense import FeatureGrid
+from .base import Matcher, column_grid, cosine_similarity, register_matcher
+
+
+def _mnn_result(sim: np.ndarray, source: FeatureGrid, target: FeatureGrid) -> dict:
+    j = sim.argmax(1)
+    i_back = sim.argmax(0)
+    mutual = i_back[j] == np.arange(len(j))
+    h, w = source.grid_hw
+    gm = column_grid(j, target.grid_hw[1])
+    gm[~mutual] = np.nan
+    best = sim[np.arange(len(j)), j].astype(np.float64)
+    best[~mutual] = np.nan
+    return {"grid_match": gm.reshape(h, w, 2), "score": best.reshape(h, w), "score_kind": "similarity",
+            "energy": -float(np.nanmean(best)) if mutual.any() else 0.0, "mask": mutual.reshape(h, w),
+            "details": {"n_matches": int(mutual.sum())}}
+
+
+@register_matcher("mnn")
+class MutualNearestNeighbourMatcher(Matcher):
+    """Mutual nearest neighbours (sparse, with a mask). No options."""
+
+    sparse = True
+
+    def match_grid(self, source: FeatureGrid, target: FeatureGrid) -> dict:
+        return _mnn_result(cosine_similarity(source, target), source, target)
+
+    def match_both(self, source: FeatureGrid, target: FeatureGrid):
+        sim = cosine_similarity(source, target)
+        fwd = self._correspondence(source, target, _mnn_result(sim, source, target))
+        rev = self._correspondence(target, source, _mnn_result(sim.T, target, source))
+        fwd.reverse, fwd.backward, rev.reverse, rev.backward = rev, rev.forward, fwd, fwd.forward
+        return fwd
