@@ -237,6 +237,10 @@ def main() -> None:
         bf_aps = 1.0 / (t_bf * n_msgs)
         base = summary.get((g, 1, "numba-f64"))
         extra = f"; numba-f64 measured {base:.3g} align/s = {base / bf_aps:.3g}x" if base else ""
+        for sv in solvers[1:]:
+            best = max((v for (gg, _, s), v in summary.items() if gg == g and s == sv), default=None)
+            if best:
+                extra += f", {sv} (best batch) {best / bf_aps:.3g}x"
         print(f"    grid {g}: {L} labels: DT {t_dt * 1e3:.4f} ms, brute {t_bf * 1e3:.3f} ms per message "
               f"(ratio {t_bf / t_dt:.3g}x); EXTRAPOLATED brute-force BP {bf_aps:.3g} align/s "
               f"({n_msgs} messages){extra}")
