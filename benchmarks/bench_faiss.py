@@ -39,7 +39,17 @@ import numpy as np
 
 
 def peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+    """Peak resident memory of this process, GB: ``resource.getrusage(RUSAGE_SELF).ru_maxrss``, or on Linux the
+    VmHWM of /proc/self/status when smaller: a child started by fork + exec inherits the parent's ru_maxrss
+    (Linux keeps it across execve), while VmHWM belongs to the process's own address space."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                peak = min(peak, int(line.split()[1]) / 2**20)
+    except OSError:
+        pass
+    return peak
 
 
 def _l2n(x):
@@ -185,6 +195,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
     ap.add_argument("--quick", action="store_true", help="100k vectors, for a smoke run")
     ap.add_argument("--work", type=Path, default=None, help="folder for the vector file (default: a temp dir)")
+    ap.add_argument("--reuse", action="store_true", help="reuse vectors/queries/reference already in --work")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -200,17 +211,24 @@ def main() -> None:
     a.work.mkdir(parents=True, exist_ok=True)
     print(f"faiss {faiss.__version__}, {a.threads} threads; vectors on disk in {a.work}")
     vec = a.work / "vectors.f32"
-    if a.synthetic:
+    if a.reuse and all((a.work / f).is_file() for f in ("vectors.f32", "queries.npy", "ref.npy", "info.json")):
+        Q, ref = np.load(a.work / "queries.npy"), np.load(a.work / "ref.npy")
+        meta = json.loads((a.work / "info.json").read_text())
+        n, dim, info, t_data = meta["n"], meta["dim"], meta["info"], 0.0
+        print(f"vectors: {n:,} x {dim}  ({info}); {len(Q)} queries, k={a.k}; REUSED from {a.work}")
+    elif a.synthetic:
         n, dim, Q, info, t_data = write_synthetic(vec, n, a.dim, a.queries)
     else:
         n, dim, Q, info, t_data = write_real(vec, n, a.layer, a.queries)
-    print(f"vectors: {n:,} x {dim}  ({info}); {len(Q)} queries, k={a.k}; written in {t_data:.1f} s")
-    t = time.perf_counter()
-    ref = exact_topk(vec, n, dim, Q, a.k)
-    print(f"exact reference (chunked brute force from disk): {time.perf_counter() - t:.1f} s; "
-          f"this process's peak RSS so far {peak_rss_gb():.2f} GB", flush=True)
-    np.save(a.work / "queries.npy", Q)
-    np.save(a.work / "ref.npy", ref)
+    if not a.reuse or t_data:
+        print(f"vectors: {n:,} x {dim}  ({info}); {len(Q)} queries, k={a.k}; written in {t_data:.1f} s")
+        t = time.perf_counter()
+        ref = exact_topk(vec, n, dim, Q, a.k)
+        print(f"exact reference (chunked brute force from disk): {time.perf_counter() - t:.1f} s; "
+              f"this process's peak RSS so far {peak_rss_gb():.2f} GB", flush=True)
+        np.save(a.work / "queries.npy", Q)
+        np.save(a.work / "ref.npy", ref)
+        (a.work / "info.json").write_text(json.dumps({"n": n, "dim": dim, "info": info}))
     print(f"\n{'index (own process)':34s} {'build s':>8s} {'ms/q batch':>11s} {'ms/q single':>12s} "
           f"{'recall@' + str(a.k):>10s} {'index MB':>9s} {'peak RSS GB':>12s}", flush=True)
     base = [sys.executable, __file__, "--work", str(a.work), "--n", str(n), "--dim", str(dim), "--k", str(a.k),
