@@ -116,3 +116,20 @@ def test_cache_round_trip(tmp_path):
     cached("face/lenna~w0", "alexnet conv3", compute, array_digest(np.ones(3)), root=tmp_path)
     assert len(calls) == 2  # different content digest: recomputed
     assert array_digest(np.zeros(3)) != array_digest(np.zeros(3, np.float32))
+
+
+def test_features_at_points_and_pixels_match_the_direct_functions(alexnet):
+    from convcorr.dense import get_features
+    from convcorr.features import features_at_pixels, features_at_points
+
+    img = np.random.default_rng(3).integers(0, 255, (99, 99, 3), dtype=np.uint8)
+    xy = np.array([[20.0, 31.5], [60.2, 70.0], [5.0, 90.0]])
+    feats = {"s": get_features("sift:radius=10"), "c2": get_features("conv2", backbone=alexnet),
+             "c3": get_features("conv3", backbone=alexnet)}
+    got = features_at_points(feats, img, xy)
+    np.testing.assert_array_equal(got["s"], sift_features_at(img, xy, 10))
+    ref = conv_features_at(alexnet, [img], [xy], ["conv2", "conv3"])
+    np.testing.assert_array_equal(got["c2"], ref["conv2"])
+    np.testing.assert_array_equal(got["c3"], ref["conv3"])
+    pix = features_at_pixels({"c3": feats["c3"]}, img, np.array([[40.0, 50.0]]))
+    np.testing.assert_allclose(pix["c3"], PixelConvFeatures(alexnet, img, ["conv3"]).at("conv3", [[40, 50]]))

@@ -46,6 +46,33 @@ def test_table2_paper_preset_needs_berkeley_root(tmp_path):
         run("table2", tmp_path, "paper")
 
 
+def test_method_configs_features_x_matchers_and_options():
+    from convcorr.experiments.table2 import matcher_options, method_configs
+
+    conf = resolve_conf("table2", "default", {"features": ["sift:step=8,bin=8", "alexnet:conv4"],
+                                              "matchers": ["flow", "softargmax"], "beta": 0.01,
+                                              "matcher_options": {"softargmax": {"window": 3}}})
+    mc = method_configs(conf)
+    assert list(mc) == ["sift:step=8,bin=8 + flow", "alexnet:conv4 + flow", "sift:step=8,bin=8 + softargmax",
+                        "alexnet:conv4 + softargmax", "box-copy"]
+    assert matcher_options(conf, "flow") == {"beta": 0.01, "radius_px": 64.0, "n_iter": 8, "coarse_to_fine": False}
+    assert matcher_options(conf, "softargmax") == {"window": 3}
+    assert mc["box-copy"].method == "box-copy"
+    with pytest.raises(KeyError, match="unknown matcher"):
+        method_configs(dict(conf, matchers=["hungarian"]))
+    with pytest.raises(ValueError, match="conv9"):
+        method_configs(dict(conf, features=["alexnet:conv9"]))
+
+
+def test_table2_other_matchers_run(tmp_path, shared):
+    run("table2", tmp_path, "default", {"categories": ["face"], "n_queries": 2, "k": 2, "top": 1, "n_warps": 1,
+                                        "features": ["alexnet:conv4"], "matchers": ["nn", "mnn", "softargmax"],
+                                        "baselines": []})
+    res = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert set(res["pck"]) == {"alexnet:conv4 + nn", "alexnet:conv4 + mnn", "alexnet:conv4 + softargmax"}
+    assert all(0 <= v <= 1 for m in res["pck"].values() for v in m.values())
+
+
 @pytest.mark.slow
 def test_table2_process_pool_equals_serial_and_keeps_task_results(tmp_path, shared):
     over = {"categories": ["face"], "n_queries": 3, "k": 2, "top": 1, "n_warps": 1, "features": ["alexnet:conv4"],

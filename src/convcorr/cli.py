@@ -136,7 +136,7 @@ def visualize_cmd(out_dir: Path, preset: str, sets: tuple[str, ...]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- align (#7)
-def _align_points(path: Path, hw: tuple[int, int]) -> "np.ndarray":
+def _align_points(path: Path, hw: tuple[int, int]):
     """Points of A from a JSON file: [[x, y], ...] or {"points": [[x, y], ...]}, (x, y) pixels of the original A."""
     import json
 
@@ -162,7 +162,7 @@ def _align_points(path: Path, hw: tuple[int, int]) -> "np.ndarray":
     return arr
 
 
-def _grid_points(hw: tuple[int, int], n: int) -> "np.ndarray":
+def _grid_points(hw: tuple[int, int], n: int):
     """An n x n grid of points over the central 80% of an (H, W) image."""
     import numpy as np
 

@@ -14,6 +14,7 @@ from .cub import load_cub
 from .embedded import embedded_categories, embedded_instances
 from .ibug import load_ibug, load_ibug_folder
 from .pfpascal import load_pf_pascal_pairs
+from .pfwillow import load_pf_willow_pairs
 from .spair import load_spair
 from .synthetic import Warp, random_warp, synthetic_instances, synthetic_pairs, warp_instance
 
@@ -22,6 +23,7 @@ DATASETS = {
     "embedded": embedded_instances,
     "berkeley": load_berkeley_xml,
     "pf-pascal": load_pf_pascal_pairs,
+    "pf-willow": load_pf_willow_pairs,
     "coco": load_coco_keypoints,
     "ibug": load_ibug_folder,
     "spair": load_spair,
@@ -32,7 +34,7 @@ DATASETS = {
 def load_dataset(name: str, **kw):
     """Load a data set by name (see :data:`DATASETS`) with loader-specific keyword arguments.
 
-    e.g. ``load_dataset("berkeley", path=..., image_root=...)``, ``load_dataset("pf-pascal", csv_path=...)``,
+    e.g. ``load_dataset("berkeley", path=..., image_root=...)``, ``load_dataset("pf-pascal", csv_path=...)``, ``load_dataset("pf-willow", csv_path=...)``,
     ``load_dataset("coco", json_path=..., image_dir=...)``, ``load_dataset("ibug", folder=...)``,
     ``load_dataset("spair", root=..., split="test")``, ``load_dataset("cub", root=...)``,
     ``load_dataset("embedded", category="face")``.
@@ -43,5 +45,5 @@ def load_dataset(name: str, **kw):
 
 
 __all__ = ["DATASETS", "load_dataset", "load_berkeley_xml", "load_coco_keypoints", "load_cub", "load_ibug",
-           "load_ibug_folder", "load_pf_pascal_pairs", "load_spair", "embedded_instances", "embedded_categories",
+           "load_ibug_folder", "load_pf_pascal_pairs", "load_pf_willow_pairs", "load_spair", "embedded_instances", "embedded_categories",
            "Warp", "random_warp", "synthetic_instances", "synthetic_pairs", "warp_instance"]

@@ -15,6 +15,7 @@ EXPERIMENTS = {
     "table3": "convcorr.experiments.table3",
     "table4": "convcorr.experiments.table4",
     "visualize": "convcorr.experiments.visualize",
+    "pairs": "convcorr.experiments.pairs",
 }
 
 

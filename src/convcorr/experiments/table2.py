@@ -35,12 +35,12 @@ Protocols.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from ..pck import PAPER_ALPHAS, pck_curve
+from .. import protocols
+from ..pck import PAPER_ALPHAS, PCKProtocol, pck_curve
 from ..report import Report, markdown_table, progress
 from ..transfer import FeatureCache, KeypointTransfer, TransferConfig, make_transfer, retrieve_neighbours
 
@@ -63,6 +63,7 @@ CONFIGS = {
         "seed": 0,
     },
 }
+CONFIGS = {k: protocols.with_data_options(v) for k, v in CONFIGS.items()}
 #: cross-instance protocol on the embedded faces only (every alignment between different people)
 CONFIGS["strict"] = dict(CONFIGS["default"], categories=["face"], n_queries=6, exclude_same_source=True)
 #: easier same-instance variant: the query's own photo and its other warps stay in the pool
@@ -73,6 +74,11 @@ CONFIGS["same-source"] = dict(CONFIGS["default"], exclude_same_source=False)
 for _c in CONFIGS.values():
     _c.update({k: v for k, v in {"workers": 1, "executor": None, "ray_address": None, "resume": False}.items()
                if k not in _c})
+
+#: the PCK protocol of this table (recorded in results.json): the paper's, where every visible query keypoint
+#: counts (predictions come from several neighbours; a type no neighbour shows counts as wrong)
+TABLE2_PCK = PCKProtocol("paper (Table 2)", "target-bbox", "max", PAPER_ALPHAS, "original", ("type",), "pooled",
+                         False, "Long, Zhang & Darrell, NIPS 2014, Sec. 4 (Table 2)")
 
 
 # -------------------------------------------------------------------------------------------------------- data
@@ -96,44 +102,9 @@ def _transfer_task(qi: int, shared: dict, full: bool = False) -> dict:
 
 
 def build_pool(conf: dict) -> list:
-    """All instances of the configured categories (real photos + ``n_warps`` warps of each for "embedded").
-
-    Every instance gets ``meta['source_id']`` (the real photo it comes from) and ``meta['real']``.
-    For "berkeley", ``meta['split']`` is kept from the loader when present.
-    """
-    from .. import datasets
-
-    if conf["dataset"] == "embedded":
-        cats = conf.get("categories") or list(datasets.embedded_categories())
-        pool = []
-        for c in cats:
-            real = datasets.embedded_instances(c)
-            real = [replace(r, meta=dict(r.meta, source_id=r.id, real=True)) for r in real]
-            warps = datasets.synthetic_instances(real, int(conf.get("n_warps", 0)), seed=conf.get("seed", 0),
-                                                 strength=conf.get("strength", 1.0))
-            pool += real + [replace(w, meta=dict(w.meta, real=False)) for w in warps]
-        return pool
-    if conf["dataset"] == "berkeley":
-        if not conf.get("root"):
-            raise FileNotFoundError("table2: dataset 'berkeley' needs --set root=/path/to/VOC2011 (with JPEGImages/ "
-                                    "and the Berkeley keypoint annotations in annotations/); PASCAL images are not "
-                                    "in the shared folder, use dataset=embedded here")
-        root = Path(conf["root"])
-        if not (root / "annotations").is_dir() or not (root / "JPEGImages").is_dir():
-            raise FileNotFoundError(f"{root}: expected JPEGImages/ and annotations/ (Berkeley keypoint XML) inside")
-        insts = datasets.load_berkeley_xml(root / "annotations", image_root=root / "JPEGImages")
-        if conf.get("categories"):
-            insts = [i for i in insts if i.category in conf["categories"]]
-        split = root / "ImageSets" / "Main" / "val.txt"  # the paper: neighbours from train, queries from val
-        val = set(split.read_text().split()) if split.is_file() else None
-        out = []
-        for i in insts:
-            meta = dict(i.meta, source_id=i.id, real=True)
-            if val is not None and i.image_path is not None:
-                meta["split"] = "test" if Path(i.image_path).stem in val else "train"
-            out.append(replace(i, meta=meta))
-        return out
-    raise KeyError(f"table2 supports datasets 'embedded' and 'berkeley', not {conf['dataset']!r}")
+    """All instances of the configured data (:func:`convcorr.protocols.build_pool`: real photos + ``n_warps``
+    warps of each; every data set of :mod:`convcorr.protocols`, e.g. ``--set dataset=coco --set json=...``)."""
+    return protocols.build_pool(conf)
 
 
 def select_queries(pool: list, conf: dict) -> list[int]:
@@ -253,6 +224,7 @@ def main(conf: dict, out_dir: Path) -> Path:
     t0 = time.perf_counter()
     conf = dict(conf, exclude_same_source=as_bool(conf["exclude_same_source"], "exclude_same_source"))
     rep = Report(out_dir, "Table 2: keypoint transfer by alignment (features x matchers vs box-copy)", conf)
+    rep.results["pck_protocol"] = TABLE2_PCK.to_dict()
     pool = build_pool(conf)
     queries = select_queries(pool, conf)
     if not queries:

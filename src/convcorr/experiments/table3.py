@@ -37,6 +37,7 @@ import numpy as np
 
 from ..classification import (DEFAULT_CS, accuracy, keypoint_dataset, max_offset_histogram, response_map,
                               response_peak, select_C, train_ova)
+from .. import protocols
 from ..features import array_digest, cached, crop_box, features_at_pixels, features_at_points
 from ..report import Report, markdown_table, progress
 
@@ -56,6 +57,7 @@ CONFIGS = {
         "test_fraction": 0.5, "max_types": None, "n_response": 50, "n_response_instances": 25, **_COMMON,
     },
 }
+CONFIGS = {k: protocols.with_data_options(v) for k, v in CONFIGS.items()}
 
 
 def feature_names(conf: dict) -> list[str]:
@@ -79,37 +81,8 @@ def feature_objects(conf: dict) -> dict:
 
 
 def split_pool(conf: dict) -> tuple[list, list, dict]:
-    """(train instances, test instances, {category: split description}) of the configured data.
-
-    Needs ``dataset``, ``root``, ``categories``, ``n_synthetic`` (or ``n_warps``), ``test_warps``,
-    ``test_fraction``, ``seed``. Shared with Table 4.
-    """
-    from .table2 import build_pool
-
-    n_warps = int(conf.get("n_synthetic", conf.get("n_warps", 0)) or 0)
-    pool = build_pool(dict(conf, n_warps=n_warps, max_queries=None))
-    train, test, kinds = [], [], {}
-    for c in dict.fromkeys(i.category for i in pool):
-        insts = [i for i in pool if i.category == c]
-        sources = list(dict.fromkeys(i.meta["source_id"] for i in insts))
-        if len(sources) >= 3 or n_warps == 0:
-            n_test = min(len(sources) - 1, max(1, int(round(len(sources) * conf["test_fraction"]))))
-            if n_test < 1:
-                raise ValueError(f"category {c!r} has a single photo and no warps: cannot split")
-            test_src = set(sources[-n_test:])
-            train += [i for i in insts if i.meta["source_id"] not in test_src]
-            test += [i for i in insts if i.meta["source_id"] in test_src]
-            kinds[c] = f"by photo ({len(sources) - n_test} train / {n_test} test photos)"
-        else:
-            if not 1 <= conf["test_warps"] <= n_warps:
-                raise ValueError(f"category {c!r} ({len(sources)} photos) is split by warp: need "
-                                 f"1 <= test_warps ({conf['test_warps']}) <= n_synthetic ({n_warps})")
-            is_test = [(not i.meta.get("real")) and int(i.id.rsplit("~w", 1)[-1]) >= n_warps - conf["test_warps"]
-                       for i in insts]
-            train += [i for i, t in zip(insts, is_test) if not t]
-            test += [i for i, t in zip(insts, is_test) if t]
-            kinds[c] = f"by warp ({len(sources)} photos; test = {conf['test_warps']} unseen warp(s) of each)"
-    return train, test, kinds
+    """(train, test, {category: split description}): :func:`convcorr.protocols.split_pool` (shared with Table 4)."""
+    return protocols.split_pool(conf)
 
 
 def kept_types(names, max_types: int | None) -> np.ndarray:

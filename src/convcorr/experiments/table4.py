@@ -32,10 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..pck import pck
+from ..pck import PCKProtocol, pck
 from ..prediction import KeypointPredictor, global_descriptors, nearest_neighbours, transfer_keypoints
 from ..report import Report, markdown_table, progress
-from .table3 import kept_types, split_pool
+from .. import protocols
+from ..protocols import split_pool
+from .table3 import kept_types
 
 _COMMON = {
     "size": 500, "margin": 0.0, "features": ["sift:step=8,bin=8", "alexnet:conv5"], "neighbourhood": [1, 3],
@@ -52,6 +54,13 @@ CONFIGS = {
         "test_fraction": 0.5, "max_types": None, "mining_rounds": 3, **_COMMON,
     },
 }
+CONFIGS = {k: protocols.with_data_options(v) for k, v in CONFIGS.items()}
+
+#: the PCK protocol of this table (recorded in results.json): alpha 0.1 of max(box h, w), mean over keypoint
+#: types per category, "mean" = mean over categories; every visible test keypoint counts
+TABLE4_PCK = PCKProtocol("paper (Table 4)", "target-bbox", "max", (0.1,), "original", ("type",), "category", False,
+                         "Long, Zhang & Darrell, NIPS 2014, Sec. 5 (Table 4)")
+
 
 def _label(feature: str, prior: bool) -> str:
     return feature + (" + prior" if prior else "")
@@ -99,6 +108,7 @@ def main(conf: dict, out_dir: Path) -> Path:
 
     t0, c0 = time.perf_counter(), time.process_time()
     rep = Report(out_dir, "Table 4: keypoint prediction (PCK@0.1)", conf)
+    rep.results["pck_protocol"] = TABLE4_PCK.to_dict()
     feats = feature_list(conf)
     train, test, kinds = split_pool(dict(conf, n_warps=conf["n_synthetic"]))
     cats = [c for c in dict.fromkeys(i.category for i in train) if any(i.category == c for i in test)]
