@@ -36,7 +36,7 @@ _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "N
                 "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 _KEY_OK = re.compile(r"^[A-Za-z0-9._+=-]+$")
 
-# per-worker state (set by the pool initializer, or inherited by fork)
+# per-worker state (set by the pool initializer)
 _W: dict = {}
 
 
@@ -180,29 +180,28 @@ def _run_pool(fn, tasks, todo, shared, kwargs, workers, threads, mp_context, don
     method = mp_context or ("forkserver" if sys.platform.startswith("linux") else "spawn")
     ctx = mp.get_context(method)
     initargs = (fn, shared, kwargs, threads)
-    if True:
-        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx, initializer=_init_worker,
-                                 initargs=initargs) as pool:
-            pending = {}
-            it = iter(todo)
-            for i in it:  # keep 2 tasks per worker in flight (bounded memory for long task lists)
-                pending[pool.submit(_pool_task, (i, tasks[i]))] = i
-                if len(pending) >= 2 * workers:
-                    break
-            while pending:
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for f in finished:
-                    i = pending.pop(f)
-                    try:
-                        _, res = f.result()
-                    except Exception as e:
-                        for g in pending:
-                            g.cancel()
-                        fail(i, e)
-                    done(i, res)
-                    nxt = next(it, None)
-                    if nxt is not None:
-                        pending[pool.submit(_pool_task, (nxt, tasks[nxt]))] = nxt
+    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx, initializer=_init_worker,
+                             initargs=initargs) as pool:
+        pending = {}
+        it = iter(todo)
+        for i in it:  # keep 2 tasks per worker in flight (bounded memory for long task lists)
+            pending[pool.submit(_pool_task, (i, tasks[i]))] = i
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for f in finished:
+                i = pending.pop(f)
+                try:
+                    _, res = f.result()
+                except Exception as e:
+                    for g in pending:
+                        g.cancel()
+                    fail(i, e)
+                done(i, res)
+                nxt = next(it, None)
+                if nxt is not None:
+                    pending[pool.submit(_pool_task, (nxt, tasks[nxt]))] = nxt
 
 
 def _ray_task(fn, task, shared, has_shared, kwargs, threads):
