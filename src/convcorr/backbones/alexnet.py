@@ -38,6 +38,37 @@ _Q8_BIAS = {"conv1": 96, "conv2": 256, "conv3": 384, "conv4": 384, "conv5": 256,
             "fc8": 1000}
 
 
+class LocalResponseNorm(nn.Module):
+    """Caffe's across-channel LRN, ``b_c = a_c / (k + alpha / size * sum_{c' in window(c)} a_c'^2)^beta`` (window
+    ``c - size//2 .. c + (size-1)//2``, zero-padded): the same function as :class:`torch.nn.LocalResponseNorm`
+    (equal to float32 rounding, tested) but ~2x faster on CPU: the window sum is ``size`` shifted in-place adds
+    instead of a 3-D average pooling, and ``^-0.75`` is ``rsqrt * sqrt(rsqrt)``. (N, C, H, W) -> same shape;
+    other ranks fall back to :func:`torch.nn.functional.local_response_norm`.
+    """
+
+    def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0):
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k = int(size), float(alpha), float(beta), float(k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4:
+            return nn.functional.local_response_norm(x, self.size, self.alpha, self.beta, self.k)
+        sq = x * x
+        acc = sq.clone()
+        for d in range(1, self.size // 2 + 1):  # channels before c
+            acc[:, d:] += sq[:, :-d]
+        for d in range(1, (self.size - 1) // 2 + 1):  # channels after c
+            acc[:, :-d] += sq[:, d:]
+        acc.mul_(self.alpha / self.size).add_(self.k)
+        if self.beta == 0.75:
+            r = acc.rsqrt_()
+            return x * (r * r.sqrt())
+        return x / acc.pow_(self.beta)
+
+    def extra_repr(self) -> str:
+        return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
+
+
 def _parse_ints(f: Path) -> np.ndarray:
     """Integers of one weight file: whitespace-separated text (.txt) or raw signed bytes (.bin).
 
@@ -246,7 +277,7 @@ class AlexNet(Backbone):
         tv = self.variant == "torchvision"
         c = (64, 192, 384, 256, 256) if tv else (96, 256, 384, 384, 256)
         g = (1, 1, 1, 1, 1) if tv else (1, 2, 1, 2, 2)
-        norm = (lambda: nn.Identity()) if tv else (lambda: nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0))
+        norm = (lambda: nn.Identity()) if tv else (lambda: LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0))
         pool = lambda: nn.MaxPool2d(3, 2, ceil_mode=not tv)
         self.input_size = 224 if tv else 227
         self.conv = nn.ModuleList([

@@ -69,6 +69,12 @@ CONFIGS = {k: protocols.with_data_options(v) for k, v in CONFIGS.items()}
 CONFIGS["strict"] = dict(CONFIGS["default"], categories=["face"], n_queries=6, exclude_same_source=True)
 #: easier same-instance variant: the query's own photo and its other warps stay in the pool
 CONFIGS["same-source"] = dict(CONFIGS["default"], exclude_same_source=False)
+#: parallel alignment loop (convcorr.parallel.run_tasks): ``workers`` processes (or Ray tasks with
+#: ``executor="ray"`` on ``ray_address``; None starts a local cluster); ``resume`` keeps per-query results in
+#: <out>/tasks/<config hash>/ and skips them when the run is repeated. Results are identical for any setting.
+for _c in CONFIGS.values():
+    _c.update({k: v for k, v in {"workers": 1, "executor": None, "ray_address": None, "resume": False}.items()
+               if k not in _c})
 
 #: the PCK protocol of this table (recorded in results.json): the paper's, where every visible query keypoint
 #: counts (predictions come from several neighbours; a type no neighbour shows counts as wrong)
@@ -77,6 +83,25 @@ TABLE2_PCK = PCKProtocol("paper (Table 2)", "target-bbox", "max", PAPER_ALPHAS, 
 
 
 # -------------------------------------------------------------------------------------------------------- data
+def _transfer_task(qi: int, shared: dict, full: bool = False) -> dict:
+    """Task of the alignment loop: every method's prediction for query ``qi`` -> {method: (prediction (K, 2),
+    details, seconds)}; ``details`` keep only order / top / energies unless ``full`` (picklable, small)."""
+    pool, nbrs, methods = shared["pool"], shared["nbrs"], shared["methods"]
+    query = pool[shared["queries"][qi]]
+    nb = [pool[j] for j in nbrs[qi] if j >= 0]
+    if not nb:
+        raise ValueError(f"{query.id}: no allowed training instance of category {query.category!r}")
+    out = {}
+    for m, kt in methods.items():
+        ts = time.perf_counter()
+        p, det = kt.predict_from_neighbours(query, nb, return_details=True)
+        sec = time.perf_counter() - ts
+        if not full:
+            det = {k: det[k] for k in ("order", "top", "energies")}
+        out[m] = (p, det, sec)
+    return out
+
+
 def build_pool(conf: dict) -> list:
     """All instances of the configured data (:func:`convcorr.protocols.build_pool`: real photos + ``n_warps``
     warps of each; every data set of :mod:`convcorr.protocols`, e.g. ``--set dataset=coco --set json=...``)."""
@@ -219,6 +244,26 @@ def main(conf: dict, out_dir: Path) -> Path:
     for f in {kt.features.cache_key: kt.features for kt in aligned.values()}.values():
         cache.precompute([pool[j] for j in used], f)
 
+    # alignments of every query (the expensive part) as independent tasks: serially, on a process pool or Ray;
+    # features are computed above once per instance and sent once per worker with the methods
+    from ..parallel import run_tasks
+
+    shared = {"pool": pool, "queries": queries, "nbrs": nbrs, "methods": methods}
+    task_dir = None
+    if as_bool(conf.get("resume", False), "resume"):
+        import hashlib
+        import json
+
+        sig = {k: v for k, v in conf.items() if k not in ("workers", "executor", "ray_address", "resume")}
+        h = hashlib.sha1(json.dumps(sig, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        task_dir = Path(out_dir) / "tasks" / h
+    # query 0 runs here (its full details feed the figures); the others as tasks
+    first = _transfer_task(0, shared, full=True)
+    rest = run_tasks(_transfer_task, list(range(1, len(queries))), shared=shared, workers=int(conf.get("workers", 1)),
+                     executor=conf.get("executor"), address=conf.get("ray_address"), out_dir=task_dir,
+                     key=lambda qi: f"q{qi:05d}", desc="aligned queries")
+    results = [first] + rest
+
     preds = {m: [] for m in methods}
     per_query, details, seconds = [], {}, {m: 0.0 for m in methods}
     same_src_top = {m: [] for m in methods}
@@ -234,9 +279,8 @@ def main(conf: dict, out_dir: Path) -> Path:
                "neighbours": [n.id for n in nb], "same_source": is_same.tolist(),
                "ground_truth": np.where(query.visible[:, None], query.keypoints, np.nan).tolist(), "methods": {}}
         for m, kt in methods.items():
-            ts = time.perf_counter()
-            p, det = kt.predict_from_neighbours(query, nb, return_details=True)
-            seconds[m] += time.perf_counter() - ts
+            p, det, sec = results[qi][m]
+            seconds[m] += sec
             top = det["order"][: det["top"]]
             same_src_top[m].append(is_same[top].mean())
             preds[m].append((query, p))
