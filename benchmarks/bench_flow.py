@@ -1,15 +1,23 @@
-"""Time one MRF alignment (loopy BP with distance-transform messages) against brute-force O(labels^2) messages.
+"""Alignment throughput of the flow MRF solvers, side by side in one run, and the ratio to brute-force messages.
 
-Usage: python benchmarks/bench_flow.py [--quick] [--threads 1] [--iters 10]
+Usage: python benchmarks/bench_flow.py [--quick] [--threads 1] [--iters 10] [--repeats 3]
+                                       [--grids 13 32 48] [--batches 1 16 64] [--cpu-budget 60]
 
-1. One alignment of a grid x grid feature map (C-d) with the full displacement range (radius grid - 1):
-   data term + ``iters`` BP iterations (early stopping off), single thread by default.
-2. One message, (2r+1)^2 labels: distance transform vs brute force O(L^2) (both numba, same thread count),
-   measured over many messages; the brute-force time of the whole alignment is EXTRAPOLATED from it.
-3. A small grid solved both ways end to end (synchronous BP, brute-force messages vs distance transforms):
-   measured times, their ratio, and a check that both give the same flow.
-Prints measured numbers only. Wall times on a busy machine are inflated; the process CPU time of [1] is
-printed too (single-threaded, it is the time on an idle core).
+[1] Alignments per second (median over ``--repeats`` timed runs, JIT compilation and CUDA start-up excluded by a
+    warm-up run of every solver first) for grid x grid AlexNet-sized problems (C=256, random features) with the
+    full displacement range (radius grid - 1: (2 grid - 1)^2 labels), ``--iters`` BP iterations (early stop off):
+      numba-f64   convcorr.flow reference solver (float64, one pair at a time, numba prange over rows)
+      batch-f32   convcorr.flow_torch.bp_flow_batch on CPU, numba message kernel (in-grid labels, float32)
+      torch-cpu   the same solver with the vectorised torch message kernel on CPU (what the GPU runs)
+      torch-cuda  the torch kernel on the GPU (only when torch sees one)
+    CPU configurations whose predicted time (batch-1 time x batch x repeats) exceeds ``--cpu-budget`` seconds are
+    skipped and marked so (CPU throughput hardly depends on the batch size; raise the budget to run them).
+    Every row also gives the agreement with numba-f64 on the batch's first pair (same labels, relative energy).
+[2] One message over the full label range: distance transform (numba, lower envelope, O(L)) vs brute-force
+    O(L^2) minimisation (numba), measured; brute-force alignment throughput extrapolated from it.
+[3] A small grid solved end to end with brute-force messages and with distance transforms (sync schedule):
+    measured times, ratio, same flow.
+Prints measured numbers only; wall times on a shared machine are noisy: compare rows of one run.
 """
 from __future__ import annotations
 
@@ -20,9 +28,13 @@ import time
 
 def _parse() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="small problem, finishes in seconds (CI smoke test)")
-    ap.add_argument("--threads", type=int, default=1, help="numba / BLAS threads (default 1: one core)")
-    ap.add_argument("--iters", type=int, default=10, help="BP iterations of the main alignment")
+    ap.add_argument("--quick", action="store_true", help="small problems, finishes in seconds (CI smoke test)")
+    ap.add_argument("--threads", type=int, default=1, help="numba / torch / BLAS threads (default 1: one core)")
+    ap.add_argument("--iters", type=int, default=10, help="BP iterations per alignment (early stop off)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs per configuration (median reported)")
+    ap.add_argument("--grids", type=int, nargs="+", default=None, help="grid sides (default 13 32 48)")
+    ap.add_argument("--batches", type=int, nargs="+", default=None, help="batch sizes (default 1 16 64)")
+    ap.add_argument("--cpu-budget", type=float, default=60.0, help="skip CPU configurations predicted longer")
     return ap.parse_args()
 
 
@@ -32,9 +44,11 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_
 
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from convcorr.flow import (_bp_solve, _data_cost, _energy_from_volume, bp_flow,  # noqa: E402
                            distance_transform_sq, l2_normalize)
+from convcorr.flow_torch import bp_flow_batch  # noqa: E402
 
 
 @numba.njit(cache=True)
@@ -106,88 +120,148 @@ def brute_bp(vol: np.ndarray, beta: float, n_iter: int, r: int) -> np.ndarray:
     return best
 
 
-def shifted_features(grid: int, C: int, dx: int, dy: int, rng) -> tuple[np.ndarray, np.ndarray]:
-    """Target = random features; source = target shifted by (dx, dy) cells plus noise (fresh at the border)."""
-    ft = rng.standard_normal((grid, grid, C)).astype(np.float32)
-    fs = rng.standard_normal((grid, grid, C)).astype(np.float32)
+def shifted_features(grid: int, C: int, dx: int, dy: int, rng, batch: int = 1):
+    """Targets = random features; sources = targets shifted by (dx, dy) cells plus noise (fresh at the border)."""
+    ft = rng.standard_normal((batch, grid, grid, C)).astype(np.float32)
+    fs = rng.standard_normal((batch, grid, grid, C)).astype(np.float32)
     ys, xs = np.mgrid[0:grid, 0:grid]
     ok = (ys + dy >= 0) & (ys + dy < grid) & (xs + dx >= 0) & (xs + dx < grid)
-    fs[ok] = ft[(ys + dy)[ok], (xs + dx)[ok]] + 0.5 * rng.standard_normal((ok.sum(), C)).astype(np.float32)
+    noise = 0.5 * rng.standard_normal((batch, ok.sum(), C)).astype(np.float32)
+    fs[:, ok] = ft[:, (ys + dy)[ok], (xs + dx)[ok]] + noise
     return fs, ft, ok
 
 
-def main() -> None:
-    numba.set_num_threads(min(ARGS.threads, numba.config.NUMBA_NUM_THREADS))
-    grid, C, small = (12, 64, 8) if ARGS.quick else (32, 256, 12)
-    r = grid - 1
-    L = (2 * r + 1) ** 2
-    beta = 3e-3
-    rng = np.random.default_rng(0)
-    dx, dy = 3, -2
-    fs, ft, ok = shifted_features(grid, C, dx, dy, rng)
+def _sync(dev):
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
 
-    t = time.perf_counter()  # JIT load / compile (cached on disk after the first run)
-    bp_flow(fs[:4, :4], ft[:4, :4], radius=2, n_iter=1)
-    bp_flow(fs[:4, :4], ft[:4, :4], radius=2, n_iter=1, schedule="sync")
+
+def main() -> None:
+    T = ARGS.threads
+    numba.set_num_threads(min(T, numba.config.NUMBA_NUM_THREADS))
+    torch.set_num_threads(T)
+    quick = ARGS.quick
+    grids = ARGS.grids or ([8, 13] if quick else [13, 32, 48])
+    batches = ARGS.batches or ([1, 4] if quick else [1, 16, 64])
+    iters = 3 if quick and ARGS.iters == 10 else ARGS.iters
+    reps = 2 if quick and ARGS.repeats == 3 else ARGS.repeats
+    C, beta = (64 if quick else 256), 3e-3
+    kw = dict(beta=beta, n_iter=iters, tol_iters=iters + 1)
+    cuda = torch.cuda.is_available()
+    solvers = ["numba-f64", "batch-f32", "torch-cpu"] + (["torch-cuda"] if cuda else [])
+
+    def run(solver, fs, ft):
+        if solver == "numba-f64":
+            return [bp_flow(s, t, backend="numba", **kw) for s, t in zip(fs, ft)]
+        if solver == "batch-f32":
+            return bp_flow_batch(fs, ft, device="cpu", kernel="numba", **kw)
+        if solver == "torch-cpu":
+            return bp_flow_batch(fs, ft, device="cpu", kernel="torch", **kw)
+        dev = torch.device("cuda")
+        out = bp_flow_batch(torch.as_tensor(fs, device=dev), torch.as_tensor(ft, device=dev), kernel="torch", **kw)
+        _sync(dev)
+        return out
+
+    rng = np.random.default_rng(0)
+    t = time.perf_counter()  # JIT load / compile (cached on disk after the first run), CUDA context
+    w_fs, w_ft, _ = shifted_features(5, 8, 1, 0, rng, 2)
+    for s in solvers:
+        run(s, w_fs, w_ft)
+    bp_flow(w_fs[0], w_ft[0], radius=2, n_iter=1, schedule="sync", backend="numba")
     _brute_messages(np.zeros((1, 3, 3)), beta, np.zeros((1, 3, 3)))
     _brute_sync_iteration(np.zeros((2, 2, 3, 3)), np.zeros((4, 2, 2, 3, 3)), np.zeros((4, 2, 2, 3, 3)), beta)
     t_jit = time.perf_counter() - t
-    print(f"threads: numba {numba.get_num_threads()}, BLAS env {os.environ['OMP_NUM_THREADS']}; "
-          f"JIT load/compile {t_jit:.2f} s (excluded below)")
+    print(f"threads: numba {numba.get_num_threads()}, torch {torch.get_num_threads()}, BLAS env "
+          f"{os.environ['OMP_NUM_THREADS']}; CUDA: {torch.cuda.get_device_name() if cuda else 'none (not measured)'}; "
+          f"JIT/warm-up {t_jit:.2f} s (excluded below)")
 
-    # ---- 1. one alignment, full displacement range
-    print(f"\n[1] alignment: grid {grid}x{grid}, C={C}, radius {r}: {L} labels ({2 * r + 1}x{2 * r + 1}), "
-          f"beta {beta}, {ARGS.iters} iterations (checkerboard schedule, no early stop)")
-    t0, c0 = time.perf_counter(), time.process_time()
-    res = bp_flow(fs, ft, beta=beta, radius=r, n_iter=ARGS.iters, tol_iters=ARGS.iters + 1)
-    t_total, c_total = time.perf_counter() - t0, time.process_time() - c0
-    t = time.perf_counter()
-    _data_cost(l2_normalize(fs), l2_normalize(ft), r)
-    t_data = time.perf_counter() - t
-    n_msgs = res.n_iter * 2 * (2 * grid * (grid - 1))  # directed messages on the 4-connected grid
-    print(f"    total {t_total:.3f} s wall, {c_total:.3f} s process CPU "
-          f"(data term ~{t_data:.3f} s, BP ~{t_total - t_data:.3f} s = "
-          f"{(t_total - t_data) / res.n_iter:.3f} s / iteration, {n_msgs} messages)")
-    print("    energy per iteration: " + " ".join(f"{e:.2f}" for e in res.energies))
-    acc = np.mean(np.all(res.flow[ok] == [dx, dy], -1))
-    print(f"    best energy {res.energy:.2f} (data {res.data_energy:.2f} + smooth {res.smooth_energy:.2f}); "
-          f"true shift ({dx}, {dy}) recovered at {acc * 100:.1f}% of the overlap columns")
-    res_s = bp_flow(fs, ft, beta=beta, radius=r, n_iter=ARGS.iters, tol_iters=ARGS.iters + 1, schedule="sync")
-    print("    sync schedule, energy per iteration: " + " ".join(f"{e:.2f}" for e in res_s.energies))
+    # ---- [1] throughput table
+    print(f"\n[1] alignments/s, C={C}, full displacement range, {iters} BP iterations (checkerboard, no early stop), "
+          f"median of {reps} runs")
+    print(f"{'grid':>5} {'labels':>6} {'batch':>5} {'solver':>11} {'align/s':>9} {'x numba':>8} {'s/batch':>9} "
+          f"{'same labels':>11} {'rel dE':>8}")
+    summary = {}
+    for g in grids:
+        L = (2 * g - 1) ** 2
+        fs_all, ft_all, _ = shifted_features(g, C, 3, -2, rng, max(batches))
+        ref = run("numba-f64", fs_all[:1], ft_all[:1])[0]  # agreement reference (untimed)
+        t_one = {}
+        for B in batches:
+            fs, ft = fs_all[:B], ft_all[:B]
+            for solver in solvers:
+                if solver == "numba-f64" and B > 1:
+                    continue  # one pair at a time: its throughput does not depend on the batch
+                on_cpu = solver != "torch-cuda"
+                pred = t_one.get(solver, 0.0) * B * reps
+                if on_cpu and pred > ARGS.cpu_budget:
+                    print(f"{g:>5} {L:>6} {B:>5} {solver:>11}   skipped (predicted {pred:.0f} s > --cpu-budget "
+                          f"{ARGS.cpu_budget:.0f} s)")
+                    continue
+                if solver == "torch-cuda":
+                    run(solver, fs, ft)  # warm-up of this shape (allocator, kernels)
+                ts = []
+                for _ in range(reps):
+                    t0 = time.perf_counter()
+                    res = run(solver, fs, ft)
+                    ts.append(time.perf_counter() - t0)
+                tm = float(np.median(ts))
+                if B == 1:
+                    t_one[solver] = tm
+                aps = B / tm
+                summary[(g, B, solver)] = aps
+                base = summary.get((g, 1, "numba-f64"))
+                same = np.mean(np.all(res[0].flow == ref.flow, -1))
+                de = abs(res[0].energy - ref.energy) / abs(ref.energy)
+                print(f"{g:>5} {L:>6} {B:>5} {solver:>11} {aps:>9.3f} {aps / base:>7.2f}x {tm:>9.3f} "
+                      f"{same * 100:>10.1f}% {de:>8.1e}", flush=True)
+    if not cuda:
+        print("    torch-cuda: no GPU here, not measured (the CUDA path is the torch-cpu kernel on CUDA tensors)")
 
-    # ---- 2. one message, DT vs brute force (both numba)
-    n_dt, n_bf = 2000, (20 if L > 1000 else 200)
-    hs = rng.random((n_dt, 2 * r + 1, 2 * r + 1)) * 4
-    t = time.perf_counter()
-    a = distance_transform_sq(hs, beta)
-    t_dt = (time.perf_counter() - t) / n_dt
-    b = np.empty_like(hs[:n_bf])
-    t = time.perf_counter()
-    _brute_messages(hs[:n_bf], beta, b)
-    t_bf = (time.perf_counter() - t) / n_bf
-    assert np.allclose(a[:n_bf], b), "distance transform disagrees with brute force"
-    print(f"\n[2] one message over {L} labels (measured, {n_dt} / {n_bf} messages): distance transform "
-          f"{t_dt * 1e3:.4f} ms, brute force O(L^2) {t_bf * 1e3:.2f} ms: ratio {t_bf / t_dt:.0f}x")
-    print(f"    EXTRAPOLATED brute-force BP of alignment [1]: {n_msgs} messages x {t_bf * 1e3:.2f} ms = "
-          f"{t_bf * n_msgs:.0f} s (vs {t_total - t_data:.2f} s measured with distance transforms)")
+    # ---- [2] one message, DT vs brute force (both numba, float64)
+    print("\n[2] one message over the full label range: distance transform vs brute force O(L^2) (numba, measured)")
+    for g in grids:
+        side = 2 * g - 1
+        L = side * side
+        n_dt, n_bf = 200, max(2, min(50, int(2e8 // (L * L))))
+        hs = rng.random((n_dt, side, side)) * 4
+        distance_transform_sq(hs[:2], beta)
+        t = time.perf_counter()
+        a = distance_transform_sq(hs, beta)
+        t_dt = (time.perf_counter() - t) / n_dt
+        b = np.empty_like(hs[:n_bf])
+        t = time.perf_counter()
+        _brute_messages(hs[:n_bf], beta, b)
+        t_bf = (time.perf_counter() - t) / n_bf
+        assert np.allclose(a[:n_bf], b), "distance transform disagrees with brute force"
+        n_msgs = iters * 2 * (2 * g * (g - 1))
+        bf_aps = 1.0 / (t_bf * n_msgs)
+        base = summary.get((g, 1, "numba-f64"))
+        extra = f"; numba-f64 measured {base:.3g} align/s = {base / bf_aps:.3g}x" if base else ""
+        for sv in solvers[1:]:
+            best = max((v for (gg, _, s), v in summary.items() if gg == g and s == sv), default=None)
+            if best:
+                extra += f", {sv} (best batch) {best / bf_aps:.3g}x"
+        print(f"    grid {g}: {L} labels: DT {t_dt * 1e3:.4f} ms, brute {t_bf * 1e3:.3f} ms per message "
+              f"(ratio {t_bf / t_dt:.3g}x); EXTRAPOLATED brute-force BP {bf_aps:.3g} align/s "
+              f"({n_msgs} messages){extra}")
 
-    # ---- 3. small grid end to end, both ways (synchronous schedule, the same messages)
+    # ---- [3] small grid end to end, both ways (synchronous schedule, the same messages)
+    small = 6 if quick else 12
     rs = small - 1
     fs2, ft2, _ = shifted_features(small, C, 2, -1, rng)
-    vol, _ = _data_cost(l2_normalize(fs2), l2_normalize(ft2), rs)
+    vol, _ = _data_cost(l2_normalize(fs2[0]), l2_normalize(ft2[0]), rs)
     it = 5
-    t = time.perf_counter()
     zero = np.zeros((small, small, 2), np.int64)
+    t = time.perf_counter()
     fl_dt, _, _ = _bp_solve(vol, zero, rs, beta, it, "sync", 0.0, it + 1, np.inf)
     t_small_dt = time.perf_counter() - t
     t = time.perf_counter()
     fl_bf = brute_bp(vol, beta, it, rs)
     t_small_bf = time.perf_counter() - t
+    same = np.mean(np.all(fl_bf == fl_dt, -1))
     print(f"\n[3] small grid {small}x{small}, radius {rs} ({(2 * rs + 1) ** 2} labels), {it} sync iterations, "
           f"measured end to end: brute force {t_small_bf:.3f} s, distance transform {t_small_dt:.4f} s: "
-          f"ratio {t_small_bf / t_small_dt:.0f}x")
-    same = np.mean(np.all(fl_bf == fl_dt, -1))
-    print(f"    both give the same best-energy flow at {same * 100:.1f}% of columns")
+          f"ratio {t_small_bf / t_small_dt:.3g}x; same best-energy flow at {same * 100:.1f}% of columns")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from convcorr.backbones import BACKBONES, AlexNet, get_backbone
-from convcorr.types import load_image
+from convcorr.types import DataError, load_image
 
 # What each shared photo shows -> acceptable ImageNet class names (the owl is a burrowing owl, which ImageNet
 # lacks: its only owl class is the great grey owl; Grace Hopper wears a navy uniform).
@@ -119,8 +119,10 @@ def test_pretrained_false_needs_no_weights(monkeypatch):
         assert list(out) == list(bb.layer_names)
 
 
-def test_torchvision_variant_and_offline_error(monkeypatch):
+def test_torchvision_variant_and_offline_error(monkeypatch, tmp_path):
     import torch.hub
+
+    import convcorr.backbones.alexnet as alexnet_mod
 
     calls = []
 
@@ -128,8 +130,9 @@ def test_torchvision_variant_and_offline_error(monkeypatch):
         calls.append(url)
         raise OSError("network unreachable")
 
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", boom)
-    with pytest.raises(RuntimeError, match="could not download torchvision AlexNet.*caffe-q8"):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", boom)
+    with pytest.raises(RuntimeError, match="could not download .*alexnet-owt-7be5be79.pth.*caffe-q8"):
         AlexNet(weights="torchvision")
     assert calls == ["https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"]
 
@@ -141,7 +144,12 @@ def test_torchvision_variant_and_offline_error(monkeypatch):
     for k, s in tv_shapes.items():
         sd[k + ".weight"] = torch.randn(s) * 0.01
         sd[k + ".bias"] = torch.zeros(s[0])
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", lambda *a, **k: sd)
+    # a file planted in the hub cache under the official name fails the published hash prefix: refused, not loaded
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True, exist_ok=True)
+    torch.save(sd, tmp_path / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth")
+    with pytest.raises(DataError, match="alexnet-owt-7be5be79.pth: sha256 does not start with 7be5be79"):
+        AlexNet(weights="torchvision")
+    monkeypatch.setattr(alexnet_mod, "load_checkpoint", lambda url: sd)
     tv = AlexNet(weights="torchvision").eval()
     assert tv.input_size == 224 and not any(isinstance(m, torch.nn.LocalResponseNorm) for m in tv.modules())
     assert torch.equal(tv.conv[3].weight, sd["features.8.weight"])

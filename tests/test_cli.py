@@ -35,3 +35,176 @@ def test_headline_table_prefers_intervals_and_adds_paired_differences():
     out = headline_table(md)
     assert out.startswith("_PCK with 95% intervals_") and "| x | 1 [0, 2] |" in out
     assert "_Paired differences (same)_" in out and "| c | n |" not in out and "| x | 1 |" not in out
+
+
+# ------------------------------------------------------------------------------------------- error policy (#10)
+import click  # noqa: E402
+import pytest  # noqa: E402
+
+from convcorr import experiments  # noqa: E402
+from convcorr.report import MARKER  # noqa: E402
+
+
+def _run(args):
+    return CliRunner().invoke(cli, args)
+
+
+def _one_line_error(r, *needles):
+    assert r.exit_code == 2, r.output
+    assert "Traceback" not in r.output
+    err = [l for l in r.output.splitlines() if l.startswith("Error:")]
+    assert len(err) == 1, r.output
+    for n in needles:
+        assert n in err[0], err[0]
+    return err[0]
+
+
+@pytest.fixture
+def fast_experiments(monkeypatch):
+    """Every experiment's main replaced by a stub that records its conf and writes a tiny report."""
+    calls = []
+
+    def fake_main(name):
+        def main(conf, out_dir):
+            from convcorr.report import Report
+
+            calls.append((name, dict(conf)))
+            r = Report(out_dir, f"{name} title", conf)
+            r.section("Results", "| a |\n|---|\n| 1 |\n")
+            return r.save()
+        return main
+
+    for n in experiments.EXPERIMENTS:
+        monkeypatch.setattr(experiments.get_experiment(n), "main", fake_main(n))
+    return calls
+
+
+def test_user_errors_are_one_line_with_status_2(tmp_path):
+    _one_line_error(_run(["rf", "--backbone", "vgg99"]), "unknown backbone 'vgg99'", "alexnet")
+    _one_line_error(_run(["rf", "--input-size", "5"]), "--input-size 5 is too small for alexnet")
+    _one_line_error(_run(["rf", "--input-size", "-3"]), "--input-size")
+    _one_line_error(_run(["rf", "--input-size", "abc"]), "--input-size")
+    _one_line_error(_run(["experiment", "table2", "--set", "n_queries=abc"]),
+                    "experiment 'table2'", "'n_queries' expects int or None", "'abc'")
+    _one_line_error(_run(["experiment", "table3", "--set", "layers=conv4"]),
+                    "'layers' expects list", "layers='[\"conv4\"]'")
+    _one_line_error(_run(["experiment", "table2", "--set", "features=alexnet:conv4"]), "'features' expects list")
+    _one_line_error(_run(["experiment", "table3", "--set", "layers=[4]"]), "list of str")
+    _one_line_error(_run(["experiment", "table2", "--set", "beta=true"]), "'beta' expects float")
+    _one_line_error(_run(["experiment", "table3", "--set", "nope=1"]), "experiment 'table3' has no option 'nope'")
+    _one_line_error(_run(["experiment", "table3", "--preset", "strict"]), "experiment 'table3' has no preset")
+    _one_line_error(_run(["experiment", "table1", "--set", "=3"]), "empty KEY")
+    (tmp_path / "afile").write_text("x")
+    _one_line_error(_run(["experiment", "table1", "--out", str(tmp_path / "afile" / "out")]), "afile is a file")
+
+
+def test_errors_name_the_right_experiment(tmp_path):
+    # table3 and table4 share table2's data pool: their errors must say table3 / table4
+    for name in ("table3", "table4"):
+        line = _one_line_error(_run(["experiment", name, "--preset", "paper", "--out", str(tmp_path / name)]),
+                               f"{name}: dataset 'berkeley' needs --set root=")
+        assert "table2" not in line
+
+
+def test_set_values_are_typed_and_converted(fast_experiments, tmp_path):
+    r = _run(["experiment", "table2", "--out", str(tmp_path / "t2"), "--set", "beta=1", "--set", "root=2011",
+              "--set", "n_queries=none", "--set", "features=['sift']", "--set", "coarse_to_fine=true"])
+    assert r.exit_code == 0, r.output
+    (name, conf), = fast_experiments
+    assert name == "table2" and conf["beta"] == 1.0 and isinstance(conf["beta"], float)
+    assert conf["root"] == "2011" and conf["n_queries"] is None and conf["features"] == ["sift"]
+    assert conf["coarse_to_fine"] is True
+
+
+def test_all_validates_every_experiment_before_any_work(fast_experiments, tmp_path):
+    out = tmp_path / "rep"
+    _one_line_error(_run(["experiment", "all", "--out", str(out), "--set", "nope=1"]), "no experiment has option")
+    _one_line_error(_run(["experiment", "all", "--out", str(out), "--preset", "nope"]), "no experiment has a preset")
+    # n_warps is an int option of table2 and visualize: a bad value is caught before table1 runs
+    _one_line_error(_run(["experiment", "all", "--out", str(out), "--set", "n_warps=x"]), "'n_warps' expects int")
+    assert fast_experiments == [] and not out.exists()
+    r = _run(["experiment", "all", "--out", str(out), "--set", "seed=3", "--preset", "paper"])
+    assert r.exit_code == 0, r.output
+    assert [n for n, _ in fast_experiments] == list(experiments.EXPERIMENTS)
+    assert all(c["seed"] == 3 for n, c in fast_experiments if n != "table1")
+    assert (out / "report.md").is_file() and (out / "table2" / MARKER).is_file()
+    # rerunning into the same report folder is allowed; a foreign subfolder is refused before any work
+    assert _run(["experiment", "all", "--out", str(out)]).exit_code == 0
+    n = len(fast_experiments)
+    (out / "table4" / MARKER).unlink()
+    _one_line_error(_run(["experiment", "all", "--out", str(out)]), "table4", "not a convcorr report")
+    assert len(fast_experiments) == n
+
+
+def test_out_folder_policy_and_force(fast_experiments, tmp_path):
+    foreign = tmp_path / "thesis"
+    foreign.mkdir()
+    (foreign / "chapter1.tex").write_text("x")
+    _one_line_error(_run(["experiment", "table2", "--out", str(foreign)]), "not a convcorr report", "--force")
+    assert fast_experiments == []
+    assert _run(["experiment", "table2", "--out", str(foreign), "--force"]).exit_code == 0
+    assert (foreign / "chapter1.tex").read_text() == "x"
+    _one_line_error(_run(["experiment", "table3", "--out", str(foreign)]), "holds a report of 'table2'")
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    _one_line_error(_run(["visualize", "--out", str(tmp_path / "link")]), "symlink")
+
+
+def test_internal_errors_keep_their_traceback(monkeypatch, tmp_path):
+    def bug(*a, **k):
+        return 1 / 0
+
+    monkeypatch.setattr(experiments.get_experiment("table1"), "main", bug)
+    r = _run(["experiment", "table1", "--out", str(tmp_path / "t1")])
+    assert r.exit_code == 1
+    assert "Traceback" in r.output and "ZeroDivisionError" in r.output and "bug in convcorr" in r.output
+
+
+def test_debug_shows_tracebacks_of_user_errors():
+    r = _run(["--debug", "experiment", "table3", "--set", "nope=1"])
+    assert r.exit_code == 2 and "Traceback" in r.output and "no option 'nope'" in r.output
+
+
+def test_new_commands_get_the_error_policy_for_free():
+    from convcorr.types import DataError
+
+    @cli.command("zz-probe")
+    def probe():
+        raise DataError("/data/x.json: malformed JSON")
+
+    try:
+        _one_line_error(_run(["zz-probe"]), "/data/x.json: malformed JSON")
+    finally:
+        cli.commands.pop("zz-probe")
+    assert isinstance(cli, click.Group)
+
+
+def test_values_that_cannot_work_are_refused_before_any_work(fast_experiments):
+    cases = [(["table3", "--set", "backbone=vgg"], "option 'backbone' names an unknown backbone 'vgg'"),
+             (["table3", "--set", "layers=['conv9']"], "option 'layers' names layer(s) ['conv9']"),
+             (["table3", "--set", "backbone=efficientnet_lite0"], "that efficientnet_lite0 does not have"),
+             (["table2", "--set", "features=['alexnet:conv9']"], "unusable feature spec 'alexnet:conv9'"),
+             (["table2", "--set", "features=['vgg:conv1']"], "unusable feature spec 'vgg:conv1'"),
+             (["table2", "--set", "matchers=['foo']"], "unknown matcher(s) ['foo']"),
+             (["table2", "--set", "baselines=['align']"], "unknown baseline(s) ['align']"),
+             (["table2", "--set", "categories=['dog']"], "unknown embedded categories ['dog']"),
+             (["table2", "--set", "n_queries=-1"], "option 'n_queries' must be >= 0"),
+             (["table2", "--set", "beta=1e999"], "option 'beta' must be finite"),
+             (["table1", "--set", "backbones=['vgg']"], "unknown backbone 'vgg'"),
+             (["pairs", "--set", "pair_by=foo"], "option 'pair_by' must be one of"),
+             (["pairs", "--set", "dataset=nope"], "unknown data set 'nope'"),
+             (["visualize", "--set", "reference_layer=conv9"], "option 'reference_layer' names layer(s) ['conv9']")]
+    for args, msg in cases:
+        _one_line_error(_run(["experiment", *args]), f"experiment '{args[0]}'", msg)
+    assert fast_experiments == []
+    # valid combinations pass
+    conf = experiments.resolve_conf("table3", "default", {"backbone": "efficientnet_lite0", "layers": ["stage3"]})
+    assert conf["layers"] == ["stage3"]
+
+
+def test_align_refuses_a_foreign_out_folder(tmp_path, shared):
+    a = shared / "keypoints" / "faces-ibug68"
+    img = next(p for p in sorted(a.iterdir()) if p.suffix in (".jpg", ".png"))
+    (tmp_path / "notes.txt").write_text("mine")
+    _one_line_error(_run(["align", str(img), str(img), "--out", str(tmp_path)]), "not a convcorr report", "--force")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

@@ -45,10 +45,10 @@ def test_bad_input_names_the_file(root):
         load_cub(root)
     (root / "bounding_boxes.txt").write_text("1 2.0 3.0 20.0 10.0\n2 0 0 5 5\n")
     (root / "parts" / "part_locs.txt").write_text("1 1 5.0 oops 1\n")
-    with pytest.raises(DataError, match="part_locs.txt: malformed CUB"):
+    with pytest.raises(DataError, match="part_locs.txt:1: .*oops"):
         load_cub(root)
     (root / "parts" / "part_locs.txt").write_text("1 9 5.0 6.0 1\n")  # unknown part id
-    with pytest.raises(DataError, match="part_locs.txt: malformed CUB"):
+    with pytest.raises(DataError, match="part_locs.txt:1: part id 9 is not in parts.txt"):
         load_cub(root)
     (root / "parts" / "part_locs.txt").write_text("1 1 500.0 6.0 1\n")
     with pytest.raises(DataError, match="x.jpg.*outside"):

@@ -56,6 +56,28 @@ def test_pck_errors():
     assert np.isnan(pck(np.zeros((0, 2)), np.zeros((0, 2)), 1.0, average="point"))
 
 
+def test_pck_input_validation_names_the_argument():
+    import numpy as np
+    import pytest
+
+    from convcorr.pck import correct, normaliser, pck
+
+    p = np.zeros((2, 2))
+    for bad in (0.0, -1.0, 1.5, float("nan"), "x"):
+        with pytest.raises(ValueError, match="alpha"):
+            pck(p, p, 10.0, bad, average="point")
+    assert pck(p, p, 10.0, 1.0, average="point") == 1.0  # alpha = 1 is allowed
+    for bad in (0.0, -3.0, float("inf"), float("nan"), [5.0, 0.0]):
+        with pytest.raises(ValueError, match="L: PCK normaliser"):
+            correct(p, p, bad, 0.1)
+    with pytest.raises(ValueError, match="L: PCK normaliser must be a scalar or one value per point"):
+        correct(p, p, [1.0, 2.0, 3.0], 0.1)
+    with pytest.raises(ValueError, match="bbox: non-finite"):
+        normaliser(bbox=(0, 0, float("nan"), 5))
+    with pytest.raises(ValueError, match="positive"):
+        normaliser(image_shape=(0, 0), norm="image")
+
+
 # ------------------------------------------------------------------------------------------- protocol engine
 from convcorr.pck import PROTOCOLS, PairKeypoints, PCKProtocol, evaluate, get_protocol, pck_vs_alpha  # noqa: E402
 

@@ -189,3 +189,24 @@ def test_keypoint_predictor_conv5_real_backbone(shared):
     # predictions are rf centres of columns mapped back into original pixels: inside the crop's box region
     x0, y0, x1, y1 = insts[6].bbox
     assert np.all((pred[:, 0] >= x0 - 1) & (pred[:, 0] <= x1 + 1) & (pred[:, 1] >= y0 - 1) & (pred[:, 1] <= y1 + 1))
+
+
+def test_svm_scores_float32_without_upcast_same_mining():
+    from convcorr.prediction import svm_scores
+
+    rng = np.random.default_rng(3)
+    X_pos = (rng.standard_normal((60, 300)) + 0.3).astype(np.float32)
+    X_neg = rng.standard_normal((3000, 300)).astype(np.float32)
+    w = rng.standard_normal(300)
+    s32 = svm_scores(X_neg, w, 0.5)
+    s64 = X_neg.astype(np.float64) @ w + 0.5  # the former float64 path
+    assert s32.dtype == np.float64
+    np.testing.assert_allclose(s32, s64, rtol=1e-5, atol=1e-4)
+    # training on float32 features mines the same negatives and gives the same SVM as on float64 copies
+    a = train_keypoint_svm(X_pos, X_neg, C=0.1, rounds=2, rng=np.random.default_rng(0), n_init=200, n_add=200,
+                           return_history=True)
+    b = train_keypoint_svm(X_pos.astype(np.float64), X_neg.astype(np.float64), C=0.1, rounds=2,
+                           rng=np.random.default_rng(0), n_init=200, n_add=200, return_history=True)
+    assert a[2] == b[2]
+    np.testing.assert_allclose(a[0], b[0], rtol=1e-6, atol=1e-8)
+    assert a[1] == pytest.approx(b[1], rel=1e-6, abs=1e-8)

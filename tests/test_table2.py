@@ -140,3 +140,18 @@ def test_table2_other_matchers_run(tmp_path, shared):
     res = json.loads((tmp_path / "results.json").read_text())["results"]
     assert set(res["pck"]) == {"alexnet:conv4 + nn", "alexnet:conv4 + mnn", "alexnet:conv4 + softargmax"}
     assert all(0 <= v <= 1 for m in res["pck"].values() for v in m.values())
+
+
+@pytest.mark.slow
+def test_table2_process_pool_equals_serial_and_keeps_task_results(tmp_path, shared):
+    over = {"categories": ["face"], "n_queries": 3, "k": 2, "top": 1, "n_warps": 1, "features": ["alexnet:conv4"],
+            "n_iter": 3}
+    run("table2", tmp_path / "serial", "default", over)
+    run("table2", tmp_path / "pool", "default", dict(over, workers=2, resume=True))
+    a, b = (json.loads((tmp_path / d / "results.json").read_text())["results"] for d in ("serial", "pool"))
+    for qa, qb in zip(a["per_query"], b["per_query"]):
+        for m in qa["methods"]:
+            assert qa["methods"][m]["prediction"] == qb["methods"][m]["prediction"]
+            assert qa["methods"][m]["energies"] == qb["methods"][m]["energies"]
+    assert a["pck"] == b["pck"]
+    assert len(list((tmp_path / "pool" / "tasks").glob("*/q*.pkl"))) == 2  # queries 1..2 (query 0 runs in-process)

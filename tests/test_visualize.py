@@ -106,13 +106,14 @@ def test_uniform_rf_overlap_average_by_hand():
     assert np.all(out[:, 7] == 0)
 
 
-@pytest.mark.parametrize("index", ["flat", "ivf", "hnsw"])
+@pytest.mark.parametrize("index", ["flat", "flat16", "sq8", "ivf", "ivf16", "hnsw"])
 def test_faiss_search_matches_bruteforce(index):
     rng = np.random.default_rng(1)
     X = rng.standard_normal((3000, 32)).astype(np.float32)
     Q = rng.standard_normal((40, 32)).astype(np.float32)
     groups = rng.integers(0, 5, len(X))
-    kw = {"ivf": dict(nlist=16, nprobe=16), "hnsw": dict(ef_search=256)}.get(index, {})
+    kw = {"ivf": dict(nlist=16, nprobe=16), "ivf16": dict(nlist=16, nprobe=16), "hnsw": dict(ef_search=256),
+          "sq8": dict(train_size=1000)}.get(index, {})
     db = FeatureDatabase(32, index, **kw)
     db.add_images([np.zeros((2, 2, 3), np.uint8)])
     for a in range(0, len(X), 700):  # several batches (IVF trains on the first ones)
@@ -125,13 +126,49 @@ def test_faiss_search_matches_bruteforce(index):
         Sx = S if excl is None else np.where(np.isin(groups, excl)[None], -np.inf, S)
         ref = np.argsort(-Sx, axis=1)[:, :10]
         sims, ids = db.search(Q, 10, exclude_groups=excl)
-        if index == "hnsw":  # approximate: near-perfect recall at this size
+        if index in ("hnsw", "flat16", "ivf16", "sq8"):  # approximate / compressed vectors: near-perfect recall
             assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, ref)]) > 0.95
+            got = np.take_along_axis(Sx, ids, 1)  # true similarities of the returned ids
+            np.testing.assert_allclose(sims, got, atol=0.06 if index == "sq8" else 2e-4)  # sq8: 8-bit codes
         else:
             np.testing.assert_array_equal(ids, ref)
             np.testing.assert_allclose(sims, np.take_along_axis(Sx, ref, 1), atol=1e-5)
         if excl is not None:
             assert not np.isin(groups[ids], excl).any()
+
+
+def test_compressed_index_memory_and_roundtrip(tmp_path):
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((2000, 64)).astype(np.float32)
+    sizes = {}
+    for kind in ("flat", "flat16", "sq8"):
+        db = FeatureDatabase(64, kind, train_size=500)
+        db.add(X, 0, np.zeros((len(X), 2)), 0)
+        db.finalize()
+        sizes[kind] = db.nbytes()["index"]
+        if kind == "flat16":
+            db.save(tmp_path / "db16")
+            db2 = FeatureDatabase.load(tmp_path / "db16")
+            np.testing.assert_array_equal(db2.search(X[:5], 3)[1], db.search(X[:5], 3)[1])
+    assert sizes == {"flat": 2000 * 64 * 4, "flat16": 2000 * 64 * 2, "sq8": 2000 * 64}
+
+
+def test_build_databases_preallocated_store_equals_list():
+    from convcorr.visualize import _ImageStore
+
+    rng = np.random.default_rng(0)
+    ims = [rng.integers(0, 255, (6, 5, 3), dtype=np.uint8) for _ in range(5)]
+    for n in (5, 3, None):  # exact count, too few expected (falls back to a list), unknown
+        st = _ImageStore(n)
+        st.extend(ims[:2])
+        st.extend(ims[2:])
+        imgs, hw = st.finish()
+        np.testing.assert_array_equal(imgs, np.stack(ims))
+        assert hw.tolist() == [[6, 5]] * 5
+    st = _ImageStore(4)
+    st.extend([ims[0], np.zeros((7, 5, 3), np.uint8)])  # sizes differ: zero-padded stack
+    imgs, hw = st.finish()
+    assert imgs.shape == (2, 7, 5, 3) and hw.tolist() == [[6, 5], [7, 5]]
 
 
 def test_save_load_roundtrip(tmp_path):

@@ -1,42 +1,134 @@
-"""Command-line interface: ``convcorr --help``."""
+"""Command-line interface: ``convcorr --help``.
+
+Errors: every command runs inside :class:`ConvcorrGroup`, which turns user errors (bad data, options, paths:
+:class:`convcorr.types.UserError`, missing files, permissions, a full disk, ...) into one line ``Error: ...``
+with exit status 2, and keeps internal errors (bugs) visible: their traceback is printed, exit status 1.
+``convcorr --debug ...`` shows the traceback of user errors too. New commands get this for free.
+"""
 from __future__ import annotations
 
 import ast
-import sys
+import errno
+import traceback
 from pathlib import Path
 
 import click
 
 from .experiments import EXPERIMENTS
-from .types import DataError
+from .types import ConfigError, UserError
+
+# ------------------------------------------------------------------------------------------------- error handling
+#: OSError numbers that mean a problem with the user's paths or machine, not a bug
+_USER_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENOSPC,
+                errno.EROFS, errno.ENAMETOOLONG, errno.ELOOP, errno.EDQUOT, errno.EMFILE, errno.ENODEV}
+
+
+def is_user_error(exc: BaseException) -> bool:
+    """True for errors caused by the user's input or environment (shown as one line), False for bugs."""
+    if isinstance(exc, (UserError, FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError,
+                        FileExistsError)):
+        return True
+    return isinstance(exc, OSError) and getattr(exc, "errno", None) in _USER_ERRNOS
+
+
+class UserFacingError(click.ClickException):
+    """A user error shown as one line ``Error: ...``, exit status 2."""
+
+    exit_code = 2
+
+
+def _one_line(exc: BaseException) -> str:
+    msg = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, OSError) and not isinstance(exc, UserError) and exc.filename and str(exc.filename) not in msg:
+        msg = f"{exc.filename}: {msg}"
+    return msg
+
+
+class ConvcorrGroup(click.Group):
+    """click group whose commands share one error policy (see the module docstring)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            raise click.exceptions.Exit(130)
+        except Exception as exc:
+            debug = bool(ctx.meta.get("convcorr.debug"))
+            if is_user_error(exc):
+                if debug:
+                    click.echo(traceback.format_exc(), err=True)
+                raise UserFacingError(_one_line(exc)) from exc
+            # a bug: keep it visible
+            click.echo(traceback.format_exc(), err=True)
+            click.echo(f"internal error: {type(exc).__name__}: {_one_line(exc)}\n"
+                       "This is a bug in convcorr; please report it with the traceback above.", err=True)
+            raise click.exceptions.Exit(1)
+
+
+# ----------------------------------------------------------------------------------------------- option parsing
+_WORDS = {"true": True, "false": False, "none": None, "null": None}
+
+
+def _parse_value(v: str):
+    if v.strip().lower() in _WORDS:
+        return _WORDS[v.strip().lower()]
+    try:
+        return ast.literal_eval(v.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return v
+
+
+def _split_set(item: str) -> tuple[str, str]:
+    if "=" not in item:
+        raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--set")
+    k, v = item.split("=", 1)
+    if not k.strip():
+        raise click.BadParameter(f"{item!r}: empty KEY in KEY=VALUE", param_hint="--set")
+    return k.strip(), v
 
 
 def _parse_overrides(items: tuple[str, ...]) -> dict:
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--set")
-        k, v = item.split("=", 1)
-        words = {"true": True, "false": False, "none": None, "null": None}
-        if v.strip().lower() in words:
-            out[k.strip()] = words[v.strip().lower()]
-            continue
-        try:
-            out[k.strip()] = ast.literal_eval(v)
-        except (ValueError, SyntaxError):
-            out[k.strip()] = v
-    return out
+    """``--set KEY=VALUE`` items -> {key: value}: Python literals, true/false/none, else the text itself."""
+    return {k: _parse_value(v) for k, v in map(_split_set, items)}
 
 
-@click.group()
+def parse_set_options(items: tuple[str, ...]) -> dict:
+    """``--set`` items -> {key: :class:`convcorr.experiments.CliValue`} (literal reading + raw text), to be checked
+    against each option's type by :func:`convcorr.experiments.resolve_conf`."""
+    from .experiments import CliValue
+
+    return {k: CliValue(_parse_value(v), v) for k, v in map(_split_set, items)}
+
+
+def check_backbone(ctx, param, value):
+    """click callback: the name must be a registered backbone (one-line error listing them); names with a colon
+    (plug-in families such as ``timm:<model>``) are left to :func:`convcorr.backbones.get_backbone`."""
+    from .backbones import BACKBONES
+
+    if value is not None and value not in BACKBONES and ":" not in value:
+        raise click.BadParameter(f"unknown backbone {value!r}; available: {', '.join(sorted(BACKBONES))}",
+                                 ctx=ctx, param=param)
+    return value
+
+
+# ------------------------------------------------------------------------------------------------------ commands
+@click.group(cls=ConvcorrGroup)
 @click.version_option(package_name="convcorr")
-def cli() -> None:
+@click.option("--debug", is_flag=True, help="Show tracebacks for user errors too (internal errors always show one).")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
     """Do convnets learn correspondence? Reproduce and extend Long, Zhang & Darrell (NIPS 2014)."""
+    ctx.meta["convcorr.debug"] = debug
 
 
 @cli.command("rf")
-@click.option("--backbone", default="alexnet", show_default=True, help="Backbone name (see `convcorr backbones`).")
-@click.option("--input-size", default=None, type=int, help="Square input side in pixels (default: the backbone's).")
+@click.option("--backbone", default="alexnet", show_default=True, callback=check_backbone,
+              help="Backbone name (see `convcorr backbones`).")
+@click.option("--input-size", default=None, type=click.IntRange(1, 4096),
+              help="Square input side in pixels (default: the backbone's).")
 def rf_cmd(backbone: str, input_size: int | None) -> None:
     """Print receptive-field size, stride and centre offset of every layer (paper Table 1)."""
     from .backbones import get_backbone
@@ -46,7 +138,11 @@ def rf_cmd(backbone: str, input_size: int | None) -> None:
         bb = get_backbone(backbone, pretrained=False)
     except (KeyError, ImportError) as exc:
         raise click.BadParameter(str(exc.args[0] if exc.args else exc), param_hint="--backbone") from exc
-    click.echo(format_rf_table(bb, input_size=input_size))
+    try:
+        table = format_rf_table(bb, input_size=input_size)
+    except RuntimeError as exc:  # e.g. kernel larger than the input
+        raise ConfigError(f"--input-size {input_size} is too small for {backbone} ({_one_line(exc)})") from exc
+    click.echo(table)
 
 
 @cli.command("backbones")
@@ -84,22 +180,21 @@ def backbones_cmd(input_size: int | None, extra: tuple[str, ...]) -> None:
               help="Output folder (default: runs/NAME).")
 @click.option("--preset", default="default", show_default=True, help="Named configuration preset.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config option (repeatable).")
-def experiment_cmd(name: str, out_dir: Path | None, preset: str, sets: tuple[str, ...]) -> None:
+@click.option("--force", is_flag=True, help="Write into a non-empty folder that is not a report of this experiment, "
+              "or through a symlinked folder.")
+def experiment_cmd(name: str, out_dir: Path | None, preset: str, sets: tuple[str, ...], force: bool) -> None:
     """Run a named experiment (a paper table) and write report.md, results.json and figures.
 
-    `all` runs every experiment into subfolders of --out and writes an index report.md.
+    `all` runs every experiment into subfolders of --out and writes an index report.md. Options and presets of
+    every experiment are checked before any work starts.
     """
     from . import experiments
 
-    overrides = _parse_overrides(sets)
-    try:
-        if name == "all":
-            out_dir = out_dir or Path("report")
-            path = run_all(out_dir, preset, overrides)
-        else:
-            path = experiments.run(name, out_dir or Path("runs") / name, preset, overrides)
-    except KeyError as exc:
-        raise click.UsageError(str(exc.args[0])) from exc
+    overrides = parse_set_options(sets)
+    if name == "all":
+        path = run_all(out_dir or Path("report"), preset, overrides, force=force)
+    else:
+        path = experiments.run(name, out_dir or Path("runs") / name, preset, overrides, force=force)
     click.echo(f"report written to {path}")
 
 
@@ -131,42 +226,44 @@ def headline_table(markdown: str) -> str:
     return "\n\n".join(f"_{h}_\n\n{t}" for h, t in out)
 
 
-def run_all(out_dir: Path, preset: str = "default", overrides: dict | None = None) -> Path:
-    """Run every experiment (each with the given preset when it has one) and index the reports."""
-    from . import experiments
+def run_all(out_dir: Path, preset: str = "default", overrides: dict | None = None, force: bool = False) -> Path:
+    """Run every experiment (each with the given preset when it has one) and index the reports.
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    Every experiment's preset, option names and option types are validated, and the output folders checked,
+    before the first experiment starts.
+    """
+    from . import experiments
+    from .report import atomic_write_text, prepare_out_dir
+
+    plan = experiments.plan_all(preset, overrides)
+    out_dir = prepare_out_dir(Path(out_dir), "all", force=force)
+    for name in plan:
+        sub = out_dir / name
+        if sub.is_symlink() or sub.exists():
+            prepare_out_dir(sub, name, force=force)  # refuses a foreign folder before any work
     lines = ["# convcorr report", "",
              "Every experiment of the paper run on the embedded default data (real annotated photos from the shared "
              "folder plus synthetic warps with exact keypoints); the headline table of each report is repeated "
              "here, follow the links for protocols, figures and all numbers.", ""]
-    for name in EXPERIMENTS:
-        mod = experiments.get_experiment(name)
-        p = preset if preset in mod.CONFIGS else "default"
-        ov = {k: v for k, v in (overrides or {}).items() if k in mod.CONFIGS[p]}
+    for name, (p, conf) in plan.items():
         click.echo(f"== {name} (preset {p})", err=True)
-        path = experiments.run(name, out_dir / name, p, ov)
+        path = experiments.run(name, out_dir / name, p, conf=conf, force=force)
         text = path.read_text()
         first = text.split("\n", 1)[0].lstrip("# ")
         lines += [f"## [{name}: {first}]({name}/report.md)", "", headline_table(text), ""]
-    index = out_dir / "report.md"
-    index.write_text("\n".join(lines) + "\n")
-    return index
+    return atomic_write_text(out_dir / "report.md", "\n".join(lines) + "\n")
 
 
 @cli.command("visualize")
 @click.option("--out", "out_dir", default=Path("runs/visualize"), type=click.Path(path_type=Path), show_default=True)
 @click.option("--preset", default="default", show_default=True)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
-def visualize_cmd(out_dir: Path, preset: str, sets: tuple[str, ...]) -> None:
+@click.option("--force", is_flag=True, help="Write into a non-empty folder that is not a visualize report.")
+def visualize_cmd(out_dir: Path, preset: str, sets: tuple[str, ...], force: bool) -> None:
     """Feature visualisation (paper Figures 1 and 2): nearest-neighbour reconstructions and average rfs (PNGs)."""
     from . import experiments
 
-    try:
-        path = experiments.run("visualize", out_dir, preset, _parse_overrides(sets))
-    except KeyError as exc:
-        raise click.UsageError(str(exc.args[0])) from exc
+    path = experiments.run("visualize", out_dir, preset, parse_set_options(sets), force=force)
     click.echo(f"report written to {path}")
 
 
@@ -225,8 +322,9 @@ def _grid_points(hw: tuple[int, int], n: int):
               help="Resize each image so its longer side has this many pixels before computing features "
                    "(aspect ratio kept; 0 = use the images as they are).")
 @click.option("--one-way", is_flag=True, help="Match A -> B only (B -> A by exact inversion).")
+@click.option("--force", is_flag=True, help="Write into a non-empty folder that is not an align result.")
 def align_cmd(image_a: Path, image_b: Path, features: str, matcher: str, sets: tuple[str, ...], out_dir: Path,
-              points_path: Path | None, grid_n: int, max_side: int, one_way: bool) -> None:
+              points_path: Path | None, grid_n: int, max_side: int, one_way: bool, force: bool) -> None:
     """Dense correspondence between your own two images A and B (any sizes and aspect ratios).
 
     Each image is resized (bilinear, aspect ratio kept) so that its longer side is --max-side pixels, features
@@ -275,7 +373,9 @@ def align_cmd(image_a: Path, image_b: Path, features: str, matcher: str, sets: t
     outside = np.flatnonzero(np.all(np.isfinite(pts_b), 1) & ((pts_b[:, 0] < -0.5) | (pts_b[:, 0] > Wb - 0.5)
                                                              | (pts_b[:, 1] < -0.5) | (pts_b[:, 1] > Hb - 0.5)))
     pts_b = np.column_stack([np.clip(pts_b[:, 0], -0.5, Wb - 0.5), np.clip(pts_b[:, 1], -0.5, Hb - 0.5)])
-    out_dir.mkdir(parents=True, exist_ok=True)
+    from .report import atomic_write_text, prepare_out_dir
+
+    prepare_out_dir(out_dir, "align", force=force)
     Image.fromarray(c.warp(img_b)).save(out_dir / "warped.png")
     label = f"{c.spec['features']} + {m.name}"
     save_pairs_figure(img_a, img_b, pts_a, pts_b, out_dir / "pairs.png", f"{image_a.name} -> {image_b.name}: {label}")
@@ -295,16 +395,13 @@ def align_cmd(image_a: Path, image_b: Path, features: str, matcher: str, sets: t
         "points_a": tolist(pts_a), "points_b": tolist(pts_b),
         "clipped_to_b": outside.tolist(),
     }
-    (out_dir / "correspondences.json").write_text(json.dumps(doc, indent=1, default=str))
+    atomic_write_text(out_dir / "correspondences.json", json.dumps(doc, indent=1, default=str))
     click.echo(f"wrote warped.png, pairs.png, flow.png, correspondences.json to {out_dir}")
 
 
 def main() -> None:
-    try:
-        cli(standalone_mode=True)
-    except (FileNotFoundError, DataError) as exc:  # missing weights / bad data: one clear line, no traceback
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+    """Entry point (errors are handled by :class:`ConvcorrGroup`)."""
+    cli(standalone_mode=True)
 
 
 if __name__ == "__main__":

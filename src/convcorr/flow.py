@@ -136,6 +136,35 @@ def dt_sq_1d(f: np.ndarray, weight: float) -> np.ndarray:
     return out
 
 
+# ------------------------------------------------------------------------------------------------ input checks
+def _check_number(fn: str, name: str, v, lo: float | None = None, integer: bool = False) -> None:
+    """ValueError naming ``fn`` and ``name`` unless ``v`` is a finite (integer) number >= ``lo``."""
+    ok_type = isinstance(v, (int, np.integer)) if integer else isinstance(v, (int, float, np.integer, np.floating))
+    if isinstance(v, (bool, np.bool_)) or not ok_type:
+        kind = "an integer" if integer else "a number"
+        raise ValueError(f"{fn}: {name} must be {kind}, got {v!r}")
+    if not np.isfinite(float(v)):
+        raise ValueError(f"{fn}: {name} must be finite, got {v!r}")
+    if lo is not None and v < lo:
+        raise ValueError(f"{fn}: {name} must be >= {lo}, got {v!r}")
+
+
+def _check_grids(fn: str, fs: np.ndarray, ft: np.ndarray) -> None:
+    """ValueError naming ``fn`` unless fs, ft are non-empty (h, w, C >= 1) grids of finite numbers."""
+    for name, f in (("fs", fs), ("ft", ft)):
+        if f.ndim != 3:
+            raise ValueError(f"{fn}: expected (h, w, C) feature grids fs and ft, got {fs.shape} and {ft.shape}")
+        if f.shape[2] == 0:
+            raise ValueError(f"{fn}: {name} has zero channels {f.shape}")
+        if f.shape[0] == 0 or f.shape[1] == 0:
+            raise ValueError(f"{fn}: {name} is an empty grid {f.shape}")
+        if not np.issubdtype(f.dtype, np.number):
+            raise ValueError(f"{fn}: {name} must be numeric, got dtype {f.dtype}")
+        if not np.all(np.isfinite(f)):
+            n = int(np.size(f) - np.count_nonzero(np.isfinite(f)))
+            raise ValueError(f"{fn}: {name} contains {n} non-finite values (NaN/inf); clean the features first")
+
+
 def distance_transform_sq(cost: np.ndarray, weight: float) -> np.ndarray:
     """2-D squared Euclidean distance transform over the last two axes, batched over the leading ones.
 
@@ -152,6 +181,9 @@ def distance_transform_sq(cost: np.ndarray, weight: float) -> np.ndarray:
     cost = np.asarray(cost, dtype=np.float64)
     if cost.ndim < 2:
         raise ValueError(f"distance_transform_sq: cost must have >= 2 dims (..., Ly, Lx), got {cost.shape}")
+    _check_number("distance_transform_sq", "weight", weight)
+    if np.isnan(cost).any() or np.isneginf(cost).any():
+        raise ValueError("distance_transform_sq: cost contains NaN or -inf (only +inf marks forbidden labels)")
     shape = cost.shape
     c = np.ascontiguousarray(cost.reshape((-1,) + shape[-2:]))
     out = np.empty_like(c)
@@ -259,6 +291,13 @@ def flow_energy(fs: np.ndarray, ft: np.ndarray, flow: np.ndarray, beta: float = 
 
     ``normalize`` and ``outside_cost`` must match the :func:`bp_flow` call for the energies to agree.
     """
+    fs, ft = np.asarray(fs), np.asarray(ft)
+    _check_grids("flow_energy", fs, ft)
+    if fs.shape[2] != ft.shape[2]:
+        raise ValueError(f"flow_energy: feature dimensions of fs and ft differ: {fs.shape[2]} vs {ft.shape[2]}")
+    _check_number("flow_energy", "beta", beta, lo=0)
+    if not np.all(np.isfinite(np.asarray(flow, dtype=np.float64))):
+        raise ValueError("flow_energy: flow contains non-finite values")
     if normalize:
         fs, ft = l2_normalize(fs), l2_normalize(ft)
     flow = np.asarray(flow).astype(np.int64)
@@ -345,6 +384,7 @@ def _beliefs_argmin(vol: np.ndarray, msg: np.ndarray, centre: np.ndarray, r: int
 
 
 SCHEDULES = ("checkerboard", "sync")
+BACKENDS = ("auto", "numba", "torch")
 
 
 def _bp_solve(vol, centre, r, beta, n_iter, schedule, damping, tol_iters, forbid=np.inf):
@@ -392,7 +432,7 @@ def bp_flow(fs: np.ndarray, ft: np.ndarray, beta: float = 3e-3, radius: int | No
             normalize: bool = True, damping: float = 0.0, outside_cost: float | None = None,
             tol_iters: int = 5, volume: np.ndarray | None = None, schedule: str = "checkerboard",
             coarse_to_fine: bool = False, coarse_size: int = 12, refine_radius: int = 2,
-            max_radius: int = 40) -> FlowResult:
+            max_radius: int = 40, backend: str = "auto", device=None) -> FlowResult:
     """Solve the flow MRF between two feature grids by loopy min-sum BP with distance-transform messages.
 
     Args:
@@ -414,17 +454,44 @@ def bp_flow(fs: np.ndarray, ft: np.ndarray, beta: float = 3e-3, radius: int | No
             ``refine_radius`` cells around the upsampled flow (labels relative to a per-column centre; the
             smoothness term stays exact). Much cheaper for large grids, but can miss fine details.
         max_radius: cap of the default radius.
+        backend: "numba" (this module's float64 solver, the reference), "torch" (the batched float32 solver of
+            :mod:`convcorr.flow_torch`: its CPU message kernel is numba's lower envelope over in-grid labels only,
+            on GPU vectorised torch) or "auto" (default: "torch", measured faster on CPU too, see
+            benchmarks/bench_flow.py; the two agree on >= 99% of columns and to ~1e-7 relative energy).
+        device: torch device for backend "torch" (default: convcorr.device.default_device()).
     Returns:
         FlowResult with the lowest-energy labelling seen (never worse than the unary argmin).
     """
+    if backend not in BACKENDS:
+        raise ValueError(f"bp_flow: backend must be one of {BACKENDS}, got {backend!r}")
+    if backend in ("auto", "torch"):
+        from .device import default_device
+        from .flow_torch import bp_flow_torch
+        fs, ft = np.asarray(fs), np.asarray(ft)
+        if fs.ndim != 3 or ft.ndim != 3:
+            raise ValueError(f"bp_flow: expected (h, w, C) feature grids fs and ft, got {fs.shape} and {ft.shape}")
+        return bp_flow_torch(fs, ft, beta=beta, radius=radius, n_iter=n_iter, normalize=normalize, damping=damping,
+                             outside_cost=outside_cost, tol_iters=tol_iters, volume=volume, schedule=schedule,
+                             coarse_to_fine=coarse_to_fine, coarse_size=coarse_size, refine_radius=refine_radius,
+                             max_radius=max_radius, device=device if device is not None else default_device())
     fs = np.asarray(fs)
     ft = np.asarray(ft)
     if fs.ndim != 3 or ft.ndim != 3:
         raise ValueError(f"bp_flow: expected (h, w, C) feature grids fs and ft, got {fs.shape} and {ft.shape}")
     if fs.shape[2] != ft.shape[2]:
         raise ValueError(f"bp_flow: feature dimensions of fs and ft differ: {fs.shape[2]} vs {ft.shape[2]}")
-    if beta < 0:
-        raise ValueError(f"bp_flow: beta must be >= 0, got {beta}")
+    _check_grids("bp_flow", fs, ft)
+    _check_number("bp_flow", "beta", beta, lo=0)
+    _check_number("bp_flow", "n_iter", n_iter, lo=0, integer=True)
+    _check_number("bp_flow", "tol_iters", tol_iters, lo=0, integer=True)
+    if radius is not None:
+        _check_number("bp_flow", "radius", radius, lo=0, integer=True)
+    _check_number("bp_flow", "max_radius", max_radius, lo=0, integer=True)
+    _check_number("bp_flow", "coarse_size", coarse_size, lo=1, integer=True)
+    _check_number("bp_flow", "refine_radius", refine_radius, lo=0, integer=True)
+    _check_number("bp_flow", "damping", damping)
+    if outside_cost is not None:
+        _check_number("bp_flow", "outside_cost", outside_cost)
     r = int(radius if radius is not None else min(max(ft.shape[0], ft.shape[1]) - 1, max_radius))
     h, w = fs.shape[:2]
     if not coarse_to_fine:
@@ -467,3 +534,75 @@ def bp_flow(fs: np.ndarray, ft: np.ndarray, beta: float = 3e-3, radius: int | No
     best, energies, it = _bp_solve(vol, centre, r, beta, n_iter, schedule, damping, tol_iters, forbid)
     d, s = _energy_from_volume(vol, best, centre, r, beta)
     return FlowResult(flow=best, energy=d + s, data_energy=d, smooth_energy=s, n_iter=it, energies=energies)
+
+
+# ------------------------------------------------------------------------------------ batched kernel (float32, any layout)
+@numba.njit(cache=True, parallel=True)
+def _bp_update_batch(U, msg_in, msg_out, shifts, grid_shift, send_mask, use_mask, beta, parity, damping):
+    """One round of min-sum message updates for a batch of pairs (the kernel of :mod:`convcorr.flow_torch` on CPU).
+
+    U: (B, h, w, A, C) unary (``inf`` = not a label of that node); msg_in / msg_out: (B, 4, h, w, A, C) with the
+    conventions of :func:`_bp_update` (k = 0 left, 1 right, 2 up, 3 down; ``msg_out is msg_in`` for the
+    checkerboard schedule). Query shifts of the message node -> k-neighbour: ``(-oy, -ox)`` of the direction when
+    ``grid_shift`` (labels indexed by target column: the "grid" layout), else ``shifts[b, y, x, k]`` = (sy, sx)
+    (labels = displacement window: c_q - c_p). ``send_mask`` (when ``use_mask``) marks labels left out of the
+    minimisation (numba reference: outside labels), with the fallback to all labels when none is allowed.
+    Parallel over (pair, row); works in the dtype of U (float32 from flow_torch).
+    """
+    B, h, w, ly, lx = U.shape
+    for by in numba.prange(B * h):
+        b = by // h
+        y = by % h
+        bufs = _dt_buffers(max(ly, lx))
+        tot = np.empty((ly, lx), U.dtype)
+        hbuf = np.empty((ly, lx), U.dtype)
+        obuf = np.empty((ly, lx), U.dtype)
+        for x in range(w):
+            if parity >= 0 and (x + y) % 2 != parity:
+                continue
+            for i in range(ly):
+                for j in range(lx):
+                    tot[i, j] = (U[b, y, x, i, j] + msg_in[b, 0, y, x, i, j] + msg_in[b, 1, y, x, i, j]
+                                 + msg_in[b, 2, y, x, i, j] + msg_in[b, 3, y, x, i, j])
+            for k_out in range(4):
+                oy = 1 if k_out == 2 else (-1 if k_out == 3 else 0)
+                ox = 1 if k_out == 0 else (-1 if k_out == 1 else 0)
+                ty = y + oy
+                tx = x + ox
+                if ty < 0 or ty >= h or tx < 0 or tx >= w:
+                    continue
+                k_skip = k_out ^ 1
+                mn = np.inf
+                for i in range(ly):
+                    for j in range(lx):
+                        if use_mask and send_mask[b, y, x, i, j]:
+                            hbuf[i, j] = np.inf
+                        else:
+                            s = tot[i, j] - msg_in[b, k_skip, y, x, i, j]
+                            hbuf[i, j] = s
+                            if s < mn:
+                                mn = s
+                if mn == np.inf:
+                    for i in range(ly):
+                        for j in range(lx):
+                            s = tot[i, j] - msg_in[b, k_skip, y, x, i, j]
+                            hbuf[i, j] = s
+                            if s < mn:
+                                mn = s
+                for i in range(ly):
+                    for j in range(lx):
+                        hbuf[i, j] -= mn
+                if grid_shift:
+                    sy, sx = -oy, -ox
+                else:
+                    sy, sx = shifts[b, y, x, k_out, 0], shifts[b, y, x, k_out, 1]
+                _dt2d(hbuf, beta, obuf, bufs, sy, sx)
+                if damping > 0.0:
+                    for i in range(ly):
+                        for j in range(lx):
+                            msg_out[b, k_out, ty, tx, i, j] = ((1.0 - damping) * obuf[i, j]
+                                                               + damping * msg_in[b, k_out, ty, tx, i, j])
+                else:
+                    for i in range(ly):
+                        for j in range(lx):
+                            msg_out[b, k_out, ty, tx, i, j] = obuf[i, j]

@@ -28,7 +28,9 @@ def prepare(inst, crop: str, margin: float, size: int):
         img = inst.load()
         H, W = img.shape[:2]
         return resize_image(img, (size, size)), CropTransform(0, 0, W, H, int(size))
-    raise ValueError(f"option 'crop' must be one of {list(CROPS)}, got {crop!r}")
+    from .types import ConfigError
+
+    raise ConfigError(f"option 'crop' must be one of {list(CROPS)}, got {crop!r}")
 
 
 def box_copy(source, target) -> np.ndarray:

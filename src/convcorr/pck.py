@@ -39,18 +39,44 @@ def normaliser(bbox: Optional[Sequence[float]] = None, image_shape: Optional[Seq
         if bbox is None:
             raise ValueError("norm='bbox' needs a bbox (x0, y0, x1, y1)")
         x0, y0, x1, y1 = [float(v) for v in bbox]
+        if not np.all(np.isfinite([x0, y0, x1, y1])):
+            raise ValueError(f"bbox: non-finite bounding box {[x0, y0, x1, y1]}")
         if not (x1 > x0 and y1 > y0):
             raise ValueError(f"empty bounding box {[x0, y0, x1, y1]}")
         L = max(x1 - x0, y1 - y0)
     elif norm == "image":
         if image_shape is None:
             raise ValueError("norm='image' needs image_shape (H, W)")
-        L = float(max(image_shape[0], image_shape[1]))
+        L = float(max(float(image_shape[0]), float(image_shape[1])))
     else:
         raise ValueError(f"unknown norm {norm!r}: use 'bbox' or 'image'")
-    if not L > 0:
-        raise ValueError(f"PCK normaliser must be positive, got {L}")
+    if not (L > 0 and np.isfinite(L)):
+        raise ValueError(f"PCK normaliser must be positive and finite, got {L}")
     return float(L)
+
+
+def check_alpha(alpha) -> float:
+    """``alpha`` as a float in (0, 1]; ValueError naming ``alpha`` otherwise."""
+    try:
+        a = float(alpha)
+    except (TypeError, ValueError):
+        raise ValueError(f"alpha must be a number in (0, 1], got {alpha!r}") from None
+    if not (0 < a <= 1):
+        raise ValueError(f"alpha must be in (0, 1], got {alpha!r}")
+    return a
+
+
+def check_normaliser(L, n: int) -> np.ndarray:
+    """``L`` (scalar or (n,)) broadcast to (n,) float; ValueError naming ``L`` unless every value is finite > 0."""
+    try:
+        L = np.broadcast_to(np.asarray(L, dtype=np.float64), (n,))
+    except (TypeError, ValueError):
+        raise ValueError(f"L: PCK normaliser must be a scalar or one value per point ({n}), got shape "
+                         f"{np.shape(L)}") from None
+    if not np.all(np.isfinite(L) & (L > 0)):
+        bad = L[~(np.isfinite(L) & (L > 0))]
+        raise ValueError(f"L: PCK normalisers must be finite and > 0, got {bad[:5].tolist()}")
+    return L
 
 
 def correct(pred: np.ndarray, gt: np.ndarray, L: np.ndarray | float, alpha: float) -> np.ndarray:
@@ -59,9 +85,12 @@ def correct(pred: np.ndarray, gt: np.ndarray, L: np.ndarray | float, alpha: floa
     Args:
         pred, gt: (N, 2) (x, y) in pixels.
         L: scalar or (N,) normaliser in pixels.
-        alpha: threshold as a fraction of L.
+        alpha: threshold as a fraction of L, in (0, 1].
     Returns:
         (N,) bool. Non-finite predictions count as wrong.
+    Raises:
+        ValueError naming the argument: shapes differ, non-finite ``gt``, ``L`` <= 0 or non-finite, ``alpha``
+        outside (0, 1].
     """
     pred = np.asarray(pred, dtype=np.float64).reshape(-1, 2)
     gt = np.asarray(gt, dtype=np.float64).reshape(-1, 2)
@@ -69,7 +98,8 @@ def correct(pred: np.ndarray, gt: np.ndarray, L: np.ndarray | float, alpha: floa
         raise ValueError(f"pred {pred.shape} and gt {gt.shape} differ in shape")
     if not np.all(np.isfinite(gt)):
         raise ValueError("ground truth contains non-finite coordinates; mask them out first")
-    L = np.broadcast_to(np.asarray(L, dtype=np.float64), (len(gt),))
+    alpha = check_alpha(alpha)
+    L = check_normaliser(L, len(gt))
     d = np.linalg.norm(pred - gt, axis=1)
     return np.where(np.isfinite(d), d <= alpha * L, False)
 

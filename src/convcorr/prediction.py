@@ -99,6 +99,15 @@ def _fit_linear_svm(X: np.ndarray, y: np.ndarray, C: float, max_iter: int = 5000
     return m.coef_[0].astype(np.float64), float(m.intercept_[0])
 
 
+def svm_scores(X: np.ndarray, w: np.ndarray, b: float) -> np.ndarray:
+    """``X @ w + b`` in X's floating dtype (float64 result): a float32 X is NOT upcast to float64 (a copy of up to
+    16,000 x 2304 values per mining round, ~9x slower); the float32 dot products agree to ~1e-6 relative.
+    (N, D), (D,) -> (N,) float64."""
+    X = np.asarray(X)
+    dt = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
+    return (X.astype(dt, copy=False) @ np.asarray(w, dtype=dt)).astype(np.float64) + float(b)
+
+
 def train_keypoint_svm(X_pos: np.ndarray, X_neg: np.ndarray, C: float = 1.0, rounds: int = 3,
                        rng: np.random.Generator | None = None, n_init: int = 2000, n_add: int = 2000,
                        return_history: bool = False):
@@ -128,7 +137,7 @@ def train_keypoint_svm(X_pos: np.ndarray, X_neg: np.ndarray, C: float = 1.0, rou
         X = np.concatenate([X_pos, X_neg[used]])
         y = np.r_[np.ones(len(X_pos)), -np.ones(int(used.sum()))]
         w, b = _fit_linear_svm(X, y, C)
-        s = X_neg @ w + b
+        s = svm_scores(X_neg, w, b)
         history.append({"n_neg": int(used.sum()), "false_pos": int((s > 0).sum())})
         if it == rounds:
             break

@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from .types import DataError, Instance, Pair
+from .types import ConfigError, DataError, Instance, Pair
 
 #: options that choose and load a data set (every experiment has them, via :func:`with_data_options`)
 SOURCE_OPTIONS: dict[str, Any] = {
@@ -108,7 +108,7 @@ def _real_instances(conf: dict) -> list[Instance]:
             # a family name selects its species ("animalpose" -> "animalpose-cat", "animalpose-horse", ...)
             found = [c] if c in known else [k for k in known if k.startswith(f"{c}-")]
             if not found:
-                raise KeyError(f"unknown embedded category {c!r}; embedded categories: {sorted(known)}")
+                raise ConfigError(f"unknown embedded category {c!r}; embedded categories: {sorted(known)}")
             cats += [k for k in found if k not in cats]
         return [i for c in cats for i in datasets.embedded_instances(c)]
     if ds in ("coco", "ap10k"):
@@ -149,7 +149,7 @@ def _real_instances(conf: dict) -> list[Instance]:
                     seen.add(i.id)
                     out.append(i)
         return out
-    raise KeyError(f"unknown dataset {ds!r}; choose from {list(DATASET_KINDS)}")
+    raise ConfigError(f"unknown dataset {ds!r}; choose from {list(DATASET_KINDS)}")
 
 
 def _listed_pairs(conf: dict) -> list[Pair]:
@@ -169,7 +169,7 @@ def _listed_pairs(conf: dict) -> list[Pair]:
         if ds == "pf-pascal":
             return datasets.load_pf_pascal_pairs(csv, root=root)
         return datasets.load_pf_willow_pairs(csv, root=root, strip_components=int(_opt(conf, "strip_components")))
-    raise KeyError(f"dataset {ds!r} is not a pair list; pair lists: {list(PAIR_DATASETS)}")
+    raise ConfigError(f"dataset {ds!r} is not a pair list; pair lists: {list(PAIR_DATASETS)}")
 
 
 def _filter_categories(items: list, conf: dict, cat_of, notes: list) -> list:
@@ -262,14 +262,14 @@ def split_pool(conf: dict) -> tuple[list, list, dict]:
         if len(sources) >= 3 or n_warps == 0:
             n_test = min(len(sources) - 1, max(1, int(round(len(sources) * conf["test_fraction"]))))
             if n_test < 1:
-                raise ValueError(f"category {c!r} has a single photo and no warps: cannot split")
+                raise ConfigError(f"category {c!r} has a single photo and no warps: cannot split")
             test_src = set(sources[-n_test:])
             train += [i for i in insts if photo(i) not in test_src]
             test += [i for i in insts if photo(i) in test_src]
             kinds[c] = f"by photo ({len(sources) - n_test} train / {n_test} test photos)"
         else:
             if not 1 <= conf["test_warps"] <= n_warps:
-                raise ValueError(f"category {c!r} ({len(sources)} photos) is split by warp: need "
+                raise ConfigError(f"category {c!r} ({len(sources)} photos) is split by warp: need "
                                  f"1 <= test_warps ({conf['test_warps']}) <= n_synthetic ({n_warps})")
             is_test = [(not i.meta.get("real")) and int(i.id.rsplit("~w", 1)[-1]) >= n_warps - conf["test_warps"]
                        for i in insts]
@@ -289,7 +289,7 @@ def pair_group(inst: Instance, pair_by: str) -> str:
         return str(inst.meta.get(pair_by, inst.category))
     if pair_by == "any":
         return "any"
-    raise ValueError(f"pair_by must be 'category', 'supercategory', 'class' or 'any', got {pair_by!r}")
+    raise ConfigError(f"pair_by must be 'category', 'supercategory', 'class' or 'any', got {pair_by!r}")
 
 
 def cross_pairs(insts: list[Instance], pair_by: str = "category", max_pairs: int | None = None,
@@ -348,7 +348,7 @@ def build_pairs(conf: dict) -> list[Pair]:
     elif ds in INSTANCE_DATASETS:
         kind = "synthetic" if ds == "synthetic" else conf.get("pairs", "both")
         if kind not in ("synthetic", "cross", "both"):
-            raise ValueError(f"option 'pairs' must be 'synthetic', 'cross' or 'both', got {kind!r}")
+            raise ConfigError(f"option 'pairs' must be 'synthetic', 'cross' or 'both', got {kind!r}")
         real = build_pool(dict(conf, n_warps=0))
         notes += data_notes(real)
         if kind in ("synthetic", "both"):
@@ -366,7 +366,7 @@ def build_pairs(conf: dict) -> list[Pair]:
                     notes.append(f"{pair_by} {g!r}: no two different objects share a visible keypoint, no cross pairs")
             out += cp
     else:
-        raise KeyError(f"unknown dataset {ds!r}; choose from {list(DATASET_KINDS)}")
+        raise ConfigError(f"unknown dataset {ds!r}; choose from {list(DATASET_KINDS)}")
     if not out:
         raise DataError(f"dataset {ds!r}: no pairs (check categories / pairs / n_synthetic_pairs / pair_by)"
                         + (": " + "; ".join(notes) if notes else ""))

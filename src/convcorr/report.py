@@ -1,13 +1,116 @@
-"""Experiment reports: a Markdown file, a JSON file and figures in one folder."""
+"""Experiment reports: a Markdown file, a JSON file and figures in one folder.
+
+Safety: every file is written atomically (a unique temporary file in the same folder, then ``os.replace``), so a
+failed write (disk full, interrupt) leaves the previous file intact and a symlink in the folder is replaced, never
+written through. :func:`prepare_out_dir` marks a report folder with :data:`MARKER` (the experiment's name) and
+refuses to write into a non-empty folder that is not a previous report of the same experiment, or into a
+symlinked folder, unless ``force=True`` (``--force`` on the command line).
+"""
 from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import platform
+import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+
+
+#: marker file of a convcorr report folder: {"convcorr_report": 1, "experiment": name, "created": ...}
+MARKER = ".convcorr-report.json"
+
+
+def file_mode() -> int:
+    """Permission bits of a new regular file under the current umask (``tempfile.mkstemp`` makes 0600 files)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically: a unique temporary file in the same folder, fsync, ``os.replace``.
+
+    Readers see the old or the new content, never a partial file; a symlink at ``path`` is replaced, not followed.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """UTF-8 text version of :func:`atomic_write_bytes`."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_marker(out_dir: str | Path) -> dict | None:
+    """The report marker of a folder ({"experiment": ...}), or None when absent or unreadable."""
+    p = Path(out_dir) / MARKER
+    try:
+        if p.is_symlink() or not p.is_file():
+            return None
+        d = json.loads(p.read_text())
+        return d if isinstance(d, dict) and d.get("convcorr_report") == 1 else None
+    except (OSError, ValueError):
+        return None
+
+
+def prepare_out_dir(out_dir: str | Path, experiment: str, force: bool = False) -> Path:
+    """Check and create a report folder for ``experiment`` and mark it (:data:`MARKER`).
+
+    Refused (ConfigError naming the folder) unless ``force``: a symlinked folder; a non-empty folder without the
+    marker of the same experiment (a foreign folder or another experiment's report). Always refused: a path under
+    a file, or a file where the folder should be.
+    """
+    from .types import ConfigError
+
+    out_dir = Path(out_dir)
+    if out_dir.is_symlink() and not force:
+        raise ConfigError(f"{out_dir}: output folder is a symlink (to {os.readlink(out_dir)}); refusing to write "
+                          "through it (use --force to allow it)")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"{out_dir}: output path exists and is not a folder")
+    for parent in out_dir.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{out_dir}: cannot create the output folder, {parent} is a file")
+            break
+    if out_dir.is_dir() and not force:
+        try:
+            entries = [e for e in os.listdir(out_dir)]
+        except OSError as exc:
+            raise ConfigError(f"{out_dir}: cannot list the output folder ({exc.strerror or exc})") from exc
+        if entries:
+            mark = read_marker(out_dir)
+            if mark is None:
+                raise ConfigError(f"{out_dir}: output folder is not empty and is not a convcorr report; refusing to "
+                                  "write into it (choose another --out or use --force)")
+            if mark.get("experiment") != experiment:
+                raise ConfigError(f"{out_dir}: output folder holds a report of {mark.get('experiment')!r}, not "
+                                  f"{experiment!r}; refusing to overwrite it (choose another --out or use --force)")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out_dir / MARKER, json.dumps({
+            "convcorr_report": 1, "experiment": experiment,
+            "created": _dt.datetime.now().isoformat(timespec="seconds")}) + "\n")
+    except OSError as exc:
+        raise ConfigError(f"{out_dir}: cannot create the output folder ({exc.strerror or exc})") from exc
+    return out_dir
 
 
 def _jsonable(x: Any) -> Any:
@@ -56,7 +159,7 @@ class Report:
         rep.section("Results", markdown_table(rows))
         rep.figure(fig, "neighbours.png", "Warped neighbours")
         rep.results["pck"] = {...}
-        rep.save()  # -> out_dir/report.md, out_dir/results.json
+        rep.save()  # -> out_dir/report.md, out_dir/results.json (each written atomically)
     """
 
     def __init__(self, out_dir: str | Path, title: str, conf: Mapping[str, Any] | None = None):
@@ -76,8 +179,16 @@ class Report:
         import matplotlib.pyplot as plt
 
         path = self.out_dir / name
-        fig.savefig(path, dpi=dpi, bbox_inches="tight")
-        plt.close(fig)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=self.out_dir)
+        os.close(fd)
+        try:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+            os.chmod(tmp, file_mode())
+            os.replace(tmp, path)
+        finally:
+            plt.close(fig)
+            if os.path.exists(tmp):
+                os.unlink(tmp)
         self.figures.append(name)
         self.parts.append(f"![{caption or name}]({name})\n\n{caption}\n")
         return path
@@ -97,15 +208,13 @@ class Report:
         except Exception:  # pragma: no cover
             pass
         payload = {"meta": meta, "config": self.conf, "results": self.results, "figures": self.figures}
-        (self.out_dir / "results.json").write_text(json.dumps(_jsonable(payload), indent=2))
+        atomic_write_text(self.out_dir / "results.json", json.dumps(_jsonable(payload), indent=2))
         conf_md = "\n".join(f"- `{k}`: `{v}`" for k, v in self.conf.items())
         md = f"# {self.title}\n\n_Generated {meta['created']} by convcorr._\n\n"
         if conf_md:
             md += f"## Configuration\n\n{conf_md}\n\n"
         md += "\n".join(self.parts)
-        path = self.out_dir / "report.md"
-        path.write_text(md)
-        return path
+        return atomic_write_text(self.out_dir / "report.md", md)
 
 
 def progress(iterable: Iterable, desc: str, total: int | None = None, **kw):

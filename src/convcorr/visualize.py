@@ -7,9 +7,12 @@ source photo), so that a query can exclude neighbours from its own source. Image
 (:func:`extract_patches`, zeros outside the image), so the database stays 16 bytes + 4 D bytes per vector plus the
 images.
 
-Similarity is cosine similarity = inner product of L2-normalised vectors (faiss ``IndexFlatIP`` for exact search;
-``IndexIVFFlat`` or ``IndexHNSWFlat`` with inner product for >= 1M vectors). A zero vector (all ReLUs off) stays
-zero and has similarity 0 to everything.
+Similarity is cosine similarity = inner product of L2-normalised vectors (faiss ``IndexFlatIP`` for exact search,
+the reference; ``IndexIVFFlat`` or ``IndexHNSWFlat`` with inner product for >= 1M vectors). Memory-lean kinds store
+the vectors compressed and still search exhaustively or by IVF: ``flat16`` (float16 storage, exhaustive: half the
+memory, near-exact), ``sq8`` (8-bit per dimension, trained per-dimension ranges: a quarter) and ``ivf16`` (IVF over
+float16 codes); ``benchmarks/bench_faiss.py`` measures their recall against exact search. A zero vector (all
+ReLUs off) stays zero and has similarity 0 to everything.
 
 Patch convention: a patch of side S centred at rf centre c (pixel coordinates, centre of the top-left pixel at
 (0, 0)) covers pixels ``start .. start + S - 1`` with ``start = floor(c - (S - 1) / 2)`` along each axis. For odd S
@@ -39,7 +42,8 @@ import numpy as np
 from .linalg import l2_normalize as _l2_normalize
 from .geometry import RFGeometry
 
-INDEX_TYPES = ("flat", "ivf", "hnsw")
+INDEX_TYPES = ("flat", "flat16", "sq8", "ivf", "ivf16", "hnsw")
+_IVF_KINDS = ("ivf", "ivf16")
 
 
 # ------------------------------------------------------------------------------------------------- small helpers
@@ -116,8 +120,11 @@ class FeatureDatabase:
 
     Args:
         dim: feature dimension D.
-        index: "flat" (exact, ``IndexFlatIP``), "ivf" (``IndexIVFFlat``, inner product; trained on the first
-            ``train_size`` added vectors, which are buffered until then) or "hnsw" (``IndexHNSWFlat``, inner product).
+        index: "flat" (exact, ``IndexFlatIP``: 4 D bytes per vector), "flat16" (exhaustive over float16 codes,
+            ``IndexScalarQuantizer`` fp16: 2 D bytes), "sq8" (exhaustive over 8-bit codes with per-dimension ranges
+            trained on the first ``train_size`` vectors: D bytes), "ivf" (``IndexIVFFlat``, inner product; trained
+            on the first ``train_size`` added vectors, which are buffered until then), "ivf16" (IVF over float16
+            codes, ``IndexIVFScalarQuantizer``) or "hnsw" (``IndexHNSWFlat``, inner product).
         nlist, nprobe: IVF cells and cells visited per query.
         hnsw_m, ef_construction, ef_search: HNSW graph degree and beam widths.
         train_size: vectors used to train the IVF quantiser (default ``64 * nlist``).
@@ -140,10 +147,11 @@ class FeatureDatabase:
         self.train_size = int(train_size or 64 * self.nlist)
         if index == "flat":
             self.index = faiss.IndexFlatIP(self.dim)
-        elif index == "ivf":
-            self._quantizer = faiss.IndexFlatIP(self.dim)
-            self.index = faiss.IndexIVFFlat(self._quantizer, self.dim, self.nlist, faiss.METRIC_INNER_PRODUCT)
-            self.index.nprobe = self.nprobe
+        elif index in ("flat16", "sq8"):
+            qt = faiss.ScalarQuantizer.QT_fp16 if index == "flat16" else faiss.ScalarQuantizer.QT_8bit
+            self.index = faiss.IndexScalarQuantizer(self.dim, qt, faiss.METRIC_INNER_PRODUCT)
+        elif index in _IVF_KINDS:
+            self._make_ivf(self.nlist)
         else:
             self.index = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
             self.index.hnsw.efConstruction = self.ef_construction
@@ -155,6 +163,17 @@ class FeatureDatabase:
         self.image_hw = (np.asarray(image_hw, dtype=np.int64) if image_hw is not None
                          else np.tile(np.array(self.images.shape[1:3]), (len(self.images), 1)))
         self.timings: dict[str, float] = {"add_s": 0.0, "train_s": 0.0}
+
+    def _make_ivf(self, nlist: int) -> None:
+        import faiss
+
+        self._quantizer = faiss.IndexFlatIP(self.dim)
+        if self.kind == "ivf":
+            self.index = faiss.IndexIVFFlat(self._quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        else:
+            self.index = faiss.IndexIVFScalarQuantizer(self._quantizer, self.dim, nlist, faiss.ScalarQuantizer.QT_fp16,
+                                                       faiss.METRIC_INNER_PRODUCT)
+        self.index.nprobe = min(self.nprobe, nlist)
 
     # -- building ---------------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -192,7 +211,7 @@ class FeatureDatabase:
         self._prov_cat = None
         t = time.perf_counter()
         f = l2_normalize(f)
-        if self.kind == "ivf" and not self.index.is_trained:
+        if not self.index.is_trained:  # ivf / ivf16 / sq8: buffer until train_size vectors
             self._pending.append(f)
             if sum(len(p) for p in self._pending) >= self.train_size:
                 self._flush()
@@ -209,14 +228,11 @@ class FeatureDatabase:
         if not self.index.is_trained:
             t = time.perf_counter()
             nlist = self.nlist
-            if len(allf) < 39 * nlist:  # faiss wants >= 39 points per centroid: shrink nlist for small data
-                import faiss
-
+            if self.kind in _IVF_KINDS and len(allf) < 39 * nlist:
+                # faiss wants >= 39 points per centroid: shrink nlist for small data
                 nlist = max(1, len(allf) // 39)
                 self.nlist = nlist
-                self._quantizer = faiss.IndexFlatIP(self.dim)
-                self.index = faiss.IndexIVFFlat(self._quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
-                self.index.nprobe = min(self.nprobe, nlist)
+                self._make_ivf(nlist)
             rng = np.random.default_rng(0)
             sample = allf if len(allf) <= self.train_size else allf[rng.choice(len(allf), self.train_size, replace=False)]
             self.index.train(sample)
@@ -257,7 +273,15 @@ class FeatureDatabase:
         """Approximate memory: feature index (faiss), provenance and image store, in bytes."""
         import faiss
 
-        idx = int(faiss.serialize_index(self.index).nbytes) if self.kind != "flat" else int(self.index.ntotal) * self.dim * 4
+        n = int(self.index.ntotal)
+        if self.kind == "flat":
+            idx = n * self.dim * 4
+        elif self.kind in ("flat16", "sq8"):
+            idx = n * int(self.index.code_size)
+        elif self.kind == "ivf16":  # codes + 8-byte ids in the inverted lists, plus the coarse centroids
+            idx = n * (int(self.index.code_size) + 8) + self.nlist * self.dim * 4
+        else:
+            idx = int(faiss.serialize_index(self.index).nbytes)
         prov = sum(v.nbytes for v in self._provenance().values())
         return {"index": idx, "provenance": int(prov), "images": int(self.images.nbytes)}
 
@@ -283,7 +307,7 @@ class FeatureDatabase:
             if len(excl):
                 sel = faiss.IDSelectorNot(faiss.IDSelectorBatch(excl.astype(np.int64)))
                 self._sel_keepalive = sel  # the python wrapper must outlive the search call
-                if self.kind == "ivf":
+                if self.kind in _IVF_KINDS:
                     params = faiss.SearchParametersIVF(sel=sel, nprobe=self.index.nprobe)
                 elif self.kind == "hnsw":
                     params = faiss.SearchParametersHNSW(sel=sel, efSearch=max(self.ef_search, k))
@@ -355,7 +379,7 @@ class FeatureDatabase:
                      s["ef_search"], s["train_size"], images=z["images"], image_hw=z["image_hw"])
             db._prov = {k: [z[k]] for k in ("image_idx", "xy", "group")}
         db.index = faiss.read_index(str(fidx))
-        if db.kind == "ivf":
+        if db.kind in _IVF_KINDS:
             db.index.nprobe = db.nprobe
         if len(db.group) != db.index.ntotal:
             raise ValueError(f"{npz}: {len(db.group)} provenance rows but {db.index.ntotal} vectors in {fidx}")
@@ -363,6 +387,38 @@ class FeatureDatabase:
 
 
 # ------------------------------------------------------------------------------------------------- construction
+class _ImageStore:
+    """Images appended batch by batch into ONE preallocated (n, H, W, 3) uint8 array when the count is known and
+    every image has the same size (no list + final stack: that held the store twice, ~1.8 GB at 1M conv5
+    vectors); otherwise a list stacked at the end."""
+
+    def __init__(self, n_expected: int | None):
+        self.n_expected, self.buf, self.items, self.count = n_expected, None, [], 0
+
+    def __len__(self) -> int:
+        return self.count
+
+    def extend(self, images: Sequence[np.ndarray]) -> None:
+        for im in images:
+            if self.buf is None and not self.items and self.n_expected and im.ndim == 3 and im.dtype == np.uint8:
+                self.buf = np.empty((int(self.n_expected),) + im.shape, np.uint8)
+            if self.buf is not None and (im.shape != self.buf.shape[1:] or im.dtype != np.uint8
+                                         or self.count >= len(self.buf)):
+                self.items = list(self.buf[:self.count])  # fall back to a list (views into buf)
+                self.buf = None
+            if self.buf is not None:
+                self.buf[self.count] = im
+            else:
+                self.items.append(im)
+            self.count += 1
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.buf is not None:
+            imgs = self.buf[:self.count]
+            return imgs, np.tile(np.array(imgs.shape[1:3], np.int64), (self.count, 1))
+        return stack_images(self.items)
+
+
 def build_databases(backbone, images: Iterable[np.ndarray], layers: Sequence[str], groups: Iterable[int] | None = None,
                     max_vectors: int | dict | None = None, per_image: int | dict | None = None,
                     n_images: int | None = None, index: str = "flat", batch_size: int = 16, seed: int = 0,
@@ -391,8 +447,7 @@ def build_databases(backbone, images: Iterable[np.ndarray], layers: Sequence[str
     per = {l: (per_image.get(l) if isinstance(per_image, dict) else per_image) for l in layers}
     geoms = {l: backbone.rf(l) for l in layers}
     dbs: dict[str, FeatureDatabase] = {}
-    store: list[np.ndarray] = []
-    prov: dict[str, list] = {l: [] for l in layers}
+    store = _ImageStore(n_images)
     groups_it = iter(groups) if groups is not None else None
     t_feat = 0.0
     batch: list[np.ndarray] = []
@@ -436,7 +491,7 @@ def build_databases(backbone, images: Iterable[np.ndarray], layers: Sequence[str
                 break
     if batch:
         run_batch()
-    imgs, hw = stack_images(store)
+    imgs, hw = store.finish()
     for l, db in dbs.items():
         db.images, db.image_hw = imgs, hw  # one store shared by every layer (no copy)
         db.finalize()

@@ -33,12 +33,129 @@ _Q8_SHAPES = {
 }
 
 
+#: output channels of each layer: the expected bias length
+_Q8_BIAS = {"conv1": 96, "conv2": 256, "conv3": 384, "conv4": 384, "conv5": 256, "fc6": 4096, "fc7": 4096,
+            "fc8": 1000}
+
+
+class LocalResponseNorm(nn.Module):
+    """Caffe's across-channel LRN, ``b_c = a_c / (k + alpha / size * sum_{c' in window(c)} a_c'^2)^beta`` (window
+    ``c - size//2 .. c + (size-1)//2``, zero-padded): the same function as :class:`torch.nn.LocalResponseNorm`
+    (equal to float32 rounding, tested) but ~2x faster on CPU: the window sum is ``size`` shifted in-place adds
+    instead of a 3-D average pooling, and ``^-0.75`` is ``rsqrt * sqrt(rsqrt)``. (N, C, H, W) -> same shape;
+    other ranks fall back to :func:`torch.nn.functional.local_response_norm`.
+    """
+
+    def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0):
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k = int(size), float(alpha), float(beta), float(k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4:
+            return nn.functional.local_response_norm(x, self.size, self.alpha, self.beta, self.k)
+        sq = x * x
+        acc = sq.clone()
+        for d in range(1, self.size // 2 + 1):  # channels before c
+            acc[:, d:] += sq[:, :-d]
+        for d in range(1, (self.size - 1) // 2 + 1):  # channels after c
+            acc[:, :-d] += sq[:, d:]
+        acc.mul_(self.alpha / self.size).add_(self.k)
+        if self.beta == 0.75:
+            r = acc.rsqrt_()
+            return x * (r * r.sqrt())
+        return x / acc.pow_(self.beta)
+
+    def extra_repr(self) -> str:
+        return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
+
+
 def _parse_ints(f: Path) -> np.ndarray:
-    """Integers of one weight file: whitespace-separated text (.txt) or raw signed bytes (.bin)."""
+    """Integers of one weight file: whitespace-separated text (.txt) or raw signed bytes (.bin).
+
+    Raises DataError naming the file when it cannot be read or holds something other than integers.
+    """
+    from ..types import DataError
+
+    try:
+        data = f.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{f}: cannot read weight file ({exc.strerror or exc})") from exc
     if f.suffix == ".txt":
-        return np.array(f.read_bytes().split(), dtype=np.int32)
+        try:
+            return np.array(data.split(), dtype=np.int64).astype(np.int32)
+        except (ValueError, OverflowError) as exc:
+            raise DataError(f"{f}: malformed weight file, expected whitespace-separated integers ({exc})") from exc
     # fc8_wt.bin: 4096000 bytes = 1000 x 4096 signed int8, no header (mean ~0, values -5..5 mostly)
-    return np.frombuffer(f.read_bytes(), dtype=np.int8).astype(np.int32)
+    return np.frombuffer(data, dtype=np.int8).astype(np.int32)
+
+
+def validate_q8(weights: dict[str, np.ndarray], files: dict[str, Path] | None = None) -> None:
+    """Check every known blob's element count / shape (weights) and length (biases).
+
+    Raises DataError naming the file (``files[stem]``, else the stem) of the first mismatch.
+    """
+    from ..types import DataError
+
+    for stem, arr in weights.items():
+        layer, _, part = stem.partition("_")
+        where = (files or {}).get(stem, stem)
+        if part == "wt" and layer in _Q8_SHAPES:
+            shape = _Q8_SHAPES[layer]
+            if arr.size != int(np.prod(shape)):
+                raise DataError(f"{where}: {arr.size} values, expected {'x'.join(map(str, shape))} = "
+                                f"{int(np.prod(shape))}")
+        elif part == "bias" and layer in _Q8_BIAS:
+            if arr.ndim != 1 or arr.size != _Q8_BIAS[layer]:
+                raise DataError(f"{where}: bias of {arr.size} values, expected {_Q8_BIAS[layer]}")
+        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+            raise DataError(f"{where}: non-finite weights")
+
+
+def _read_weights_cache(cache: Path, stems: set) -> dict[str, np.ndarray] | None:
+    """Parsed weights from the NPZ cache, or None when absent, corrupt or not matching ``stems`` (then re-parsed)."""
+    try:
+        with np.load(cache, allow_pickle=False) as z:
+            out = {k: z[k] for k in z.files}
+    except Exception:  # missing, truncated, corrupt, unreadable
+        return None
+    if set(out) != stems:
+        return None
+    try:
+        validate_q8(out)
+    except ValueError:
+        return None
+    for stem, arr in out.items():
+        layer, _, part = stem.partition("_")
+        if part == "wt" and layer in _Q8_SHAPES and arr.shape != _Q8_SHAPES[layer]:
+            return None
+    return out
+
+
+def _write_weights_cache(cache: Path, out: dict[str, np.ndarray]) -> None:
+    """Atomic NPZ write (unique temporary name + os.replace); an unwritable cache only warns."""
+    import tempfile
+    import warnings
+
+    from ..report import file_mode
+
+    tmp = None
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{cache.name}.", suffix=".tmp", dir=cache.parent)
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **out)
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, cache)
+        tmp = None
+    except OSError as exc:
+        warnings.warn(f"cannot write the AlexNet weights cache {cache} ({exc}); continuing without it",
+                      RuntimeWarning, stacklevel=3)
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
 
 
 def load_caffe_q8(folder: str | Path | None = None, use_cache: bool = True) -> dict[str, np.ndarray]:
@@ -48,38 +165,95 @@ def load_caffe_q8(folder: str | Path | None = None, use_cache: bool = True) -> d
         {'conv1_wt': (96, 3, 11, 11), 'conv1_bias': (96,), ..., 'fc8_wt': (1000, 4096), 'fc6_bias': (4096,), ...};
         weight blobs in Caffe order (out, in / groups, kh, kw). Keys are the file stems present in ``folder``.
 
-    Parsed arrays are cached as NPZ in :func:`convcorr.paths.cache_dir`, keyed by the files' names, sizes and
-    modification times (so a different or updated folder is re-parsed).
+    Every known blob is validated (element count of weights, length of biases, parse errors): a DataError names
+    the file. Parsed arrays are cached as NPZ in :func:`convcorr.paths.cache_dir`, keyed by a sha1 of the files'
+    names and contents (so a changed file is re-parsed); a corrupt or stale cache file is ignored and rewritten,
+    an unwritable cache folder only warns.
     """
     import hashlib
 
     folder = Path(folder) if folder else require_shared("weights", "alexnet-caffe-q8")
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: AlexNet caffe-q8 weight folder not found")
-    files = sorted(f for f in folder.iterdir() if f.suffix in (".txt", ".bin"))
+    files = sorted(f for f in folder.iterdir() if f.suffix in (".txt", ".bin") and f.is_file())
     if not files:
         raise FileNotFoundError(f"{folder}: no *.txt / *.bin weight files")
-    sig = "|".join(f"{f.resolve()}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
-    cache = cache_dir() / f"alexnet-caffe-q8-{hashlib.sha1(sig.encode()).hexdigest()[:12]}.npz"
-    if use_cache and cache.is_file():
-        with np.load(cache) as z:
-            return {k: z[k] for k in z.files}
-    out: dict[str, np.ndarray] = {}
+    h = hashlib.sha1()
     for f in files:
-        stem = f.stem
-        arr = _parse_ints(f).astype(np.float32) / 128.0
-        layer = stem.split("_")[0]
-        if stem.endswith("_wt") and layer in _Q8_SHAPES:
-            shape = _Q8_SHAPES[layer]
-            if arr.size != int(np.prod(shape)):
-                raise ValueError(f"{f}: {arr.size} values, expected {'x'.join(map(str, shape))}")
-            arr = arr.reshape(shape)
-        out[stem] = arr
+        h.update(f.name.encode() + b"\0")
+        try:
+            h.update(f.read_bytes())
+        except OSError as exc:
+            from ..types import DataError
+
+            raise DataError(f"{f}: cannot read weight file ({exc.strerror or exc})") from exc
+        h.update(b"\0")
+    stems = {f.stem for f in files}
+    cache = None
     if use_cache:
-        tmp = cache.with_name(cache.stem + f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, **out)
-        tmp.replace(cache)
+        try:
+            cache = cache_dir() / f"alexnet-caffe-q8-{h.hexdigest()[:16]}.npz"
+        except OSError:
+            cache = None
+        if cache is not None:
+            hit = _read_weights_cache(cache, stems)
+            if hit is not None:
+                return hit
+    out: dict[str, np.ndarray] = {}
+    by_stem = {f.stem: f for f in files}
+    for f in files:
+        out[f.stem] = _parse_ints(f).astype(np.float32) / 128.0
+    validate_q8(out, by_stem)
+    for stem, arr in out.items():
+        layer, _, part = stem.partition("_")
+        if part == "wt" and layer in _Q8_SHAPES:
+            out[stem] = arr.reshape(_Q8_SHAPES[layer])
+    if cache is not None:
+        _write_weights_cache(cache, out)
     return out
+
+
+def _sha256_prefix_ok(path: Path, prefix: str) -> bool:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest().startswith(prefix)
+
+
+def load_checkpoint(url: str, model_dir: str | Path | None = None) -> dict:
+    """State dict of a published checkpoint: downloaded once into the torch hub cache, hash-checked on EVERY load
+    (the sha256 prefix in torchvision file names, ``name-<sha256 prefix>.pth``), read with ``weights_only=True``.
+
+    A planted or corrupted file in the hub cache is therefore refused (DataError naming it) instead of executed.
+    """
+    import re
+
+    from ..types import DataError
+
+    fname = url.rsplit("/", 1)[-1]
+    m = re.search(r"-([0-9a-f]{6,64})\.", fname)
+    prefix = m.group(1) if m else None
+    folder = Path(model_dir) if model_dir else Path(torch.hub.get_dir()) / "checkpoints"
+    path = folder / fname
+    if not path.is_file():
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(url, str(path), hash_prefix=prefix, progress=True)
+        except Exception as exc:  # no network, proxy, hash mismatch of the download ...
+            raise RuntimeError(f"could not download {url} ({exc})") from exc
+    if prefix is not None and not _sha256_prefix_ok(path, prefix):
+        raise DataError(f"{path}: sha256 does not start with {prefix} as published in {url}; "
+                        "the file is corrupt or was replaced: delete it to download it again")
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise DataError(f"{path}: cannot load checkpoint with weights_only=True ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(sd, dict):
+        raise DataError(f"{path}: checkpoint is not a state dict")
+    return sd
 
 
 class AlexNet(Backbone):
@@ -103,7 +277,7 @@ class AlexNet(Backbone):
         tv = self.variant == "torchvision"
         c = (64, 192, 384, 256, 256) if tv else (96, 256, 384, 384, 256)
         g = (1, 1, 1, 1, 1) if tv else (1, 2, 1, 2, 2)
-        norm = (lambda: nn.Identity()) if tv else (lambda: nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0))
+        norm = (lambda: nn.Identity()) if tv else (lambda: LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0))
         pool = lambda: nn.MaxPool2d(3, 2, ceil_mode=not tv)
         self.input_size = 224 if tv else 227
         self.conv = nn.ModuleList([
@@ -153,23 +327,25 @@ class AlexNet(Backbone):
         self.weights_dir = Path(folder) if folder else require_shared("weights", "alexnet-caffe-q8")
 
     def _load_torchvision(self) -> None:
-        from torch.hub import load_state_dict_from_url
+        from ..types import DataError
 
         try:
-            sd = load_state_dict_from_url(TORCHVISION_ALEXNET_URL, progress=True, map_location="cpu")
-        except Exception as exc:  # no network, proxy, ...
-            raise RuntimeError(
-                f"could not download torchvision AlexNet weights from {TORCHVISION_ALEXNET_URL} ({exc}); "
-                "use weights='caffe-q8' offline"
-            ) from exc
+            sd = load_checkpoint(TORCHVISION_ALEXNET_URL)
+        except RuntimeError as exc:  # no network, proxy, ...
+            raise RuntimeError(f"{exc}; use weights='caffe-q8' offline") from exc
         idx = {0: 0, 3: 1, 6: 2, 8: 3, 10: 4}
+        pairs = [(self.conv[i].weight, f"features.{j}.weight") for j, i in idx.items()]
+        pairs += [(self.conv[i].bias, f"features.{j}.bias") for j, i in idx.items()]
+        for name, j in (("fc6", 1), ("fc7", 4), ("fc8", 6)):
+            pairs += [(getattr(self, name).weight, f"classifier.{j}.weight"),
+                      (getattr(self, name).bias, f"classifier.{j}.bias")]
         with torch.no_grad():
-            for j, i in idx.items():
-                self.conv[i].weight.copy_(sd[f"features.{j}.weight"])
-                self.conv[i].bias.copy_(sd[f"features.{j}.bias"])
-            for name, j in (("fc6", 1), ("fc7", 4), ("fc8", 6)):
-                getattr(self, name).weight.copy_(sd[f"classifier.{j}.weight"])
-                getattr(self, name).bias.copy_(sd[f"classifier.{j}.bias"])
+            for param, key in pairs:
+                t = sd.get(key)
+                if not isinstance(t, torch.Tensor) or tuple(t.shape) != tuple(param.shape):
+                    got = tuple(t.shape) if isinstance(t, torch.Tensor) else "missing"
+                    raise DataError(f"torchvision AlexNet checkpoint: {key} is {got}, expected {tuple(param.shape)}")
+                param.copy_(t)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         if self.variant == "torchvision":

@@ -1,22 +1,48 @@
-"""Helpers shared by the loaders."""
+"""Helpers shared by the loaders: reading annotation files, containment of image paths, schema checks.
+
+Every loader takes ``allow_outside_root`` (default False): image names read from an annotation file are resolved
+below the loader's data root by :func:`resolve_image_path`, and a name that is absolute, contains ``..`` leading
+outside, or reaches outside through a symlink is a :class:`DataError` naming the annotation file (a downloaded
+annotation file must not be able to read arbitrary files into crops and figures). Users whose annotations point
+elsewhere on purpose pass ``allow_outside_root=True``.
+"""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
 from ..types import DataError, Instance
 
+#: annotation files larger than this are refused (a JSON/XML/CSV annotation of one data set is far smaller)
+MAX_ANNOTATION_BYTES = 2_000_000_000
+
+
+def read_text(path: str | Path, what: str = "annotation file") -> str:
+    """Text of an annotation file; DataError naming it when missing, unreadable or not UTF-8 text."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: {what} not found")
+    try:
+        if path.stat().st_size > MAX_ANNOTATION_BYTES:
+            raise DataError(f"{path}: {what} larger than {MAX_ANNOTATION_BYTES} bytes")
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: {what} is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read {what} ({exc.strerror or exc})") from exc
+
 
 def read_json(path: str | Path):
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: annotation file not found")
+    text = read_text(path)
     try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: malformed JSON ({exc})") from exc
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError, ValueError) as exc:
+        raise DataError(f"{path}: malformed JSON ({str(exc)[:200]})") from exc
 
 
 def require_file(path: str | Path, what: str = "file") -> Path:
@@ -26,27 +52,54 @@ def require_file(path: str | Path, what: str = "file") -> Path:
     return path
 
 
-def resolve_image_path(root: str | Path, name: str | Path, where: str | Path, allow_outside: bool = False) -> Path:
+def resolve_image_path(root: str | Path, name, where: str | Path, allow_outside: bool = False) -> Path:
     """Path of an image named inside an annotation file, resolved below its data ``root``.
 
     Args:
         root: the data root the image must lie in.
-        name: the image name as stored in the annotation (relative to ``root``).
+        name: the image name as stored in the annotation (relative to ``root``; ``/`` separated).
         where: the annotation file (named in errors).
         allow_outside: opt-out for users whose annotations point elsewhere on purpose.
+    Returns:
+        ``root / name`` (not resolved, so reports show the path the user gave).
     Raises:
-        DataError naming ``where`` when ``name`` is absolute or escapes ``root`` (``..``, symlinks).
+        DataError naming ``where`` when ``name`` is not a non-empty string, contains a NUL byte, is absolute
+        (also ``C:\\`` or ``\\\\server`` forms), or escapes ``root`` (``..``, symlinks anywhere on the way).
     """
+    if isinstance(name, Path):
+        name = str(name)
+    if not isinstance(name, str) or not name.strip():
+        raise DataError(f"{where}: image name {name!r} is not a non-empty string")
+    if "\x00" in name:
+        raise DataError(f"{where}: image name {name!r} contains a NUL byte")
     root = Path(root)
-    p = root / Path(str(name))
+    p = root / name
     if allow_outside:
         return p
-    if Path(str(name)).is_absolute():
-        raise DataError(f"{where}: image path {str(name)!r} is absolute; it must lie inside the data root {root}")
-    real_root, real = root.resolve(), p.resolve()
-    if real != real_root and real_root not in real.parents:
-        raise DataError(f"{where}: image path {str(name)!r} escapes the data root {root}")
+    if Path(name).is_absolute() or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        raise DataError(f"{where}: image path {name!r} is absolute; it must lie inside the data root {root} "
+                        "(pass allow_outside_root=True to allow it)")
+    try:
+        real_root, real = os.path.realpath(root), os.path.realpath(p)
+    except (OSError, ValueError) as exc:  # e.g. symlink loops on some platforms
+        raise DataError(f"{where}: cannot resolve image path {name!r} ({exc})") from exc
+    if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
+        raise DataError(f"{where}: image path {name!r} escapes the data root {root} "
+                        "(pass allow_outside_root=True to allow it)")
     return p
+
+
+def finite_float(v, what: str, where) -> float:
+    """float(v), DataError naming ``where`` and ``what`` when not a finite number (bools are refused)."""
+    if isinstance(v, bool):
+        raise DataError(f"{where}: {what} must be a number, got {v!r}")
+    try:
+        f = float(v)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise DataError(f"{where}: {what} must be a number, got {str(v)[:50]!r}") from exc
+    if not np.isfinite(f):
+        raise DataError(f"{where}: {what} is not finite ({f})")
+    return f
 
 
 def extent_box(xy: np.ndarray, where: str) -> np.ndarray:
@@ -56,6 +109,21 @@ def extent_box(xy: np.ndarray, where: str) -> np.ndarray:
     if len(xy) < 2:
         raise DataError(f"{where}: fewer than two annotated keypoints, cannot form a box")
     return np.array([*xy.min(0), *xy.max(0)])
+
+
+def check_names_unique(names: Iterable[str], where) -> None:
+    """DataError naming ``where`` when a keypoint name occurs twice."""
+    seen: set = set()
+    for n in names:
+        if n in seen:
+            raise DataError(f"{where}: duplicate keypoint name {n!r}")
+        seen.add(n)
+
+
+def require_nonempty(items: list, where, what: str = "instances") -> list:
+    if not items:
+        raise DataError(f"{where}: no {what} found")
+    return items
 
 
 def validate_images(instances, check_images: bool) -> None:
@@ -70,9 +138,30 @@ def validate_images(instances, check_images: bool) -> None:
 
 
 def make_instance(where: str | Path, **kw) -> Instance:
-    """Build an Instance; a schema error (e.g. empty box) is re-raised naming the annotation file ``where``."""
+    """Build an Instance with the loaders' checks, naming the annotation file ``where`` in every error.
+
+    Checks: keypoint names unique; visible keypoints finite (NaN/inf are errors); non-finite invisible ones become NaN;
+    the box finite and non-empty (:class:`Instance`).
+    """
+    names = tuple(kw.get("keypoint_names", ()))
+    check_names_unique(names, where)
+    try:
+        kp = np.asarray(kw.get("keypoints"), dtype=np.float64).reshape(-1, 2)
+        vis = np.asarray(kw.get("visible"), dtype=bool).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{where}: malformed keypoints ({exc})") from exc
+    if len(vis) == len(kp):
+        bad = vis & ~np.all(np.isfinite(kp), axis=1)
+        if np.any(bad):
+            i = int(np.flatnonzero(bad)[0])
+            n = names[i] if i < len(names) else i
+            raise DataError(f"{where}: keypoint {n!r} has non-finite coordinates {kp[i].tolist()}")
+        kp = np.where(np.all(np.isfinite(kp), axis=1)[:, None], kp, np.nan)  # invisible +-inf -> NaN
+        kw = dict(kw, keypoints=kp, visible=vis)
     try:
         return Instance(**kw)
     except DataError as exc:
         msg = str(exc)
         raise DataError(msg if str(where) in msg else f"{where}: {msg}") from exc
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{where}: malformed annotation ({exc})") from exc

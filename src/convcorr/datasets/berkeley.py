@@ -10,7 +10,9 @@ the category's standard list (:data:`BERKELEY_KEYPOINTS`, given for the four-leg
 known: the 16 points of Bourdev et al.'s animal annotations) and every name seen in the loaded files of that
 category; for other categories the union of the names seen (so load all files of a category together for a
 stable list). Types missing from a file are NaN and invisible. ``visible="0"`` points keep their annotated
-(occluded) position with ``visible`` False. Images: ``image_root/<image>.jpg`` (VOC ``JPEGImages`` layout).
+(occluded) position with ``visible`` False. Images: ``image_root/<image>.jpg`` (VOC ``JPEGImages`` layout), which
+must lie inside ``image_root`` (``allow_outside_root=True`` lifts this). A keypoint name given twice in one file,
+a non-finite coordinate or box value is a DataError naming the file.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..types import DataError, Instance
-from ._util import make_instance, validate_images
+from ._util import finite_float, make_instance, require_nonempty, resolve_image_path, validate_images
 
 _ANIMAL = ("L_B_Elbow", "L_B_Paw", "L_EarBase", "L_Eye", "L_F_Elbow", "L_F_Paw", "Nose", "R_B_Elbow", "R_B_Paw",
            "R_EarBase", "R_Eye", "R_F_Elbow", "R_F_Paw", "TailBase", "Throat", "Withers")
@@ -38,26 +40,37 @@ def parse_berkeley_xml(path: str | Path) -> dict:
         image = root.findtext("image").strip()
         category = root.findtext("category").strip()
         vb = root.find("visible_bounds")
-        x0, y0 = float(vb.get("xmin")) - 1, float(vb.get("ymin")) - 1
-        bbox = np.array([x0, y0, x0 + float(vb.get("width")), y0 + float(vb.get("height"))])
+        x0 = finite_float(vb.get("xmin"), "visible_bounds xmin", path) - 1
+        y0 = finite_float(vb.get("ymin"), "visible_bounds ymin", path) - 1
+        bw = finite_float(vb.get("width"), "visible_bounds width", path)
+        bh = finite_float(vb.get("height"), "visible_bounds height", path)
+        bbox = np.array([x0, y0, x0 + bw, y0 + bh])
         kps = {}
         meta = {k: root.findtext(k).strip() for k in ("voc_id", "subcategory") if root.findtext(k)}
         for kp in root.find("keypoints").findall("keypoint"):
-            if not kp.get("name"):
+            name = kp.get("name")
+            if not name:
                 raise ValueError("<keypoint> without a name")
+            if name in kps:
+                raise DataError(f"{path}: duplicate keypoint name {name!r}")
             if kp.get("x") is None or kp.get("y") is None:  # unlocated point: absent
-                kps[kp.get("name")] = (np.nan, np.nan, False)
+                kps[name] = (np.nan, np.nan, False)
                 continue
-            kps[kp.get("name")] = (float(kp.get("x")) - 1, float(kp.get("y")) - 1, kp.get("visible", "1") == "1")
-    except (ET.ParseError, AttributeError, TypeError, ValueError) as exc:
+            kps[name] = (finite_float(kp.get("x"), f"keypoint {name!r} x", path) - 1,
+                         finite_float(kp.get("y"), f"keypoint {name!r} y", path) - 1, kp.get("visible", "1") == "1")
+    except DataError:
+        raise
+    except (ET.ParseError, AttributeError, TypeError, ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise DataError(f"{path}: malformed Berkeley keypoint XML ({exc})") from exc
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read annotation file ({exc.strerror or exc})") from exc
     if not image or not category:
         raise DataError(f"{path}: malformed Berkeley keypoint XML (empty <image> or <category>)")
     return {"image": image, "category": category, "bbox": bbox, "keypoints": kps, "file": path, "meta": meta}
 
 
 def load_berkeley_xml(path: str | Path, image_root: str | Path | None = None, category: str | None = None,
-                      check_images: bool = False) -> list[Instance]:
+                      check_images: bool = False, allow_outside_root: bool = False) -> list[Instance]:
     """Load one XML file or every ``*.xml`` below a folder.
 
     Args:
@@ -65,6 +78,9 @@ def load_berkeley_xml(path: str | Path, image_root: str | Path | None = None, ca
         image_root: folder holding ``<image>.jpg`` (VOC2011/JPEGImages); None leaves images unresolved.
         category: keep only this category.
         check_images: load every image now (DataError for missing/corrupt images, keypoints outside).
+        allow_outside_root: accept image names that lead outside ``image_root``.
+    Raises:
+        DataError naming the file: malformed XML, escaping image names, no (matching) files.
     """
     path = Path(path)
     files = sorted(path.rglob("*.xml")) if path.is_dir() else [path]
@@ -73,6 +89,7 @@ def load_berkeley_xml(path: str | Path, image_root: str | Path | None = None, ca
     recs = [parse_berkeley_xml(f) for f in files]
     if category:
         recs = [r for r in recs if r["category"] == category]
+        require_nonempty(recs, path, f"instances of category {category!r}")
     names_by_cat: dict[str, set] = {}
     for r in recs:
         names_by_cat.setdefault(r["category"], set(BERKELEY_KEYPOINTS.get(r["category"], ()))).update(r["keypoints"])
@@ -86,7 +103,8 @@ def load_berkeley_xml(path: str | Path, image_root: str | Path | None = None, ca
                 x, y, v = r["keypoints"][n]
                 kp[i] = (x, y)
                 vis[i] = v
-        img = Path(image_root) / f"{r['image']}.jpg" if image_root else None
+        img = (resolve_image_path(image_root, f"{r['image']}.jpg", r["file"], allow_outside_root)
+               if image_root else None)
         out.append(make_instance(r["file"], id=f"{r['category']}/{r['file'].stem}", category=r["category"],
                                  bbox=r["bbox"], keypoint_names=names, keypoints=kp, visible=vis, image_path=img,
                                  meta={"dataset": "berkeley", "annotation": str(r["file"]), "image_id": r["image"],

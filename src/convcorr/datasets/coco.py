@@ -12,6 +12,10 @@ Options for files that differ from the plain COCO layout: ``strip_prefix`` drops
 first names (Human-Art lists 21 names, each annotation holds the 17 COCO points); ``relabel`` maps file-name
 patterns (``fnmatch``) to a category (the Animal-Pose fixture labels its cat and its horse "cat":
 ``relabel={"ho*": "horse"}``). ``meta['supercategory']`` keeps the category's supercategory (AP-10K families).
+
+Images are ``image_dir/<file_name>`` and must lie inside ``image_dir`` (``allow_outside_root=True`` lifts this).
+Duplicate keypoint names, unknown image/category ids, non-finite coordinates of annotated points or boxes, and a
+file without any (matching) annotation are DataErrors naming the file.
 """
 from __future__ import annotations
 
@@ -21,58 +25,84 @@ from pathlib import Path
 import numpy as np
 
 from ..types import DataError, Instance
-from ._util import read_json, resolve_image_path, validate_images
+from ._util import check_names_unique, finite_float, make_instance, read_json, resolve_image_path, validate_images
 
 
 def load_coco_keypoints(json_path: str | Path, image_dir: str | Path | None = None, category: str | None = None,
                         min_keypoints: int = 1, check_images: bool = False, strip_prefix: str | None = None,
-                        truncate_names: bool = False, relabel: dict | None = None) -> list[Instance]:
-    """Load every annotation with at least ``min_keypoints`` annotated points as an Instance."""
+                        truncate_names: bool = False, relabel: dict | None = None,
+                        allow_outside_root: bool = False) -> list[Instance]:
+    """Load every annotation with at least ``min_keypoints`` annotated points as an Instance.
+
+    Raises:
+        DataError naming ``json_path`` for malformed files, escaping image names and when no annotation is left.
+    """
     json_path = Path(json_path)
     d = read_json(json_path)
     try:
         images = {im["id"]: im for im in d["images"]}
         cats = {c["id"]: c for c in d["categories"]}
-        anns = d["annotations"]
+        anns = list(d["annotations"])
     except (KeyError, TypeError) as exc:
-        raise DataError(f"{json_path}: not a COCO keypoint file (missing {exc})") from exc
+        raise DataError(f"{json_path}: not a COCO keypoint file (missing or malformed {exc})") from exc
     image_dir = Path(image_dir) if image_dir else json_path.parent
     out = []
     for a in anns:
+        aid = a.get("id", "?") if isinstance(a, dict) else "?"
+        where = f"{json_path}: annotation {aid}"
         try:
+            if a["category_id"] not in cats:
+                raise DataError(f"{where} has an unknown category_id {a['category_id']!r}")
+            if a["image_id"] not in images:
+                raise DataError(f"{where} has an unknown image_id {a['image_id']!r}")
             cat = cats[a["category_id"]]
             kp = np.asarray(a["keypoints"], dtype=np.float64).reshape(-1, 3)
-            x, y, w, h = [float(v) for v in a["bbox"]]
+            if len(a["bbox"]) != 4:
+                raise ValueError(f"bbox has {len(a['bbox'])} values")
+            x, y, w, h = [finite_float(v, "bbox", where) for v in a["bbox"]]
             im = images[a["image_id"]]
-        except (KeyError, ValueError, TypeError) as exc:
-            raise DataError(f"{json_path}: malformed annotation {a.get('id', '?')} ({exc})") from exc
-        fname = str(im["file_name"])
+            cname = str(cat["name"])
+            file_name = im["file_name"]
+            cat_names = cat.get("keypoints") or []
+        except DataError:
+            raise
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            raise DataError(f"{json_path}: malformed annotation {aid} ({exc})") from exc
+        if not isinstance(file_name, str):
+            raise DataError(f"{where}: file_name {file_name!r} is not a string")
+        fname = file_name
         if strip_prefix and fname.startswith(strip_prefix):
             fname = fname[len(strip_prefix):]
-        cname = cat["name"]
         for pattern, new in (relabel or {}).items():
             if fnmatch(Path(fname).name, pattern) or fnmatch(fname, pattern):
                 cname = new
                 break
         if category and cname != category:
             continue
-        names = tuple(cat.get("keypoints") or [f"p{i + 1}" for i in range(len(kp))])
+        if not isinstance(cat_names, list) or not all(isinstance(n, str) for n in cat_names):
+            raise DataError(f"{json_path}: category {cname!r} keypoints must be a list of names")
+        names = tuple(cat_names or [f"p{i + 1}" for i in range(len(kp))])
+        check_names_unique(names, f"{json_path} (category {cname!r})")
         if truncate_names and len(kp) < len(names):
             names = names[:len(kp)]
         if len(names) != len(kp):
-            raise DataError(f"{json_path}: annotation {a.get('id')} has {len(kp)} keypoints, category {len(names)}"
+            raise DataError(f"{where} has {len(kp)} keypoints, category {len(names)} ({cname!r})"
                             + (" (truncate_names=True names them by the first names)" if len(kp) < len(names)
                                else ""))
         vis = kp[:, 2] > 0
         if vis.sum() < min_keypoints:
             continue
-        xy = np.where(vis[:, None], kp[:, :2], np.nan)
         if w <= 0 or h <= 0:
-            raise DataError(f"{json_path}: annotation {a.get('id')} has an empty box {a['bbox']}")
-        out.append(Instance(id=f"{json_path.parent.name}/{fname}#{a.get('id', len(out))}", category=cname,
-                            bbox=(x, y, x + w, y + h), keypoint_names=names, keypoints=xy, visible=vis,
-                            image_path=resolve_image_path(image_dir, fname, json_path),
-                            meta={"dataset": "coco", "annotation": str(json_path),
-                                  "supercategory": cat.get("supercategory", cname)}))
+            raise DataError(f"{where} has an empty box {a['bbox']}")
+        xy = np.where(vis[:, None], kp[:, :2], np.nan)
+        out.append(make_instance(where, id=f"{json_path.parent.name}/{fname}#{a.get('id', len(out))}",
+                                 category=cname, bbox=(x, y, x + w, y + h), keypoint_names=names, keypoints=xy,
+                                 visible=vis,
+                                 image_path=resolve_image_path(image_dir, fname, where, allow_outside_root),
+                                 meta={"dataset": "coco", "annotation": str(json_path),
+                                       "supercategory": cat.get("supercategory", cname)}))
+    if not out:
+        raise DataError(f"{json_path}: no annotation with at least {min_keypoints} keypoints"
+                        + (f" of category {category!r}" if category else ""))
     validate_images(out, check_images)
     return out

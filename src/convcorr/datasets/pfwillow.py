@@ -20,8 +20,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from ..types import DataError, Instance, Pair
-from ._util import resolve_image_path, validate_images
+from ..types import DataError, Pair
+from ._util import make_instance, read_text, resolve_image_path, validate_images
 
 N_POINTS = 10
 
@@ -37,15 +37,26 @@ def _numbers(row: list[str], where: str) -> np.ndarray:
 
 
 def load_pf_willow_pairs(csv_path: str | Path, root: str | Path | None = None, strip_components: int = 0,
-                         category: str | None = None, check_images: bool = False) -> list[Pair]:
-    """Read the PF-WILLOW pair CSV as :class:`~convcorr.types.Pair` objects (optionally one category)."""
+                         category: str | None = None, check_images: bool = False,
+                         allow_outside_root: bool = False) -> list[Pair]:
+    """Read the PF-WILLOW pair CSV as :class:`~convcorr.types.Pair` objects (optionally one category).
+
+    Image paths must lie inside ``root`` (``allow_outside_root=True`` lifts this); malformed rows are DataErrors
+    naming the file and line.
+    """
+    import io
+
     csv_path = Path(csv_path)
+    if not isinstance(strip_components, int) or strip_components < 0:
+        raise ValueError(f"strip_components must be an integer >= 0, got {strip_components!r}")
     if not csv_path.is_file():
         raise DataError(f"{csv_path}: PF-WILLOW pair list not found")
     root = Path(root) if root else csv_path.parent
     pairs = []
-    with csv_path.open(newline="") as fh:
-        rows = list(csv.reader(fh))
+    try:
+        rows = list(csv.reader(io.StringIO(read_text(csv_path, "PF-WILLOW pair list"), newline="")))
+    except csv.Error as exc:
+        raise DataError(f"{csv_path}: malformed CSV ({exc})") from exc
     if not rows:
         raise DataError(f"{csv_path}: empty PF-WILLOW pair list")
     for i, row in enumerate(rows[1:], start=2):
@@ -67,12 +78,12 @@ def load_pf_willow_pairs(csv_path: str | Path, root: str | Path | None = None, s
             box = np.array([*xy.min(0), *xy.max(0)])
             if box[2] <= box[0] or box[3] <= box[1]:
                 box = box + np.array([-0.5, -0.5, 0.5, 0.5])
-            insts.append(Instance(id=f"{cat}/{parts[-1]}", category=cat, bbox=box,
-                                  keypoint_names=tuple(f"kp{j}" for j in range(N_POINTS)), keypoints=xy,
-                                  visible=np.ones(N_POINTS, bool),
-                                  image_path=resolve_image_path(root, str(rel), csv_path),
-                                  meta={"dataset": "pf-willow", "pair_list": str(csv_path),
-                                        "object": cat.split("(")[0]}))
+            insts.append(make_instance(where, id=f"{cat}/{parts[-1]}", category=cat, bbox=box,
+                                       keypoint_names=tuple(f"kp{j}" for j in range(N_POINTS)), keypoints=xy,
+                                       visible=np.ones(N_POINTS, bool),
+                                       image_path=resolve_image_path(root, str(rel), where, allow_outside_root),
+                                       meta={"dataset": "pf-willow", "pair_list": str(csv_path),
+                                             "object": cat.split("(")[0]}))
         if insts[0].category != insts[1].category:
             raise DataError(f"{where}: source class {insts[0].category!r} differs from target {insts[1].category!r}")
         if category and insts[0].category != category:

@@ -1,12 +1,19 @@
 """Experiments as data: every table/figure of the paper is a module with named
 preset configurations (``CONFIGS``) and ``main(conf, out_dir) -> Path`` that
 writes ``report.md``, ``results.json`` and figures into ``out_dir``.
+
+Option types: an override must have the type of the option's values in the presets (an int where the presets
+hold ints, a list where they hold lists, ...; an int is accepted for a float and converted). An option whose
+presets are all None declares its type in the module's ``OPTION_TYPES`` (``{name: (type, ...)}``, ``None`` in the
+tuple allowing None) or in :data:`COMMON_OPTION_TYPES`. Checks happen in :func:`resolve_conf`, before any work.
 """
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
 from typing import Any, Mapping
+
+from ..types import ConfigError, UserError
 
 #: experiment name -> module implementing it
 EXPERIMENTS = {
@@ -19,27 +26,304 @@ EXPERIMENTS = {
     "backbones": "convcorr.experiments.backbones",
 }
 
+#: declared types of options whose presets are all None (per-module ``OPTION_TYPES`` take precedence)
+COMMON_OPTION_TYPES: dict[str, tuple] = {
+    # data options (convcorr.protocols.DATA_OPTIONS) whose default is None
+    "root": (str, None), "json": (str, None), "images": (str, None), "csv": (str, None),
+    "strip_prefix": (str, None), "max_instances": (int, None), "relabel": (dict, None), "pair_by": (str, None),
+    "max_pairs": (int, None),
+    # pair benchmark
+    "gallery_method": (str, None),
+}
+
 
 def get_experiment(name: str):
     if name not in EXPERIMENTS:
-        raise KeyError(f"unknown experiment {name!r}; choose from {sorted(EXPERIMENTS)}")
+        raise ConfigError(f"unknown experiment {name!r}; choose from {sorted(EXPERIMENTS)}")
     return importlib.import_module(EXPERIMENTS[name])
 
 
+def _type_name(t) -> str:
+    return "None" if t is None else t.__name__
+
+
+def option_types(name: str, key: str) -> tuple:
+    """Allowed types of option ``key`` of experiment ``name``: declared, or those of its values in the presets."""
+    mod = get_experiment(name)
+    declared = dict(COMMON_OPTION_TYPES, **getattr(mod, "OPTION_TYPES", {}))
+    if key in declared:
+        return tuple(declared[key])
+    out: list = []
+    for conf in mod.CONFIGS.values():
+        if key in conf:
+            t = None if conf[key] is None else type(conf[key])
+            if t not in out:
+                out.append(t)
+    return tuple(out)
+
+
+def _element_types(name: str, key: str) -> set:
+    """Types of the elements of list/tuple values of ``key`` in the presets (empty: unconstrained)."""
+    out = set()
+    for conf in get_experiment(name).CONFIGS.values():
+        v = conf.get(key)
+        if isinstance(v, (list, tuple)):
+            out |= {type(e) for e in v}
+    return out
+
+
+def _fits(v, types) -> bool:
+    for t in types:
+        if t is None:
+            if v is None:
+                return True
+        elif t is bool:
+            if isinstance(v, bool):
+                return True
+        elif t is int:
+            if isinstance(v, int) and not isinstance(v, bool):
+                return True
+        elif t is float:
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                return True
+        elif t in (list, tuple):
+            if isinstance(v, (list, tuple)):
+                return True
+        elif isinstance(v, t):
+            return True
+    return False
+
+
+class CliValue:
+    """A ``--set`` value: its Python-literal reading and the raw text (used for str options, so that
+    ``--set root=2011`` stays the string "2011")."""
+
+    def __init__(self, parsed: Any, raw: str):
+        self.parsed, self.raw = parsed, raw
+
+    def __repr__(self) -> str:
+        return f"CliValue({self.parsed!r}, {self.raw!r})"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, CliValue) and (self.parsed, self.raw) == (other.parsed, other.raw)
+
+
+def check_option(name: str, key: str, value: Any) -> Any:
+    """``value`` checked against the type of option ``key`` of experiment ``name`` (and converted: int -> float,
+    list <-> tuple as in the presets). Raises ConfigError naming the experiment, the option and both types."""
+    types = option_types(name, key)
+    if isinstance(value, CliValue):
+        keep_raw = str in types and not isinstance(value.parsed, str) and not (value.parsed is None and None in types)
+        value = value.raw if keep_raw else value.parsed
+    if not types or types == (None,):  # undeclared None-only option: accept any literal
+        return value
+    if not _fits(value, types):
+        want = " or ".join(_type_name(t) for t in types)
+        hint = ""
+        if isinstance(value, str) and (list in types or tuple in types):
+            hint = f" (write a list literal, e.g. --set {key}='[\"{value}\"]')"
+        raise ConfigError(f"experiment {name!r}: option {key!r} expects {want}, got {type(value).__name__} "
+                          f"{value!r}{hint}")
+    if isinstance(value, (list, tuple)):
+        elems = _element_types(name, key)
+        if elems:
+            for e in value:
+                if not _fits(e, elems):
+                    want = " or ".join(sorted(_type_name(t) for t in elems))
+                    raise ConfigError(f"experiment {name!r}: option {key!r} expects a list of {want}, "
+                                      f"got element {e!r} ({type(e).__name__})")
+        value = tuple(value) if tuple in types and list not in types else list(value)
+    elif float in types and int not in types and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    return value
+
+
+#: allowed values of options shared by several experiments (checked before any work when overridden)
+COMMON_OPTION_CHOICES: dict[str, tuple] = {
+    "pair_by": (None, "category", "supercategory", "class", "any"),
+    "pairs": ("synthetic", "cross", "both"),
+    "split": ("trn", "val", "test"),
+}
+
+#: options naming one backbone / a list of backbones (one name, one meaning across experiments)
+BACKBONE_OPTIONS = ("backbone", "retrieval_backbone", "prior_backbone")
+#: options naming spatial layers of the experiment's ``backbone`` (lists, or one name)
+LAYER_OPTIONS = ("layers", "recon_layers", "reference_layer")
+
+
+def _backbone_class(bname):
+    """The registered class of a backbone name, None for names the registry resolves otherwise (e.g. 'timm:...')."""
+    from ..backbones import BACKBONES
+
+    return BACKBONES.get(bname)
+
+
+def check_conf(name: str, conf: dict, keys=None) -> None:
+    """Value checks before any work: finite numbers, non-negative counts (where every preset is >= 0), known
+    backbone names and layers, usable feature specs (``features``: built once, which loads the backbone), known
+    matchers / baselines, known embedded categories. ``keys``: only these options (default: all).
+
+    Raises ConfigError naming the experiment and the option.
+    """
+    import math
+
+    from ..backbones import BACKBONES
+
+    mod = get_experiment(name)
+    keys = set(conf if keys is None else keys)
+
+    def bad(k, why):
+        raise ConfigError(f"experiment {name!r}: option {k!r} {why}")
+
+    def known_backbone(k, b):
+        if not isinstance(b, str) or (b not in BACKBONES and ":" not in b):
+            bad(k, f"names an unknown backbone {b!r}; available: {sorted(BACKBONES)}")
+
+    for k in keys:
+        v = conf.get(k)
+        if isinstance(v, float) and not math.isfinite(v):
+            bad(k, f"must be finite, got {v!r}")
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            presets = [c[k] for c in mod.CONFIGS.values() if isinstance(c.get(k), (int, float))]
+            if presets and all(p >= 0 for p in presets) and v < 0:
+                bad(k, f"must be >= 0, got {v!r}")
+        if k in BACKBONE_OPTIONS and v is not None:
+            known_backbone(k, v)
+        if k == "backbones" and isinstance(v, (list, tuple)):
+            for b in v:
+                known_backbone(k, b)
+    for k in sorted(keys & set(COMMON_OPTION_CHOICES)):
+        if k in conf and conf[k] not in COMMON_OPTION_CHOICES[k]:
+            bad(k, f"must be one of {list(COMMON_OPTION_CHOICES[k])}, got {conf[k]!r}")
+    if "dataset" in keys and conf.get("dataset") is not None:
+        try:
+            from ..protocols import DATASET_KINDS
+        except ImportError:  # pragma: no cover
+            DATASET_KINDS = None
+        if DATASET_KINDS is not None and conf["dataset"] not in DATASET_KINDS:
+            bad("dataset", f"names an unknown data set {conf['dataset']!r}; choose from {list(DATASET_KINDS)}")
+    if "features" in keys and isinstance(conf.get("features"), (list, tuple)):
+        from ..dense import get_features
+
+        for spec in conf["features"]:
+            try:
+                get_features(spec)
+            except (ValueError, KeyError) as exc:
+                bad("features", f"has an unusable feature spec {spec!r} ({exc})")
+    if "matchers" in keys and isinstance(conf.get("matchers"), (list, tuple)):
+        from ..matchers import MATCHERS, _load_plugins
+
+        _load_plugins()
+        unknown = [m for m in conf["matchers"] if m not in MATCHERS]
+        if unknown:
+            bad("matchers", f"names unknown matcher(s) {unknown}; available: {sorted(MATCHERS)}")
+    if "baselines" in keys and isinstance(conf.get("baselines"), (list, tuple)):
+        from ..transfer import TRANSFER_METHODS
+
+        unknown = [b for b in conf["baselines"] if b not in TRANSFER_METHODS or b == "align"]
+        if unknown:
+            bad("baselines", f"names unknown baseline(s) {unknown}; available: "
+                             f"{sorted(set(TRANSFER_METHODS) - {'align'})}")
+    bname = conf.get("backbone")
+    cls = _backbone_class(bname) if isinstance(bname, str) else None
+    if cls is not None:
+        layer_keys = set(LAYER_OPTIONS) if "backbone" in keys else set(LAYER_OPTIONS) & keys
+        for k in sorted(layer_keys):
+            if k not in conf or conf[k] is None:
+                continue
+            vals = [conf[k]] if isinstance(conf[k], str) else list(conf[k])
+            unknown = [l for l in vals if l not in cls.layer_names]
+            if unknown:
+                bad(k, f"names layer(s) {unknown} that {bname} does not have; layers: {list(cls.layer_names)}")
+    if conf.get("dataset", "embedded") == "embedded" and conf.get("categories") and (
+            keys & {"categories", "dataset"}):
+        from ..datasets import embedded_categories
+
+        try:
+            cats = embedded_categories()
+        except (OSError, ValueError):  # shared folder missing: reported when the data is loaded
+            return
+        unknown = [c for c in conf["categories"] if c not in cats]
+        if unknown:
+            bad("categories", f"names unknown embedded categories {unknown}; categories: {sorted(cats)}")
+
+
 def resolve_conf(name: str, preset: str = "default", overrides: Mapping[str, Any] | None = None) -> dict:
-    """Preset config of an experiment, updated with overrides (unknown keys are an error)."""
+    """Preset config of an experiment, updated with overrides.
+
+    Raises:
+        ConfigError (a KeyError and ValueError) naming the experiment: unknown experiment, preset or option, an
+        override of the wrong type (:func:`check_option`) or an overridden value that cannot work
+        (:func:`check_conf`: non-finite, negative count, unknown backbone / layer / embedded category).
+    """
     mod = get_experiment(name)
     if preset not in mod.CONFIGS:
-        raise KeyError(f"experiment {name!r} has no preset {preset!r}; presets: {sorted(mod.CONFIGS)}")
+        raise ConfigError(f"experiment {name!r} has no preset {preset!r}; presets: {sorted(mod.CONFIGS)}")
     conf = dict(mod.CONFIGS[preset])
     for k, v in (overrides or {}).items():
         if k not in conf:
-            raise KeyError(f"experiment {name!r} has no option {k!r}; options: {sorted(conf)}")
-        conf[k] = v
+            raise ConfigError(f"experiment {name!r} has no option {k!r}; options: {sorted(conf)}")
+        conf[k] = check_option(name, k, v)
+    check_conf(name, conf, keys=set(overrides or {}))
     return conf
 
 
-def run(name: str, out_dir: str | Path, preset: str = "default", overrides: Mapping[str, Any] | None = None) -> Path:
-    """Run one experiment; returns the path of its report.md."""
-    conf = resolve_conf(name, preset, overrides)
-    return get_experiment(name).main(conf, Path(out_dir))
+def plan_all(preset: str = "default", overrides: Mapping[str, Any] | None = None,
+             names: list[str] | None = None) -> dict[str, tuple[str, dict]]:
+    """Validate a run of several experiments up front: {name: (preset, resolved conf)}.
+
+    Each experiment runs ``preset`` when it has it and ``default`` otherwise; an override applies to the
+    experiments that have that option. Raises ConfigError when no experiment has the preset, when an override
+    key is an option of none of them, or when a value has the wrong type for any experiment that uses it.
+    """
+    names = list(names or EXPERIMENTS)
+    mods = {n: get_experiment(n) for n in names}
+    if not any(preset in m.CONFIGS for m in mods.values()):
+        known = sorted({p for m in mods.values() for p in m.CONFIGS})
+        raise ConfigError(f"no experiment has a preset {preset!r}; presets: {known}")
+    overrides = dict(overrides or {})
+    plan = {}
+    for n, m in mods.items():
+        p = preset if preset in m.CONFIGS else "default"
+        ov = {k: v for k, v in overrides.items() if k in m.CONFIGS[p]}
+        plan[n] = (p, resolve_conf(n, p, ov))
+    used = {k for n, (p, _) in plan.items() for k in overrides if k in mods[n].CONFIGS[p]}
+    unknown = sorted(set(overrides) - used)
+    if unknown:
+        opts = sorted({k for m in mods.values() for c in m.CONFIGS.values() for k in c})
+        raise ConfigError(f"no experiment has option(s) {unknown}; options: {opts}")
+    return plan
+
+
+def run(name: str, out_dir: str | Path, preset: str = "default", overrides: Mapping[str, Any] | None = None,
+        force: bool = False, conf: dict | None = None) -> Path:
+    """Run one experiment; returns the path of its report.md.
+
+    The configuration is validated and the output folder checked (:func:`convcorr.report.prepare_out_dir`:
+    refuses a non-empty folder that is not a report of this experiment, or a symlinked one, unless ``force``)
+    before any work starts. ``conf`` (already resolved, e.g. by :func:`plan_all`) skips the resolution.
+    """
+    from ..report import prepare_out_dir
+
+    conf = dict(conf) if conf is not None else resolve_conf(name, preset, overrides)
+    out = prepare_out_dir(Path(out_dir), name, force=force)
+    try:
+        return get_experiment(name).main(conf, out)
+    except (UserError, FileNotFoundError, NotADirectoryError, PermissionError) as exc:
+        raise _naming(exc, name) from exc
+
+
+def _naming(exc: Exception, name: str) -> Exception:
+    """The user error ``exc`` with a message that starts with the experiment that raised it: ``<name>: ...``
+    (shared code such as data protocols does not know which experiment runs it; another experiment's prefix,
+    e.g. "table2:" from shared table code, is replaced)."""
+    msg = str(exc)
+    for other in EXPERIMENTS:
+        if msg.startswith(f"{other}: "):
+            msg = msg[len(other) + 2:]
+            break
+    try:
+        new = type(exc)(f"{name}: {msg}")
+    except Exception:  # pragma: no cover - exotic constructor
+        return exc
+    return new

@@ -48,6 +48,9 @@ _METHODS = {
     "folds": 3, "n_jobs": 1,
     "n_boot": 1000,
 }
+#: options whose presets are None: {backbone: [layers]} (None = every spatial layer); crop side (None = each
+#: backbone's input size)
+OPTION_TYPES = {"layers": (dict, None), "size": (int, None)}
 CONFIGS = {
     # offline, ~2-3 minutes on 2 cores: the five pretrained CNNs of the shared folder, every spatial layer;
     # cross-instance pairs and photo-split classification on the embedded face / person / hand photos

@@ -31,6 +31,7 @@ from .. import protocols
 from ..pair_transfer import box_copy, pair_record, prepare, source_points
 from ..pck import evaluate, get_protocol, pck_vs_alpha
 from ..report import Report, markdown_table, progress
+from ..types import ConfigError
 
 _METHODS = {
     "features": ["alexnet:conv4", "sift"], "matchers": ["flow", "nn"], "baselines": ["box-copy"],
@@ -112,7 +113,7 @@ def compute(conf: dict) -> PairsResults:
     baselines = list(conf.get("baselines") or [])
     bad = [b for b in baselines if b != BOX_COPY]
     if bad:
-        raise ValueError(f"pairs: unknown baseline(s) {bad}; available: [{BOX_COPY!r}]")
+        raise ConfigError(f"pairs: unknown baseline(s) {bad}; available: [{BOX_COPY!r}]")
     mopts = conf.get("matcher_options") or {}
     matchers = {m: get_matcher(m, **mopts.get(m, {})) for m in conf["matchers"]}
     feats = {f: get_features(f) for f in conf["features"]}
@@ -392,7 +393,7 @@ def _gallery(rep: Report, res: PairsResults, conf: dict) -> None:
     head = res.pck[res.headline]
     m = conf.get("gallery_method") or next((x for x in res.methods if x != BOX_COPY), res.methods[0])
     if m not in head:
-        raise ValueError(f"pairs: gallery_method {m!r} is not among the methods {res.methods}")
+        raise ConfigError(f"pairs: gallery_method {m!r} is not among the methods {res.methods}")
     a = head[m]["protocol"]["alphas"][0]
     scored = [(k, p["pck"][a], float(np.mean(np.minimum(p["errors"], 10.0)))) for k, p in enumerate(head[m]["per_pair"])
               if p["n_points"]]

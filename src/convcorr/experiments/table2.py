@@ -13,7 +13,7 @@ cropped to its box (+ ``margin`` context) and resized to ``input_size`` pixels f
 exactly to original pixels. PCK at alpha 0.1 / 0.05 / 0.025 of max(box h, w), averaged over keypoint types
 (``convcorr.pck``). "random in box" is a reference: uniformly random points in the query box.
 
-beta is chosen as in the paper, by validation (``beta="validate"``): per (features, matcher) with a beta option,
+beta is chosen as in the paper, by validation (``validate_beta=True``): per (features, matcher) with a beta option,
 the value of ``beta_grid`` with the best PCK@0.1 on ``n_val_queries`` validation queries per category, disjoint
 from the test queries and never using one as a neighbour (figure ``beta_validation.png``). Every PCK carries a
 95% bootstrap interval resampling the query PHOTOS (within categories) and the numbers of keypoints, queries and
@@ -51,13 +51,14 @@ from ..pck import PAPER_ALPHAS, PCKProtocol, correct, pck_curve
 from ..report import Report, markdown_table, progress
 from ..stats import bootstrap_ci, paired_difference, type_mean, verdict
 from ..transfer import FeatureCache, KeypointTransfer, TransferConfig, make_transfer, retrieve_neighbours
+from ..types import ConfigError
 
-#: uncertainty and beta validation (shared by the presets): ``beta`` = "validate" picks, per (features, matcher)
+#: uncertainty and beta validation (shared by the presets): ``validate_beta`` picks, per (features, matcher)
 #: with a ``beta`` option, the value of ``beta_grid`` with the best PCK@0.1 on ``n_val_queries`` validation
-#: queries per category (disjoint from the test queries); a number fixes it. ``normalize``: the flow matcher
+#: queries per category (disjoint from the test queries); with ``validate_beta=False`` ``beta`` is used as is. ``normalize``: the flow matcher
 #: L2-normalises feature columns first (True: the data term is in [0, 4]; False: the features' raw scale, where
 #: beta must be scaled by their squared norm, see the README). ``n_boot``: bootstrap replicates of the intervals.
-_STATS = {"beta_grid": [3e-3, 3e-2, 3e-1], "n_val_queries": 1, "normalize": True, "n_boot": 1000}
+_STATS = {"validate_beta": True, "beta_grid": [3e-3, 3e-2, 3e-1], "n_val_queries": 1, "normalize": True, "n_boot": 1000}
 
 CONFIGS = {
     "default": {
@@ -65,7 +66,7 @@ CONFIGS = {
         "n_queries": 4, "exclude_same_source": True, "k": 8, "top": 5,
         "features": ["alexnet:conv4", "sift:step=8,bin=8"], "matchers": ["flow"],
         "baselines": ["box-copy"], "retrieval_backbone": "efficientnet_lite0",
-        "beta": "validate", "n_iter": 8, "radius_px": 64.0, "coarse_to_fine": False, "matcher_options": {},
+        "beta": 3e-3, "n_iter": 8, "radius_px": 64.0, "coarse_to_fine": False, "matcher_options": {},
         "input_size": 227, "margin": 0.1, "strength": 1.0, "seed": 0, **_STATS,
     },
     "paper": {
@@ -73,7 +74,7 @@ CONFIGS = {
         "exclude_same_source": True, "k": 25, "top": 5,
         "features": ["alexnet:conv1", "alexnet:conv2", "alexnet:conv3", "alexnet:conv4", "alexnet:conv5",
                      "sift:step=8,bin=8"], "matchers": ["flow"], "baselines": ["box-copy"],
-        "retrieval_backbone": "efficientnet_lite0", "beta": "validate", "n_iter": 10, "radius_px": None,
+        "retrieval_backbone": "efficientnet_lite0", "beta": 3e-3, "n_iter": 10, "radius_px": None,
         "coarse_to_fine": True, "matcher_options": {}, "input_size": 227, "margin": 0.1, "strength": 1.0,
         "seed": 0, **dict(_STATS, n_val_queries=10),
     },
@@ -83,6 +84,15 @@ CONFIGS = {k: protocols.with_data_options(v) for k, v in CONFIGS.items()}
 CONFIGS["strict"] = dict(CONFIGS["default"], categories=["face"], n_queries=6, exclude_same_source=True)
 #: easier same-instance variant: the query's own photo and its other warps stay in the pool
 CONFIGS["same-source"] = dict(CONFIGS["default"], exclude_same_source=False)
+#: parallel alignment loop (convcorr.parallel.run_tasks): ``workers`` processes (or Ray tasks with
+#: ``executor="ray"`` on ``ray_address``; None starts a local cluster); ``resume`` keeps per-query results in
+#: <out>/tasks/<config hash>/ and skips them when the run is repeated. Results are identical for any setting.
+for _c in CONFIGS.values():
+    _c.update({k: v for k, v in {"workers": 1, "executor": None, "ray_address": None, "resume": False}.items()
+               if k not in _c})
+
+#: declared types of options whose presets are all None (experiments.check_option)
+OPTION_TYPES = {"executor": (str, None), "ray_address": (str, None)}
 
 #: the PCK protocol of this table (recorded in results.json): the paper's, where every visible query keypoint
 #: counts (predictions come from several neighbours; a type no neighbour shows counts as wrong)
@@ -91,6 +101,29 @@ TABLE2_PCK = PCKProtocol("paper (Table 2)", "target-bbox", "max", PAPER_ALPHAS, 
 
 
 # -------------------------------------------------------------------------------------------------------- data
+def _transfer_task(qi: int, shared: dict, full: bool = False) -> dict:
+    """Task of the alignment loop: every method's prediction for query ``qi`` -> {method: (prediction (K, 2),
+    details, seconds)}; ``details`` keep only order / top / energies unless ``full`` (picklable, small), plus
+    "figure" (:func:`_figure_record`: warped neighbours for Figure 3) for the methods in ``shared["fig_methods"]``."""
+    pool, nbrs, methods = shared["pool"], shared["nbrs"], shared["methods"]
+    query = pool[shared["queries"][qi]]
+    nb = [pool[j] for j in nbrs[qi] if j >= 0]
+    if not nb:
+        raise ValueError(f"{query.id}: no allowed training instance of category {query.category!r}")
+    out = {}
+    for m, kt in methods.items():
+        ts = time.perf_counter()
+        p, det = kt.predict_from_neighbours(query, nb, return_details=True)
+        sec = time.perf_counter() - ts
+        fig = _figure_record(kt, query, nb, det, p) if m in shared.get("fig_methods", ()) else None
+        if not full:
+            det = {k: det[k] for k in ("order", "top", "energies")}
+        if fig is not None:
+            det["figure"] = fig
+        out[m] = (p, det, sec)
+    return out
+
+
 def build_pool(conf: dict) -> list:
     """All instances of the configured data (:func:`convcorr.protocols.build_pool`: real photos + ``n_warps``
     warps of each; every data set of :mod:`convcorr.protocols`, e.g. ``--set dataset=coco --set json=...``)."""
@@ -142,7 +175,7 @@ def matcher_options(conf: dict, name: str) -> dict:
 
     from ..matchers import MATCHERS
     if name not in MATCHERS:
-        raise KeyError(f"table2: unknown matcher {name!r}; available: {sorted(MATCHERS)}")
+        raise ConfigError(f"table2: unknown matcher {name!r}; available: {sorted(MATCHERS)}")
     params = inspect.signature(MATCHERS[name].__init__).parameters
     named = [k for k, p in params.items() if k != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     opts = {k: conf[k] for k in named if k in conf}
@@ -156,14 +189,11 @@ def method_configs(conf: dict, betas: dict | None = None) -> dict[str, TransferC
     """{method label: TransferConfig}: one "<features> + <matcher>" entry per (features, matcher) combination,
     then the baselines (``box-copy``).
 
-    ``betas`` {method label: beta} sets the ``beta`` option per combination (needed when ``conf["beta"]`` is
-    "validate"; until validated a matcher with a beta option gets 3e-3).
+    ``betas`` {method label: beta} sets the ``beta`` option per combination (the values chosen by validation;
+    otherwise the matcher gets ``conf["beta"]``).
     """
     from ..dense import get_features
 
-    beta = conf.get("beta")
-    if isinstance(beta, str) and beta != "validate":
-        raise ValueError(f"table2: beta must be a number or 'validate', got {beta!r}")
     base = dict(retrieval_backbone=conf["retrieval_backbone"], k=conf["k"], top=conf["top"],
                 size=conf["input_size"], margin=conf["margin"])
     out = {}
@@ -173,15 +203,15 @@ def method_configs(conf: dict, betas: dict | None = None) -> dict[str, TransferC
         for f in feats:
             key = f"{f.spec} + {m}"
             o = dict(opts)
-            if "beta" in o and (o["beta"] == "validate" or (betas and key in betas)):
-                o["beta"] = float((betas or {}).get(key, 3e-3))
+            if "beta" in o and betas and key in betas:
+                o["beta"] = float(betas[key])
             out[key] = TransferConfig(method="align", features=f, matcher=m, matcher_options=o, **base)
     for b in conf.get("baselines") or []:
         if b == "align":
-            raise KeyError("table2: 'align' is not a baseline; configure features and matchers instead")
+            raise ConfigError("table2: 'align' is not a baseline; configure features and matchers instead")
         out[b] = TransferConfig(method=b, **base)
     if not out:
-        raise KeyError("table2: nothing to compare; set features + matchers and/or baselines")
+        raise ConfigError("table2: nothing to compare; set features + matchers and/or baselines")
     return out
 
 
@@ -192,7 +222,7 @@ def as_bool(v, name: str) -> bool:
             return True
         if v.strip().lower() in ("false", "0", "no", "off", ""):
             return False
-        raise ValueError(f"table2: option {name!r} must be true or false, got {v!r}")
+        raise ConfigError(f"table2: option {name!r} must be true or false, got {v!r}")
     return bool(v)
 
 
@@ -313,9 +343,9 @@ def validate_beta(conf: dict, pool: list, cache: FeatureCache, glob: np.ndarray,
     """
     grid = [float(b) for b in conf["beta_grid"]]
     if not grid:
-        raise ValueError("table2: beta='validate' needs a non-empty beta_grid")
+        raise ValueError("table2: validate_beta=True needs a non-empty beta_grid")
     if not val_q:
-        raise ValueError("table2: beta='validate' found no validation queries disjoint from the test queries "
+        raise ValueError("table2: validate_beta=True found no validation queries disjoint from the test queries "
                          "(raise n_warps or n_val_queries, or set a number for beta)")
     mask = candidate_mask(pool, val_q, conf["exclude_same_source"])
     mask[:, test_q] = False
@@ -357,7 +387,7 @@ def main(conf: dict, out_dir: Path) -> Path:
     pool = build_pool(conf)
     queries = select_queries(pool, conf)
     if not queries:
-        raise ValueError("table2: no queries (check categories / n_queries / n_warps)")
+        raise ConfigError("table2: no queries (check categories / n_queries / n_warps)")
     method_configs(conf)  # validate the options before any work
     mask = candidate_mask(pool, queries, conf["exclude_same_source"])
     cache = FeatureCache(conf["input_size"], conf["margin"])
@@ -369,7 +399,7 @@ def main(conf: dict, out_dir: Path) -> Path:
 
     t1 = time.perf_counter()
     val = None
-    if conf["beta"] == "validate":
+    if as_bool(conf.get("validate_beta", False), "validate_beta"):
         val = validate_beta(conf, pool, cache, glob, select_validation_queries(pool, conf, queries), queries)
     t_val = time.perf_counter() - t1
     methods = {m: make_transfer(c, cache=cache)
@@ -382,6 +412,26 @@ def main(conf: dict, out_dir: Path) -> Path:
     convs = [m for m, kt in aligned.items() if not kt.features.spec.startswith("sift")]
     sifts = [m for m, kt in aligned.items() if kt.features.spec.startswith("sift")]
     fig_methods = (convs[-1:] + sifts[:1]) or list(aligned)[:2]
+
+    # alignments of every query (the expensive part) as independent tasks: serially, on a process pool or Ray;
+    # features are computed above once per instance and sent once per worker with the methods
+    from ..parallel import run_tasks
+
+    shared = {"pool": pool, "queries": queries, "nbrs": nbrs, "methods": methods, "fig_methods": fig_methods}
+    task_dir = None
+    if as_bool(conf.get("resume", False), "resume"):
+        import hashlib
+        import json
+
+        sig = {k: v for k, v in conf.items() if k not in ("workers", "executor", "ray_address", "resume")}
+        h = hashlib.sha1(json.dumps(sig, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        task_dir = Path(out_dir) / "tasks" / h
+    # query 0 runs here (its full details feed the figures); the others as tasks
+    first = _transfer_task(0, shared, full=True)
+    rest = run_tasks(_transfer_task, list(range(1, len(queries))), shared=shared, workers=int(conf.get("workers", 1)),
+                     executor=conf.get("executor"), address=conf.get("ray_address"), out_dir=task_dir,
+                     key=lambda qi: f"q{qi:05d}", desc="aligned queries")
+    results = [first] + rest
 
     preds = {m: [] for m in methods}
     per_query, fig_data, seconds = [], [], {m: 0.0 for m in methods}
@@ -399,16 +449,15 @@ def main(conf: dict, out_dir: Path) -> Path:
                "ground_truth": np.where(query.visible[:, None], query.keypoints, np.nan).tolist(), "methods": {}}
         fd = {}
         for m, kt in methods.items():
-            ts = time.perf_counter()
-            p, det = kt.predict_from_neighbours(query, nb, return_details=True)
-            seconds[m] += time.perf_counter() - ts
+            p, det, sec = results[qi][m]
+            seconds[m] += sec
             top = det["order"][: det["top"]]
             same_src_top[m].append(is_same[top].mean())
             preds[m].append((query, p))
             rec["methods"][m] = {"prediction": p.tolist(), "energies": det["energies"].tolist(),
                                  "rank": det["order"].tolist(), "pck@0.1": _pck_of([(query, p)], [0.1])[0.1]}
-            if m in fig_methods:
-                fd[m] = _figure_record(kt, query, nb, det, p)
+            if "figure" in det:
+                fd[m] = det["figure"]
         fig_data.append(fd)
         per_query.append(rec)
 

@@ -45,6 +45,7 @@ from .. import protocols
 from ..features import array_digest, cached, crop_box, features_at_pixels, features_at_points
 from ..report import Report, markdown_table, progress
 from ..stats import bootstrap_ci, paired_difference, type_mean, verdict
+from ..types import ConfigError
 
 _COMMON = {
     "radii": [10, 20, 40, 80, 160], "layers": ["conv1", "conv2", "conv3", "conv4", "conv5"],
@@ -132,12 +133,12 @@ def main(conf: dict, out_dir: Path) -> Path:
     rep = Report(out_dir, "Table 3: keypoint classification accuracy (SIFT radii vs conv layers)", conf)
     names = feature_names(conf)
     if not names:
-        raise ValueError("table3: no features (both 'radii' and 'layers' are empty)")
+        raise ConfigError("table3: no features (both 'radii' and 'layers' are empty)")
     train, test, kinds = split_pool(conf)
     train, test = restrict_types(train, conf["max_types"]), restrict_types(test, conf["max_types"])
     cats = [c for c in dict.fromkeys(i.category for i in train) if any(i.category == c for i in test)]
     if not cats:
-        raise ValueError("table3: no category has both training and test instances")
+        raise ConfigError("table3: no category has both training and test instances")
     fobjs = feature_objects(conf)
     rows, cv, models, timing = [], {}, {}, {}
     hits, units, counts = {}, {}, {}  # per category: {feature: (N,) correct}, (N,) test photo, counts

@@ -42,6 +42,7 @@ from ..stats import bootstrap_ci, paired_difference, type_mean, verdict
 from .. import protocols
 from ..protocols import split_pool
 from ..classification import kept_types
+from ..types import ConfigError
 
 _COMMON = {
     "size": 500, "margin": 0.0, "features": ["sift:step=8,bin=8", "alexnet:conv5"], "neighbourhood": [1, 3],
@@ -66,6 +67,10 @@ TABLE4_PCK = PCKProtocol("paper (Table 4)", "target-bbox", "max", (0.1,), "origi
                          "Long, Zhang & Darrell, NIPS 2014, Sec. 5 (Table 4)")
 
 
+#: ``neighbourhood``: one odd k per feature, or one k for all (see :func:`feature_list`)
+OPTION_TYPES = {"neighbourhood": (list, int)}
+
+
 def _label(feature: str, prior: bool) -> str:
     return feature + (" + prior" if prior else "")
 
@@ -80,7 +85,7 @@ def feature_list(conf: dict) -> list[tuple]:
     ks = conf.get("neighbourhood", 3)
     ks = [ks] * len(feats) if np.isscalar(ks) else list(ks)
     if len(ks) != len(feats):
-        raise ValueError(f"table4: 'neighbourhood' needs one k per feature ({len(feats)}), got {ks}")
+        raise ConfigError(f"table4: 'neighbourhood' needs one k per feature ({len(feats)}), got {ks}")
     return list(zip(feats, (int(k) for k in ks)))
 
 
@@ -135,7 +140,7 @@ def main(conf: dict, out_dir: Path) -> Path:
     train, test, kinds = split_pool(dict(conf, n_warps=conf["n_synthetic"]))
     cats = [c for c in dict.fromkeys(i.category for i in train) if any(i.category == c for i in test)]
     if not cats:
-        raise ValueError("table4: no category has both training and test instances")
+        raise ConfigError("table4: no category has both training and test instances")
     pbb = get_backbone(conf["prior_backbone"])
     names_f = [f.spec for f, _ in feats]
     methods = [_label(f, p) for f in names_f for p in (False, True)] + ["NN prior only"]

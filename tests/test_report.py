@@ -1,0 +1,105 @@
+"""Reports: atomic writes, marked output folders, refusal of foreign folders and symlinks."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from convcorr import report as rep_mod
+from convcorr.report import MARKER, Report, atomic_write_text, markdown_table, prepare_out_dir, read_marker
+from convcorr.types import ConfigError
+
+
+def test_save_writes_report_results_and_figure(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = prepare_out_dir(tmp_path / "r", "table9")
+    r = Report(out, "Table 9", {"a": 1})
+    r.section("Results", markdown_table([{"m": "x", "v": 0.5}]))
+    fig = plt.figure()
+    r.figure(fig, "f.png", "a figure")
+    r.results["pck"] = {"0.1": np.float32(0.25), "bad": float("nan")}
+    path = r.save()
+    assert path == out / "report.md" and "| x | 0.500 |" in path.read_text()
+    d = json.loads((out / "results.json").read_text())
+    assert d["results"]["pck"] == {"0.1": 0.25, "bad": None} and d["figures"] == ["f.png"]
+    assert (out / "f.png").read_bytes()[:4] == b"\x89PNG"
+    assert read_marker(out)["experiment"] == "table9"
+    assert sorted(os.listdir(out)) == sorted([MARKER, "f.png", "report.md", "results.json"])  # no temporaries
+
+
+def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
+    p = tmp_path / "results.json"
+    atomic_write_text(p, '{"old": 1}')
+
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(rep_mod.os, "fsync", full_disk)  # the write fails half-way (disk full)
+    with pytest.raises(OSError, match="No space"):
+        atomic_write_text(p, '{"new": 2}' * 1000)
+    monkeypatch.undo()
+    assert json.loads(p.read_text()) == {"old": 1}
+    assert os.listdir(tmp_path) == ["results.json"]
+
+
+def test_write_replaces_a_symlink_instead_of_following_it(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = prepare_out_dir(tmp_path / "r", "t")
+    (out / "report.md").symlink_to(victim)
+    atomic_write_text(out / "report.md", "new report")
+    assert victim.read_text() == "precious"
+    assert not (out / "report.md").is_symlink() and (out / "report.md").read_text() == "new report"
+
+
+def test_prepare_out_dir_policy(tmp_path):
+    # new and empty folders are fine and get marked
+    assert read_marker(prepare_out_dir(tmp_path / "new" / "deep", "table2")) ["experiment"] == "table2"
+    (tmp_path / "empty").mkdir()
+    prepare_out_dir(tmp_path / "empty", "table2")
+    # a previous report of the same experiment is reused
+    prepare_out_dir(tmp_path / "empty", "table2")
+    # another experiment's report is refused
+    with pytest.raises(ConfigError, match="holds a report of 'table2', not 'table3'"):
+        prepare_out_dir(tmp_path / "empty", "table3")
+    # a foreign non-empty folder is refused; --force allows it
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("x")
+    with pytest.raises(ConfigError, match="not empty and is not a convcorr report.*--force"):
+        prepare_out_dir(tmp_path / "mine", "table2")
+    prepare_out_dir(tmp_path / "mine", "table2", force=True)
+    assert (tmp_path / "mine" / "thesis.tex").read_text() == "x"
+    # a symlinked folder is refused even when empty
+    (tmp_path / "target").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "target")
+    with pytest.raises(ConfigError, match="symlink"):
+        prepare_out_dir(tmp_path / "link", "table2")
+    assert not os.listdir(tmp_path / "target")
+    prepare_out_dir(tmp_path / "link", "table2", force=True)
+    # a path under a file, or a file in place of the folder: always refused
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ConfigError, match="afile is a file"):
+        prepare_out_dir(tmp_path / "afile" / "out", "table2", force=True)
+    with pytest.raises(ConfigError, match="not a folder"):
+        prepare_out_dir(tmp_path / "afile", "table2", force=True)
+    # a corrupt marker does not count as a report
+    (tmp_path / "empty" / MARKER).write_text("{broken")
+    with pytest.raises(ConfigError, match="not a convcorr report"):
+        prepare_out_dir(tmp_path / "empty", "table2")
+
+
+def test_marker_module_constant():
+    assert rep_mod.MARKER.startswith(".")
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.md", "x")
+        assert (os.stat(tmp_path / "a.md").st_mode & 0o777) == 0o644  # not mkstemp's 0600
+    finally:
+        os.umask(old)
