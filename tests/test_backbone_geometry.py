@@ -4,10 +4,10 @@ receptive-field geometry (size, stride, offset) equals the input support of the 
 Generated from the registry (``BACKBONES`` + ``ZOO_EXAMPLES``), never listed by hand. Each backbone is a randomly
 initialised float64 copy in which every path is active (positive conv / linear weights, max pooling replaced by
 average pooling of the same geometry, identity-like batch norm), so the gradient support of a column is exactly its
-receptive field. For a regular layer, one backward pass gives the supports of the diagonal columns (0, 0), (1, 1),
-(L-1, L-1) and (L, L) at an input just large enough that column 0's far edge and column L's near edge are not
-clipped: hi(0) = offset + (size - 1) / 2, lo(L) = offset + stride * L - (size - 1) / 2, stride = hi(1) - hi(0)
-= lo(L) - lo(L-1). A global layer (ViT blocks, squeeze-excitation) must depend on every input pixel and its
+receptive field. For a regular layer, one backward pass gives the supports of columns (x=0, y=L) and (x=1, y=L-1)
+at an input just large enough that column 0's far edge and column L's near edge are not clipped:
+hi(0) = offset + (size - 1) / 2, lo(L) = offset + stride * L - (size - 1) / 2, stride = hi(1) - hi(0)
+= lo(L) - lo(L-1) (x edges from the first, y edges from the second: x and y share one geometry). A global layer (ViT blocks, squeeze-excitation) must depend on every input pixel and its
 patch grid must tile the input: offset + stride * (w - 1) + (stride - 1) / 2 = W - 1.
 """
 import math
@@ -75,10 +75,11 @@ def _positive_copy(spec):
 
 
 def _supports(bb, layer, size, diag):
-    """x-extent and y-extent of the input support of columns (c, c) for c in ``diag`` (one backward)."""
+    """x-extent and y-extent of the input support of columns (c, r) in ``diag`` (one backward pass: batch item i
+    holds the same image and back-propagates column diag[i])."""
     x = (torch.rand(1, 3, size, size, dtype=torch.float64) + 0.1).repeat(len(diag), 1, 1, 1).requires_grad_(True)
     out = bb(x, [layer])[layer]
-    sum(out[i, :, c, c].sum() for i, c in enumerate(diag)).backward()
+    sum(out[i, :, r, c].sum() for i, (c, r) in enumerate(diag)).backward()
     res = []
     for i in range(len(diag)):
         g = x.grad[i].abs().sum(0)
@@ -86,22 +87,6 @@ def _supports(bb, layer, size, diag):
         ys = torch.nonzero(g.sum(1) > 0).flatten()
         res.append(((int(xs.min()), int(xs.max())), (int(ys.min()), int(ys.max()))))
     return res, out.shape
-
-
-_SIZES: dict = {}
-
-
-def _check_size(spec, bb):
-    """One input size per backbone, just large enough for every regular layer: column 0's far edge and column L's
-    near edge inside the image, >= 3 columns (one trace per backbone)."""
-    if spec not in _SIZES:
-        need = 32
-        for layer in bb.layer_names:
-            g = bb.rf(layer, bb.input_size)
-            if not g.is_global:
-                need = max(need, int(math.ceil(g.size / 2 + abs(g.offset) + 2 * g.stride + 6)))
-        _SIZES[spec] = need + need % 2  # even (TF "same" geometry depends on parity: traced at this size)
-    return _SIZES[spec]
 
 
 @pytest.mark.parametrize("spec,layer", _cases())
@@ -112,23 +97,26 @@ def test_traced_rf_matches_gradient_support(spec, layer):
         size = 64
         g = bb.rf(layer, size)
         assert g.is_global and math.isinf(g.size)
-        ((sx, sy),), shp = _supports(bb, layer, size, [0])
+        ((sx, sy),), shp = _supports(bb, layer, size, [(0, 0)])
         assert sx == (0, size - 1) and sy == (0, size - 1), "a global layer must see the whole image"
         # its patch grid tiles the input: last patch centre + (stride - 1) / 2 is the last pixel
         assert g.offset == (g.stride - 1) / 2
         assert g.offset + g.stride * (shp[-1] - 1) + (g.stride - 1) / 2 == size - 1
         return
-    size = _check_size(spec, bb)
+    # input just large enough: column 0's far edge and column L's near edge inside, >= 3 columns; even (TF "same"
+    # geometry depends on the parity: the trace is asked at this very size)
+    size = int(math.ceil(base.size / 2 + abs(base.offset) + 2 * base.stride + 6))
+    size += size % 2
     g = bb.rf(layer, size)
     with torch.no_grad():
         shp = bb(torch.zeros(1, 3, size, size, dtype=torch.float64), [layer])[layer].shape
     L = min(shp[-1], shp[-2]) - 1
     assert L >= 2, (spec, layer, shp)
-    (s0, s1, sl), _ = _supports(bb, layer, size, [0, 1, L])
-    for axis in (0, 1):  # x then y
-        hi0, hi1, lo = s0[axis][1], s1[axis][1], sl[axis][0]
-        assert hi0 < size - 1 and lo > 0, "edges clipped: input too small for the check"
-        stride = hi1 - hi0
-        offset = (hi0 + lo - stride * L) / 2
-        rf = hi0 - lo + stride * L + 1
-        assert (rf, stride, offset) == (g.size, g.stride, g.offset), (spec, layer, axis, g)
+    # columns (x=0, y=L) and (x=1, y=L-1): x gives the far edges hi(0), hi(1), y the near edges lo(L), lo(L-1)
+    ((a_x, a_y), (b_x, b_y)), _ = _supports(bb, layer, size, [(0, L), (1, L - 1)])
+    hi0, hi1, loL, loL1 = a_x[1], b_x[1], a_y[0], b_y[0]
+    assert hi0 < size - 1 and loL1 > 0, "edges clipped: input too small for the check"
+    assert hi1 - hi0 == g.stride and loL - loL1 == g.stride, (spec, layer, g)
+    offset = (hi0 + loL - g.stride * L) / 2
+    rf = hi0 - loL + g.stride * L + 1
+    assert (rf, offset) == (g.size, g.offset), (spec, layer, g)

@@ -340,8 +340,10 @@ def test_cli_backbones_lists_layers_rf_and_weights(shared):
     assert res.exit_code == 0, res.output
     for name in BACKBONES:
         assert f"== {name}: pretrained weights available" in res.output
-    assert "pool5                  195      32    33.0       6x6       256" in res.output
-    assert "Conv2d_13_pointwise    315      32    31.0       7x7      1024" in res.output
+    rows = {l.split()[0]: l.split()[1:] for l in res.output.splitlines() if l.strip()}
+    assert rows["pool5"] == ["195", "32", "33.0", "6x6", "256"]
+    assert rows["Conv2d_13_pointwise"] == ["315", "32", "31.0", "7x7", "1024"]
+    assert rows["fire9"] == ["155", "16", "17.0", "13x13", "512"]
     assert "timm:<model>" in res.output and "torchvision:<model>" in res.output
     bad = CliRunner().invoke(cli, ["backbones", "--with", "timm:no_such_net"])
     assert bad.exit_code != 0 and "no_such_net" in bad.output

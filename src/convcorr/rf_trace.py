@@ -298,6 +298,10 @@ class _Tracer(TorchDispatchMode):
                                                       if func is not aten._to_copy.default}) for k in KEYS}
             self._assign(out, per)
             return
+        if torch.Tag.inplace in tags and torch.Tag.pointwise not in tags:  # e.g. hardswish_: as its pure form
+            pure = getattr(aten, func._schema.name.split("::")[-1].rstrip("_"), None)
+            if pure is not None and torch.Tag.pointwise in getattr(getattr(pure, "default", None), "tags", ()):
+                tags = tuple(tags) + (torch.Tag.pointwise,)
         if torch.Tag.pointwise in tags or func in (aten.native_batch_norm.default,
                                                    aten._native_batch_norm_legit_no_training.default,
                                                    aten.native_dropout.default, aten.masked_fill.Scalar,
