@@ -131,3 +131,11 @@ def test_unknown_layer_and_bad_alpha_are_named(shared):
         compute(conf)
     with pytest.raises(ValueError, match="alpha"):
         compute(dict(conf, alpha=0.2))
+
+
+def test_unknown_backbone_is_a_config_error():
+    from convcorr.types import ConfigError
+
+    conf = resolve_conf("backbones", "default", {"backbones": ["alexnet", "nonet"]})
+    with pytest.raises(ConfigError, match="nonet"):
+        compute(conf)

@@ -37,6 +37,7 @@ import numpy as np
 
 from .. import protocols
 from ..report import Report, markdown_table, progress
+from ..types import ConfigError, DataError
 
 _METHODS = {
     "backbones": ["alexnet", "efficientnet_lite0", "squeezenet1_0", "mobilenet_v1", "mobilenet_v2"],
@@ -201,14 +202,14 @@ def backbone_layers(bb, conf: dict) -> list[str]:
     if want is None:
         return list(bb.layer_names)
     if not isinstance(want, dict):
-        raise ValueError("backbones: option 'layers' must be None (every spatial layer) or a dict "
+        raise ConfigError("backbones: option 'layers' must be None (every spatial layer) or a dict "
                          f"{{backbone: [layers]}}, got {want!r}")
     layers = want.get(bb.name, want.get(getattr(bb, "spec", bb.name)))
     if layers is None:
         return list(bb.layer_names)
     bad = [l for l in layers if l not in bb.layer_names]
     if bad:
-        raise ValueError(f"backbones: {bb.name!r} has no spatial layer(s) {bad}; layers: {list(bb.layer_names)}")
+        raise ConfigError(f"backbones: {bb.name!r} has no spatial layer(s) {bad}; layers: {list(bb.layer_names)}")
     return list(layers)
 
 
@@ -284,13 +285,13 @@ def compute(conf: dict) -> BackbonesResults:
     notes: list = []
     proto = get_protocol(conf.get("pck_protocol") or "paper")
     if proto.overall != "pooled" or proto.averages[0] not in ("type", "point"):
-        raise ValueError(f"backbones: pck_protocol {proto.name!r} must pool over categories with a 'type' or "
+        raise ConfigError(f"backbones: pck_protocol {proto.name!r} must pool over categories with a 'type' or "
                          f"'point' first average (got overall={proto.overall!r}, averages={proto.averages})")
     alpha = float(conf.get("alpha") or proto.alphas[0])
     if alpha not in proto.alphas:
-        raise ValueError(f"backbones: alpha {alpha} is not among the protocol's alphas {list(proto.alphas)}")
+        raise ConfigError(f"backbones: alpha {alpha} is not among the protocol's alphas {list(proto.alphas)}")
     if not conf.get("backbones"):
-        raise ValueError("backbones: option 'backbones' is empty")
+        raise ConfigError("backbones: option 'backbones' is empty")
     matcher = get_matcher(conf["matcher"], **(conf.get("matcher_options") or {}))
     n_boot, seed = int(conf.get("n_boot", 1000)), int(conf.get("seed", 0))
     crop, margin = conf.get("crop", "box"), float(conf["margin"])
@@ -298,7 +299,10 @@ def compute(conf: dict) -> BackbonesResults:
     # backbones and their layers, checked before any data is loaded
     nets = []
     for name in conf["backbones"]:
-        bb = get_backbone(name, pretrained=bool(conf.get("pretrained", True))) if isinstance(name, str) else name
+        try:
+            bb = get_backbone(name, pretrained=bool(conf.get("pretrained", True))) if isinstance(name, str) else name
+        except KeyError as exc:
+            raise ConfigError(f"backbones: option 'backbones': {exc.args[0] if exc.args else exc}") from exc
         nets.append((bb, backbone_layers(bb, conf)))
 
     # ---- data (the same for every backbone)
@@ -309,7 +313,7 @@ def compute(conf: dict) -> BackbonesResults:
     train, test = restrict_types(train, conf.get("max_types")), restrict_types(test, conf.get("max_types"))
     cats = [c for c in dict.fromkeys(i.category for i in train) if any(i.category == c for i in test)]
     if not cats:
-        raise ValueError("backbones: no category has both training and test instances for classification")
+        raise DataError("backbones: no category has both training and test instances for classification")
     for c in dict.fromkeys(i.category for i in train + test):
         if c not in cats:
             notes.append(f"classification: category {c!r} has no train/test split, left out")
@@ -456,7 +460,7 @@ def compute(conf: dict) -> BackbonesResults:
         del grids, kp
 
     if not results:
-        raise ValueError("backbones: no layer could be measured")
+        raise DataError("backbones: no layer could be measured")
     measure_pck = f"transfer PCK@{alpha:g}"
     fits = _fits(results, {measure_pck: np.array(reps_pck), "classification accuracy": np.array(reps_acc)},
                  {measure_pck: [r.pck[alpha] for r in results],
