@@ -136,6 +136,8 @@ def test_unknown_layer_and_bad_alpha_are_named(shared):
 def test_unknown_backbone_is_a_config_error():
     from convcorr.types import ConfigError
 
-    conf = resolve_conf("backbones", "default", {"backbones": ["alexnet", "nonet"]})
-    with pytest.raises(ConfigError, match="nonet"):
-        compute(conf)
+    with pytest.raises(ConfigError, match="nonet"):  # checked with the options, before any work
+        resolve_conf("backbones", "default", {"backbones": ["alexnet", "nonet"]})
+    conf = resolve_conf("backbones", "default", {"backbones": ["alexnet"]})
+    with pytest.raises(ConfigError, match="nonet"):  # and by compute itself (library use)
+        compute(dict(conf, backbones=["nonet"]))
