@@ -494,6 +494,10 @@ def compute(conf: dict) -> BackbonesResults:
                             splits, box, chance, notes, seconds)
 
 
+#: a fit needs at least this many layers beyond its intercept and covariates (else it is reported as too few)
+MIN_RESIDUAL_DF = 4
+
+
 def _fits(results: list, reps: dict, estimates: dict, n_units: dict) -> list:
     """Plain and partial rank correlations of each measure with log rf size and log stride over finite-rf
     layers, with percentile intervals from the shared bootstrap replicates."""
@@ -518,7 +522,8 @@ def _fits(results: list, reps: dict, estimates: dict, n_units: dict) -> list:
 def _corr_estimate(y, Y, x, cov, n_units):
     from ..stats import Estimate
 
-    if len(y) < 3:
+    k = 0 if cov is None else np.asarray(cov).reshape(len(y), -1).shape[1]
+    if len(y) - k - 1 < MIN_RESIDUAL_DF:  # a (partial) correlation of a handful of layers is +-1 by construction
         return Estimate(float("nan"), float("nan"), float("nan"), len(y), n_units)
     point = partial_rank_correlation(y, x, cov)
     r = partial_rank_correlation(Y, x, cov)
@@ -533,7 +538,9 @@ def answer(measure: str, fits: list) -> str:
     part = {f.variable: f.estimate for f in fits if f.kind == "partial rank correlation"}
     plain = {f.variable: f.estimate for f in fits if f.kind == "rank correlation"}
     if not part or any(not np.isfinite(e.value) for e in part.values()):
-        return f"{measure}: too few layers with a finite receptive field to fit."
+        return (f"{measure}: too few layers with a finite receptive field to fit (a fit needs at least "
+                f"{MIN_RESIDUAL_DF} layers beyond the intercept and its covariates: the other variable and one "
+                "indicator per additional backbone).")
     res = {v: (not e.spans_zero) for v, e in part.items()}
     desc = "; ".join(f"given the other and the backbone, rho with {v} = {part[v].fmt(2, signed=True)}"
                      for v in ("rf size", "stride"))
@@ -687,9 +694,10 @@ def _forest(rep: Report, res: BackbonesResults) -> None:
         e = f.estimate
         y = len(res.fits) - 1 - k
         c = "k" if not e.spans_zero else "0.55"
-        if np.isfinite(e.value):
-            ax.errorbar([e.value], [y], xerr=[[e.value - e.lo], [e.hi - e.value]], fmt="s" if "partial" in f.kind
-                        else "o", color=c, capsize=3)
+        if np.isfinite(e.value):  # the interval as a bar (a percentile interval need not contain the estimate)
+            if np.isfinite(e.lo) and np.isfinite(e.hi):
+                ax.plot([e.lo, e.hi], [y, y], "-|", color=c, ms=6)
+            ax.plot([e.value], [y], "s" if "partial" in f.kind else "o", color=c)
     ax.axvline(0, color="r", lw=0.8)
     ax.set_yticks(range(len(res.fits)), [f.label for f in res.fits][::-1], fontsize=7)
     ax.set_xlim(-1.05, 1.05)
