@@ -41,6 +41,13 @@ _FILL = {**{k: INF for k in LO}, **{k: -INF for k in HI}, "m": 0.0}
 _ANCHOR = ("ax", "ay", "bx", "by")
 
 
+# elementwise ops that torch does not tag "pointwise"
+_EXTRA_POINTWISE = {getattr(getattr(aten, n), "default") for n in
+                    ("hardswish", "hardswish_", "hardsigmoid", "hardsigmoid_", "mish", "mish_", "silu", "silu_",
+                     "relu6", "elu", "elu_", "leaky_relu", "leaky_relu_", "softplus", "gelu_")
+                    if hasattr(aten, n) and hasattr(getattr(aten, n), "default")}
+
+
 class GeometryError(ValueError):
     """The receptive-field analysis cannot follow this architecture (or this layer); no number is given."""
 
@@ -302,6 +309,8 @@ class _Tracer(TorchDispatchMode):
             pure = getattr(aten, func._schema.name.split("::")[-1].rstrip("_"), None)
             if pure is not None and torch.Tag.pointwise in getattr(getattr(pure, "default", None), "tags", ()):
                 tags = tuple(tags) + (torch.Tag.pointwise,)
+        if func in _EXTRA_POINTWISE:
+            tags = tuple(tags) + (torch.Tag.pointwise,)
         if torch.Tag.pointwise in tags or func in (aten.native_batch_norm.default,
                                                    aten._native_batch_norm_legit_no_training.default,
                                                    aten.native_dropout.default, aten.masked_fill.Scalar,
