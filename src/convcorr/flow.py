@@ -464,16 +464,6 @@ def bp_flow(fs: np.ndarray, ft: np.ndarray, beta: float = 3e-3, radius: int | No
     """
     if backend not in BACKENDS:
         raise ValueError(f"bp_flow: backend must be one of {BACKENDS}, got {backend!r}")
-    if backend in ("auto", "torch"):
-        from .device import default_device
-        from .flow_torch import bp_flow_torch
-        fs, ft = np.asarray(fs), np.asarray(ft)
-        if fs.ndim != 3 or ft.ndim != 3:
-            raise ValueError(f"bp_flow: expected (h, w, C) feature grids fs and ft, got {fs.shape} and {ft.shape}")
-        return bp_flow_torch(fs, ft, beta=beta, radius=radius, n_iter=n_iter, normalize=normalize, damping=damping,
-                             outside_cost=outside_cost, tol_iters=tol_iters, volume=volume, schedule=schedule,
-                             coarse_to_fine=coarse_to_fine, coarse_size=coarse_size, refine_radius=refine_radius,
-                             max_radius=max_radius, device=device if device is not None else default_device())
     fs = np.asarray(fs)
     ft = np.asarray(ft)
     if fs.ndim != 3 or ft.ndim != 3:
@@ -492,6 +482,14 @@ def bp_flow(fs: np.ndarray, ft: np.ndarray, beta: float = 3e-3, radius: int | No
     _check_number("bp_flow", "damping", damping)
     if outside_cost is not None:
         _check_number("bp_flow", "outside_cost", outside_cost)
+    # every backend gets the same input checks (above, naming the argument)
+    if backend in ("auto", "torch"):
+        from .device import default_device
+        from .flow_torch import bp_flow_torch
+        return bp_flow_torch(fs, ft, beta=beta, radius=radius, n_iter=n_iter, normalize=normalize, damping=damping,
+                             outside_cost=outside_cost, tol_iters=tol_iters, volume=volume, schedule=schedule,
+                             coarse_to_fine=coarse_to_fine, coarse_size=coarse_size, refine_radius=refine_radius,
+                             max_radius=max_radius, device=device if device is not None else default_device())
     r = int(radius if radius is not None else min(max(ft.shape[0], ft.shape[1]) - 1, max_radius))
     h, w = fs.shape[:2]
     if not coarse_to_fine:
