@@ -194,3 +194,156 @@ def test_unknown_names_raise():
         bb.preprocess([np.zeros((10, 10), np.uint8)])
     with pytest.raises(ValueError, match="weights"):
         AlexNet(weights="imagenet21k")
+
+
+# ---- every offline pretrained backbone classifies the shared photos (issue 8) -----------------------------------
+# The burrowing owl has no ImageNet class (only the great grey owl): it is reported, not required. Grace Hopper wears
+# a navy uniform with a necktie: "military uniform" or "Windsor tie" count.
+REQUIRED_TOP5 = {"cat.bmp": ("tabby", "tiger cat", "Egyptian cat"), "bird.bmp": ("chickadee",),
+                 "hot_dog.jpg": ("hotdog",), "grace_hopper.bmp": ("military uniform", "Windsor tie")}
+CLASSIFIERS = [n for n in BACKBONES if n != "alexnet"]  # the shared AlexNet copy lacks fc6/fc7 weights
+
+
+def _rank(logits, labels, want):
+    order = [labels[i] for i in np.argsort(-logits)]
+    return min(i for i, t in enumerate(order) if any(w in t for w in want)) + 1
+
+
+@pytest.mark.parametrize("name,weights", [(n, None) for n in CLASSIFIERS] + [("mobilenet_v2", "tflite-tf2-ptq")])
+def test_pretrained_backbones_top5_on_real_photos(shared, photos, labels, name, weights):
+    bb = get_backbone(name, device="cpu", weights=weights)
+    names = list(REQUIRED_TOP5) + ["owl.jpg"]
+    logits = bb.classify([photos[k] for k in names])
+    assert logits.shape == (len(names), 1000)
+    ranks = {k: _rank(lg, labels, REQUIRED_TOP5.get(k, ("great grey owl",))) for k, lg in zip(names, logits)}
+    print(name, weights, ranks)
+    assert all(ranks[k] <= 5 for k in REQUIRED_TOP5), ranks
+    acts = bb.extract([photos["cat.bmp"]], [bb.layer_names[-1], bb.global_layer])
+    assert acts[bb.global_layer].shape[0] == 1 and np.all(np.isfinite(acts[bb.layer_names[-1]]))
+
+
+def test_squeezenet_decoding_and_validation(shared, tmp_path):
+    from convcorr.backbones.squeezenet import _conv_shapes, decode_deep_compression
+    from convcorr.types import DataError
+
+    f = shared / "weights" / "squeezenet1.0-deepcompression" / "compressed_SqueezeNet.net"
+    w = decode_deep_compression(f)
+    assert len(w) == 52 and w["features.0.weight"].shape == (96, 3, 7, 7) and w["classifier.1.bias"].shape == (1000,)
+    # pruned: the stored counts are the non-zeros (up to codebook entries that are exactly zero)
+    nz = np.frombuffer(f.read_bytes(), "<u4", count=26)
+    for (key, _), n in zip(_conv_shapes(), nz):
+        assert np.count_nonzero(w[f"{key}.weight"]) <= n
+    assert np.count_nonzero(w["features.0.weight"]) > 0.9 * 14112  # conv1 is barely pruned
+    bad = tmp_path / "truncated.net"
+    bad.write_bytes(f.read_bytes()[:-10])
+    with pytest.raises(DataError, match="truncated.net"):
+        decode_deep_compression(bad)
+    with pytest.raises(DataError, match="missing.net"):
+        decode_deep_compression(tmp_path / "missing.net")
+
+
+def test_tflite_loader_validation(shared, tmp_path):
+    import shutil
+
+    from convcorr.backbones.mobilenet import MobileNetV1, MobileNetV2, TFConv, _read_tflite
+    from convcorr.types import DataError
+
+    src = shared / "weights" / "mobilenet-tflite"
+    ops = _read_tflite(src / "mobilenet_v2_1.0_224_quant.tflite")
+    convs = [o for o in ops if o["kind"] in ("conv", "depthwise")]
+    assert len(convs) == 53 and convs[1]["kind"] == "depthwise" and convs[1]["weight"].shape == (32, 1, 3, 3)
+    assert convs[0]["act"] == "relu6" and convs[2]["act"] is None and all(o["padding"] == "SAME" for o in convs)
+    # per-axis int8 (TF2 PTQ): 32 scales for the first conv, dequantised weights differ per channel
+    ptq = [o for o in _read_tflite(src / "tf2_mobilenet_v2_1.0_224_ptq.tflite") if o["kind"] == "conv"]
+    assert ptq[0]["weight"].shape == (32, 3, 3, 3)
+    # a corrupt file and a file of another architecture are refused, naming the file
+    d = tmp_path / "w"
+    d.mkdir()
+    (d / "mobilenet_v2_1.0_224_quant.tflite").write_bytes(b"\0" * 100)
+    with pytest.raises(DataError, match="mobilenet_v2_1.0_224_quant.tflite"):
+        MobileNetV2(weights_dir=d)
+    (d / "mobilenet_v2_1.0_224_quant.tflite").unlink()
+    shutil.copy(src / "mobilenet_v1_0.75_192_quant.tflite", d / "mobilenet_v2_1.0_224_quant.tflite")
+    with pytest.raises(DataError, match="mobilenet_v2_1.0_224_quant.tflite"):
+        MobileNetV2(weights_dir=d)
+    with pytest.raises(FileNotFoundError, match="mobilenet_v1_1.0_224"):
+        MobileNetV1(weights_dir=d)
+    # TF "same" padding by hand: stride 2, k 3 on 224 -> pad 0 before, 1 after; on 225 -> 1 and 1
+    assert TFConv.same_pad(224, 3, 2) == (0, 1) and TFConv.same_pad(225, 3, 2) == (1, 1)
+    assert TFConv.same_pad(7, 1, 1) == (0, 0) and TFConv.same_pad(112, 3, 1) == (1, 1)
+
+
+def test_mobilenet_geometry_depends_on_input_parity():
+    bb = get_backbone("mobilenet_v1", pretrained=False, device="cpu")
+    # even input: stride-2 3x3 "same" pads only after -> column 0 covers pixels 0..2, centre 1
+    assert bb.rf("Conv2d_0", 224) == (g := bb.rf("Conv2d_0"))
+    assert (g.size, g.stride, g.offset) == (3, 2, 1.0)
+    g = bb.rf("Conv2d_0", 225)  # odd: one pixel before and after -> centre 0
+    assert (g.size, g.stride, g.offset) == (3, 2, 0.0)
+
+
+# ---- timm / torchvision models (random weights offline) ---------------------------------------------------------
+def test_zoo_specs_layers_shapes_and_geometry():
+    pytest.importorskip("timm")
+    pytest.importorskip("torchvision")
+    rn = get_backbone("torchvision:resnet50", pretrained=False, device="cpu")
+    assert rn.layer_names == ("maxpool", "layer1", "layer2", "layer3", "layer4")
+    assert [rn.rf(l).stride for l in rn.layer_names] == [4, 4, 8, 16, 32]  # layer2: 8, not 16
+    assert [rn.rf(l).size for l in rn.layer_names] == [11, 35, 91, 267, 427]
+    acts = rn.extract([np.zeros((64, 64, 3), np.uint8)], ["layer2", "layer4"], size=64)
+    assert acts["layer2"].shape == (1, 8, 8, 512) and acts["layer4"].shape == (1, 2, 2, 2048)
+    vit = get_backbone("timm:vit_tiny_patch16_224", pretrained=False, device="cpu")
+    assert vit.layer_names[0] == "blocks.0" and vit.layer_names[-1] == "blocks.11"
+    acts = vit.extract([np.zeros((50, 70, 3), np.uint8)], ["blocks.3", "pool"], size=(64, 96))
+    assert acts["blocks.3"].shape == (1, 4, 6, 192) and acts["pool"].shape == (1, 192)  # class token dropped
+    g = vit.rf("blocks.3", 64)
+    assert g.is_global and g.stride == 16 and g.offset == 7.5
+    dino = get_backbone("timm:vit_small_patch14_dinov2.lvd142m", pretrained=False, device="cpu")
+    g = dino.rf("blocks.0", 56)
+    assert g.is_global and g.stride == 14 and g.offset == 6.5  # (p - 1) / 2, kept exact
+    vgg = get_backbone("timm:vgg16", pretrained=False, device="cpu")
+    assert vgg.layer_names[0] == "features.3" and vgg.rf("features.29").size == 196
+
+
+def test_zoo_pretrained_offline_is_one_clear_line(monkeypatch, tmp_path):
+    pytest.importorskip("timm")
+    tv = pytest.importorskip("torchvision")
+    from convcorr.backbones import WeightsUnavailable
+
+    def no_network(*a, **k):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(tv.models._api, "load_state_dict_from_url", no_network)
+    with pytest.raises(WeightsUnavailable, match="not available offline") as e:
+        get_backbone("torchvision:resnet18", device="cpu", cache=False)
+    assert "\n" not in str(e.value) and "resnet18" in str(e.value)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    import huggingface_hub.constants as hc
+
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
+    with pytest.raises(WeightsUnavailable, match="not available offline") as e:
+        get_backbone("timm:resnet18", device="cpu", cache=False)
+    assert "\n" not in str(e.value)
+    with pytest.raises(KeyError, match="timm has no model"):
+        get_backbone("timm:no_such_net", pretrained=False)
+    with pytest.raises(KeyError, match="torchvision has no model"):
+        get_backbone("torchvision:no_such_net", pretrained=False)
+
+
+def test_cli_backbones_lists_layers_rf_and_weights(shared):
+    from click.testing import CliRunner
+
+    from convcorr.cli import cli
+
+    res = CliRunner().invoke(cli, ["backbones"])
+    assert res.exit_code == 0, res.output
+    for name in BACKBONES:
+        assert f"== {name}: pretrained weights available" in res.output
+    rows = {l.split()[0]: l.split()[1:] for l in res.output.splitlines() if l.strip()}
+    assert rows["pool5"] == ["195", "32", "33.0", "6x6", "256"]
+    assert rows["Conv2d_13_pointwise"] == ["315", "32", "31.0", "7x7", "1024"]
+    assert rows["fire9"] == ["155", "16", "17.0", "13x13", "512"]
+    assert "timm:<model>" in res.output and "torchvision:<model>" in res.output
+    bad = CliRunner().invoke(cli, ["backbones", "--with", "timm:no_such_net"])
+    assert bad.exit_code != 0 and "no_such_net" in bad.output

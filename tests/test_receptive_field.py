@@ -4,6 +4,7 @@ import torch
 import torch.nn as nn
 
 from convcorr.backbones import get_backbone
+from convcorr.geometry import RFGeometry
 from convcorr.receptive_field import compose_rf, compute_rf, format_rf_table
 
 PAPER_TABLE1 = {"conv1": (11, 4), "conv2": (51, 8), "conv3": (99, 16), "conv4": (131, 16), "conv5": (163, 16),
@@ -62,41 +63,10 @@ def _positive_copy(name):
 
 @pytest.fixture(scope="module")
 def positive_copies():
-    return {name: _positive_copy(name) for name in ("alexnet", "efficientnet_lite0")}
+    return {name: _positive_copy(name) for name in ("alexnet",)}
 
 
-def _gradient_support(fn, size, cols, row):
-    """Input pixels (x range, y range) influencing output column (col, row), for each col in ``cols``
-    (one backward pass: batch item i holds the same image and back-propagates column cols[i])."""
-    x = (torch.rand(1, 3, size, size, dtype=torch.float64) + 0.1).repeat(len(cols), 1, 1, 1).requires_grad_(True)
-    out = fn(x)
-    sum(out[i, :, row, c].sum() for i, c in enumerate(cols)).backward()
-    res = []
-    for i in range(len(cols)):
-        g = x.grad[i].abs().sum(0)
-        xs = torch.nonzero(g.sum(0) > 0).flatten()
-        ys = torch.nonzero(g.sum(1) > 0).flatten()
-        res.append(((int(xs.min()), int(xs.max())), (int(ys.min()), int(ys.max()))))
-    return res
-
-
-@pytest.mark.parametrize("name,layer", [
-    ("alexnet", "conv1"), ("alexnet", "conv2"), ("alexnet", "conv5"), ("alexnet", "pool5"),
-    ("efficientnet_lite0", "stage1"), ("efficientnet_lite0", "stage3"), ("efficientnet_lite0", "stage4")])
-def test_rf_matches_gradient_support(positive_copies, name, layer):
-    """Brute force: the measured extent (= rf size), centre (= offset + stride * c) and the shift of the centre
-    between neighbouring columns (= stride) of a column's input support agree with compute_rf."""
-    bb = positive_copies[name]
-    g = bb.rf(layer)
-    size = int(g.size) + 3 * int(g.stride) + 9
-    c = int(round(((size - 1) / 2 - g.stride / 2 - g.offset) / g.stride))
-    fn = lambda x: bb(x, [layer])[layer]
-    ((x0, x1), (y0, y1)), ((x0b, x1b), _) = _gradient_support(fn, size, [c, c + 1], c)
-    assert 0 < min(x0, y0) and max(x1b, y1) < size - 1  # not clipped by the border
-    assert x1 - x0 + 1 == g.size and y1 - y0 + 1 == g.size
-    assert (x0 + x1) / 2 == pytest.approx(g.offset + g.stride * c)
-    assert (y0 + y1) / 2 == pytest.approx(g.offset + g.stride * c)
-    assert (x0b + x1b) / 2 - (x0 + x1) / 2 == pytest.approx(g.stride)
+# the brute-force gradient-support check for every registered backbone and layer: tests/test_backbone_geometry.py
 
 
 def test_perturbing_one_pixel_changes_exactly_the_columns_whose_rf_contains_it(positive_copies):
@@ -168,3 +138,125 @@ def test_format_rf_table():
     assert row == ["conv4", "131", "16", "17.0", "13x13", "384"]
     with pytest.raises(KeyError):
         compute_rf([("a", nn.Conv2d(1, 1, 3))])["b"]
+
+
+# ---- tracing along the data flow (issue 8) ------------------------------------------------------------------
+from convcorr.receptive_field import GeometryError, trace_geometry  # noqa: E402
+
+
+def _trace(module, size=32, name="out"):
+    module.eval()
+    return trace_geometry(lambda x: {name: module(x)}, torch.zeros(1, 3, size, size))[name]
+
+
+class _Bottleneck(nn.Module):
+    """torchvision layout: main path 1x1 -> 3x3 stride 2 -> 1x1, shortcut `downsample` 1x1 stride 2 registered
+    AFTER the main path (registration order would chain it in)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2, self.conv3 = nn.Conv2d(3, 4, 1), nn.Conv2d(4, 4, 3, 2, 1), nn.Conv2d(4, 8, 1)
+        self.downsample = nn.Conv2d(3, 8, 1, 2)
+
+    def forward(self, x):
+        return torch.relu(self.conv3(torch.relu(self.conv2(torch.relu(self.conv1(x))))) + self.downsample(x))
+
+
+def test_residual_shortcut_never_enlarges_stride():
+    blk = _Bottleneck()
+    g = _trace(blk)
+    assert (g.size, g.stride, g.offset) == (3, 2, 0.0)  # by hand: 3x3 s2 p1 -> window [2c-1, 2c+1]
+    assert compute_rf([("b", blk)])["b"].stride == 4  # registration order chains the shortcut: wrong
+    two = nn.Sequential(_Bottleneck(), nn.Conv2d(8, 3, 1), _Bottleneck())
+    g = _trace(two)
+    assert (g.size, g.stride, g.offset) == (7, 4, 0.0)  # 3 + 2 * 2; stride 2 * 2
+
+
+def test_concat_branches_union_and_fractional_offsets():
+    class Inc(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Conv2d(3, 2, 1), nn.Conv2d(3, 2, 5, padding=2)
+
+        def forward(self, x):
+            return torch.cat([self.a(x), self.b(x)], 1)
+
+    assert _trace(Inc()) == RFGeometry(5, 1, 0.0)
+    g = _trace(nn.Sequential(nn.AvgPool2d(2, 2), nn.Conv2d(3, 3, 3, padding=1)))
+    assert (g.size, g.stride, g.offset) == (6, 2, 0.5)  # pool: [2c, 2c+1], centre 2c + 0.5, then +- 1 cell
+
+
+def test_tf_same_asymmetric_padding_exact():
+    import torch.nn.functional as F
+
+    conv = nn.Conv2d(3, 3, 3, 2)
+    f = lambda x: conv(F.pad(x, (0, 1, 0, 1)))  # TF "same" for stride 2 on an even size
+    g = trace_geometry(lambda x: {"o": f(x)}, torch.zeros(1, 3, 16, 16))["o"]
+    assert (g.size, g.stride, g.offset) == (3, 2, 1.0)
+    f = lambda x: conv(F.pad(x, (1, 1, 1, 1)))
+    g = trace_geometry(lambda x: {"o": f(x)}, torch.zeros(1, 3, 15, 15))["o"]
+    assert (g.size, g.stride, g.offset) == (3, 2, 0.0)
+
+
+def test_global_mixing_reports_global_with_patch_geometry():
+    import torch.nn.functional as F
+
+    class SE(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(3, 3, 3, 2, 1)
+
+        def forward(self, x):
+            y = self.c(x)
+            return y * torch.sigmoid(y.mean((2, 3), keepdim=True))
+
+    g = _trace(SE())
+    assert g.is_global and g.size == float("inf") and (g.stride, g.offset) == (2, 0.0)
+
+    class TinyViT(nn.Module):
+        def __init__(self, p=4):
+            super().__init__()
+            self.p, self.embed = p, nn.Conv2d(3, 8, p, p)
+            self.cls = nn.Parameter(torch.zeros(1, 1, 8))
+            self.qkv, self.proj = nn.Linear(8, 24), nn.Linear(8, 8)
+
+        def forward(self, x):
+            t = self.embed(x).flatten(2).transpose(1, 2)
+            t = torch.cat([self.cls.expand(t.shape[0], -1, -1), t], 1)
+            q, k, v = self.qkv(t).reshape(t.shape[0], t.shape[1], 3, 2, 4).permute(2, 0, 3, 1, 4).unbind(0)
+            a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(t.shape)
+            t = t + self.proj(a)
+            h = x.shape[-2] // self.p
+            return t[:, 1:].reshape(t.shape[0], h, h, 8).permute(0, 3, 1, 2)
+
+    g = _trace(TinyViT(), 32)
+    assert g.is_global and g.stride == 4 and g.offset == 1.5  # (p - 1) / 2, exact
+    g = _trace(TinyViT(p=3), 30)
+    assert g.is_global and g.stride == 3 and g.offset == 1.0
+
+
+def test_unfollowable_architectures_raise():
+    with pytest.raises(GeometryError, match="upsample"):
+        _trace(nn.Sequential(nn.Conv2d(3, 3, 3), nn.Upsample(scale_factor=2)))
+
+    class Windowed(nn.Module):  # softmax mixing inside 4x4 windows only (like windowed attention)
+        def forward(self, x):
+            n, c, h, w = x.shape
+            t = x.reshape(n, c, h // 4, 4, w // 4, 4).permute(0, 1, 2, 4, 3, 5).reshape(n, c, h // 4, w // 4, 16)
+            t = torch.softmax(t, -1).reshape(n, c, h // 4, w // 4, 4, 4).permute(0, 1, 2, 4, 3, 5)
+            return t.reshape(n, c, h, w)
+
+    with pytest.raises(GeometryError, match="smaller than the image"):
+        _trace(Windowed(), 16)
+    with pytest.raises(GeometryError, match="1x1 grid"):
+        _trace(nn.Conv2d(3, 3, 8), 8)
+
+
+def test_backbone_rf_uses_trace_and_caches():
+    bb = get_backbone("alexnet", pretrained=False, device="cpu")
+    assert bb.geometries(227)["conv4"] == RFGeometry(131, 16, 17.0)
+    assert bb.rf("conv4", 500) == bb.rf("conv4")  # symmetric padding: independent of the input size
+    with pytest.raises(KeyError, match="conv9"):
+        bb.rf("conv9")
+    g = bb.rf("pool5", 100)  # pool5 is 2x2 at 100 px: still followed
+    assert (g.size, g.stride) == (195, 32)

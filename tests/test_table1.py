@@ -19,14 +19,30 @@ def test_table1_paper_preset(tmp_path):
 
 
 def test_table1_default_preset(tmp_path):
-    assert CONFIGS["default"]["backbones"] == ["alexnet", "efficientnet_lite0"]
-    path = run("table1", tmp_path, "default")
+    assert CONFIGS["default"]["backbones"] == ["alexnet", "efficientnet_lite0", "squeezenet1_0", "mobilenet_v1",
+                                               "mobilenet_v2"]
+    path = run("table1", tmp_path, "default", {"backbones": ["alexnet", "efficientnet_lite0", "mobilenet_v2"]})
     res = json.loads((tmp_path / "results.json").read_text())["results"]
-    assert set(res) >= {"alexnet", "efficientnet_lite0", "alexnet_matches_paper"}
+    assert set(res) >= {"alexnet", "efficientnet_lite0", "mobilenet_v2", "alexnet_matches_paper"}
     eff = {r["layer"]: r for r in res["efficientnet_lite0"]}
     assert eff["head"]["channels"] == 1280 and eff["head"]["grid"] == "7x7" and eff["head"]["stride"] == 32
+    mb = {r["layer"]: r for r in res["mobilenet_v2"]}
+    assert (mb["Conv"]["rf size"], mb["Conv"]["stride"], mb["Conv"]["offset"]) == (3, 2, 1.0)  # TF "same", even
     assert "efficientnet_lite0 at 224x224" in path.read_text()
     assert set(PAPER) <= {r["layer"] for r in res["alexnet"]}
+    assert (tmp_path / "rf_vs_stride.png").stat().st_size > 1000
+
+
+def test_table1_library_backbones_global(tmp_path):
+    pytest.importorskip("timm")
+    path = run("table1", tmp_path, "default", {"backbones": ["timm:resnet18", "timm:vit_tiny_patch16_224"],
+                                               "input_size": 128})
+    res = json.loads((tmp_path / "results.json").read_text())["results"]
+    rn = {r["layer"]: r for r in res["timm:resnet18"]}
+    assert rn["layer2"]["stride"] == 8 and rn["layer4"]["stride"] == 32
+    vit = res["timm:vit_tiny_patch16_224"]
+    assert all(r["rf size"] == "global" and r["stride"] == 16 and r["offset"] == 7.5 for r in vit)
+    assert "timm:vit_tiny_patch16_224 at 128x128" in path.read_text()
 
 
 def test_unknown_override_rejected():

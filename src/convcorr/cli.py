@@ -134,7 +134,10 @@ def rf_cmd(backbone: str, input_size: int | None) -> None:
     from .backbones import get_backbone
     from .receptive_field import format_rf_table
 
-    bb = get_backbone(backbone, pretrained=False)
+    try:
+        bb = get_backbone(backbone, pretrained=False)
+    except (KeyError, ImportError) as exc:
+        raise click.BadParameter(str(exc.args[0] if exc.args else exc), param_hint="--backbone") from exc
     try:
         table = format_rf_table(bb, input_size=input_size)
     except RuntimeError as exc:  # e.g. kernel larger than the input
@@ -143,12 +146,32 @@ def rf_cmd(backbone: str, input_size: int | None) -> None:
 
 
 @cli.command("backbones")
-def backbones_cmd() -> None:
-    """List available backbones and their layers."""
-    from .backbones import BACKBONES
+@click.option("--input-size", default=None, type=int,
+              help="Square input side for the rf table (default: each backbone's own input size).")
+@click.option("--with", "extra", multiple=True, metavar="SPEC",
+              help="Also describe a library model, e.g. --with timm:resnet50 (random weights; repeatable).")
+def backbones_cmd(input_size: int | None, extra: tuple[str, ...]) -> None:
+    """List backbones: layers with rf size / stride / offset, and whether pretrained weights are on this machine."""
+    from .backbones import BACKBONES, ZOO_EXAMPLES, get_backbone
+    from .receptive_field import format_rf_table
 
-    for name, cls in BACKBONES.items():
-        click.echo(f"{name}: layers {', '.join(cls.layer_names)}")
+    for name in list(BACKBONES) + list(extra):
+        if name in BACKBONES:
+            ok, where = BACKBONES[name].pretrained_status()
+            status = f"pretrained weights {'available: ' if ok else 'NOT available: '}{where}"
+        else:
+            status = "library model (weights download with a network; tables use random weights)"
+        try:
+            bb = get_backbone(name, pretrained=False, device="cpu")
+        except (KeyError, ImportError) as exc:
+            raise click.BadParameter(str(exc.args[0] if exc.args else exc), param_hint="--with") from exc
+        click.echo(f"== {name}: {status}")
+        click.echo(format_rf_table(bb, input_size=input_size))
+        click.echo("")
+    click.echo("Any timm or torchvision model also works as 'timm:<model>' or 'torchvision:<model>' (e.g. "
+               f"{', '.join(ZOO_EXAMPLES[:3])}, timm:vit_small_patch14_dinov2.lvd142m); layers are named after the "
+               "model's own stages / blocks. Describe one with --with SPEC. Pretrained weights for these download "
+               "through torchvision (hash-checked) or the Hugging Face hub and need a network the first time.")
 
 
 @cli.command("experiment")

@@ -19,7 +19,7 @@ class RFGeometry:
     """Receptive field of one layer.
 
     Attributes:
-        size: receptive-field side in input pixels (ignoring image borders).
+        size: receptive-field side in input pixels (ignoring image borders); ``inf`` for a global layer.
         stride: distance in input pixels between neighbouring columns.
         offset: input-pixel coordinate of the centre of column 0 (may be
             negative or fractional when padding is involved).
@@ -28,6 +28,12 @@ class RFGeometry:
     size: float
     stride: float
     offset: float
+
+    @property
+    def is_global(self) -> bool:
+        """True after global mixing (attention, global pooling, squeeze-excitation): every column sees the
+        whole image (``size == inf``); ``stride`` / ``offset`` then locate the tokens' patches."""
+        return self.size == float("inf")
 
     def column_centers(self, n: int) -> np.ndarray:
         """(n,) pixel coordinates of the centres of columns 0..n-1 along one axis."""
@@ -67,6 +73,8 @@ class RFGeometry:
     def grid_shape(self, input_hw: tuple[int, int]) -> tuple[int, int]:
         """(h, w) columns whose whole rf lies inside an (H, W) input: the output size of an unpadded layer."""
         H, W = input_hw
+        if self.is_global:
+            raise ValueError("grid_shape: a global layer's columns all see the whole input (no unpadded grid)")
         half = (self.size - 1) / 2.0
         f = lambda n: int(np.floor((n - 1 - half - self.offset) / self.stride)) + 1
         return f(H), f(W)

@@ -1,4 +1,9 @@
-"""Receptive-field geometry computed from a network's module graph (paper Table 1).
+"""Receptive-field geometry (paper Table 1).
+
+Backbones get their geometry from :func:`trace_geometry` (module :mod:`convcorr.rf_trace`), which follows the
+actual computation (residual blocks along their main path, concatenations, token reshapes, attention -> global)
+and raises :class:`GeometryError` where it cannot. The functions below compose the classic recursion for a
+plain chain of convolutions / poolings given in order (no branches); they are kept for hand-built chains.
 
 For a chain of convolutions / poolings with kernel k, stride s, padding p and
 dilation d (effective kernel ``ke = d * (k - 1) + 1``) the recursion is::
@@ -20,6 +25,7 @@ from typing import Iterable
 import torch.nn as nn
 
 from .geometry import RFGeometry
+from .rf_trace import GeometryError, trace_geometry  # noqa: F401  (re-exported)
 
 _SPATIAL = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, nn.LPPool2d)
 # modules that change the spatial layout in ways this recursion does not model
@@ -99,18 +105,34 @@ def compute_rf(stages) -> dict[str, RFGeometry]:
     return out
 
 
+def format_size(g: RFGeometry) -> str:
+    """rf size as text: an integer, a fraction, or "global" after global mixing."""
+    return "global" if g.is_global else (f"{g.size:g}")
+
+
 def format_rf_table(backbone, input_size: int | None = None) -> str:
-    """Plain-text table: layer, rf size, stride, centre offset, grid size and channels at ``input_size``."""
+    """Plain-text table: layer, rf size, stride, centre offset, grid size and channels at ``input_size``.
+
+    A layer the geometry analysis cannot follow shows ``?`` and the reason below the table."""
     import torch
 
     size = int(input_size or backbone.input_size)
-    x = torch.zeros(1, 3, size, size, device=next(backbone.parameters()).device)
+    p = next(backbone.parameters())
+    x = torch.zeros(1, 3, size, size, device=p.device, dtype=p.dtype)
     with torch.no_grad():
         acts = backbone(x, backbone.layer_names)
-    lines = [f"{backbone.name} at {size}x{size} input (x, y in input pixels; column c centred at offset + stride*c)",
-             f"{'layer':<10}{'rf size':>8}{'stride':>8}{'offset':>8}{'grid':>10}{'channels':>10}"]
+    lines = [f"{backbone.name} at {size}x{size} input (x, y in input pixels; column c centred at offset + stride*c;"
+             " global = the layer mixes the whole image)",
+             f"{'layer':<20}{'rf size':>8}{'stride':>8}{'offset':>8}{'grid':>10}{'channels':>10}"]
+    notes = []
     for name in backbone.layer_names:
-        g = backbone.rf(name)
         a = acts[name]
-        lines.append(f"{name:<10}{g.size:>8}{g.stride:>8}{g.offset:>8.1f}{f'{a.shape[2]}x{a.shape[3]}':>10}{a.shape[1]:>10}")
-    return "\n".join(lines)
+        grid = f"{a.shape[2]}x{a.shape[3]}"
+        try:
+            g = backbone.rf(name, size)
+        except GeometryError as exc:
+            lines.append(f"{name:<20}{'?':>8}{'?':>8}{'?':>8}{grid:>10}{a.shape[1]:>10}")
+            notes.append(f"{name}: {exc}")
+            continue
+        lines.append(f"{name:<20}{format_size(g):>8}{g.stride:>8g}{g.offset:>8.1f}{grid:>10}{a.shape[1]:>10}")
+    return "\n".join(lines + notes)

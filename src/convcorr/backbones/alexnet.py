@@ -370,3 +370,9 @@ class AlexNet(Backbone):
 
     def classifier_head(self, glob: torch.Tensor) -> torch.Tensor:
         return self.fc8(glob)
+
+    @classmethod
+    def pretrained_status(cls) -> tuple[bool, str]:
+        from .base import _shared_status
+
+        return _shared_status("weights", "alexnet-caffe-q8")

@@ -9,9 +9,20 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..geometry import RFGeometry
-from ..receptive_field import compute_rf
+from ..receptive_field import GeometryError, trace_geometry
 from ..report import progress
 from ..types import resize_image
+
+
+def _shared_status(*parts: str) -> tuple[bool, str]:
+    """(present, description) of a path below the shared folder."""
+    from ..paths import shared_root
+
+    root = shared_root()
+    if root is None:
+        return False, "shared folder not found (set CONVCORR_SHARED)"
+    p = root.joinpath(*parts)
+    return (True, f"shared/{'/'.join(parts)}") if p.exists() else (False, f"missing: {p}")
 
 
 class Backbone(nn.Module):
@@ -34,6 +45,11 @@ class Backbone(nn.Module):
     input_size: int = 224
 
     # ---- to implement -------------------------------------------------------------
+    @classmethod
+    def pretrained_status(cls) -> tuple[bool, str]:
+        """(available on this machine, where from / why not) for the default pretrained weights."""
+        return False, "no offline weights"
+
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) float RGB in 0..255 -> network input."""
         raise NotImplementedError
@@ -134,11 +150,49 @@ class Backbone(nn.Module):
         g = torch.from_numpy(self.global_features(images, batch_size)).to(self.device)
         return self.classifier_head(g).cpu().numpy()
 
-    def rf(self, layer: str) -> RFGeometry:
-        """Receptive-field geometry of ``layer`` in network-input pixels, computed from the module graph."""
-        geoms = compute_rf(list(self.stages.items()))
-        if layer not in geoms:
+    def geometries(self, input_size: int | tuple[int, int] | None = None) -> dict[str, RFGeometry]:
+        """Receptive-field geometry of every spatial layer at an (h, w) (or square) input size (default
+        ``input_size``), traced along the network's actual data flow (:func:`convcorr.receptive_field.
+        trace_geometry`): residual shortcuts never enlarge the stride, layers after global mixing have
+        ``size == inf``. Layers the analysis cannot follow are absent here and raise in :meth:`rf`."""
+        hw = self._hw(input_size)
+        cache = self.__dict__.setdefault("_geom_cache", {})
+        if hw not in cache:
+            p = next(self.parameters())
+            x = torch.zeros(1, 3, *hw, device=p.device, dtype=p.dtype if p.is_floating_point() else torch.float32)
+            try:
+                geoms, errors = trace_geometry(lambda t: self(t, self.layer_names), x), {}
+            except (GeometryError, RuntimeError):  # an op not followed, or deep layers too small at this size
+                geoms, errors = {}, {}
+                for layer in self.layer_names:  # locate the failure: layers before it still get a geometry
+                    try:
+                        geoms.update(trace_geometry(lambda t: self(t, [layer]), x))
+                    except GeometryError as exc:
+                        errors[layer] = exc
+                    except RuntimeError as exc:
+                        errors[layer] = GeometryError(f"{self.name} layer {layer!r} cannot be computed at input size "
+                                                      f"{hw[0]}x{hw[1]}: {str(exc).splitlines()[0]}")
+            cache[hw] = (geoms, errors)
+        return dict(cache[hw][0])
+
+    def _hw(self, input_size) -> tuple[int, int]:
+        if input_size is None:
+            input_size = self.input_size
+        return (int(input_size), int(input_size)) if isinstance(input_size, (int, float)) else tuple(map(int, input_size))
+
+    def rf(self, layer: str, input_size: int | tuple[int, int] | None = None) -> RFGeometry:
+        """Receptive-field geometry of ``layer`` in network-input pixels at ``input_size`` (default: the backbone's;
+        only TF-"same"-padded networks depend on it), traced through the actual computation.
+
+        Raises:
+            KeyError: unknown layer.
+            GeometryError: the analysis cannot follow the network up to this layer (no silent number).
+        """
+        if layer not in self.layer_names:
             raise KeyError(f"{self.name} has no spatial layer {layer!r}; layers: {self.layer_names}")
+        geoms = self.geometries(input_size)
+        if layer not in geoms:
+            raise self._geom_cache[self._hw(input_size)][1][layer]
         return geoms[layer]
 
     def columns_for_points(self, layer: str, xy_input: np.ndarray,

