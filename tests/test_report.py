@@ -103,3 +103,13 @@ def test_written_files_follow_the_umask(tmp_path):
         assert (os.stat(tmp_path / "a.md").st_mode & 0o777) == 0o644  # not mkstemp's 0600
     finally:
         os.umask(old)
+
+
+def test_markdown_table_escapes_pipes_in_cells():
+    from convcorr.report import markdown_table
+
+    md = markdown_table([{"fit": "rho(a, b | c)", "v": 0.5}])
+    row = md.splitlines()[2]
+    assert row == "| rho(a, b \\| c) | 0.500 |"
+    # every row has the same number of unescaped separators as the header
+    assert all(line.replace("\\|", "").count("|") == 3 for line in md.splitlines())

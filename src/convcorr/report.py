@@ -143,9 +143,9 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | N
     def fmt(v: Any) -> str:
         if isinstance(v, (float, np.floating)):
             return "n/a" if not np.isfinite(v) else floatfmt.format(v)
-        return str(v)
+        return str(v).replace("|", "\\|")  # a bare pipe would split the cell
 
-    out = ["| " + " | ".join(columns) + " |", "|" + "|".join(["---"] * len(columns)) + "|"]
+    out = ["| " + " | ".join(str(c).replace("|", "\\|") for c in columns) + " |", "|" + "|".join(["---"] * len(columns)) + "|"]
     out += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
     return "\n".join(out) + "\n"
 
