@@ -233,7 +233,9 @@ def run_all(out_dir: Path, preset: str = "default", overrides: dict | None = Non
     before the first experiment starts.
     """
     from . import experiments
-    from .report import atomic_write_text, prepare_out_dir
+    import io
+
+    from .report import atomic_write_bytes, atomic_write_text, prepare_out_dir
 
     plan = experiments.plan_all(preset, overrides)
     out_dir = prepare_out_dir(Path(out_dir), "all", force=force)
@@ -373,10 +375,14 @@ def align_cmd(image_a: Path, image_b: Path, features: str, matcher: str, sets: t
     outside = np.flatnonzero(np.all(np.isfinite(pts_b), 1) & ((pts_b[:, 0] < -0.5) | (pts_b[:, 0] > Wb - 0.5)
                                                              | (pts_b[:, 1] < -0.5) | (pts_b[:, 1] > Hb - 0.5)))
     pts_b = np.column_stack([np.clip(pts_b[:, 0], -0.5, Wb - 0.5), np.clip(pts_b[:, 1], -0.5, Hb - 0.5)])
-    from .report import atomic_write_text, prepare_out_dir
+    import io
+
+    from .report import atomic_write_bytes, atomic_write_text, prepare_out_dir
 
     prepare_out_dir(out_dir, "align", force=force)
-    Image.fromarray(c.warp(img_b)).save(out_dir / "warped.png")
+    png = io.BytesIO()
+    Image.fromarray(c.warp(img_b)).save(png, format="PNG")
+    atomic_write_bytes(out_dir / "warped.png", png.getvalue())
     label = f"{c.spec['features']} + {m.name}"
     save_pairs_figure(img_a, img_b, pts_a, pts_b, out_dir / "pairs.png", f"{image_a.name} -> {image_b.name}: {label}")
     H, W = img_a.shape[:2]

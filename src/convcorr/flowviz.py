@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .report import save_figure
+
 
 def flow_to_color(disp: np.ndarray, max_mag: float | None = None) -> np.ndarray:
     """(H, W, 2) displacement (dx, dy) -> (H, W, 3) uint8 RGB (NaN -> black).
@@ -57,8 +59,7 @@ def save_flow_figure(disp: np.ndarray, path, title: str = "") -> float:
     leg.imshow(color_wheel(101, max_mag), extent=[-max_mag, max_mag, max_mag, -max_mag])
     leg.set_title("dx, dy (px)", fontsize=7)
     leg.tick_params(labelsize=6)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
     return max_mag
 
 
@@ -85,5 +86,4 @@ def save_pairs_figure(img_a: np.ndarray, img_b: np.ndarray, pa: np.ndarray, pb: 
     ax.set_ylim(H - 0.5, -0.5)
     ax.axis("off")
     fig.suptitle(title, fontsize=8)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)

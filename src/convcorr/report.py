@@ -53,6 +53,24 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
+def save_figure(fig, path: str | Path, dpi: int = 110, **savefig_kw) -> Path:
+    """Save a matplotlib figure atomically (unique temporary file in the same folder + ``os.replace``) and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=dpi, **savefig_kw)
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """UTF-8 text version of :func:`atomic_write_bytes`."""
     return atomic_write_bytes(path, text.encode("utf-8"))
@@ -175,20 +193,8 @@ class Report:
         self.parts.append(f"## {heading}\n\n{body.rstrip()}\n")
 
     def figure(self, fig, name: str, caption: str = "", dpi: int = 110) -> Path:
-        """Save a matplotlib figure into the report folder and link it."""
-        import matplotlib.pyplot as plt
-
-        path = self.out_dir / name
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=self.out_dir)
-        os.close(fd)
-        try:
-            fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-            os.chmod(tmp, file_mode())
-            os.replace(tmp, path)
-        finally:
-            plt.close(fig)
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        """Save a matplotlib figure into the report folder (atomically) and link it."""
+        path = save_figure(fig, self.out_dir / name, dpi=dpi, bbox_inches="tight")
         self.figures.append(name)
         self.parts.append(f"![{caption or name}]({name})\n\n{caption}\n")
         return path
