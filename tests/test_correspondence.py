@@ -8,7 +8,8 @@ from convcorr.geometry import scale_points
 
 def test_public_exports():
     for name in ("correspond", "get_backbone", "RFGeometry", "pck", "load_dataset", "get_features", "get_matcher",
-                 "FeatureGrid", "Correspondence", "load_spair", "embedded_instances"):
+                 "FeatureGrid", "Correspondence", "load_spair", "embedded_instances", "PCKProtocol", "get_protocol",
+                 "evaluate", "load_pf_willow_pairs"):
         assert getattr(convcorr, name) is not None, name
     assert callable(convcorr.correspond)
     with pytest.raises(AttributeError):
