@@ -275,32 +275,15 @@ def write_cache_entry(path: Path, key: str, value: np.ndarray) -> bool:
     one warning per folder) when the folder cannot be written, e.g. read-only or full: the caller goes on
     without caching.
     """
-    import os
-    import tempfile
+    from .report import atomic_write
 
-    from .report import file_mode
-
-    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, key=np.array(key), value=value)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, path)
-        tmp = None
+        atomic_write(path, lambda fh: np.savez(fh, key=np.array(key), value=value))
         return True
     except OSError as exc:
         _warn_unwritable(path.parent, exc)
         return False
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
 
 
 def cached(inst_id: str, name: str, compute: Callable[[], np.ndarray], digest: str | None = None,

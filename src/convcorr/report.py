@@ -14,7 +14,7 @@ import os
 import platform
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -30,16 +30,18 @@ def file_mode() -> int:
     return 0o666 & ~mask
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically: a unique temporary file in the same folder, fsync, ``os.replace``.
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> Path:
+    """Write ``path`` atomically: ``write(fh)`` fills a unique temporary file in the same folder, which is then
+    fsynced and moved into place with ``os.replace``.
 
-    Readers see the old or the new content, never a partial file; a symlink at ``path`` is replaced, not followed.
+    Readers see the old or the new content, never a partial file; concurrent writers never collide; a symlink at
+    ``path`` is replaced, not followed. On any error the temporary file is removed and the error re-raised.
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, file_mode())
@@ -53,22 +55,21 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_write`)."""
+    return atomic_write(path, lambda fh: fh.write(data))
+
+
 def save_figure(fig, path: str | Path, dpi: int = 110, **savefig_kw) -> Path:
-    """Save a matplotlib figure atomically (unique temporary file in the same folder + ``os.replace``) and close it."""
+    """Save a matplotlib figure atomically (:func:`atomic_write`; format from the file suffix) and close it."""
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=dpi, **savefig_kw)
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, path)
+        return atomic_write(path, lambda fh: fig.savefig(fh, format=path.suffix.lstrip(".") or None, dpi=dpi,
+                                                         **savefig_kw))
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

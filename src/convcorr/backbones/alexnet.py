@@ -11,7 +11,6 @@ fc6/fc7 weights are absent there) or, for users with a network, torchvision's Al
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -133,29 +132,16 @@ def _read_weights_cache(cache: Path, stems: set) -> dict[str, np.ndarray] | None
 
 def _write_weights_cache(cache: Path, out: dict[str, np.ndarray]) -> None:
     """Atomic NPZ write (unique temporary name + os.replace); an unwritable cache only warns."""
-    import tempfile
     import warnings
 
-    from ..report import file_mode
+    from ..report import atomic_write
 
-    tmp = None
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{cache.name}.", suffix=".tmp", dir=cache.parent)
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **out)
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, cache)
-        tmp = None
+        atomic_write(cache, lambda fh: np.savez(fh, **out))
     except OSError as exc:
         warnings.warn(f"cannot write the AlexNet weights cache {cache} ({exc}); continuing without it",
                       RuntimeWarning, stacklevel=3)
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
 
 
 def load_caffe_q8(folder: str | Path | None = None, use_cache: bool = True) -> dict[str, np.ndarray]:
