@@ -1,5 +1,5 @@
 """Matchers (:class:`Matcher` plug-ins): flow (the paper's MRF), nn, mnn, softargmax."""
-from .base import MATCHERS, Correspondence, Matcher, cosine_similarity, get_matcher, register_matcher
+from .base import MATCHERS, Correspondence, Matcher, SimilarityMatcher, cosine_similarity, get_matcher, register_matcher
 
 
 def _load_plugins() -> None:
@@ -8,4 +8,4 @@ def _load_plugins() -> None:
 
 _load_plugins()
 
-__all__ = ["MATCHERS", "Correspondence", "Matcher", "cosine_similarity", "get_matcher", "register_matcher"]
+__all__ = ["MATCHERS", "Correspondence", "Matcher", "SimilarityMatcher", "cosine_similarity", "get_matcher", "register_matcher"]

@@ -225,11 +225,8 @@ class Matcher:
 
     def match_both(self, source: FeatureGrid, target: FeatureGrid) -> Correspondence:
         """Both directions (default: the matcher run each way)."""
-        fwd = self._correspondence(source, target, self.match_grid(source, target))
-        rev = self._correspondence(target, source, self.match_grid(target, source))
-        fwd.reverse, fwd.backward = rev, rev.forward
-        rev.reverse, rev.backward = fwd, fwd.forward
-        return fwd
+        return _link(self._correspondence(source, target, self.match_grid(source, target)),
+                     self._correspondence(target, source, self.match_grid(target, source)))
 
     def __call__(self, source: FeatureGrid, target: FeatureGrid, both: bool = False) -> Correspondence:
         return self.match(source, target, both)
@@ -283,6 +280,30 @@ def column_grid(index: np.ndarray, w: int) -> np.ndarray:
     r, c = np.divmod(np.asarray(index), w)
     return np.stack([c, r], -1).astype(np.float64)
 
+
+
+def _link(fwd: Correspondence, rev: Correspondence) -> Correspondence:
+    """Make two opposite correspondences each other's ``reverse`` (and ``backward`` map); returns ``fwd``."""
+    fwd.reverse, fwd.backward = rev, rev.forward
+    rev.reverse, rev.backward = fwd, fwd.forward
+    return fwd
+
+
+class SimilarityMatcher(Matcher):
+    """A matcher that reads only the (h*w, h2*w2) cosine-similarity matrix of the two grids: subclasses implement
+    :meth:`from_similarity`; both directions share one matrix (transposed for the reverse)."""
+
+    def from_similarity(self, sim: np.ndarray, source: FeatureGrid, target: FeatureGrid) -> dict:
+        """(Ns, Nt) similarities -> the :meth:`match_grid` dict for ``source`` -> ``target``."""
+        raise NotImplementedError
+
+    def match_grid(self, source: FeatureGrid, target: FeatureGrid) -> dict:
+        return self.from_similarity(cosine_similarity(source, target), source, target)
+
+    def match_both(self, source: FeatureGrid, target: FeatureGrid) -> Correspondence:
+        sim = cosine_similarity(source, target)
+        return _link(self._correspondence(source, target, self.from_similarity(sim, source, target)),
+                     self._correspondence(target, source, self.from_similarity(sim.T, target, source)))
 
 #: name -> Matcher subclass
 MATCHERS: dict[str, Callable[..., Matcher]] = {}

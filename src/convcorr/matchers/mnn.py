@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..dense import FeatureGrid
-from .base import Matcher, column_grid, cosine_similarity, register_matcher
+from .base import SimilarityMatcher, column_grid, register_matcher
 
 
 def _mnn_result(sim: np.ndarray, source: FeatureGrid, target: FeatureGrid) -> dict:
@@ -25,17 +25,10 @@ def _mnn_result(sim: np.ndarray, source: FeatureGrid, target: FeatureGrid) -> di
 
 
 @register_matcher("mnn")
-class MutualNearestNeighbourMatcher(Matcher):
+class MutualNearestNeighbourMatcher(SimilarityMatcher):
     """Mutual nearest neighbours (sparse, with a mask). No options."""
 
     sparse = True
 
-    def match_grid(self, source: FeatureGrid, target: FeatureGrid) -> dict:
-        return _mnn_result(cosine_similarity(source, target), source, target)
-
-    def match_both(self, source: FeatureGrid, target: FeatureGrid):
-        sim = cosine_similarity(source, target)
-        fwd = self._correspondence(source, target, _mnn_result(sim, source, target))
-        rev = self._correspondence(target, source, _mnn_result(sim.T, target, source))
-        fwd.reverse, fwd.backward, rev.reverse, rev.backward = rev, rev.forward, fwd, fwd.forward
-        return fwd
+    def from_similarity(self, sim: np.ndarray, source: FeatureGrid, target: FeatureGrid) -> dict:
+        return _mnn_result(sim, source, target)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..dense import FeatureGrid
-from .base import Correspondence, Matcher, column_grid, cosine_similarity, lattice_columns, register_matcher
+from .base import Correspondence, SimilarityMatcher, column_grid, lattice_columns, register_matcher
 
 
 def _nn_result(sim: np.ndarray, source: FeatureGrid, target: FeatureGrid) -> dict:
@@ -17,18 +17,11 @@ def _nn_result(sim: np.ndarray, source: FeatureGrid, target: FeatureGrid) -> dic
 
 
 @register_matcher("nn")
-class NearestNeighbourMatcher(Matcher):
+class NearestNeighbourMatcher(SimilarityMatcher):
     """Every source column -> the target column of highest cosine similarity (first on ties). No options."""
 
-    def match_grid(self, source: FeatureGrid, target: FeatureGrid) -> dict:
-        return _nn_result(cosine_similarity(source, target), source, target)
-
-    def match_both(self, source: FeatureGrid, target: FeatureGrid):
-        sim = cosine_similarity(source, target)
-        fwd = self._correspondence(source, target, _nn_result(sim, source, target))
-        rev = self._correspondence(target, source, _nn_result(sim.T, target, source))
-        fwd.reverse, fwd.backward, rev.reverse, rev.backward = rev, rev.forward, fwd, fwd.forward
-        return fwd
+    def from_similarity(self, sim: np.ndarray, source: FeatureGrid, target: FeatureGrid) -> dict:
+        return _nn_result(sim, source, target)
 
     def transfer_points(self, source: FeatureGrid, target: FeatureGrid, xy: np.ndarray) -> np.ndarray:
         """Same result as ``match(source, target).transfer(xy)``, matching only the source columns the pixel map

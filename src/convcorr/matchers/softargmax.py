@@ -8,11 +8,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..dense import FeatureGrid
-from .base import Matcher, cosine_similarity, register_matcher
+from .base import SimilarityMatcher, register_matcher
 
 
 @register_matcher("softargmax")
-class SoftArgmaxMatcher(Matcher):
+class SoftArgmaxMatcher(SimilarityMatcher):
     """Window soft-argmax.
 
     Args:
@@ -27,7 +27,7 @@ class SoftArgmaxMatcher(Matcher):
             raise ValueError(f"matcher 'softargmax': temperature must be > 0, got {temperature!r}")
         self.options = dict(window=int(window), temperature=float(temperature))
 
-    def _result(self, sim: np.ndarray, source: FeatureGrid, target: FeatureGrid) -> dict:
+    def from_similarity(self, sim: np.ndarray, source: FeatureGrid, target: FeatureGrid) -> dict:
         h, w = source.grid_hw
         h2, w2 = target.grid_hw
         r = self.options["window"] // 2
@@ -48,13 +48,3 @@ class SoftArgmaxMatcher(Matcher):
         gm = np.stack([(wgt * cc).sum((1, 2)), (wgt * rr).sum((1, 2))], -1)
         return {"grid_match": gm.reshape(h, w, 2), "score": best.reshape(h, w), "score_kind": "similarity",
                 "energy": -float(best.mean())}
-
-    def match_grid(self, source: FeatureGrid, target: FeatureGrid) -> dict:
-        return self._result(cosine_similarity(source, target), source, target)
-
-    def match_both(self, source: FeatureGrid, target: FeatureGrid):
-        sim = cosine_similarity(source, target)
-        fwd = self._correspondence(source, target, self._result(sim, source, target))
-        rev = self._correspondence(target, source, self._result(sim.T, target, source))
-        fwd.reverse, fwd.backward, rev.reverse, rev.backward = rev, rev.forward, fwd, fwd.forward
-        return fwd
