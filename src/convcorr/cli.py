@@ -103,6 +103,43 @@ def parse_set_options(items: tuple[str, ...]) -> dict:
     return {k: CliValue(_parse_value(v), v) for k, v in map(_split_set, items)}
 
 
+def parallel_options(f):
+    """click decorator: ``--workers``, ``--executor``, ``--ray-address``, ``--resume`` (the parallel options every
+    experiment has, :mod:`convcorr.experiments.workers`), passed to the command as ``parallel`` (a dict of the
+    options given)."""
+    from .parallel import EXECUTORS
+
+    opts = [
+        click.option("--workers", type=click.IntRange(1, None), default=None,
+                     help="Processes (or Ray tasks) running the independent units of work; one thread each."),
+        click.option("--executor", type=click.Choice(EXECUTORS), default=None,
+                     help="serial, process (local pool; the default for --workers > 1) or ray."),
+        click.option("--ray-address", default=None, metavar="ADDRESS",
+                     help="Ray cluster for --executor ray (default: start a local cluster)."),
+        click.option("--resume", is_flag=True, default=None,
+                     help="Keep per-unit results under OUT/tasks/ and reuse them when the same run is repeated."),
+    ]
+
+    def wrapper(*args, workers=None, executor=None, ray_address=None, resume=None, **kw):
+        given = {"workers": workers, "executor": executor, "ray_address": ray_address, "resume": resume or None}
+        return f(*args, parallel={k: v for k, v in given.items() if v is not None}, **kw)
+
+    import functools
+
+    wrapper = functools.wraps(f)(wrapper)
+    for o in reversed(opts):
+        wrapper = o(wrapper)
+    return wrapper
+
+
+def merge_parallel(overrides: dict, parallel: dict) -> dict:
+    """``--set`` overrides plus the parallel flags; an option given both ways is a usage error."""
+    twice = sorted(set(overrides) & set(parallel))
+    if twice:
+        raise click.UsageError(f"option(s) {twice} given both as a flag and with --set; give each once")
+    return {**overrides, **parallel}
+
+
 def check_backbone(ctx, param, value):
     """click callback: the name must be a registered backbone (one-line error listing them); names with a colon
     (plug-in families such as ``timm:<model>``) are left to :func:`convcorr.backbones.get_backbone`."""
@@ -182,7 +219,9 @@ def backbones_cmd(input_size: int | None, extra: tuple[str, ...]) -> None:
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config option (repeatable).")
 @click.option("--force", is_flag=True, help="Write into a non-empty folder that is not a report of this experiment, "
               "or through a symlinked folder.")
-def experiment_cmd(name: str, out_dir: Path | None, preset: str, sets: tuple[str, ...], force: bool) -> None:
+@parallel_options
+def experiment_cmd(name: str, out_dir: Path | None, preset: str, sets: tuple[str, ...], force: bool,
+                   parallel: dict) -> None:
     """Run a named experiment (a paper table) and write report.md, results.json and figures.
 
     `all` runs every experiment into subfolders of --out and writes an index report.md. Options and presets of
@@ -190,7 +229,7 @@ def experiment_cmd(name: str, out_dir: Path | None, preset: str, sets: tuple[str
     """
     from . import experiments
 
-    overrides = parse_set_options(sets)
+    overrides = merge_parallel(parse_set_options(sets), parallel)
     if name == "all":
         path = run_all(out_dir or Path("report"), preset, overrides, force=force)
     else:
@@ -261,11 +300,13 @@ def run_all(out_dir: Path, preset: str = "default", overrides: dict | None = Non
 @click.option("--preset", default="default", show_default=True)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
 @click.option("--force", is_flag=True, help="Write into a non-empty folder that is not a visualize report.")
-def visualize_cmd(out_dir: Path, preset: str, sets: tuple[str, ...], force: bool) -> None:
+@parallel_options
+def visualize_cmd(out_dir: Path, preset: str, sets: tuple[str, ...], force: bool, parallel: dict) -> None:
     """Feature visualisation (paper Figures 1 and 2): nearest-neighbour reconstructions and average rfs (PNGs)."""
     from . import experiments
 
-    path = experiments.run("visualize", out_dir, preset, parse_set_options(sets), force=force)
+    path = experiments.run("visualize", out_dir, preset, merge_parallel(parse_set_options(sets), parallel),
+                           force=force)
     click.echo(f"report written to {path}")
 
 

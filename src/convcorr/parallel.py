@@ -16,6 +16,8 @@ one aggregated progress bar and resumable per-task results.
   pickled once per pool worker (started by ``forkserver``/``spawn``: forking a process that already ran numba's or
   torch's OpenMP threads aborts), put once into Ray's object store (zero-copy reads of numpy arrays).
   The task function is called as ``fn(task, shared, **kwargs)`` (``fn(task, **kwargs)`` without ``shared``).
+* Workers draw no progress bars (``CONVCORR_QUIET=1`` in each worker): the one bar in the calling process counts
+  finished tasks across all workers.
 * ``out_dir``: every finished task's result is pickled to ``out_dir/<key>.pkl`` atomically (temp file +
   ``os.replace``: an interrupted run never leaves a partial file); a re-run loads those results and runs only
   the missing tasks. Keys default to the task's index; pass ``key=`` (task -> str) when the task list may change.
@@ -27,7 +29,6 @@ import os
 import pickle
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -57,8 +58,14 @@ def limit_threads(n: int = 1) -> None:
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
 
 
+def _quiet_worker() -> None:
+    """Workers draw no progress bars of their own (they would interleave): the parent's bar counts their tasks."""
+    os.environ["CONVCORR_QUIET"] = "1"
+
+
 def _init_worker(fn, shared, kwargs, threads):
     limit_threads(threads)
+    _quiet_worker()
     _W.update(fn=fn, shared=shared, kwargs=kwargs, has_shared=shared is not None)  # pickled once per worker
 
 
@@ -72,15 +79,9 @@ def _pool_task(i_task):
 
 
 def _save_atomic(path: Path, obj: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from .report import atomic_write
+
+    atomic_write(path, lambda fh: pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def _keys(tasks, key):
@@ -206,6 +207,7 @@ def _run_pool(fn, tasks, todo, shared, kwargs, workers, threads, mp_context, don
 
 def _ray_task(fn, task, shared, has_shared, kwargs, threads):
     limit_threads(threads)
+    _quiet_worker()
     return _call(fn, task, shared, has_shared, kwargs)
 
 

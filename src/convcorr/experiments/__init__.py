@@ -13,7 +13,9 @@ import importlib
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..parallel import EXECUTORS
 from ..types import ConfigError, UserError
+from .workers import PARALLEL_OPTION_TYPES
 
 #: experiment name -> module implementing it
 EXPERIMENTS = {
@@ -34,6 +36,8 @@ COMMON_OPTION_TYPES: dict[str, tuple] = {
     "max_pairs": (int, None),
     # pair benchmark
     "gallery_method": (str, None),
+    # parallel options of every experiment
+    **PARALLEL_OPTION_TYPES,
 }
 
 
@@ -143,6 +147,7 @@ COMMON_OPTION_CHOICES: dict[str, tuple] = {
     "pair_by": (None, "category", "supercategory", "class", "any"),
     "pairs": ("synthetic", "cross", "both"),
     "split": ("trn", "val", "test"),
+    "executor": (None, *EXECUTORS),
 }
 
 #: options naming one backbone / a list of backbones (one name, one meaning across experiments)
@@ -187,6 +192,8 @@ def check_conf(name: str, conf: dict, keys=None) -> None:
             presets = [c[k] for c in mod.CONFIGS.values() if isinstance(c.get(k), (int, float))]
             if presets and all(p >= 0 for p in presets) and v < 0:
                 bad(k, f"must be >= 0, got {v!r}")
+        if k == "workers" and isinstance(v, int) and v < 1:
+            bad(k, f"must be >= 1, got {v!r}")
         if k in BACKBONE_OPTIONS and v is not None:
             known_backbone(k, v)
         if k == "backbones" and isinstance(v, (list, tuple)):

@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import protocols
+from .workers import run_conf_tasks, with_parallel_options
 from ..pck import PAPER_ALPHAS, PCKProtocol, correct, pck_curve
 from ..report import Report, markdown_table, progress
 from ..stats import bootstrap_ci, paired_difference, type_mean, verdict
@@ -84,15 +85,9 @@ CONFIGS = {k: protocols.with_data_options(v) for k, v in CONFIGS.items()}
 CONFIGS["strict"] = dict(CONFIGS["default"], categories=["face"], n_queries=6, exclude_same_source=True)
 #: easier same-instance variant: the query's own photo and its other warps stay in the pool
 CONFIGS["same-source"] = dict(CONFIGS["default"], exclude_same_source=False)
-#: parallel alignment loop (convcorr.parallel.run_tasks): ``workers`` processes (or Ray tasks with
-#: ``executor="ray"`` on ``ray_address``; None starts a local cluster); ``resume`` keeps per-query results in
-#: <out>/tasks/<config hash>/ and skips them when the run is repeated. Results are identical for any setting.
-for _c in CONFIGS.values():
-    _c.update({k: v for k, v in {"workers": 1, "executor": None, "ray_address": None, "resume": False}.items()
-               if k not in _c})
-
-#: declared types of options whose presets are all None (experiments.check_option)
-OPTION_TYPES = {"executor": (str, None), "ray_address": (str, None)}
+#: parallel alignment loop: ``workers``, ``executor``, ``ray_address``, ``resume`` (convcorr.experiments.workers);
+#: the aligned queries are the units of work. Results are identical for any setting.
+CONFIGS = with_parallel_options(CONFIGS)
 
 #: the PCK protocol of this table (recorded in results.json): the paper's, where every visible query keypoint
 #: counts (predictions come from several neighbours; a type no neighbour shows counts as wrong)
@@ -415,22 +410,11 @@ def main(conf: dict, out_dir: Path) -> Path:
 
     # alignments of every query (the expensive part) as independent tasks: serially, on a process pool or Ray;
     # features are computed above once per instance and sent once per worker with the methods
-    from ..parallel import run_tasks
-
     shared = {"pool": pool, "queries": queries, "nbrs": nbrs, "methods": methods, "fig_methods": fig_methods}
-    task_dir = None
-    if as_bool(conf.get("resume", False), "resume"):
-        import hashlib
-        import json
-
-        sig = {k: v for k, v in conf.items() if k not in ("workers", "executor", "ray_address", "resume")}
-        h = hashlib.sha1(json.dumps(sig, sort_keys=True, default=str).encode()).hexdigest()[:12]
-        task_dir = Path(out_dir) / "tasks" / h
     # query 0 runs here (its full details feed the figures); the others as tasks
     first = _transfer_task(0, shared, full=True)
-    rest = run_tasks(_transfer_task, list(range(1, len(queries))), shared=shared, workers=int(conf.get("workers", 1)),
-                     executor=conf.get("executor"), address=conf.get("ray_address"), out_dir=task_dir,
-                     key=lambda qi: f"q{qi:05d}", desc="aligned queries")
+    rest = run_conf_tasks(_transfer_task, list(range(1, len(queries))), conf, out_dir, "queries", shared=shared,
+                          key=lambda qi: f"q{qi:05d}", desc="aligned queries")
     results = [first] + rest
 
     preds = {m: [] for m in methods}
