@@ -145,3 +145,34 @@ def test_pairs_pf_willow_preset_end_to_end(tmp_path, shared):
     assert r["overall"]["pair"] == pytest.approx({"0.05": 0.2, "0.1": 0.2, "0.15": 0.4})
     assert res["pck"]["hpf-pfwillow"][BOX_COPY]["overall"]["pair"] == pytest.approx({"0.1": 0.2})
     assert res["pck"]["paper"][BOX_COPY]["overall"]["type"] == pytest.approx({"0.1": 0.4, "0.05": 0.2, "0.025": 0.0})
+
+
+def _results(folder):
+    """results.json's results without timings (convcorr.experiments' timing keys: seconds, *_seconds)."""
+    def strip(d):
+        if isinstance(d, dict):
+            return {k: strip(v) for k, v in d.items() if k != "seconds" and not k.endswith("_seconds")}
+        return [strip(v) for v in d] if isinstance(d, list) else d
+
+    return strip(json.loads((folder / "results.json").read_text())["results"])
+
+
+def test_pairs_process_pool_and_resume_equal_serial(tmp_path, shared):
+    """--workers 2 (process pool) gives the serial results; with --resume every pair's result is kept and a
+    re-run recomputes only the pairs whose files are missing."""
+    over = dict(SMALL, n_gallery=0, n_boot=50)
+    run("pairs", tmp_path / "serial", "default", over)
+    run("pairs", tmp_path / "pool", "default", dict(over, workers=2, resume=True))
+    serial = _results(tmp_path / "serial")
+    assert _results(tmp_path / "pool") == serial
+    secs = json.loads((tmp_path / "pool" / "results.json").read_text())["results"]["seconds"]
+    assert set(secs) == set(serial["methods"]) and all(s > 0 for s in secs.values())  # summed from the tasks
+    files = sorted((tmp_path / "pool" / "tasks").glob("pairs-*/*.pkl"))
+    assert len(files) == 4 and all(f.name.startswith(f"pair{k:06d}-") for k, f in enumerate(files))
+    kept = {f: f.stat().st_mtime_ns for f in files[1:3]}
+    files[0].unlink()
+    files[3].unlink()
+    # the same configuration with other parallel options uses the same folder: serial re-run, 2 pairs computed
+    run("pairs", tmp_path / "pool", "default", dict(over, workers=1, resume=True))
+    assert _results(tmp_path / "pool") == serial
+    assert all(f.exists() for f in files) and {f: f.stat().st_mtime_ns for f in kept} == kept

@@ -5,6 +5,8 @@ across backbones): how both images are prepared, the box-copy baseline, and the 
   ``crop="image"`` (the whole image, as SPair/PF benchmarks do), resized to ``size`` x ``size`` pixels, with the
   exact :class:`convcorr.transfer.CropTransform` between original and prepared pixels.
 - :func:`box_copy`: the source keypoints copied into the target box in normalised box coordinates.
+- :func:`transfer_keypoints`: the source keypoints moved to the target through a matcher's correspondence of
+  the two feature grids, in original target pixels (the unit of work both experiments run in parallel).
 - :func:`pair_record`: a :class:`convcorr.pck.PairKeypoints` of predicted target points (original pixels) for
   :func:`convcorr.pck.evaluate`.
 """
@@ -44,6 +46,26 @@ def box_copy(source, target) -> np.ndarray:
 def source_points(source) -> np.ndarray:
     """(K,) bool: source keypoints that can be transferred (visible, finite)."""
     return np.asarray(source.visible, bool) & np.all(np.isfinite(source.keypoints), axis=1)
+
+
+def transfer_keypoints(matcher, grid_s, grid_t, keypoints: np.ndarray, visible: np.ndarray, tf_s, tf_t,
+                       points_only: bool = False) -> np.ndarray:
+    """(K, 2) predicted target points (original target pixels; NaN where ``visible`` is False) of the (K, 2)
+    source ``keypoints`` (original source pixels).
+
+    Both feature grids are of the prepared images (:func:`prepare`; ``tf_s`` / ``tf_t`` their crop transforms).
+    ``points_only=False``: ``matcher.match(grid_s, grid_t).transfer(...)`` (the whole correspondence);
+    ``points_only=True``: ``matcher.transfer_points`` (only the columns the pixel map reads at the points, the
+    same result for matchers that implement it and cheaper).
+    """
+    vis = np.asarray(visible, bool)
+    pred = np.full((len(vis), 2), np.nan)
+    if not vis.any():
+        return pred
+    xy = tf_s.to_crop(np.asarray(keypoints, float)[vis])
+    moved = matcher.transfer_points(grid_s, grid_t, xy) if points_only else matcher.match(grid_s, grid_t).transfer(xy)
+    pred[vis] = tf_t.from_crop(moved)
+    return pred
 
 
 def pair_record(pair, pred: np.ndarray, tf_s, tf_t) -> PairKeypoints:

@@ -18,9 +18,15 @@ PCK: every protocol in ``pck_protocols`` (presets of :data:`convcorr.pck.PROTOCO
 :class:`convcorr.pck.PCKProtocol` fields) is applied to the same predictions; the first is the headline.
 The full protocol of each is recorded in results.json, with per-pair values (``per_pair``: the independent
 unit for bootstrap confidence intervals; ``confidence`` is left empty for :mod:`convcorr.stats`).
+
+Parallel runs (``--workers N``, ``--executor ray``, ``--resume``; :mod:`convcorr.experiments.workers`): the pairs
+are the units of work; each category's feature grids are computed once per image in the calling process and
+handed to every worker once; with ``resume`` every pair's result is kept under ``tasks/`` and a re-run computes
+only the missing pairs. Results are the same for every setting (``seconds`` sum the pairs' own times).
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,10 +34,11 @@ from pathlib import Path
 import numpy as np
 
 from .. import protocols
-from ..pair_transfer import box_copy, pair_record, prepare, source_points
+from ..pair_transfer import box_copy, pair_record, prepare, source_points, transfer_keypoints
 from ..pck import evaluate, get_protocol, pck_vs_alpha
-from ..report import Report, markdown_table, progress
+from ..report import Report, markdown_table
 from ..types import ConfigError
+from .workers import run_conf_tasks, with_parallel_options
 
 _METHODS = {
     "features": ["alexnet:conv4", "sift"], "matchers": ["flow", "nn"], "baselines": ["box-copy"],
@@ -60,6 +67,9 @@ CONFIGS = {
         "dataset": "coco", "pairs": "cross", "max_pairs": 50, "pck_protocols": ["paper", "dift-spair"],
         **_METHODS}, pairs=True),
 }
+#: parallel matching loop: ``workers``, ``executor``, ``ray_address``, ``resume`` (convcorr.experiments.workers);
+#: the pairs are the units of work. Results are identical for any setting.
+CONFIGS = with_parallel_options(CONFIGS)
 
 BOX_COPY = "box-copy"
 
@@ -100,8 +110,34 @@ def method_label(features: str, matcher: str) -> str:
     return f"{features} + {matcher}"
 
 
-def compute(conf: dict) -> PairsResults:
-    """Run every feature x matcher (and baseline) on every pair; PCK under every configured protocol."""
+def pair_key(k: int, pair) -> str:
+    """File-name-safe name of pair ``k``'s saved result (``resume``): its index and a hash of its id, so that a
+    changed pair list never reuses another pair's result."""
+    pid = f"{pair.source.id} -> {pair.target.id}"
+    return f"pair{k:06d}-{hashlib.sha1(pid.encode()).hexdigest()[:10]}"
+
+
+def _match_pair(k: int, shared: dict) -> dict:
+    """Task of the matching loop: pair ``k`` through every feature x matcher -> {method: (prediction (K, 2) in
+    original target pixels, seconds)}. ``shared``: {"grids": {feature spec: {image id: FeatureGrid}},
+    "matchers": {name: Matcher}, "units": {k: (source id, target id, source keypoints, transferable mask,
+    source crop transform, target crop transform)}}."""
+    sid, tid, kps, vis, tf_s, tf_t = shared["units"][k]
+    out = {}
+    for f, grid in shared["grids"].items():
+        for mname, matcher in shared["matchers"].items():
+            t0 = time.perf_counter()
+            pred = transfer_keypoints(matcher, grid[sid], grid[tid], kps, vis, tf_s, tf_t)
+            out[method_label(f, mname)] = (pred, time.perf_counter() - t0)
+    return out
+
+
+def compute(conf: dict, out_dir: str | Path | None = None) -> PairsResults:
+    """Run every feature x matcher (and baseline) on every pair; PCK under every configured protocol.
+
+    The pairs run through :func:`convcorr.experiments.workers.run_conf_tasks` (options ``workers``,
+    ``executor``, ``ray_address``, ``resume``; with ``resume`` every pair's result is kept under
+    ``out_dir/tasks/pairs-<config hash>/``). Results are the same for every setting."""
     from ..dense import get_features
     from ..matchers import get_matcher
 
@@ -125,11 +161,12 @@ def compute(conf: dict) -> PairsResults:
     seconds = {m: 0.0 for m in methods}
     feature_seconds = {f: 0.0 for f in feats}
     info = [None] * n
-    # one category at a time: features of its images only are held in memory (SPair: ~100 images per category)
+    # one category at a time: features of its images only are held in memory (SPair: ~100 images per category);
+    # they are computed here, once per image, and handed to the workers once per category (``shared``); the
+    # pairs are the units of work (serially, on a process pool or on Ray: ``workers`` / ``executor``)
     by_cat: dict = {}
     for k, p in enumerate(pairs):
         by_cat.setdefault(p.source.category, []).append(k)
-    bar = progress(total=n, desc="pairs", iterable=None)
     for cat, idx in by_cat.items():
         insts = {}
         for k in idx:
@@ -145,34 +182,30 @@ def compute(conf: dict) -> PairsResults:
                 out += fe.compute_many([prepared[i][0] for i in ids[j:j + 16]])
             grids[f] = dict(zip(ids, out))
             feature_seconds[f] += time.perf_counter() - t0
-        for k in idx:
+        units = {k: (pairs[k].source.id, pairs[k].target.id, pairs[k].source.keypoints,
+                     source_points(pairs[k].source), prepared[pairs[k].source.id][1],
+                     prepared[pairs[k].target.id][1]) for k in idx}
+        shared = {"grids": grids, "matchers": matchers, "units": units}
+        matched = run_conf_tasks(_match_pair, idx, conf, out_dir, "pairs", shared=shared,
+                                 key=lambda k: pair_key(k, pairs[k]), desc=f"pairs ({cat})")
+        for k, res_k in zip(idx, matched):
             p = pairs[k]
             s, t = p.source, p.target
             (_, tf_s), (_, tf_t) = prepared[s.id], prepared[t.id]
             kind = s.meta.get("pair_kind", "listed")
             info[k] = {"pair_id": f"{s.id} -> {t.id}", "category": s.category, "kind": kind, "source": s.id,
                        "target": t.id}
-            vis = source_points(s)
-            src_crop = tf_s.to_crop(s.keypoints[vis])
-            for f in feats:
-                for mname, matcher in matchers.items():
-                    label = method_label(f, mname)
-                    t0 = time.perf_counter()
-                    corr = matcher.match(grids[f][s.id], grids[f][t.id])
-                    pred = np.full((len(s.keypoint_names), 2), np.nan)
-                    pred[vis] = tf_t.from_crop(corr.transfer(src_crop))
-                    seconds[label] += time.perf_counter() - t0
-                    preds[label][k] = pred
-                    records[label][k] = pair_record(p, pred, tf_s, tf_t)
+            for label, (pred, sec) in res_k.items():
+                seconds[label] += sec
+                preds[label][k] = pred
+                records[label][k] = pair_record(p, pred, tf_s, tf_t)
             for b in baselines:
                 t0 = time.perf_counter()
                 pred = box_copy(s, t)
                 seconds[b] += time.perf_counter() - t0
                 preds[b][k] = pred
                 records[b][k] = pair_record(p, pred, tf_s, tf_t)
-            bar.update(1)
-        del grids
-    bar.close()
+        del grids, shared
 
     pck = {}
     for proto in pcks:
@@ -273,7 +306,7 @@ def main(conf: dict, out_dir: Path) -> Path:
     matplotlib.use("Agg")
     t0 = time.perf_counter()
     rep = Report(out_dir, "Pair benchmark: dense features x matchers, PCK under explicit protocols", conf)
-    res = compute(conf)
+    res = compute(conf, out_dir)
     head = res.pck[res.headline]
     proto = next(iter(head.values()))["protocol"]
     alphas = proto["alphas"]
