@@ -145,3 +145,49 @@ def test_unknown_backbone_is_a_config_error():
     conf = resolve_conf("backbones", "default", {"backbones": ["alexnet"]})
     with pytest.raises(ConfigError, match="nonet"):  # and by compute itself (library use)
         compute(dict(conf, backbones=["nonet"]))
+
+
+def _results(folder):
+    """results.json's results without timings (convcorr.experiments' timing keys: seconds, *_seconds)."""
+    def strip(d):
+        if isinstance(d, dict):
+            return {k: strip(v) for k, v in d.items() if k != "seconds" and not k.endswith("_seconds")}
+        return [strip(v) for v in d] if isinstance(d, list) else d
+
+    return strip(json.loads((folder / "results.json").read_text())["results"])
+
+
+def test_resume_and_process_pool_equal_serial(tmp_path, shared, monkeypatch):
+    """A serial run with --resume keeps every layer's result; after deleting two of them, a re-run on a process
+    pool (--workers 2) recomputes exactly those two layers in the workers and gives the serial results; a third
+    run finds every layer saved and runs no forward pass."""
+    from convcorr.experiments import run
+    from convcorr.experiments.backbones import layer_key
+
+    layers = {"alexnet": ["conv1", "conv2", "conv3"]}
+    over = {"backbones": ["alexnet"], "layers": layers, "categories": ["face", "hand"], "max_pairs": 4,
+            "n_synthetic": 1, "max_types": 6, "Cs": [0.1, 1.0], "folds": 2, "n_boot": 100, "resume": True}
+    run("backbones", tmp_path, "default", over)
+    serial = _results(tmp_path)
+    files = sorted((tmp_path / "tasks").glob("layers-*/*.pkl"))
+    assert sorted(f.stem for f in files) == sorted(layer_key("alexnet", l) for l in layers["alexnet"])
+    assert len(serial["layers"]) == 3
+    gone = [f for f in files if "conv3" not in f.name]
+    kept = {f: f.stat().st_mtime_ns for f in files if f not in gone}
+    for f in gone:
+        f.unlink()
+    # other parallel options, the same configuration hash: the same folder
+    run("backbones", tmp_path, "default", dict(over, workers=2))
+    assert _results(tmp_path) == serial
+    assert all(f.exists() for f in gone) and {f: f.stat().st_mtime_ns for f in kept} == kept
+    # every layer saved: the backbone's forward passes are skipped
+    from convcorr.backbones.base import Backbone
+
+    def no_extract(self, *args, **kwargs):
+        raise AssertionError("features extracted although every layer's result is saved")
+
+    monkeypatch.setattr(Backbone, "extract", no_extract)
+    run("backbones", tmp_path, "default", over)
+    assert _results(tmp_path) == serial
+    assert layer_key("timm:vit_small_patch14_dinov2.lvd142m", "blocks.3") == \
+        "timm_vit_small_patch14_dinov2.lvd142m-blocks.3"

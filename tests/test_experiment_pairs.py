@@ -157,22 +157,32 @@ def _results(folder):
     return strip(json.loads((folder / "results.json").read_text())["results"])
 
 
-def test_pairs_process_pool_and_resume_equal_serial(tmp_path, shared):
-    """--workers 2 (process pool) gives the serial results; with --resume every pair's result is kept and a
-    re-run recomputes only the pairs whose files are missing."""
-    over = dict(SMALL, n_gallery=0, n_boot=50)
-    run("pairs", tmp_path / "serial", "default", over)
-    run("pairs", tmp_path / "pool", "default", dict(over, workers=2, resume=True))
-    serial = _results(tmp_path / "serial")
-    assert _results(tmp_path / "pool") == serial
-    secs = json.loads((tmp_path / "pool" / "results.json").read_text())["results"]["seconds"]
+def test_pairs_resume_and_process_pool_equal_serial(tmp_path, shared, monkeypatch):
+    """A serial run with --resume keeps every pair's result; after deleting three of them, a re-run on a process
+    pool (--workers 2) recomputes exactly those pairs in the workers and gives the serial results; a third run
+    finds every pair saved and computes no feature."""
+    over = dict(SMALL, n_gallery=0, n_boot=50, resume=True)
+    run("pairs", tmp_path, "default", over)
+    serial = _results(tmp_path)
+    secs = json.loads((tmp_path / "results.json").read_text())["results"]["seconds"]
     assert set(secs) == set(serial["methods"]) and all(s > 0 for s in secs.values())  # summed from the tasks
-    files = sorted((tmp_path / "pool" / "tasks").glob("pairs-*/*.pkl"))
+    files = sorted((tmp_path / "tasks").glob("pairs-*/*.pkl"))
     assert len(files) == 4 and all(f.name.startswith(f"pair{k:06d}-") for k, f in enumerate(files))
-    kept = {f: f.stat().st_mtime_ns for f in files[1:3]}
-    files[0].unlink()
-    files[3].unlink()
-    # the same configuration with other parallel options uses the same folder: serial re-run, 2 pairs computed
-    run("pairs", tmp_path / "pool", "default", dict(over, workers=1, resume=True))
-    assert _results(tmp_path / "pool") == serial
-    assert all(f.exists() for f in files) and {f: f.stat().st_mtime_ns for f in kept} == kept
+    gone = [files[0], files[1], files[3]]
+    kept = {files[2]: files[2].stat().st_mtime_ns}
+    for f in gone:
+        f.unlink()
+    # other parallel options, the same configuration hash: the same folder
+    run("pairs", tmp_path, "default", dict(over, workers=2))
+    assert _results(tmp_path) == serial
+    assert all(f.exists() for f in gone) and {f: f.stat().st_mtime_ns for f in kept} == kept
+    # every pair saved: no feature is computed again
+    import convcorr.dense
+
+    class NoFeatures:
+        def compute_many(self, images):
+            raise AssertionError("features recomputed although every pair's result is saved")
+
+    monkeypatch.setattr(convcorr.dense, "get_features", lambda spec: NoFeatures())
+    run("pairs", tmp_path, "default", over)
+    assert _results(tmp_path) == serial

@@ -26,9 +26,16 @@ backbone), each with a bootstrap interval. rf and stride grow together along eve
 correlations separate them; an interval that spans zero is reported as "not resolved". (Resampling adds noise to
 every layer's measure, which pulls replicate correlations towards zero: the percentile intervals of the
 correlations lean towards zero, i.e. they err on the side of "not resolved".)
+
+Parallel runs (``--workers N``, ``--executor ray``, ``--resume``; :mod:`convcorr.experiments.workers`): each
+backbone's features are extracted once per image, in one forward pass for all its layers, in the calling process;
+its layers' measurements (matching every pair + the SVMs) are the units of work, the statistics are computed
+afterwards in the calling process. With ``resume`` every layer's result is kept under ``tasks/`` and a re-run
+recomputes only the missing layers. Results are the same for every setting.
 """
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +45,7 @@ import numpy as np
 from .. import protocols
 from ..report import Report, markdown_table, progress
 from ..types import ConfigError, DataError
+from .workers import run_conf_tasks, task_dir, with_parallel_options
 
 _METHODS = {
     "backbones": ["alexnet", "efficientnet_lite0", "squeezenet1_0", "mobilenet_v1", "mobilenet_v2"],
@@ -46,7 +54,7 @@ _METHODS = {
     "pck_protocol": "paper", "alpha": 0.1, "batch_size": 16,
     # classification (Table 3's options)
     "n_synthetic": 2, "test_warps": 1, "test_fraction": 0.34, "max_types": 12, "Cs": [0.1, 1.0, 10.0],
-    "folds": 3, "n_jobs": 1,
+    "folds": 3,
     "n_boot": 1000,
 }
 #: options whose presets are None: {backbone: [layers]} (None = every spatial layer); crop side (None = each
@@ -65,6 +73,9 @@ CONFIGS = {
         **dict(_METHODS, backbones=["timm:resnet50", "timm:convnext_tiny", "timm:vit_small_patch14_dinov2.lvd142m",
                                     "torchvision:vgg16"])}, pairs=True),
 }
+#: parallel layer loop: ``workers``, ``executor``, ``ray_address``, ``resume`` (convcorr.experiments.workers);
+#: the (backbone, layer) measurements are the units of work. Results are identical for any setting.
+CONFIGS = with_parallel_options(CONFIGS)
 
 
 # ------------------------------------------------------------------------------------------------------ results
@@ -266,12 +277,61 @@ def _prepare_all(insts: dict, crop: str, margin: float, size: int) -> dict:
     return {k: prepare(i, crop, margin, size) for k, i in insts.items()}
 
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+=-]")
+
+
+def layer_key(backbone: str, layer: str) -> str:
+    """File-name-safe name of one layer's saved result (``resume``), e.g. ``timm_resnet50-layer3``."""
+    return "-".join(_UNSAFE.sub("_", str(x)) for x in (backbone, layer))
+
+
+def _layer_task(task: tuple, shared: dict) -> dict:
+    """Task of the layer loop: the expensive measurements of one layer (matching + SVMs; the statistics are the
+    caller's).
+
+    Args:
+        task: (layer name, {pair image id: FeatureGrid}, {classification instance id: (n_visible, C) keypoint
+            features}).
+        shared: {"matcher", "Cs", "folds", "pairs": [(source id, target id, source keypoints (K, 2),
+            transferable (K,), source crop transform, target crop transform)], "classification": {category:
+            {"train"/"test": [instance ids], "ytr", "gtr", "yte"}}}.
+
+    Returns:
+        {"predictions": [(K, 2) original target pixels per pair], "classification": {category: (hits (n_test,)
+        float 0/1, chosen C)}, "grid_hw": (h, w) columns of the pair images, "channels": feature dimension,
+        "seconds": time of this task}.
+    """
+    from ..classification import l2_rows, select_C, train_ova
+    from ..pair_transfer import transfer_keypoints
+
+    _, grids, kp = task
+    t0 = time.perf_counter()
+    matcher = shared["matcher"]
+    preds = [transfer_keypoints(matcher, grids[sid], grids[tid], xy, vis, tf_s, tf_t, points_only=True)
+             for sid, tid, xy, vis, tf_s, tf_t in shared["pairs"]]
+    cls = {}
+    Cs = shared["Cs"]
+    for c, d in shared["classification"].items():
+        Xtr = np.concatenate([kp[i] for i in d["train"]])
+        Xte = np.concatenate([kp[i] for i in d["test"]])
+        C = float(Cs[0]) if len(Cs) == 1 else select_C(Xtr, d["ytr"], Cs, shared["folds"], d["gtr"])[0]
+        model = train_ova(Xtr, d["ytr"], C)
+        cls[c] = ((model.predict(l2_rows(Xte)) == d["yte"]).astype(float), C)
+    hw = next(iter(grids.values())).grid_hw if grids else (0, 0)
+    return {"predictions": preds, "classification": cls, "grid_hw": tuple(int(x) for x in hw),
+            "channels": int(next(iter(kp.values())).shape[1]), "seconds": time.perf_counter() - t0}
+
+
 # ---------------------------------------------------------------------------------------------------- compute
-def compute(conf: dict) -> BackbonesResults:
+def compute(conf: dict, out_dir: str | Path | None = None) -> BackbonesResults:
     """Transfer PCK and classification accuracy with bootstrap intervals for every layer of every backbone,
-    and rank correlations of both with rf size and stride."""
+    and rank correlations of both with rf size and stride.
+
+    Each backbone's layers run through :func:`convcorr.experiments.workers.run_conf_tasks` (options
+    ``workers``, ``executor``, ``ray_address``, ``resume``; with ``resume`` every layer's result is kept under
+    ``out_dir/tasks/layers-<config hash>/``). Results are the same for every setting."""
     from ..backbones import get_backbone
-    from ..classification import l2_rows, restrict_types, select_C, train_ova
+    from ..classification import restrict_types
     from ..dense import FeatureGrid
     from ..matchers import get_matcher
     from ..pair_transfer import box_copy, pair_record, source_points
@@ -366,47 +426,55 @@ def compute(conf: dict) -> BackbonesResults:
                 _prepare_all(pair_insts, crop, margin, size),
                 {i.id: crop_instance(i, margin, size) for i in train + test})
         prep_pairs, prep_cls = prepared_cache[size]
-        # one forward pass per image for all layers: grids of pair images, keypoint features of the others
-        # (a real photo that is both in a pair and in the classification data goes through once when the crops
-        # are the same, crop="box")
-        cls_by_id = {i.id: i for i in train + test}
-        images = {("cls", k): v[0] for k, v in prep_cls.items()}
-        shared_img = crop == "box"
-        images.update({("pair", k): v[0] for k, v in prep_pairs.items() if not (shared_img and k in prep_cls)})
-        keys = list(images)
+        # one forward pass per image for all layers (skipped when ``resume`` finds every layer of this backbone
+        # already measured: a resumed run does not recompute finished backbones' features)
+        saved = task_dir(conf, out_dir, "layers") if out_dir is not None else None
+        done = saved is not None and all((saved / f"{layer_key(bb.name, l)}.pkl").exists() for l in layers)
         grids: dict = {l: {} for l in layers}
         kp: dict = {l: {} for l in layers}
-        bs = int(conf.get("batch_size", 16))
-        for j in progress(range(0, len(keys), bs), f"{bb.name}: features", total=-(-len(keys) // bs)):
-            chunk = keys[j:j + bs]
-            acts = bb.extract([images[key] for key in chunk], layers, size=None, batch_size=bs)
-            for n, (role, k) in enumerate(chunk):
-                hw = images[(role, k)].shape[:2]
-                for l in layers:
-                    a = acts[l][n]
-                    if role == "pair" or (shared_img and k in prep_pairs):
-                        grids[l][k] = FeatureGrid(a.copy(), geoms[l], hw, f"{bb.name}:{l}")
-                    if role == "cls":
-                        inst = cls_by_id[k]
-                        xy = prep_cls[k][1].to_crop(inst.keypoints[_visible(inst)])
-                        cr = geoms[l].pixel_to_column(xy, a.shape[:2])
-                        kp[l][k] = a[cr[:, 1], cr[:, 0]].copy()
-            del acts
+        if not done:
+            # one forward pass per image for all layers: grids of pair images, keypoint features of the others
+            # (a real photo that is both in a pair and in the classification data goes through once when the crops
+            # are the same, crop="box")
+            cls_by_id = {i.id: i for i in train + test}
+            images = {("cls", k): v[0] for k, v in prep_cls.items()}
+            shared_img = crop == "box"
+            images.update({("pair", k): v[0] for k, v in prep_pairs.items() if not (shared_img and k in prep_cls)})
+            keys = list(images)
+            bs = int(conf.get("batch_size", 16))
+            for j in progress(range(0, len(keys), bs), f"{bb.name}: features", total=-(-len(keys) // bs)):
+                chunk = keys[j:j + bs]
+                acts = bb.extract([images[key] for key in chunk], layers, size=None, batch_size=bs)
+                for n, (role, k) in enumerate(chunk):
+                    hw = images[(role, k)].shape[:2]
+                    for l in layers:
+                        a = acts[l][n]
+                        if role == "pair" or (shared_img and k in prep_pairs):
+                            grids[l][k] = FeatureGrid(a.copy(), geoms[l], hw, f"{bb.name}:{l}")
+                        if role == "cls":
+                            inst = cls_by_id[k]
+                            xy = prep_cls[k][1].to_crop(inst.keypoints[_visible(inst)])
+                            cr = geoms[l].pixel_to_column(xy, a.shape[:2])
+                            kp[l][k] = a[cr[:, 1], cr[:, 0]].copy()
+                del acts
         seconds[f"{bb.name}: features"] = time.perf_counter() - t_bb
 
-        for l in progress(layers, f"{bb.name}: layers"):
-            t_l = time.perf_counter()
+        # the layers are the units of work (serially, on a process pool or on Ray: ``workers`` / ``executor``):
+        # each task carries its own layer's grids and keypoint features (needed by that task only, so sent once),
+        # ``shared`` what every layer needs (pairs, classification labels, matcher)
+        shared = {"matcher": matcher, "Cs": list(conf["Cs"]), "folds": int(conf["folds"]),
+                  "pairs": [(p.source.id, p.target.id, p.source.keypoints, source_points(p.source),
+                             prep_pairs[p.source.id][1], prep_pairs[p.target.id][1]) for p in pairs],
+                  "classification": {c: {k: cls_rows[c][k] for k in ("ytr", "gtr", "yte")} |
+                                     {"train": [i.id for i in cls_rows[c]["train"]],
+                                      "test": [i.id for i in cls_rows[c]["test"]]} for c in cats}}
+        tasks = [(l, grids[l], kp[l]) for l in layers]
+        measured = run_conf_tasks(_layer_task, tasks, conf, out_dir, "layers", shared=shared,
+                                  key=lambda t, b=bb.name: layer_key(b, t[0]), desc=f"{bb.name}: layers")
+        for l, out in zip(layers, measured):
             # -- transfer
-            records = []
-            for p in pairs:
-                s, t = p.source, p.target
-                tf_s, tf_t = prep_pairs[s.id][1], prep_pairs[t.id][1]
-                vis = source_points(s)
-                pred = np.full((len(s.keypoint_names), 2), np.nan)
-                if vis.any():
-                    pred[vis] = tf_t.from_crop(matcher.transfer_points(grids[l][s.id], grids[l][t.id],
-                                                                       tf_s.to_crop(s.keypoints[vis])))
-                records.append(pair_record(p, pred, tf_s, tf_t))
+            records = [pair_record(p, pred, prep_pairs[p.source.id][1], prep_pairs[p.target.id][1])
+                       for p, pred in zip(pairs, out["predictions"])]
             ev = evaluate(records, proto)
             errs, types, units, strata = [], [], [], []
             for k, r in enumerate(records):
@@ -430,32 +498,25 @@ def compute(conf: dict) -> BackbonesResults:
             hits, chosen, n_tr = [], {}, 0
             per_cat = {}
             for c in cats:
-                cr_ = cls_rows[c]
-                Xtr = np.concatenate([kp[l][i.id] for i in cr_["train"]])
-                Xte = np.concatenate([kp[l][i.id] for i in cr_["test"]])
-                Cs = list(conf["Cs"])
-                C = float(Cs[0]) if len(Cs) == 1 else select_C(Xtr, cr_["ytr"], Cs, int(conf["folds"]), cr_["gtr"],
-                                                                n_jobs=conf.get("n_jobs"))[0]
-                model = train_ova(Xtr, cr_["ytr"], C)
-                h = (model.predict(l2_rows(Xte)) == cr_["yte"]).astype(float)
-                per_cat[c] = bootstrap_ci(h, cr_["ute"], n_boot=n_boot, seed=seed)
+                h, C = out["classification"][c]
+                per_cat[c] = bootstrap_ci(h, cls_rows[c]["ute"], n_boot=n_boot, seed=seed)
                 hits.append(h)
                 chosen[c] = C
-                n_tr += len(cr_["ytr"])
+                n_tr += len(cls_rows[c]["ytr"])
             hits = np.concatenate(hits)
             if W_c is None:
                 W_c = bootstrap_weights(units_cls, n_boot, seed, cat_of)
             acc = bootstrap_ci(hits, units_cls, acc_stat, n_boot, seed, strata=cat_of)
             reps_acc.append(acc_stat(hits, W_c))
             g = geoms[l]
-            h0, w0 = next(iter(grids[l].values())).grid_hw if grids[l] else (0, 0)
-            ch = next(iter(kp[l].values())).shape[1]
             results.append(LayerResult(
-                bb.name, l, size, float(g.size), float(g.stride), float(g.offset), int(ch), (h0, w0), pck,
+                bb.name, l, size, float(g.size), float(g.stride), float(g.offset), out["channels"],
+                out["grid_hw"], pck,
                 ev.overall[proto.averages[0]],
                 {c: v[proto.averages[0]] for c, v in ev.per_category.items()}, acc, per_cat, chosen,
                 len(records), int(len(errs)), n_tr, int(len(hits)), int(len(np.unique(units_cls))),
-                time.perf_counter() - t_l))
+                out["seconds"]))
+        del tasks, shared
         seconds[f"{bb.name}: total"] = time.perf_counter() - t_bb
         del grids, kp
 
@@ -564,7 +625,7 @@ def answer(measure: str, fits: list) -> str:
 # ---------------------------------------------------------------------------------------------------- rendering
 def main(conf: dict, out_dir: Path) -> Path:
     """Run :func:`compute` and write report.md, results.json and the figures into ``out_dir``."""
-    return render(compute(conf), out_dir)
+    return render(compute(conf, out_dir), out_dir)
 
 
 def render(res: BackbonesResults, out_dir: Path) -> Path:
