@@ -191,3 +191,20 @@ def test_resume_and_process_pool_equal_serial(tmp_path, shared, monkeypatch):
     assert _results(tmp_path) == serial
     assert layer_key("timm:vit_small_patch14_dinov2.lvd142m", "blocks.3") == \
         "timm_vit_small_patch14_dinov2.lvd142m-blocks.3"
+
+
+def test_ray_equals_serial(tmp_path, shared):
+    """--executor ray (a local Ray cluster of 2 CPUs) gives the serial results."""
+    pytest.importorskip("ray")
+    import ray
+
+    from convcorr.experiments import run
+
+    over = {"backbones": ["alexnet"], "layers": {"alexnet": ["conv2", "conv3"]}, "categories": ["face"],
+            "max_pairs": 2, "n_synthetic": 1, "max_types": 6, "Cs": [1.0], "n_boot": 50}
+    run("backbones", tmp_path / "serial", "default", over)
+    try:
+        run("backbones", tmp_path / "ray", "default", dict(over, executor="ray", workers=2))
+    finally:
+        ray.shutdown()
+    assert _results(tmp_path / "ray") == _results(tmp_path / "serial")

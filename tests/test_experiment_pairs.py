@@ -186,3 +186,17 @@ def test_pairs_resume_and_process_pool_equal_serial(tmp_path, shared, monkeypatc
     monkeypatch.setattr(convcorr.dense, "get_features", lambda spec: NoFeatures())
     run("pairs", tmp_path, "default", over)
     assert _results(tmp_path) == serial
+
+
+def test_pairs_on_ray_equal_serial(tmp_path, shared):
+    """--executor ray (a local Ray cluster of 2 CPUs) gives the serial results."""
+    pytest.importorskip("ray")
+    import ray
+
+    over = dict(SMALL, matchers=["nn"], n_gallery=0, n_boot=50)
+    run("pairs", tmp_path / "serial", "default", over)
+    try:
+        run("pairs", tmp_path / "ray", "default", dict(over, executor="ray", workers=2))
+    finally:
+        ray.shutdown()
+    assert _results(tmp_path / "ray") == _results(tmp_path / "serial")
