@@ -165,8 +165,8 @@ def test_resume_and_process_pool_equal_serial(tmp_path, shared, monkeypatch):
     from convcorr.experiments.backbones import layer_key
 
     layers = {"alexnet": ["conv1", "conv2", "conv3"]}
-    over = {"backbones": ["alexnet"], "layers": layers, "categories": ["face", "hand"], "max_pairs": 4,
-            "n_synthetic": 1, "max_types": 6, "Cs": [0.1, 1.0], "folds": 2, "n_boot": 100, "resume": True}
+    over = {"backbones": ["alexnet"], "layers": layers, "categories": ["face"], "max_pairs": 3,
+            "n_synthetic": 1, "max_types": 6, "Cs": [0.1, 1.0], "folds": 2, "n_boot": 50, "resume": True}
     run("backbones", tmp_path, "default", over)
     serial = _results(tmp_path)
     files = sorted((tmp_path / "tasks").glob("layers-*/*.pkl"))
