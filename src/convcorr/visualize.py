@@ -555,8 +555,8 @@ def spill_databases(backbone, images: Iterable[np.ndarray], layers: Sequence[str
     All images must have the same size (e.g. crops resized to the network input). Files in ``folder`` (raw
     little-endian arrays, appended batch by batch): ``images.u8`` ((M, H, W, 3) uint8, the image store),
     ``layer<i>.f32`` ((N, D) float32 features of the i-th layer as the network gave them), ``layer<i>.idx.i32`` /
-    ``.xy.f32`` / ``.group.i32`` (provenance), and ``meta.json`` (layer names, counts, shapes, seconds), written last and atomically: a folder
-    without it is incomplete. Disk: ``H W 3`` bytes per image + ``4 D + 16`` bytes per vector and layer.
+    ``.xy.f32`` / ``.group.i32`` (provenance), and ``meta.json`` (layer names, counts, shapes, seconds), written
+    last and atomically: a folder without it is incomplete. Disk: ``H W 3`` bytes per image + ``4 D + 16`` bytes per vector and layer.
 
     Args: as :func:`build_databases`; ``folder`` is created (existing files of the same names are overwritten).
     """
@@ -601,7 +601,8 @@ def spill_databases(backbone, images: Iterable[np.ndarray], layers: Sequence[str
     finally:
         for fh in files.values():
             fh.close()
-    meta = {"layers": {l: {"count": count[l], "dim": dims.get(l, 0), "stem": stems[l]} for l in layers}, "n_images": n_img,
+    meta = {"layers": {l: {"count": count[l], "dim": dims.get(l, 0), "stem": stems[l]} for l in layers},
+            "n_images": n_img,
             "image_shape": list(shape) if shape is not None else [1, 1, 3],
             "features_s": timings.get("features_s", 0.0), "seconds": time.perf_counter() - t0}
     atomic_write_text(folder / _SPILL_META, json.dumps(meta))
@@ -668,12 +669,11 @@ class SpilledDatabases:
     def open(self, layer: str, index: str = "flat", chunk_bytes: int = 32 * 2**20, **index_kw) -> FeatureDatabase:
         """``layer``'s finalized :class:`FeatureDatabase` (index kind and settings as in its constructor)."""
         t0 = time.perf_counter()
-        vec = self.vectors(layer)
-        n, dim = vec.shape
+        n, dim = self.vectors(layer).shape  # checks the file size
         stem = self._stem(layer)
-        idx = np.array(self._array(f"{stem}.idx.i32", "<i4", (n,)))
-        xy = np.array(self._array(f"{stem}.xy.f32", "<f4", (n, 2)))
-        grp = np.array(self._array(f"{stem}.group.i32", "<i4", (n,)))
+        idx = np.fromfile(self.folder / f"{stem}.idx.i32", "<i4", count=n)
+        xy = np.fromfile(self.folder / f"{stem}.xy.f32", "<f4", count=2 * n).reshape(n, 2)
+        grp = np.fromfile(self.folder / f"{stem}.group.i32", "<i4", count=n)
         images = self.images()
         db = FeatureDatabase(dim, index, images=images,
                              image_hw=np.tile(np.array(images.shape[1:3], np.int64), (len(images), 1)), **index_kw)
@@ -682,8 +682,11 @@ class SpilledDatabases:
         if not db.index.is_trained and db.train_size < n:
             bounds.add(db.train_size)
         bounds = sorted(bounds)
-        for a, b in zip(bounds[:-1], bounds[1:]):
-            db.add(np.asarray(vec[a:b]), idx[a:b], xy[a:b], grp[a:b])
+        # plain reads, chunk by chunk (not a memory map: its pages would stay in this process's resident set)
+        with open(self.folder / f"{stem}.f32", "rb") as fh:
+            for a, b in zip(bounds[:-1], bounds[1:]):
+                f = np.fromfile(fh, "<f4", count=(b - a) * dim).reshape(b - a, dim)
+                db.add(f, idx[a:b], xy[a:b], grp[a:b])
         db.finalize()
         db.timings["open_s"] = time.perf_counter() - t0
         db.timings["features_s"] = self.features_s

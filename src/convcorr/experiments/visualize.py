@@ -29,11 +29,12 @@ index from its vectors, reconstruct every query, average the rf patches of every
 on different layers (so at most ``len(layers)`` workers are useful). Memory per worker: ONE layer's index (4 D
 bytes per vector for ``flat``, 2 D for ``flat16``, D for ``sq8``) + 16 bytes of provenance per vector + one
 query's patches; the views (227 x 227 x 3 bytes each) are memory-mapped read-only, so the page cache holds them
-once for all workers; the calling process holds the network and one batch of features. One worker holds one
-layer's index at a time (before: all layers at once). At ``db_size=1000000`` (5,918 views, AlexNet): the largest
+once for all workers; the calling process holds the network and one batch of features (a serial run: one
+layer's index at a time, never all layers at once). At ``db_size=1000000`` (5,918 views, AlexNet): the largest
 layer (conv3 / conv4, D = 384) takes 1.5 GB per worker with ``flat`` and 0.4 GB with ``sq8`` (the ``paper``
 preset), conv1 0.4 / 0.1 GB; the views 0.9 GB in the page cache; disk: 5.8 GB of vectors + 0.9 GB of views. At
-the default ``db_size=100000``: at most 0.15 GB of index per worker, 0.7 GB on disk.
+the default ``db_size=100000``: at most 0.15 GB of index per worker, 0.7 GB on disk. With ``executor="ray"`` on
+several machines the output folder must be on a file system every node sees (workers read the vectors from it).
 """
 from __future__ import annotations
 
@@ -244,8 +245,8 @@ def main(conf: dict, out_dir: Path) -> Path:
         img = qcrops[q][0]
         rec = {l: res[l]["rec"][q] for l in recon_layers}
         uni = {l: res[l]["uni"][q] for l in recon_layers}
-        recon_res[q] = {l: {"pixel_error": _pixel_error(rec[l], img), "uniform_rf_pixel_error": _pixel_error(uni[l], img)}
-                        for l in recon_layers}
+        recon_res[q] = {l: {"pixel_error": _pixel_error(rec[l], img),
+                            "uniform_rf_pixel_error": _pixel_error(uni[l], img)} for l in recon_layers}
         _row_figure(rep, img, rec, f"reconstruction_{slug(q)}.png",
                     f"Figure 1 style: query {q} (left) rebuilt from the stride patches of the k={conf['k']} nearest "
                     f"database features per column, per layer.")
@@ -265,18 +266,19 @@ def main(conf: dict, out_dir: Path) -> Path:
         db_rows.append({**row, "index build s": r["index_s"]})
         db_res[l] = {**row, "provenance_bytes": r["provenance_bytes"], "images_bytes": r["images_bytes"]}
         layer_times[l] = {"index_build_s": r["index_s"], "reconstruct_s": r["search_s"], "task_s": r["task_s"],
-                          "peak_rss_mb": r["peak_rss_mb"]}
+                          "peak_rss_mb": r["peak_rss_mb"], "anon_mb": r["anon_mb"]}
     err_rows = []
     for q, per in recon_res.items():
         err_rows.append({"query": q, "kind": "reconstruction", **{l: per[l]["pixel_error"] for l in recon_layers}})
-        err_rows.append({"query": q, "kind": "uniform rf", **{l: per[l]["uniform_rf_pixel_error"] for l in recon_layers}})
+        err_rows.append({"query": q, "kind": "uniform rf",
+                         **{l: per[l]["uniform_rf_pixel_error"] for l in recon_layers}})
     time_rows = []
     for l in recon_layers:
         tot, nq = res[l]["search_s"], res[l]["search_columns"]
         time_rows.append({"layer": l, "vectors": res[l]["vectors"], "query columns": nq,
                           "reconstruct s (search + patches)": tot, "ms per query vector": 1000 * tot / max(nq, 1)})
-    rss_rows = [{"layer": l, "task s": layer_times[l]["task_s"], "peak RSS MB": layer_times[l]["peak_rss_mb"]}
-                for l in layers]
+    rss_rows = [{"layer": l, "task s": layer_times[l]["task_s"], "peak RSS MB": layer_times[l]["peak_rss_mb"],
+                 "anonymous MB at the end": layer_times[l]["anon_mb"]} for l in layers]
     rep.section("Protocol", __doc__.split("\n\n", 1)[1].split(_PARALLEL_HEAD, 1)[0].strip())
     rep.section("Differences from the paper", (
         "The paper's database holds >= 1M conv features of a large natural-image collection; here the vectors come "
@@ -300,8 +302,10 @@ def main(conf: dict, out_dir: Path) -> Path:
                                    "query": time_rows}})
     rep.results["seconds"] = time.perf_counter() - t_start
     rep.section("Runtime", f"{rep.results['seconds']:.1f} s on this machine (workers={conf['workers']}, executor="
-                f"{conf['executor'] or 'default'}). Per layer unit (peak RSS of the process that ran it, since that "
-                "process started):\n\n" + markdown_table(rss_rows, floatfmt="{:.1f}"))
+                f"{conf['executor'] or 'default'}). Per layer unit: peak resident memory of the process that ran it "
+                "since that process started (including the pages of the memory-mapped views it read, shared between "
+                "processes), and its anonymous memory at the end of the unit, with the layer's index still "
+                "loaded:\n\n" + markdown_table(rss_rows, floatfmt="{:.1f}"))
     return rep.save()
 
 
@@ -338,7 +342,20 @@ def _layer_task(layer: str, shared: dict, save_dir: str | None = None) -> dict:
         db.save(Path(save_dir) / layer)
     out["task_s"] = time.perf_counter() - t0
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["anon_mb"] = _anon_mb()  # while this layer's index is still in memory
     return out
+
+
+def _anon_mb() -> float | None:
+    """This process's anonymous resident memory in MB (Linux ``RssAnon``: excludes memory-mapped files such as the
+    shared views), or None where /proc is unavailable."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 class _groups:
