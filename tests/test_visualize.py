@@ -279,3 +279,16 @@ def test_spill_databases_equals_build_databases(tmp_path):
     with pytest.raises(ValueError, match=r"images\[1\]: size"):
         spill_databases(FakeBackbone(), [imgs[0], np.zeros((12, 8, 3), np.uint8)], ["a"], tmp_path / "bad",
                         batch_size=1)
+
+
+def test_reserve_keeps_contents():
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((300, 16)).astype(np.float32)
+    for kind in ("flat", "flat16", "hnsw"):
+        a, b = FeatureDatabase(16, kind), FeatureDatabase(16, kind)
+        b.reserve(len(X))
+        for db in (a, b):
+            for c in range(0, 300, 70):
+                db.add(X[c:c + 70], 0, np.zeros((len(X[c:c + 70]), 2)), 0)
+        assert len(b) == 300 and b.nbytes()["index"] == a.nbytes()["index"]
+        np.testing.assert_array_equal(a.search(X[:9], 5)[1], b.search(X[:9], 5)[1])

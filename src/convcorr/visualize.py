@@ -182,6 +182,17 @@ class FeatureDatabase:
         self.index.nprobe = min(self.nprobe, nlist)
 
     # -- building ---------------------------------------------------------------------------------------
+    def reserve(self, n: int) -> None:
+        """Allocate the index's storage for ``n`` more vectors up front ("flat", "flat16", "sq8"; a no-op for the
+        other kinds), so that adding them never reallocates: a growing buffer is copied when it fills and briefly
+        needs the old and the new copy (measured: 1.8x the final size for 400k 384-d "flat" vectors)."""
+        codes = getattr(self.index, "codes", None) if self.kind in ("flat", "flat16", "sq8") else None
+        if codes is None or n <= 0:
+            return
+        size = int(codes.size())
+        codes.resize(size + int(n) * int(self.index.code_size))  # capacity stays when shrunk back
+        codes.resize(size)
+
     def __len__(self) -> int:
         return int(self.index.ntotal) + sum(len(p) for p in self._pending)
 
@@ -683,8 +694,12 @@ class SpilledDatabases:
             bounds.add(db.train_size)
         bounds = sorted(bounds)
         # plain reads, chunk by chunk (not a memory map: its pages would stay in this process's resident set)
+        reserved = False
         with open(self.folder / f"{stem}.f32", "rb") as fh:
             for a, b in zip(bounds[:-1], bounds[1:]):
+                if not reserved and db.index.is_trained:  # after training (sq8): the training buffer is gone
+                    db.reserve(n - a)
+                    reserved = True
                 f = np.fromfile(fh, "<f4", count=(b - a) * dim).reshape(b - a, dim)
                 db.add(f, idx[a:b], xy[a:b], grp[a:b])
         db.finalize()
