@@ -38,6 +38,7 @@ the stride patches of neighbouring columns tile the image without gaps or overla
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -567,7 +568,8 @@ def spill_databases(backbone, images: Iterable[np.ndarray], layers: Sequence[str
     little-endian arrays, appended batch by batch): ``images.u8`` ((M, H, W, 3) uint8, the image store),
     ``layer<i>.f32`` ((N, D) float32 features of the i-th layer as the network gave them), ``layer<i>.idx.i32`` /
     ``.xy.f32`` / ``.group.i32`` (provenance), and ``meta.json`` (layer names, counts, shapes, seconds), written
-    last and atomically: a folder without it is incomplete. Disk: ``H W 3`` bytes per image + ``4 D + 16`` bytes per vector and layer.
+    last and atomically: a folder without it is incomplete. Disk: ``H W 3`` bytes per image + ``4 D + 16`` bytes
+    per vector and layer.
 
     Args: as :func:`build_databases`; ``folder`` is created (existing files of the same names are overwritten).
     """
@@ -580,15 +582,15 @@ def spill_databases(backbone, images: Iterable[np.ndarray], layers: Sequence[str
     stems = {l: f"layer{i:03d}" for i, l in enumerate(layers)}  # file names never depend on the layer's spelling
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    files = {"images": open(folder / "images.u8", "wb")}
-    for l in layers:
-        for ext in ("f32", "idx.i32", "xy.f32", "group.i32"):
-            files[(l, ext)] = open(folder / f"{stems[l]}.{ext}", "wb")
     count = {l: 0 for l in layers}
     dims: dict[str, int] = {}
     shape = None
     n_img = 0
-    try:
+    with contextlib.ExitStack() as stack:
+        files = {"images": stack.enter_context(open(folder / "images.u8", "wb"))}
+        for l in layers:
+            for ext in ("f32", "idx.i32", "xy.f32", "group.i32"):
+                files[(l, ext)] = stack.enter_context(open(folder / f"{stems[l]}.{ext}", "wb"))
         for batch, bdims, adds in _sampled_columns(backbone, images, layers, groups, max_vectors, per_image,
                                                    n_images, batch_size, seed, desc, timings):
             dims.update(bdims)
@@ -609,9 +611,6 @@ def spill_databases(backbone, images: Iterable[np.ndarray], layers: Sequence[str
                 files[(l, "group.i32")].write(np.full(n, g, "<i4").tobytes())
                 count[l] += n
             n_img += len(batch)
-    finally:
-        for fh in files.values():
-            fh.close()
     meta = {"layers": {l: {"count": count[l], "dim": dims.get(l, 0), "stem": stems[l]} for l in layers},
             "n_images": n_img,
             "image_shape": list(shape) if shape is not None else [1, 1, 3],
@@ -807,4 +806,5 @@ def average_rf(db: FeatureDatabase, seed_feature: np.ndarray, k: int, geom: RFGe
 
 
 __all__ = ["FeatureDatabase", "build_database", "build_databases", "spill_databases", "SpilledDatabases",
-           "reconstruct", "uniform_rf_reconstruct", "average_rf", "extract_patches", "patch_start", "l2_normalize", "stack_images"]
+           "reconstruct", "uniform_rf_reconstruct", "average_rf", "extract_patches", "patch_start", "l2_normalize",
+           "stack_images"]
