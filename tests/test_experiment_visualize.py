@@ -48,3 +48,44 @@ def test_tiny_run(tmp_path, shared):
     assert "reconstruction_face_lenna.png" in md and "ms per query vector" in md
     with pytest.raises(KeyError, match="not source photos"):
         experiments.run("visualize", tmp_path / "bad", "default", dict(over, queries=["nope"]))
+
+
+def _strip(d):
+    """results.json without the timestamp and timings (as in tests/test_determinism.py)."""
+    if isinstance(d, dict):
+        return {k: _strip(v) for k, v in d.items() if k not in ("created", "seconds", "timing", "cpu_seconds")
+                and not k.endswith("_seconds")}
+    if isinstance(d, list):
+        return [_strip(v) for v in d]
+    return d
+
+
+def _results(folder):
+    return _strip(json.loads((folder / "results.json").read_text()))["results"]
+
+
+def test_process_pool_equals_serial_and_resumes(tmp_path, shared):
+    from PIL import Image
+
+    over = dict(db_size=400, n_warps=0, layers=["conv1", "conv3", "pool5"], recon_layers=["conv1", "conv3"],
+                reference_layer="conv3", queries=["face/lenna"], seeds=[["face/lenna", "p31"]], k_rf=5, batch_size=8)
+    experiments.run("visualize", tmp_path / "serial", "default", over)
+    assert not list((tmp_path / "serial").glob(".database-*"))  # the temporary vector folder is removed
+    pool = tmp_path / "pool"
+    experiments.run("visualize", pool, "default", dict(over, workers=2, resume=True))
+    a, b = _results(tmp_path / "serial"), _results(pool)
+    assert a["database"]["conv3"]["vectors"] == 400 and a == b
+    for name in ("reconstruction_face_lenna.png", "average_rf.png"):  # same pixels from every worker
+        pa, pb = (np.asarray(Image.open(d / name)) for d in (tmp_path / "serial", pool))
+        np.testing.assert_array_equal(pa, pb)
+    # resume: the spilled vectors are kept, one unit per layer is saved; delete one, run again
+    (spill,) = (pool / "tasks").glob("database-*")
+    assert (spill / "meta.json").is_file()
+    saved = {p.stem: p for p in (pool / "tasks").glob("layers-*/*.pkl")}
+    assert set(saved) == {"conv1", "conv3", "pool5"}
+    saved["conv3"].unlink()
+    kept = {l: saved[l].stat().st_mtime_ns for l in ("conv1", "pool5")}
+    experiments.run("visualize", pool, "default", dict(over, resume=True))
+    assert _results(pool) == a
+    assert saved["conv3"].is_file() and all(saved[l].stat().st_mtime_ns == t for l, t in kept.items())
+    assert "reused with `resume`" in (pool / "report.md").read_text()  # no forward passes the second time

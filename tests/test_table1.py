@@ -48,3 +48,29 @@ def test_table1_library_backbones_global(tmp_path):
 def test_unknown_override_rejected():
     with pytest.raises(KeyError):
         resolve_conf("table1", "default", {"nope": 1})
+
+
+def _strip(d):
+    """results.json without the timestamp and timings (as in tests/test_determinism.py)."""
+    if isinstance(d, dict):
+        return {k: _strip(v) for k, v in d.items() if k not in ("created", "seconds", "timing", "cpu_seconds")
+                and not k.endswith("_seconds")}
+    if isinstance(d, list):
+        return [_strip(v) for v in d]
+    return d
+
+
+def test_table1_process_pool_equals_serial_and_resumes(tmp_path):
+    over = {"backbones": ["alexnet", "squeezenet1_0"], "input_size": 227}
+    run("table1", tmp_path / "serial", "default", over)
+    run("table1", tmp_path / "pool", "default", dict(over, workers=2, resume=True))
+    a, b = (_strip(json.loads((tmp_path / d / "results.json").read_text())) for d in ("serial", "pool"))
+    assert a["results"]["alexnet_matches_paper"] is True
+    assert a["results"] == b["results"]
+    saved = sorted((tmp_path / "pool" / "tasks").glob("backbones-*/*.pkl"))
+    assert len(saved) == 2  # one unit per backbone
+    saved[1].unlink()
+    kept = saved[0].stat().st_mtime_ns
+    run("table1", tmp_path / "pool", "default", dict(over, resume=True))  # resumes: only squeezenet1_0 traced again
+    c = _strip(json.loads((tmp_path / "pool" / "results.json").read_text()))
+    assert c["results"] == a["results"] and saved[1].is_file() and saved[0].stat().st_mtime_ns == kept

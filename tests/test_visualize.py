@@ -223,3 +223,72 @@ def test_bad_input_messages():
         db.add(np.zeros((2, 3)), 0, np.zeros((2, 2)))
     with pytest.raises(ValueError, match="index="):
         FeatureDatabase(4, "lsh")
+
+
+def test_save_is_atomic_no_temp_files_and_loads(tmp_path, monkeypatch):
+    db = onehot_db(2)
+    npz, fidx = db.save(tmp_path / "db")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["db.faiss", "db.npz"]  # no temp files left
+    with np.load(npz) as z:
+        np.testing.assert_array_equal(z["images"], db.images)
+    assert len(FeatureDatabase.load(tmp_path / "db")) == 8
+    # a save that fails half-way leaves the earlier complete files and no temp file
+
+    def broken(fh, **arrays):
+        fh.write(b"PK partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez_compressed", broken)
+    before = npz.read_bytes()
+    with pytest.raises(OSError, match="disk full"):
+        db.save(tmp_path / "db")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["db.faiss", "db.npz"] and npz.read_bytes() == before
+    monkeypatch.undo()
+    np.testing.assert_array_equal(FeatureDatabase.load(tmp_path / "db").search(np.eye(4), 2)[1],
+                                  db.search(np.eye(4), 2)[1])
+
+
+def test_spill_databases_equals_build_databases(tmp_path):
+    from convcorr.visualize import SpilledDatabases, spill_databases
+
+    rng = np.random.default_rng(3)
+    imgs = [rng.integers(0, 256, (8, 12, 3), dtype=np.uint8) for _ in range(7)]
+    kw = dict(groups=range(7), max_vectors={"a": 9, "b.1": 100}, per_image=3, batch_size=2, seed=4)
+    dbs = build_databases(FakeBackbone(), iter(imgs), ["a", "b.1"], **kw)
+    sp = spill_databases(FakeBackbone(), iter(imgs), ["a", "b.1"], tmp_path / "spill", **kw)
+    assert sp.n_images == 7 and sp.layers == ["a", "b.1"]
+    q = rng.standard_normal((6, 3)).astype(np.float32)
+    for l, n in (("a", 9), ("b.1", 21)):
+        d = sp.open(l, chunk_bytes=24)  # 2 vectors per chunk
+        assert len(d) == len(dbs[l]) == n
+        for attr in ("image_idx", "xy", "group", "images"):
+            np.testing.assert_array_equal(getattr(d, attr), getattr(dbs[l], attr))
+        np.testing.assert_array_equal(d.search(q, 3)[1], dbs[l].search(q, 3)[1])
+        assert isinstance(d.images, np.memmap)
+    # a trained index does not depend on the chunk size (its first chunk is exactly the training set)
+    a = sp.open("b.1", "sq8", train_size=10, chunk_bytes=12)
+    b = sp.open("b.1", "sq8", train_size=10)
+    np.testing.assert_array_equal(a.search(q, 4)[0], b.search(q, 4)[0])
+    # meta.json is written last: without it the folder is incomplete
+    assert SpilledDatabases.complete(tmp_path / "spill", ["a"]) is not None
+    assert SpilledDatabases.complete(tmp_path / "spill", ["a", "c"]) is None
+    (tmp_path / "spill" / "meta.json").unlink()
+    assert SpilledDatabases.complete(tmp_path / "spill", ["a"]) is None
+    with pytest.raises(FileNotFoundError, match="meta.json"):
+        SpilledDatabases(tmp_path / "spill")
+    with pytest.raises(ValueError, match=r"images\[1\]: size"):
+        spill_databases(FakeBackbone(), [imgs[0], np.zeros((12, 8, 3), np.uint8)], ["a"], tmp_path / "bad",
+                        batch_size=1)
+
+
+def test_reserve_keeps_contents():
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((300, 16)).astype(np.float32)
+    for kind in ("flat", "flat16", "hnsw"):
+        a, b = FeatureDatabase(16, kind), FeatureDatabase(16, kind)
+        b.reserve(len(X))
+        for db in (a, b):
+            for c in range(0, 300, 70):
+                db.add(X[c:c + 70], 0, np.zeros((len(X[c:c + 70]), 2)), 0)
+        assert len(b) == 300 and b.nbytes()["index"] == a.nbytes()["index"]
+        np.testing.assert_array_equal(a.search(X[:9], 5)[1], b.search(X[:9], 5)[1])

@@ -7,6 +7,12 @@ source photo), so that a query can exclude neighbours from its own source. Image
 (:func:`extract_patches`, zeros outside the image), so the database stays 16 bytes + 4 D bytes per vector plus the
 images.
 
+Building: :func:`build_databases` feeds every image through the network once and indexes the sampled columns of
+all layers in memory. :func:`spill_databases` makes the same single pass but appends the vectors, provenance and
+images to a folder on disk; :meth:`SpilledDatabases.open` then builds one layer's index at a time (images
+memory-mapped), so a 1M-vector database never holds more than one layer's index in a process, and processes
+working on different layers share the image store through the page cache.
+
 Similarity is cosine similarity = inner product of L2-normalised vectors (faiss ``IndexFlatIP`` for exact search,
 the reference; ``IndexIVFFlat`` or ``IndexHNSWFlat`` with inner product for >= 1M vectors). Memory-lean kinds store
 the vectors compressed and still search exhaustively or by IVF: ``flat16`` (float16 storage, exhaustive: half the
@@ -32,6 +38,7 @@ the stride patches of neighbouring columns tile the image without gaps or overla
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -176,6 +183,17 @@ class FeatureDatabase:
         self.index.nprobe = min(self.nprobe, nlist)
 
     # -- building ---------------------------------------------------------------------------------------
+    def reserve(self, n: int) -> None:
+        """Allocate the index's storage for ``n`` more vectors up front ("flat", "flat16", "sq8"; a no-op for the
+        other kinds), so that adding them never reallocates: a growing buffer is copied when it fills and briefly
+        needs the old and the new copy (measured: 1.8x the final size for 400k 384-d "flat" vectors)."""
+        codes = getattr(self.index, "codes", None) if self.kind in ("flat", "flat16", "sq8") else None
+        if codes is None or n <= 0:
+            return
+        size = int(codes.size())
+        codes.resize(size + int(n) * int(self.index.code_size))  # capacity stays when shrunk back
+        codes.resize(size)
+
     def __len__(self) -> int:
         return int(self.index.ntotal) + sum(len(p) for p in self._pending)
 
@@ -349,8 +367,11 @@ class FeatureDatabase:
 
     # -- persistence ------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> tuple[Path, Path]:
-        """Write ``<path>.npz`` (provenance, images, settings) and ``<path>.faiss`` (the index)."""
+        """Write ``<path>.npz`` (provenance, images, settings) and ``<path>.faiss`` (the index), each atomically
+        (:func:`convcorr.report.atomic_write`)."""
         import faiss
+
+        from .report import atomic_write
 
         self.finalize()
         path = Path(path)
@@ -358,9 +379,17 @@ class FeatureDatabase:
         npz, fidx = path.with_suffix(".npz"), path.with_suffix(".faiss")
         settings = {k: getattr(self, k) for k in ("dim", "kind", "nlist", "nprobe", "hnsw_m", "ef_construction",
                                                   "ef_search", "train_size")}
-        np.savez_compressed(npz, images=self.images, image_hw=self.image_hw, settings=json.dumps(settings),
-                            **self._provenance())
-        faiss.write_index(self.index, str(fidx))
+        prov = self._provenance()
+        # both files written atomically (temp file + os.replace): an interrupted save never leaves a partial file
+        atomic_write(npz, lambda fh: np.savez_compressed(fh, images=self.images, image_hw=self.image_hw,
+                                                         settings=json.dumps(settings), **prov))
+
+        def write_index(fh):
+            writer = faiss.PyCallbackIOWriter(fh.write)
+            faiss.write_index(self.index, writer)
+            del writer  # flushes faiss's buffer into fh
+
+        atomic_write(fidx, write_index)
         return npz, fidx
 
     @classmethod
@@ -419,14 +448,78 @@ class _ImageStore:
         return stack_images(self.items)
 
 
+def _sampled_columns(backbone, images: Iterable[np.ndarray], layers: Sequence[str], groups, max_vectors, per_image,
+                     n_images, batch_size: int, seed: int, desc: str, timings: dict):
+    """The one pass over ``images`` shared by :func:`build_databases` and :func:`spill_databases`.
+
+    Feeds the images to the network in batches (each image ONCE, all layers together) and yields per batch
+    ``(batch, dims, adds)``: the batch's images (list of (H, W, 3) uint8), {layer: D}, and a list of
+    ``(layer, features (n, D), j (index of the image in the batch), centres (n, 2), group)`` — the randomly kept
+    columns of each image and layer (``per_image`` of them, until the layer holds ``max_vectors``), in the order
+    layer by layer, image by image. Stops early once every layer is full. ``timings["features_s"]`` accumulates
+    the forward-pass seconds.
+    """
+    from .report import progress
+
+    rng = np.random.default_rng(seed)
+    layers = list(layers)
+    cap = {l: (max_vectors.get(l) if isinstance(max_vectors, dict) else max_vectors) for l in layers}
+    per = {l: (per_image.get(l) if isinstance(per_image, dict) else per_image) for l in layers}
+    geoms = {l: backbone.rf(l) for l in layers}
+    count = {l: 0 for l in layers}
+    groups_it = iter(groups) if groups is not None else None
+    timings.setdefault("features_s", 0.0)
+
+    def full(l):
+        return cap[l] is not None and count[l] >= cap[l]
+
+    def run_batch(batch, batch_groups):
+        t = time.perf_counter()
+        acts = backbone.extract(batch, layers, size=None, batch_size=len(batch))
+        timings["features_s"] += time.perf_counter() - t
+        adds, dims = [], {}
+        for l in layers:
+            a = acts[l]
+            dims[l] = int(a.shape[-1])
+            if full(l):
+                continue
+            n, h, w, D = a.shape
+            centers = geoms[l].grid_centers((h, w)).reshape(-1, 2)
+            for j in range(n):
+                sel = np.arange(h * w)
+                if per[l] is not None and per[l] < h * w:
+                    sel = np.sort(rng.choice(h * w, per[l], replace=False))
+                if cap[l] is not None:
+                    sel = sel[: max(0, cap[l] - count[l])]
+                if len(sel) == 0:
+                    break
+                adds.append((l, a[j].reshape(-1, D)[sel], j, centers[sel], batch_groups[j]))
+                count[l] += len(sel)
+        return batch, dims, adds
+
+    batch: list[np.ndarray] = []
+    batch_groups: list[int] = []
+    for im in progress(images, desc, total=n_images):
+        batch.append(np.asarray(im))
+        batch_groups.append(int(next(groups_it)) if groups_it is not None else 0)
+        if len(batch) == batch_size:
+            yield run_batch(batch, batch_groups)
+            batch, batch_groups = [], []
+            if all(full(l) for l in layers):
+                break
+    if batch:
+        yield run_batch(batch, batch_groups)
+
+
 def build_databases(backbone, images: Iterable[np.ndarray], layers: Sequence[str], groups: Iterable[int] | None = None,
                     max_vectors: int | dict | None = None, per_image: int | dict | None = None,
                     n_images: int | None = None, index: str = "flat", batch_size: int = 16, seed: int = 0,
                     desc: str = "feature database", **index_kw) -> dict[str, FeatureDatabase]:
-    """Feature databases of several layers from one pass over ``images``.
+    """Feature databases of several layers from one pass over ``images``, all held in memory.
 
     Every image is fed to the network at its own size (all images of a batch must be equal in size: use crops
     resized to the network input). Each image becomes an entry of the image store shared by all layers.
+    For very large databases see :func:`spill_databases` (vectors on disk, one layer's index in memory at a time).
 
     Args:
         images: iterable of (H, W, 3) uint8 (may be a generator; ``n_images`` is its length for the progress bar).
@@ -439,64 +532,179 @@ def build_databases(backbone, images: Iterable[np.ndarray], layers: Sequence[str
     Returns:
         {layer: FeatureDatabase} (finalized; ``db.timings`` holds feature/index seconds).
     """
-    from .report import progress
-
-    rng = np.random.default_rng(seed)
-    layers = list(layers)
-    cap = {l: (max_vectors.get(l) if isinstance(max_vectors, dict) else max_vectors) for l in layers}
-    per = {l: (per_image.get(l) if isinstance(per_image, dict) else per_image) for l in layers}
-    geoms = {l: backbone.rf(l) for l in layers}
     dbs: dict[str, FeatureDatabase] = {}
     store = _ImageStore(n_images)
-    groups_it = iter(groups) if groups is not None else None
-    t_feat = 0.0
-    batch: list[np.ndarray] = []
-    batch_groups: list[int] = []
-
-    def full(l):
-        return cap[l] is not None and l in dbs and len(dbs[l]) >= cap[l]
-
-    def run_batch():
-        nonlocal t_feat
-        t = time.perf_counter()
-        acts = backbone.extract(batch, layers, size=None, batch_size=len(batch))
-        t_feat += time.perf_counter() - t
+    timings: dict[str, float] = {}
+    for batch, dims, adds in _sampled_columns(backbone, images, layers, groups, max_vectors, per_image, n_images,
+                                              batch_size, seed, desc, timings):
         base = len(store)
         store.extend(batch)
         for l in layers:
-            a = acts[l]
             if l not in dbs:
-                dbs[l] = FeatureDatabase(a.shape[-1], index, **index_kw)
-            if full(l):
-                continue
-            n, h, w, D = a.shape
-            centers = geoms[l].grid_centers((h, w)).reshape(-1, 2)
-            for j in range(n):
-                sel = np.arange(h * w)
-                if per[l] is not None and per[l] < h * w:
-                    sel = np.sort(rng.choice(h * w, per[l], replace=False))
-                if cap[l] is not None:
-                    sel = sel[: max(0, cap[l] - len(dbs[l]))]
-                if len(sel) == 0:
-                    break
-                dbs[l].add(a[j].reshape(-1, D)[sel], base + j, centers[sel], batch_groups[j])
-
-    for im in progress(images, desc, total=n_images):
-        batch.append(np.asarray(im))
-        batch_groups.append(int(next(groups_it)) if groups_it is not None else 0)
-        if len(batch) == batch_size:
-            run_batch()
-            batch, batch_groups = [], []
-            if all(full(l) for l in layers):
-                break
-    if batch:
-        run_batch()
+                dbs[l] = FeatureDatabase(dims[l], index, **index_kw)
+        for l, f, j, centers, g in adds:
+            dbs[l].add(f, base + j, centers, g)
     imgs, hw = store.finish()
     for l, db in dbs.items():
         db.images, db.image_hw = imgs, hw  # one store shared by every layer (no copy)
         db.finalize()
-        db.timings["features_s"] = t_feat
+        db.timings["features_s"] = timings.get("features_s", 0.0)
     return dbs
+
+
+# ------------------------------------------------------------------------------------------ on-disk vector store
+_SPILL_META = "meta.json"
+
+
+def spill_databases(backbone, images: Iterable[np.ndarray], layers: Sequence[str], folder: str | Path,
+                    groups: Iterable[int] | None = None, max_vectors: int | dict | None = None,
+                    per_image: int | dict | None = None, n_images: int | None = None, batch_size: int = 16,
+                    seed: int = 0, desc: str = "feature database") -> "SpilledDatabases":
+    """The vectors of :func:`build_databases` (same images, same sampled columns, same order) written to ``folder``
+    instead of being indexed in memory; :meth:`SpilledDatabases.open` then builds one layer's index at a time.
+
+    Each image goes through the network once for all layers; only one batch of features is in memory at a time.
+    All images must have the same size (e.g. crops resized to the network input). Files in ``folder`` (raw
+    little-endian arrays, appended batch by batch): ``images.u8`` ((M, H, W, 3) uint8, the image store),
+    ``layer<i>.f32`` ((N, D) float32 features of the i-th layer as the network gave them), ``layer<i>.idx.i32`` /
+    ``.xy.f32`` / ``.group.i32`` (provenance), and ``meta.json`` (layer names, counts, shapes, seconds), written
+    last and atomically: a folder without it is incomplete. Disk: ``H W 3`` bytes per image + ``4 D + 16`` bytes
+    per vector and layer.
+
+    Args: as :func:`build_databases`; ``folder`` is created (existing files of the same names are overwritten).
+    """
+    from .report import atomic_write_text
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / _SPILL_META).unlink(missing_ok=True)
+    layers = list(layers)
+    stems = {l: f"layer{i:03d}" for i, l in enumerate(layers)}  # file names never depend on the layer's spelling
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    count = {l: 0 for l in layers}
+    dims: dict[str, int] = {}
+    shape = None
+    n_img = 0
+    with contextlib.ExitStack() as stack:
+        files = {"images": stack.enter_context(open(folder / "images.u8", "wb"))}
+        for l in layers:
+            for ext in ("f32", "idx.i32", "xy.f32", "group.i32"):
+                files[(l, ext)] = stack.enter_context(open(folder / f"{stems[l]}.{ext}", "wb"))
+        for batch, bdims, adds in _sampled_columns(backbone, images, layers, groups, max_vectors, per_image,
+                                                   n_images, batch_size, seed, desc, timings):
+            dims.update(bdims)
+            for j, im in enumerate(batch):
+                if im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8:
+                    raise ValueError(f"images[{n_img + j}]: expected (H, W, 3) uint8, got {im.shape} {im.dtype}")
+                if shape is None:
+                    shape = im.shape
+                if im.shape != shape:
+                    raise ValueError(f"images[{n_img + j}]: size {im.shape[:2]} differs from the first image's "
+                                     f"{shape[:2]}; spill_databases needs equal-size images")
+                files["images"].write(np.ascontiguousarray(im).tobytes())
+            for l, f, j, centers, g in adds:
+                n = len(f)
+                files[(l, "f32")].write(np.ascontiguousarray(f, dtype="<f4").tobytes())
+                files[(l, "idx.i32")].write(np.full(n, n_img + j, "<i4").tobytes())
+                files[(l, "xy.f32")].write(np.asarray(centers, "<f4").tobytes())
+                files[(l, "group.i32")].write(np.full(n, g, "<i4").tobytes())
+                count[l] += n
+            n_img += len(batch)
+    meta = {"layers": {l: {"count": count[l], "dim": dims.get(l, 0), "stem": stems[l]} for l in layers},
+            "n_images": n_img,
+            "image_shape": list(shape) if shape is not None else [1, 1, 3],
+            "features_s": timings.get("features_s", 0.0), "seconds": time.perf_counter() - t0}
+    atomic_write_text(folder / _SPILL_META, json.dumps(meta))
+    return SpilledDatabases(folder)
+
+
+class SpilledDatabases:
+    """A folder written by :func:`spill_databases`: per-layer vectors and provenance on disk, images memory-mapped.
+
+    :meth:`open` builds ONE layer's :class:`FeatureDatabase` from it: the index holds that layer's vectors only
+    (``4 D`` bytes per vector for "flat", ``2 D`` for "flat16", ``D`` for "sq8"), the provenance is read into
+    memory (16 bytes per vector) and the image store is a read-only memory map of ``images.u8`` (the operating
+    system's page cache holds it once, however many processes open it). Vectors are added in chunks of at most
+    ``chunk_bytes``; for index kinds that need training (sq8, ivf, ivf16) the first chunk is exactly the first
+    ``train_size`` vectors, so the trained index does not depend on the chunk size.
+    """
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        meta = self.folder / _SPILL_META
+        if not meta.is_file():
+            raise FileNotFoundError(f"{meta}: not found; {self.folder} is not a complete spill_databases folder")
+        self.meta = json.loads(meta.read_text())
+        self.layers = list(self.meta["layers"])
+        self.n_images = int(self.meta["n_images"])
+        self.features_s = float(self.meta["features_s"])
+
+    @classmethod
+    def complete(cls, folder: str | Path, layers: Sequence[str]) -> "SpilledDatabases | None":
+        """The folder as SpilledDatabases if it is complete and holds every layer in ``layers``, else None."""
+        try:
+            sp = cls(folder)
+        except (OSError, ValueError, KeyError):
+            return None
+        ok = set(layers) <= set(sp.layers) and all(
+            (sp.folder / f"{sp._stem(l)}.{ext}").is_file() for l in layers
+            for ext in ("f32", "idx.i32", "xy.f32", "group.i32"))
+        return sp if ok else None
+
+    def _stem(self, layer: str) -> str:
+        if layer not in self.meta["layers"]:
+            raise KeyError(f"layer {layer!r} is not in {self.folder} (layers: {self.layers})")
+        return self.meta["layers"][layer]["stem"]
+
+    def _array(self, name: str, dtype: str, shape: tuple) -> np.ndarray:
+        if int(np.prod(shape)) == 0:
+            return np.zeros(shape, dtype)
+        path = self.folder / name
+        want = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        if path.stat().st_size != want:
+            raise ValueError(f"{path}: {path.stat().st_size} bytes, expected {want} (shape {shape}); "
+                             "the folder is damaged")
+        return np.memmap(path, dtype=dtype, mode="r", shape=shape)
+
+    def images(self) -> np.ndarray:
+        """(M, H, W, 3) uint8 read-only memory map of the image store."""
+        return self._array("images.u8", "u1", (self.n_images, *self.meta["image_shape"]))
+
+    def vectors(self, layer: str) -> np.ndarray:
+        """(N, D) float32 read-only memory map of ``layer``'s vectors (as the network gave them)."""
+        m = self.meta["layers"][layer]
+        return self._array(f"{self._stem(layer)}.f32", "<f4", (m["count"], m["dim"]))
+
+    def open(self, layer: str, index: str = "flat", chunk_bytes: int = 32 * 2**20, **index_kw) -> FeatureDatabase:
+        """``layer``'s finalized :class:`FeatureDatabase` (index kind and settings as in its constructor)."""
+        t0 = time.perf_counter()
+        n, dim = self.vectors(layer).shape  # checks the file size
+        stem = self._stem(layer)
+        idx = np.fromfile(self.folder / f"{stem}.idx.i32", "<i4", count=n)
+        xy = np.fromfile(self.folder / f"{stem}.xy.f32", "<f4", count=2 * n).reshape(n, 2)
+        grp = np.fromfile(self.folder / f"{stem}.group.i32", "<i4", count=n)
+        images = self.images()
+        db = FeatureDatabase(dim, index, images=images,
+                             image_hw=np.tile(np.array(images.shape[1:3], np.int64), (len(images), 1)), **index_kw)
+        rows = max(1, int(chunk_bytes) // max(4 * dim, 1))
+        bounds = set(range(0, n, rows)) | {n}
+        if not db.index.is_trained and db.train_size < n:
+            bounds.add(db.train_size)
+        bounds = sorted(bounds)
+        # plain reads, chunk by chunk (not a memory map: its pages would stay in this process's resident set)
+        reserved = False
+        with open(self.folder / f"{stem}.f32", "rb") as fh:
+            for a, b in zip(bounds[:-1], bounds[1:]):
+                if not reserved and db.index.is_trained:  # after training (sq8): the training buffer is gone
+                    db.reserve(n - a)
+                    reserved = True
+                f = np.fromfile(fh, "<f4", count=(b - a) * dim).reshape(b - a, dim)
+                db.add(f, idx[a:b], xy[a:b], grp[a:b])
+        db.finalize()
+        db.timings["open_s"] = time.perf_counter() - t0
+        db.timings["features_s"] = self.features_s
+        return db
 
 
 def build_database(backbone, images: Iterable[np.ndarray], layer: str, groups: Iterable[int] | None = None,
@@ -597,5 +805,6 @@ def average_rf(db: FeatureDatabase, seed_feature: np.ndarray, k: int, geom: RFGe
     return m if as_float else _to_uint8(m)
 
 
-__all__ = ["FeatureDatabase", "build_database", "build_databases", "reconstruct", "uniform_rf_reconstruct",
-           "average_rf", "extract_patches", "patch_start", "l2_normalize", "stack_images"]
+__all__ = ["FeatureDatabase", "build_database", "build_databases", "spill_databases", "SpilledDatabases",
+           "reconstruct", "uniform_rf_reconstruct", "average_rf", "extract_patches", "patch_start", "l2_normalize",
+           "stack_images"]

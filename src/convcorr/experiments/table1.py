@@ -5,6 +5,11 @@ paper's AlexNet values. ``--set backbones='["alexnet","squeezenet1_0","mobilenet
 table and figure for any registered or library backbone (library models with random weights: geometry does not
 depend on them). Layers after global mixing (attention, squeeze-excitation) have a global rf ("global"); a layer
 the analysis cannot follow is listed with "?" and the reason.
+
+Parallel options (``workers``, ``executor``, ``ray_address``, ``resume``; :mod:`convcorr.experiments.workers`):
+the unit of work is one backbone (build it with random weights, trace every layer: :func:`_backbone_task`);
+with ``workers`` > 1 the backbones are traced in parallel processes, each holding one backbone. The tables and
+figures are drawn afterwards in the calling process; results are identical for every setting.
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from pathlib import Path
 from ..backbones import get_backbone
 from ..receptive_field import GeometryError
 from ..report import Report, markdown_table
+from .workers import run_conf_tasks, with_parallel_options
 
 PAPER = {"conv1": (11, 4), "conv2": (51, 8), "conv3": (99, 16), "conv4": (131, 16), "conv5": (163, 16),
          "pool5": (195, 32)}
@@ -22,6 +28,8 @@ CONFIGS = {
                 "input_size": None},
     "paper": {"backbones": ["alexnet"], "input_size": 227},
 }
+#: parallel options (one unit of work per backbone): ``workers``, ``executor``, ``ray_address``, ``resume``
+CONFIGS = with_parallel_options(CONFIGS)
 
 
 def rf_rows(name: str, input_size: int | None = None) -> list[dict]:
@@ -48,6 +56,12 @@ def rf_rows(name: str, input_size: int | None = None) -> list[dict]:
             row["matches paper"] = (row["rf size"], row["stride"]) == PAPER[layer]
         rows.append(row)
     return rows
+
+
+def _backbone_task(name: str, input_size: int | None = None) -> tuple[list[dict], int]:
+    """One unit of work: (:func:`rf_rows` of backbone ``name``, the input side they were traced at)."""
+    size = int(input_size or get_backbone(name, pretrained=False, device="cpu").input_size)
+    return rf_rows(name, size), size
 
 
 def _numeric(r: dict, size: int) -> float | None:
@@ -94,13 +108,13 @@ def main(conf: dict, out_dir: Path) -> Path:
     if not names:
         raise ValueError("backbones: give at least one backbone name")
     n = len(names)
+    traced = run_conf_tasks(_backbone_task, names, conf, out_dir, "backbones",
+                            kwargs={"input_size": conf["input_size"]}, desc="tracing backbones")
     fig, axes = plt.subplots(2, n, figsize=(5.5 * n, 10), squeeze=False)
     summary = []
-    for j, name in enumerate(names):
+    for j, (name, (rows, size)) in enumerate(zip(names, traced)):
         ax = axes[0, j]
-        rows = rf_rows(name, conf["input_size"])
         rep.results[name] = rows
-        size = conf["input_size"] or get_backbone(name, pretrained=False, device="cpu").input_size
         note = ""
         if name == "alexnet":
             note = ("\n\nThe paper's Table 1 (AlexNet, 227x227) lists rf size / stride: "

@@ -18,11 +18,33 @@ rf-sized patches, averaged, pasted at the column's rf and overlaps averaged unif
 (:func:`convcorr.visualize.uniform_rf_reconstruct`). Average rf (Figure 2): mean of the rf-sized patches of the
 ``k_rf`` nearest neighbours of the query feature at a keypoint, per layer. Pixel error: mean absolute difference
 (0..255) between the reconstruction and the query over the pixels the reconstruction covers.
+
+Parallel runs and memory (options ``workers``, ``executor``, ``ray_address``, ``resume``, see
+:mod:`convcorr.experiments.workers`; results are identical for every setting). Every database view goes through
+the network ONCE, in the calling process, and the sampled vectors of all layers, their provenance and the views are
+appended to a folder on disk (:func:`convcorr.visualize.spill_databases`): a temporary folder inside the output
+folder, removed at the end, or, with ``resume``, ``<out>/tasks/database-<hash>/``, kept so that a re-run skips the
+forward passes (delete it when done). The unit of work is one layer (:func:`_layer_task`): build that layer's faiss
+index from its vectors, reconstruct every query, average the rf patches of every seed; ``workers`` processes work
+on different layers (so at most ``len(layers)`` workers are useful). Memory per worker: ONE layer's index (4 D
+bytes per vector for ``flat``, 2 D for ``flat16``, D for ``sq8``) + 16 bytes of provenance per vector + one
+query's patches; the views (227 x 227 x 3 bytes each) are memory-mapped read-only, so the page cache holds them
+once for all workers; the calling process holds the network and one batch of features (a serial run: one
+layer's index at a time, never all layers at once). At ``db_size=1000000`` (5,918 views, AlexNet): the largest
+layer (conv3 / conv4, D = 384) takes 1.5 GB of index per worker with ``flat`` and 0.4 GB with ``sq8`` (the
+``paper`` preset), conv1 0.4 / 0.1 GB; the views 0.9 GB in the page cache; disk: 5.8 GB of vectors + 0.9 GB of
+views. Measured (2-core machine, default preset with ``db_size=1000000``, ``index=sq8``, ``workers=2``): each
+worker peaked at 0.71 GB resident (0.50 GB anonymous, conv4) and the calling process at 1.31 GB; building the
+conv3 index alone in a fresh process peaked at 1.60 GB with ``flat`` and 0.51 GB with ``sq8``. At the default
+``db_size=100000``: at most 0.15 GB of index per worker (0.22 GB anonymous measured), 0.7 GB on disk. With ``executor="ray"`` on
+several machines the output folder must be on a file system every node sees (workers read the vectors from it).
 """
 from __future__ import annotations
 
 import math
 import re
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,6 +52,7 @@ import numpy as np
 
 from ..report import Report, markdown_table, progress
 from ..types import ConfigError, Instance
+from .workers import run_conf_tasks, task_dir, with_parallel_options
 
 _LAYERS = ["conv1", "conv2", "conv3", "conv4", "conv5", "pool5"]
 _SEEDS = [["face/lenna", "p37"], ["face/lenna", "p31"], ["face/lenna", "p49"], ["face/lenna", "p9"]]
@@ -42,9 +65,10 @@ CONFIGS = {
         "save_db": False,
     },
     # paper: 1M+ vectors per layer, k = 5 neighbours per patch. Index "sq8" (exhaustive cosine search over 8-bit
-    # codes): 6 layers x 1M vectors peaked at 3.7 GiB (measured: default preset with db_size=1000000, index=sq8)
-    # instead of ~11 GB with the exact "flat" index
-    # (set index=flat for exact search); recall@10 vs exact 0.97 on 1M real conv2 vectors (bench_faiss.py)
+    # codes: D bytes per vector, a quarter of the exact "flat" index; set index=flat for exact search); recall@10
+    # vs exact 0.97 on 1M real conv2 vectors (bench_faiss.py). Memory: one layer's index per worker (module
+    # docstring); when every layer was held at once, 6 layers x 1M vectors peaked at 3.7 GiB with sq8 and ~11 GB
+    # with flat (measured: default preset with db_size=1000000).
     "paper": {
         "backbone": "alexnet", "layers": _LAYERS, "recon_layers": _LAYERS, "queries": ["face/lenna", "images/cat"],
         "seeds": _SEEDS, "k": 5, "k_rf": 100, "db_size": 1_000_000, "reference_layer": "conv5", "n_warps": 4,
@@ -52,6 +76,9 @@ CONFIGS = {
         "save_db": False,
     },
 }
+#: parallel options (one unit of work per layer): ``workers``, ``executor``, ``ray_address``, ``resume``
+CONFIGS = with_parallel_options(CONFIGS)
+_PARALLEL_HEAD = "Parallel runs and memory"
 
 
 def slug(name: str) -> str:
@@ -130,7 +157,7 @@ def main(conf: dict, out_dir: Path) -> Path:
 
     matplotlib.use("Agg")
     from ..backbones import get_backbone
-    from ..visualize import average_rf, build_databases, reconstruct, uniform_rf_reconstruct
+    from ..visualize import SpilledDatabases, spill_databases
 
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
@@ -153,41 +180,12 @@ def main(conf: dict, out_dir: Path) -> Path:
     held_paths = {str(by_id[q].image_path) for q in held}
     db_photos = [p for p in photos if p.id not in held and str(p.image_path) not in held_paths]
     assert not {p.id for p in db_photos} & set(held), "query photos leaked into the database"
-
-    # ---- database ----------------------------------------------------------------------------------------
     grid_hw = {l: a.shape[1:3] for l, a in bb.extract([np.zeros((size, size, 3), np.uint8)], layers, size=None).items()}
     per_view = {l: int(np.prod(grid_hw[l])) for l in layers}
     if conf["reference_layer"] not in per_view:
         raise ConfigError(f"visualize: reference_layer {conf['reference_layer']!r} must be one of layers {layers}")
-    n_views = math.ceil(conf["db_size"] / per_view[conf["reference_layer"]])
-    keep = math.ceil(conf["db_size"] / n_views)
-    per_image = {l: min(keep, per_view[l]) for l in layers}
-    t0 = time.perf_counter()
-    views = view_generator(db_photos, n_views, conf, size, rng)
-    srcs: list[int] = []
 
-    def images():
-        for v, s in views:
-            srcs.append(s)
-            yield v
-
-    dbs = build_databases(bb, images(), layers, groups=_groups(srcs), max_vectors=conf["db_size"],
-                          per_image=per_image, n_images=n_views, index=conf["index"],
-                          batch_size=conf["batch_size"], seed=conf["seed"], desc=f"database ({n_views} views)")
-    t_build = time.perf_counter() - t0
-    db_rows, db_res = [], {}
-    for l in layers:
-        db, nb = dbs[l], dbs[l].nbytes()
-        row = {"layer": l, "vectors": len(db), "dim": db.dim, "views": len(db.images), "stride": geoms[l].stride,
-               "rf": geoms[l].size, "index MB": nb["index"] / 2**20, "index add s": db.timings["add_s"] + db.timings["train_s"]}
-        db_rows.append(row)
-        db_res[l] = {**row, "provenance_bytes": nb["provenance"], "images_bytes": nb["images"]}
-    feat_s = dbs[layers[0]].timings["features_s"]
-    if conf["save_db"]:
-        for l in layers:
-            dbs[l].save(out_dir / "db" / l)
-
-    # ---- queries ------------------------------------------------------------------------------------------
+    # ---- queries: crops, features (once per query photo) and seed columns, checked before the long work ----
     qcrops = {}
     for q in held:
         inst = by_id[q]
@@ -195,55 +193,96 @@ def main(conf: dict, out_dir: Path) -> Path:
         margin = 0.0 if inst.category == "image" else conf["query_margin"]  # shared/images: centred square
         side = max(x1 - x0, y1 - y0) * (1 + 2 * margin)
         qcrops[q] = square_crop(inst.load(), ((x0 + x1) / 2, (y0 + y1) / 2), side, size)
+    seed_xy = []
+    for q, name in conf["seeds"]:
+        inst = by_id[q]
+        kidx = inst.keypoint_names.index(name) if name in inst.keypoint_names else None
+        if kidx is None or not inst.visible[kidx]:
+            raise ConfigError(f"visualize: seed keypoint {name!r} is not annotated on {q}")
+        seed_xy.append(qcrops[q][1](inst.keypoints[kidx][None])[0])
     qacts = bb.extract([qcrops[q][0] for q in held], layers, size=None)
     qgrid = {q: {l: qacts[l][i] for l in layers} for i, q in enumerate(held)}
+    seed_columns = {l: [(q, tuple(int(v) for v in geoms[l].pixel_to_column(xy[None], grid_hw[l])[0]))
+                        for (q, _), xy in zip(conf["seeds"], seed_xy)] for l in layers}
 
-    recon_res, search_times = {}, {l: [] for l in layers}
-    for q in progress(list(conf["queries"]), "reconstructing queries"):
+    # ---- database vectors: every view through the network once, spilled to disk ----------------------------
+    n_views = math.ceil(conf["db_size"] / per_view[conf["reference_layer"]])
+    keep = math.ceil(conf["db_size"] / n_views)
+    per_image = {l: min(keep, per_view[l]) for l in layers}
+    folder = task_dir(conf, out_dir, "database")
+    temporary = folder is None
+    if temporary:
+        folder = Path(tempfile.mkdtemp(prefix=".database-", dir=out_dir))
+    try:
+        spill = None if temporary else SpilledDatabases.complete(folder, layers)
+        reused = spill is not None
+        if spill is None:
+            views = view_generator(db_photos, n_views, conf, size, rng)
+            srcs: list[int] = []
+
+            def images():
+                for v, s in views:
+                    srcs.append(s)
+                    yield v
+
+            spill = spill_databases(bb, images(), layers, folder, groups=_groups(srcs), max_vectors=conf["db_size"],
+                                    per_image=per_image, n_images=n_views, batch_size=conf["batch_size"],
+                                    seed=conf["seed"], desc=f"database ({n_views} views)")
+        t_build, feat_s = float(spill.meta["seconds"]), spill.features_s
+
+        # ---- one unit of work per layer: index, reconstructions, average rfs ----------------------------------
+        shared = {"folder": str(folder), "index": conf["index"], "k": conf["k"], "k_rf": conf["k_rf"], "size": size,
+                  "geoms": geoms, "recon_layers": recon_layers, "queries": list(conf["queries"]),
+                  "qgrid": qgrid, "seed_columns": seed_columns}
+        save_dir = str(out_dir / "db") if conf["save_db"] else None
+        per_layer = run_conf_tasks(_layer_task, layers, conf, out_dir, "layers", shared=shared,
+                                   kwargs={"save_dir": save_dir}, key=str, desc="layers (index, queries)")
+    finally:
+        if temporary:
+            shutil.rmtree(folder, ignore_errors=True)
+    res = dict(zip(layers, per_layer))
+
+    # ---- figures ------------------------------------------------------------------------------------------
+    recon_res = {}
+    for q in conf["queries"]:
         img = qcrops[q][0]
-        rec, uni = {}, {}
-        for l in recon_layers:
-            g, geom = qgrid[q][l], geoms[l]
-            t = time.perf_counter()
-            rec[l], ids = reconstruct(g, geom, dbs[l], conf["k"], (size, size), return_ids=True)
-            search_times[l].append((time.perf_counter() - t, g.shape[0] * g.shape[1]))
-            uni[l] = uniform_rf_reconstruct(g, geom, dbs[l], conf["k"], (size, size), ids=ids)
-        recon_res[q] = {l: {"pixel_error": _pixel_error(rec[l], img), "uniform_rf_pixel_error": _pixel_error(uni[l], img)}
-                        for l in recon_layers}
+        rec = {l: res[l]["rec"][q] for l in recon_layers}
+        uni = {l: res[l]["uni"][q] for l in recon_layers}
+        recon_res[q] = {l: {"pixel_error": _pixel_error(rec[l], img),
+                            "uniform_rf_pixel_error": _pixel_error(uni[l], img)} for l in recon_layers}
         _row_figure(rep, img, rec, f"reconstruction_{slug(q)}.png",
                     f"Figure 1 style: query {q} (left) rebuilt from the stride patches of the k={conf['k']} nearest "
                     f"database features per column, per layer.")
         _row_figure(rep, img, uni, f"uniform_rf_{slug(q)}.png",
                     f"Uniform-rf control for {q}: the neighbours' full rf patches, averaged and overlap-averaged.")
-
-    # ---- average receptive fields (Figure 2) -------------------------------------------------------------
-    rfs = []
-    for q, name in progress(conf["seeds"], "average receptive fields"):
-        inst = by_id[q]
-        kidx = inst.keypoint_names.index(name) if name in inst.keypoint_names else None
-        if kidx is None or not inst.visible[kidx]:
-            raise ConfigError(f"visualize: seed keypoint {name!r} is not annotated on {q}")
-        xy = qcrops[q][1](inst.keypoints[kidx][None])[0]
-        row = {}
-        for l in layers:
-            cr = geoms[l].pixel_to_column(xy[None], grid_hw[l])[0]
-            row[l] = average_rf(dbs[l], qgrid[q][l][cr[1], cr[0]], conf["k_rf"], geoms[l])
-        rfs.append((q, name, xy, row))
+    rfs = [(q, name, xy, {l: res[l]["rf"][i] for l in layers})
+           for i, ((q, name), xy) in enumerate(zip(conf["seeds"], seed_xy))]
     if rfs:
         _average_rf_figure(rep, qcrops, rfs, layers, conf["k_rf"])
 
     # ---- report -------------------------------------------------------------------------------------------
+    db_rows, db_res, layer_times = [], {}, {}
+    for l in layers:
+        r = res[l]
+        row = {"layer": l, "vectors": r["vectors"], "dim": r["dim"], "views": r["views"], "stride": geoms[l].stride,
+               "rf": geoms[l].size, "index MB": r["index_bytes"] / 2**20}
+        db_rows.append({**row, "index build s": r["index_s"]})
+        db_res[l] = {**row, "provenance_bytes": r["provenance_bytes"], "images_bytes": r["images_bytes"]}
+        layer_times[l] = {"index_build_s": r["index_s"], "reconstruct_s": r["search_s"], "task_s": r["task_s"],
+                          "peak_rss_mb": r["peak_rss_mb"], "anon_mb": r["anon_mb"]}
     err_rows = []
     for q, per in recon_res.items():
         err_rows.append({"query": q, "kind": "reconstruction", **{l: per[l]["pixel_error"] for l in recon_layers}})
-        err_rows.append({"query": q, "kind": "uniform rf", **{l: per[l]["uniform_rf_pixel_error"] for l in recon_layers}})
+        err_rows.append({"query": q, "kind": "uniform rf",
+                         **{l: per[l]["uniform_rf_pixel_error"] for l in recon_layers}})
     time_rows = []
     for l in recon_layers:
-        tot = sum(t for t, _ in search_times[l])
-        nq = sum(n for _, n in search_times[l])
-        time_rows.append({"layer": l, "vectors": len(dbs[l]), "query columns": nq,
+        tot, nq = res[l]["search_s"], res[l]["search_columns"]
+        time_rows.append({"layer": l, "vectors": res[l]["vectors"], "query columns": nq,
                           "reconstruct s (search + patches)": tot, "ms per query vector": 1000 * tot / max(nq, 1)})
-    rep.section("Protocol", __doc__.split("\n\n", 1)[1].strip())
+    rss_rows = [{"layer": l, "task s": layer_times[l]["task_s"], "peak RSS MB": layer_times[l]["peak_rss_mb"],
+                 "anonymous MB at the end": layer_times[l]["anon_mb"]} for l in layers]
+    rep.section("Protocol", __doc__.split("\n\n", 1)[1].split(_PARALLEL_HEAD, 1)[0].strip())
     rep.section("Differences from the paper", (
         "The paper's database holds >= 1M conv features of a large natural-image collection; here the vectors come "
         f"from {len(db_photos)} shared photos, multiplied by random crops, flips and smooth warps, so neighbours "
@@ -254,17 +293,72 @@ def main(conf: dict, out_dir: Path) -> Path:
     rep.section("Database", f"{n_views} views of {len(db_photos)} source photos (+ {conf['n_warps']} warps each); "
                 f"held-out query photos: {', '.join(held)}. Index: `{conf['index']}`.\n\n"
                 + markdown_table(db_rows, floatfmt="{:.2f}")
-                + f"\nBuild time {t_build:.1f} s in total, of which network forward passes {feat_s:.1f} s "
-                  f"(device: {bb.device}).")
+                + f"\nVectors extracted in {t_build:.1f} s, of which network forward passes {feat_s:.1f} s "
+                  f"(device: {bb.device})" + (" (in an earlier run: reused with `resume`)" if reused else "")
+                + "; each layer's index is built from them in its own unit of work (index build s).")
     rep.section("Query timings (measured)", markdown_table(time_rows, floatfmt="{:.3f}"))
     rep.section("Reconstruction pixel error (mean |difference|, 0..255, covered pixels)",
                 markdown_table(err_rows, ["query", "kind", *recon_layers], floatfmt="{:.1f}"))
     rep.results.update({"database": db_res, "n_views": n_views, "db_photos": [p.id for p in db_photos],
-                        "held_out": held, "build_s": t_build, "features_s": feat_s,
-                        "query_timings": time_rows, "pixel_error": recon_res})
+                        "held_out": held, "pixel_error": recon_res,
+                        "timing": {"build_s": t_build, "features_s": feat_s, "layers": layer_times,
+                                   "query": time_rows}})
     rep.results["seconds"] = time.perf_counter() - t_start
-    rep.section("Runtime", f"{rep.results['seconds']:.1f} s on this machine.")
+    rep.section("Runtime", f"{rep.results['seconds']:.1f} s on this machine (workers={conf['workers']}, executor="
+                f"{conf['executor'] or 'default'}). Per layer unit: peak resident memory of the process that ran it "
+                "since that process started (including the pages of the memory-mapped views it read, shared between "
+                "processes), and its anonymous memory at the end of the unit, with the layer's index still "
+                "loaded:\n\n" + markdown_table(rss_rows, floatfmt="{:.1f}"))
     return rep.save()
+
+
+def _layer_task(layer: str, shared: dict, save_dir: str | None = None) -> dict:
+    """One unit of work: build ``layer``'s index from the spilled vectors, reconstruct every query (Figure 1 and
+    the uniform-rf control) and average the rf patches of every seed's neighbours (Figure 2).
+
+    Returns small, picklable results: reconstructions ({query: (size, size, 3) uint8}), average rfs (one
+    (S, S, 3) uint8 per seed), database sizes and timings. Uses no random numbers (the column sampling happened
+    once, in the calling process), so the result does not depend on which worker runs it.
+    """
+    import resource
+
+    from ..visualize import SpilledDatabases, average_rf, reconstruct, uniform_rf_reconstruct
+
+    t0 = time.perf_counter()
+    db = SpilledDatabases(shared["folder"]).open(layer, shared["index"])
+    geom, size, k = shared["geoms"][layer], shared["size"], shared["k"]
+    nb = db.nbytes()
+    out = {"vectors": len(db), "dim": db.dim, "views": len(db.images), "index_bytes": nb["index"],
+           "provenance_bytes": nb["provenance"], "images_bytes": nb["images"], "index_s": db.timings["open_s"],
+           "rec": {}, "uni": {}, "rf": [], "search_s": 0.0, "search_columns": 0}
+    if layer in shared["recon_layers"]:
+        for q in shared["queries"]:
+            g = shared["qgrid"][q][layer]
+            t = time.perf_counter()
+            out["rec"][q], ids = reconstruct(g, geom, db, k, (size, size), return_ids=True)
+            out["search_s"] += time.perf_counter() - t
+            out["search_columns"] += g.shape[0] * g.shape[1]
+            out["uni"][q] = uniform_rf_reconstruct(g, geom, db, k, (size, size), ids=ids)
+    for q, (c, r) in shared["seed_columns"][layer]:
+        out["rf"].append(average_rf(db, shared["qgrid"][q][layer][r, c], shared["k_rf"], geom))
+    if save_dir is not None:
+        db.save(Path(save_dir) / layer)
+    out["task_s"] = time.perf_counter() - t0
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["anon_mb"] = _anon_mb()  # while this layer's index is still in memory
+    return out
+
+
+def _anon_mb() -> float | None:
+    """This process's anonymous resident memory in MB (Linux ``RssAnon``: excludes memory-mapped files such as the
+    shared views), or None where /proc is unavailable."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 class _groups:
