@@ -84,6 +84,11 @@ def _save_atomic(path: Path, obj: Any) -> None:
     atomic_write(path, lambda fh: pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL))
 
 
+def result_path(out_dir: str | Path, key: str) -> Path:
+    """Where :func:`run_tasks` keeps the result of the task named ``key`` under ``out_dir``."""
+    return Path(out_dir) / f"{key}.pkl"
+
+
 def _keys(tasks, key):
     if key is None:
         width = max(6, len(str(len(tasks))))
@@ -135,7 +140,7 @@ def run_tasks(fn: Callable, tasks: Sequence, *, shared: Any = None, kwargs: dict
         out.mkdir(parents=True, exist_ok=True)
         todo = []
         for i, k in enumerate(keys):
-            f = out / f"{k}.pkl"
+            f = result_path(out, k)
             if f.exists():
                 with open(f, "rb") as fh:
                     results[i] = pickle.load(fh)
@@ -148,7 +153,7 @@ def run_tasks(fn: Callable, tasks: Sequence, *, shared: Any = None, kwargs: dict
     def done(i, res):
         results[i] = res
         if out is not None:
-            _save_atomic(out / f"{keys[i]}.pkl", res)
+            _save_atomic(result_path(out, keys[i]), res)
         bar.update(1)
 
     def fail(i, e):

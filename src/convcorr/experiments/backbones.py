@@ -45,7 +45,7 @@ import numpy as np
 from .. import protocols
 from ..report import Report, markdown_table, progress
 from ..types import ConfigError, DataError
-from .workers import run_conf_tasks, task_dir, with_parallel_options
+from .workers import all_saved, run_conf_tasks, with_parallel_options
 
 _METHODS = {
     "backbones": ["alexnet", "efficientnet_lite0", "squeezenet1_0", "mobilenet_v1", "mobilenet_v2"],
@@ -428,8 +428,7 @@ def compute(conf: dict, out_dir: str | Path | None = None) -> BackbonesResults:
         prep_pairs, prep_cls = prepared_cache[size]
         # one forward pass per image for all layers (skipped when ``resume`` finds every layer of this backbone
         # already measured: a resumed run does not recompute finished backbones' features)
-        saved = task_dir(conf, out_dir, "layers") if out_dir is not None else None
-        done = saved is not None and all((saved / f"{layer_key(bb.name, l)}.pkl").exists() for l in layers)
+        done = all_saved(conf, out_dir, "layers", [layer_key(bb.name, l) for l in layers])
         grids: dict = {l: {} for l in layers}
         kp: dict = {l: {} for l in layers}
         if not done:

@@ -38,7 +38,7 @@ from ..pair_transfer import box_copy, pair_record, prepare, source_points, trans
 from ..pck import evaluate, get_protocol, pck_vs_alpha
 from ..report import Report, markdown_table
 from ..types import ConfigError
-from .workers import run_conf_tasks, task_dir, with_parallel_options
+from .workers import all_saved, run_conf_tasks, with_parallel_options
 
 _METHODS = {
     "features": ["alexnet:conv4", "sift"], "matchers": ["flow", "nn"], "baselines": ["box-copy"],
@@ -167,7 +167,6 @@ def compute(conf: dict, out_dir: str | Path | None = None) -> PairsResults:
     by_cat: dict = {}
     for k, p in enumerate(pairs):
         by_cat.setdefault(p.source.category, []).append(k)
-    saved = task_dir(conf, out_dir, "pairs") if out_dir is not None else None
     for cat, idx in by_cat.items():
         insts = {}
         for k in idx:
@@ -177,7 +176,7 @@ def compute(conf: dict, out_dir: str | Path | None = None) -> PairsResults:
         ids = list(prepared)
         grids = {f: {} for f in feats}
         # a resumed run does not recompute the features of a category whose pairs are all saved
-        done = saved is not None and all((saved / f"{pair_key(k, pairs[k])}.pkl").exists() for k in idx)
+        done = all_saved(conf, out_dir, "pairs", [pair_key(k, pairs[k]) for k in idx])
         for f, fe in ({} if done else feats).items():
             t0 = time.perf_counter()
             out = []

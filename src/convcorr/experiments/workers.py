@@ -47,6 +47,16 @@ def task_dir(conf: dict, out_dir: str | Path, stage: str) -> Path | None:
     return Path(out_dir) / "tasks" / f"{stage}-{config_hash(conf)}"
 
 
+def all_saved(conf: dict, out_dir: str | Path | None, stage: str, keys) -> bool:
+    """True when ``resume`` is on and every unit named in ``keys`` (the ``key`` strings given to
+    :func:`run_conf_tasks`) already has its saved result: the caller can then skip the work that only feeds those
+    units (e.g. extracting their features)."""
+    from ..parallel import result_path
+
+    folder = task_dir(conf, out_dir, stage) if out_dir is not None else None
+    return folder is not None and all(result_path(folder, k).exists() for k in keys)
+
+
 def run_conf_tasks(fn: Callable, tasks: Sequence, conf: dict, out_dir: str | Path | None, stage: str, *,
                    shared: Any = None, kwargs: dict | None = None, key: Callable | None = None,
                    desc: str | None = None) -> list:
