@@ -8,7 +8,7 @@ from convcorr.experiments import resolve_conf, run
 def test_table3_tiny(tmp_path, shared):
     run("table3", tmp_path, "default", {"categories": ["face"], "n_synthetic": 1, "radii": [20, 80],
                                         "layers": ["conv3"], "folds": 3, "Cs": [0.1, 1.0], "n_response": 3,
-                                        "n_response_instances": 1, "response_window": 8, "n_jobs": 1})
+                                        "n_response_instances": 1, "response_window": 8})
     res = json.loads((tmp_path / "results.json").read_text())["results"]
     acc = res["accuracy"]["face"]
     assert set(acc) == {"SIFT r20", "SIFT r80", "conv3"}
