@@ -32,7 +32,8 @@ Parallel runs (``workers``, ``executor``, ``ray_address``, ``resume``: :mod:`con
 feature grids and global descriptors are computed once per instance in the calling process; the units of work are
 the per-(category, feature, keypoint type) SVMs with their hard-negative mining, whose random initial negatives
 are seeded by ``seed`` and the type (:func:`convcorr.prediction.type_rng`). Predictions (one matrix product per
-test instance) run in the calling process. Results are identical for every setting.
+test instance) run in the calling process. Each worker holds a copy of the training grids (memory grows with
+``workers``). Results are identical for every setting.
 """
 from __future__ import annotations
 
@@ -184,11 +185,12 @@ def main(conf: dict, out_dir: Path) -> Path:
             training[(c, fi)] = model.training_set(tr, names)
             tasks += [((c, fi), n) for n in names]  # one unit per (category, feature, keypoint type)
             timing[f"{c}: {fo.spec} grids"] = time.perf_counter() - t1
-    # the SVMs with hard-negative mining (the expensive part) as independent tasks; every unit needs the training
-    # grids of its (category, feature), sent once per worker
+    # the SVMs with hard-negative mining (the expensive part) as independent tasks; every unit needs all training
+    # grids of its (category, feature): they are sent once per worker (each worker holds a copy of them)
     t1 = time.perf_counter()
     fitted = run_conf_tasks(fit_type_task, tasks, conf, out_dir, "svms", shared=training,
-                            key=lambda t: _task_key("svm", t[0][0], f"f{t[0][1]}", t[1]), desc="keypoint SVMs (mining)")
+                            key=lambda t: _task_key("svm", t[0][0], f"f{t[0][1]}", t[1]),
+                            desc="keypoint SVMs (mining)")
     timing["SVMs"] = time.perf_counter() - t1
     del training
     for ((c, fi), n), r in zip(tasks, fitted):
