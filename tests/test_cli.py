@@ -208,3 +208,44 @@ def test_align_refuses_a_foreign_out_folder(tmp_path, shared):
     (tmp_path / "notes.txt").write_text("mine")
     _one_line_error(_run(["align", str(img), str(img), "--out", str(tmp_path)]), "not a convcorr report", "--force")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+# ------------------------------------------------------------------------------------------ parallel flags (#11)
+def test_parallel_flags_become_the_experiment_options(monkeypatch, tmp_path):
+    from convcorr import experiments
+
+    seen = {}
+    monkeypatch.setattr(experiments, "run", lambda name, out, preset, overrides, force=False: seen.update(
+        name=name, overrides=overrides) or tmp_path / "report.md")
+    r = CliRunner().invoke(cli, ["experiment", "pairs", "--workers", "3", "--executor", "ray", "--ray-address",
+                                 "10.0.0.1:6379", "--resume", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert seen["overrides"] == {"workers": 3, "executor": "ray", "ray_address": "10.0.0.1:6379", "resume": True}
+    r = CliRunner().invoke(cli, ["experiment", "pairs", "--out", str(tmp_path)])
+    assert r.exit_code == 0 and seen["overrides"] == {}  # nothing given: the presets' values
+    r = CliRunner().invoke(cli, ["visualize", "--workers", "2", "--out", str(tmp_path)])
+    assert r.exit_code == 0 and seen["name"] == "visualize" and seen["overrides"] == {"workers": 2}
+
+
+def test_parallel_flags_are_checked_before_any_work(tmp_path):
+    r = CliRunner().invoke(cli, ["experiment", "table2", "--workers", "0", "--out", str(tmp_path / "a")])
+    assert r.exit_code == 2 and "--workers" in r.output
+    r = CliRunner().invoke(cli, ["experiment", "table2", "--executor", "dask", "--out", str(tmp_path / "b")])
+    assert r.exit_code == 2 and "dask" in r.output
+    r = CliRunner().invoke(cli, ["experiment", "table2", "--workers", "2", "--set", "workers=3",
+                                 "--out", str(tmp_path / "c")])
+    assert r.exit_code == 2 and "given both" in r.output
+    for bad, msg in (("workers=0", "must be >= 1"), ("executor='dask'", "must be one of"),
+                     ("workers=1.5", "expects int")):
+        r = CliRunner().invoke(cli, ["experiment", "table2", "--set", bad, "--out", str(tmp_path / "d")])
+        assert r.exit_code == 2 and msg in r.output, (bad, r.output)
+    assert not any((tmp_path / d).exists() for d in "abcd")  # refused before the output folder was made
+
+
+def test_every_experiment_takes_the_parallel_options():
+    from convcorr.experiments import EXPERIMENTS, get_experiment
+    from convcorr.experiments.workers import PARALLEL_OPTIONS
+
+    for name in EXPERIMENTS:
+        for preset, conf in get_experiment(name).CONFIGS.items():
+            assert set(PARALLEL_OPTIONS) <= set(conf), (name, preset)

@@ -155,3 +155,41 @@ def test_table2_process_pool_equals_serial_and_keeps_task_results(tmp_path, shar
             assert qa["methods"][m]["energies"] == qb["methods"][m]["energies"]
     assert a["pck"] == b["pck"]
     assert len(list((tmp_path / "pool" / "tasks").glob("*/q*.pkl"))) == 2  # queries 1..2 (query 0 runs in-process)
+
+
+@pytest.mark.slow
+def test_table2_resumes_an_interrupted_run_and_runs_on_ray(tmp_path, shared):
+    """CLI flags end to end: --workers 2 --resume, a lost task result is recomputed and the rest reused; the same
+    run on a local Ray cluster (--executor ray) gives the same results as the serial run."""
+    pytest.importorskip("ray")
+    import ray
+    from click.testing import CliRunner
+
+    from convcorr.cli import cli
+
+    sets = ["--set", "categories=['face']", "--set", "n_queries=3", "--set", "k=2", "--set", "top=1",
+            "--set", "n_warps=1", "--set", "features=['alexnet:conv4']", "--set", "n_iter=3"]
+
+    def results(d):
+        return json.loads((tmp_path / d / "results.json").read_text())["results"]["per_query"]
+
+    r = CliRunner().invoke(cli, ["experiment", "table2", "--out", str(tmp_path / "serial")] + sets)
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli, ["experiment", "table2", "--out", str(tmp_path / "res"), "--workers", "2",
+                                 "--resume"] + sets)
+    assert r.exit_code == 0, r.output
+    saved = sorted((tmp_path / "res" / "tasks").glob("*/q*.pkl"))
+    assert len(saved) == 2
+    kept = saved[1].stat().st_mtime_ns
+    saved[0].unlink()  # "interrupted" before this query's result was written
+    r = CliRunner().invoke(cli, ["experiment", "table2", "--out", str(tmp_path / "res"), "--resume"] + sets)
+    assert r.exit_code == 0, r.output
+    assert saved[0].exists() and saved[1].stat().st_mtime_ns == kept  # only the lost one ran again
+    assert results("res") == results("serial")
+    try:
+        r = CliRunner().invoke(cli, ["experiment", "table2", "--out", str(tmp_path / "ray"), "--executor", "ray",
+                                     "--workers", "2"] + sets)
+    finally:
+        ray.shutdown()
+    assert r.exit_code == 0, r.output
+    assert results("ray") == results("serial")
