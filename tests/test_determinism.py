@@ -10,7 +10,7 @@ SMALL = {
                "features": ["alexnet:conv4", "sift:step=8,bin=8"], "n_iter": 2, "beta_grid": [1e-2, 1e-1],
                "n_boot": 50},
     "table3": {"categories": ["face"], "n_synthetic": 1, "radii": [20], "layers": ["conv2"], "folds": 2,
-               "Cs": [0.1, 10.0], "n_response": 2, "n_response_instances": 1, "response_window": 4, "n_jobs": 1,
+               "Cs": [0.1, 10.0], "n_response": 2, "n_response_instances": 1, "response_window": 4,
                "max_types": 6, "n_boot": 50},
     "table4": {"categories": ["face"], "n_synthetic": 1, "max_types": 3, "mining_rounds": 1, "size": 200,
                "n_init": 200, "n_add": 200, "n_figure": 1, "n_boot": 50},

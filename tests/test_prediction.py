@@ -172,6 +172,32 @@ def test_keypoint_predictor_sift_finds_blobs():
         KeypointPredictor("sift").predict(test[0])
 
 
+def test_each_type_trains_the_same_alone_in_any_order_or_process():
+    """Hard-negative mining is seeded per type (type_rng): a type's SVM does not depend on which other types are
+    trained, in which order, or in which process (the TrainingSet is pickled as a worker would receive it)."""
+    import pickle
+
+    from convcorr.prediction import fit_type_task, type_rng
+
+    rng = np.random.default_rng(2)
+    insts = [_blob_instance(i, rng) for i in range(6)]
+    kw = dict(k=1, size=96, C=1.0, rounds=1, n_init=100, n_add=100, seed=3)
+    both = KeypointPredictor("sift", **kw).fit(insts)
+    alone = KeypointPredictor("sift", **kw).fit(insts, names=("hole",))
+    data = KeypointPredictor("sift", **kw).training_set(insts, ("hole", "blob"))
+    remote = pickle.loads(pickle.dumps({"k": data}))
+    for name in ("hole", "blob"):
+        w, b, hist = fit_type_task(("k", name), remote)
+        np.testing.assert_array_equal(w, both.models[name][0])
+        assert b == both.models[name][1] and hist == both.history[name]
+    np.testing.assert_array_equal(alone.models["hole"][0], both.models["hole"][0])
+    assert fit_type_task(("k", "no such type"), remote) is None
+    # the generator depends on the seed and the type name only
+    assert type_rng(3, "hole").integers(1 << 30) == type_rng(3, "hole").integers(1 << 30)
+    assert type_rng(3, "hole").integers(1 << 30) != type_rng(3, "blob").integers(1 << 30)
+    assert type_rng(3, "hole").integers(1 << 30) != type_rng(4, "hole").integers(1 << 30)
+
+
 def test_keypoint_predictor_conv5_real_backbone(shared):
     from convcorr.backbones import get_backbone
 

@@ -8,7 +8,7 @@ from convcorr.experiments import resolve_conf, run
 def test_table3_tiny(tmp_path, shared):
     run("table3", tmp_path, "default", {"categories": ["face"], "n_synthetic": 1, "radii": [20, 80],
                                         "layers": ["conv3"], "folds": 3, "Cs": [0.1, 1.0], "n_response": 3,
-                                        "n_response_instances": 1, "response_window": 8, "n_jobs": 1})
+                                        "n_response_instances": 1, "response_window": 8})
     res = json.loads((tmp_path / "results.json").read_text())["results"]
     acc = res["accuracy"]["face"]
     assert set(acc) == {"SIFT r20", "SIFT r80", "conv3"}
@@ -33,3 +33,61 @@ def test_table3_tiny(tmp_path, shared):
     assert st["maxima"] == 3 and 0 <= st["on_boundary"] <= 3
     assert (tmp_path / "accuracy.png").stat().st_size > 500
 
+
+
+def _strip(d):
+    """results.json without the timestamp and timings (as tests/test_determinism.py)."""
+    if isinstance(d, dict):
+        return {k: _strip(v) for k, v in d.items() if k not in ("created", "seconds", "timing", "cpu_seconds")
+                and not k.endswith("_seconds")}
+    if isinstance(d, list):
+        return [_strip(v) for v in d]
+    return d
+
+
+def test_table3_process_pool_equals_serial_and_resumes(tmp_path, shared):
+    # units: 2 (category, feature) SVMs with their CV over C, 2 response-map jobs (one per test instance)
+    over = {"categories": ["face"], "n_synthetic": 1, "radii": [20], "layers": ["conv1"], "folds": 2,
+            "Cs": [0.1, 10.0], "n_response": 2, "n_response_instances": 2, "response_window": 4, "max_types": 6,
+            "n_boot": 50}
+    res = lambda d: _strip(json.loads((d / "results.json").read_text()))["results"]
+    run("table3", tmp_path / "serial", "default", over)
+    run("table3", tmp_path / "pool", "default", dict(over, workers=2, resume=True))
+    serial = res(tmp_path / "serial")
+    assert serial["accuracy"]["face"] and len(serial["response_peak_offsets"]["conv1"]) == 2
+    assert res(tmp_path / "pool") == serial
+    saved = sorted((tmp_path / "pool" / "tasks").glob("*/*.pkl"))
+    assert sorted(f.parent.name.split("-")[0] for f in saved) == ["response", "response", "svms", "svms"]
+    assert not (tmp_path / "serial" / "tasks").exists()  # resume=False keeps nothing
+    # an interrupted run: one SVM and one response map lost; the rerun computes only those two (on Ray when
+    # installed)
+    lost = [next(f for f in saved if f.name == "svm-face-conv1.pkl"),
+            next(f for f in saved if f.parent.name.startswith("response"))]
+    kept = {f: f.stat().st_mtime_ns for f in saved if f not in lost}
+    for f in lost:
+        f.unlink()
+    _rerun_lost_units(tmp_path / "pool", over)
+    assert res(tmp_path / "pool") == serial
+    assert all(f.exists() for f in lost) and {f: f.stat().st_mtime_ns for f in kept} == kept
+
+
+def test_table3_has_no_n_jobs_option():
+    # one name, one meaning: the parallel option is `workers` (convcorr.experiments.workers)
+    conf = resolve_conf("table3", "default", {"workers": 2})
+    assert conf["workers"] == 2 and "n_jobs" not in conf
+    with pytest.raises(KeyError):
+        resolve_conf("table3", "default", {"n_jobs": 2})
+
+
+def _rerun_lost_units(out, over):
+    """Resume into ``out``; the lost units run on a local Ray cluster of 2 CPUs when Ray is installed (the same
+    tasks and shared data through Ray's object store), else serially."""
+    try:
+        import ray
+    except ImportError:
+        run("table3", out, "default", dict(over, resume=True))
+        return
+    try:
+        run("table3", out, "default", dict(over, resume=True, executor="ray", workers=2))
+    finally:
+        ray.shutdown()

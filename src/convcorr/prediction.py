@@ -24,10 +24,19 @@ Method (Long, Zhang & Darrell 2014, Sec. 5):
    columns of the map and never yields s = 0. ``to_positive(..., "minmax")`` is available as an option.
 
 Coordinates are (x, y) pixels; maps are (h, w) with row = y.
+
+The per-type SVMs are independent units: :meth:`KeypointPredictor.training_set` gathers what they need (the
+training grids, keypoints in crop pixels, SVM options; picklable, without the feature extractor) and
+:func:`fit_type_task` trains one type, e.g. in a worker process (``convcorr.parallel.run_tasks``);
+:meth:`KeypointPredictor.fit` is the serial loop over the same function. Hard-negative mining draws its initial
+negatives from :func:`type_rng` (seeded by ``seed`` and the type's name), so a type's SVM is the same whichever
+other types are trained, in which order or process.
 """
 from __future__ import annotations
 
 import warnings
+import zlib
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -147,6 +156,74 @@ def train_keypoint_svm(X_pos: np.ndarray, X_neg: np.ndarray, C: float = 1.0, rou
             break
         used[cand[np.argsort(-s[cand], kind="stable")[:n_add]]] = True
     return (w, b, history) if return_history else (w, b)
+
+
+def type_rng(seed: int, name: str) -> np.random.Generator:
+    """Random generator of the hard-negative mining of keypoint type ``name``: seeded by (``seed``, CRC-32 of the
+    name), independent of the other types and of the order or process they are trained in."""
+    return np.random.default_rng([int(seed), zlib.crc32(str(name).encode("utf-8"))])
+
+
+@dataclass
+class TrainingSet:
+    """What the per-type SVMs of a :class:`KeypointPredictor` need, without the feature extractor (picklable).
+
+    Attributes:
+        grids: per training instance, its (h*w, D) column descriptors (row-major columns).
+        shapes: per instance, the grid's (h, w).
+        geoms: per instance, the grid's :class:`RFGeometry` in crop pixels.
+        points: per instance, (K_i, 2) keypoints in crop pixels (order of ``names[i]``).
+        visible: per instance, (K_i,) bool.
+        names: per instance, its keypoint names.
+        options: :func:`train_keypoint_svm` / :func:`positives_negatives` options (n_pos, C, rounds, n_init,
+            n_add) and ``seed`` (:func:`type_rng`).
+    """
+
+    grids: list
+    shapes: list
+    geoms: list
+    points: list
+    visible: list
+    names: list
+    options: dict = field(default_factory=dict)
+
+    def examples(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """(positives (P, D), negative pool (N, D)) of type ``name`` over the instances where it is visible
+        (:func:`positives_negatives`), or None when no instance shows it."""
+        P, N = [], []
+        for flat, hw, geom, pts, vis, names in zip(self.grids, self.shapes, self.geoms, self.points, self.visible,
+                                                   self.names):
+            if name not in names:
+                continue
+            j = names.index(name)
+            if not vis[j]:
+                continue
+            pos, neg = positives_negatives(geom, hw, pts[j], self.options.get("n_pos", 10))
+            P.append(flat[pos])
+            N.append(flat[neg])
+        if not P:
+            return None
+        return np.concatenate(P), np.concatenate(N)
+
+
+def fit_type_task(task, shared) -> tuple | None:
+    """Task function (``convcorr.parallel.run_tasks``) training ONE keypoint type's SVM with hard-negative mining.
+
+    Args:
+        task: ``(key, name)``: ``shared[key]`` is a :class:`TrainingSet`, ``name`` the keypoint type.
+        shared: {key: TrainingSet} (e.g. one per (category, feature)).
+    Returns:
+        (w (D,), b, history) (:func:`train_keypoint_svm` with ``return_history``), or None when no training
+        instance shows the type. The initial negatives come from :func:`type_rng` (seed, name).
+    """
+    key, name = task
+    data = shared[key]
+    ex = data.examples(name)
+    if ex is None:
+        return None
+    o = data.options
+    return train_keypoint_svm(ex[0], ex[1], o.get("C", 1.0), o.get("rounds", 3), rng=type_rng(o.get("seed", 0), name),
+                              n_init=o.get("n_init", 2000), n_add=o.get("n_add", 2000), return_history=True)
 
 
 def gaussian_prior(centres: np.ndarray, xy: np.ndarray, sigma: float = 22.0) -> np.ndarray:
@@ -300,38 +377,41 @@ class KeypointPredictor:
         return self.cache[inst.id]
 
     # ---- training -----------------------------------------------------------------------------------------
-    def fit(self, instances: Sequence[Instance], names: Sequence[str] | None = None) -> "KeypointPredictor":
-        """Train one SVM per keypoint type (``names``, default the first instance's) on ``instances``."""
-        from .report import progress
-
+    def training_set(self, instances: Sequence[Instance], names: Sequence[str] | None = None) -> TrainingSet:
+        """Prepare training on ``instances`` for the keypoint types ``names`` (default: the first instance's):
+        computes their grids, sets :attr:`keypoint_names` and the geometry, and returns the picklable
+        :class:`TrainingSet` the per-type units (:func:`fit_type_task`) train from."""
         if not instances:
             raise ValueError("KeypointPredictor.fit: no training instances")
-        names = tuple(names if names is not None else instances[0].keypoint_names)
-        self.keypoint_names = names
+        self.keypoint_names = tuple(names if names is not None else instances[0].keypoint_names)
         self.precompute(instances)
-        rng = np.random.default_rng(self.seed)
         grids = [self.grid(i) for i in instances]
         self.geom = grids[0][1]
-        for name in progress(names, f"{self.feature} SVMs"):
-            P, N = [], []
-            for inst, (g, geom, t, _) in zip(instances, grids):
-                if name not in inst.keypoint_names:
-                    continue
-                j = inst.keypoint_names.index(name)
-                if not inst.visible[j]:
-                    continue
-                h, w, D = g.shape
-                pos, neg = positives_negatives(geom, (h, w), t.to_crop(inst.keypoints[j][None])[0], self.n_pos)
-                flat = g.reshape(-1, D)
-                P.append(flat[pos])
-                N.append(flat[neg])
-            if not P:
-                continue
-            w_, b_, hist = train_keypoint_svm(np.concatenate(P), np.concatenate(N), self.C, self.rounds, rng=rng,
-                                              n_init=self.n_init, n_add=self.n_add, return_history=True)
-            self.models[name] = (w_, b_)
-            self.history[name] = hist
+        return TrainingSet(
+            grids=[g.reshape(-1, g.shape[-1]) for g, _, _, _ in grids], shapes=[g.shape[:2] for g, _, _, _ in grids],
+            geoms=[geom for _, geom, _, _ in grids],
+            points=[t.to_crop(np.asarray(i.keypoints, dtype=np.float64)) for i, (_, _, t, _) in zip(instances, grids)],
+            visible=[np.asarray(i.visible, dtype=bool) for i in instances],
+            names=[tuple(i.keypoint_names) for i in instances],
+            options={"n_pos": self.n_pos, "C": self.C, "rounds": self.rounds, "n_init": self.n_init,
+                     "n_add": self.n_add, "seed": self.seed})
+
+    def set_fitted(self, fitted: dict) -> "KeypointPredictor":
+        """Adopt trained types: ``fitted`` {name: (w, b, history) or None} (:func:`fit_type_task` results)."""
+        for name, r in fitted.items():
+            if r is not None:
+                self.models[name] = (r[0], r[1])
+                self.history[name] = r[2]
         return self
+
+    def fit(self, instances: Sequence[Instance], names: Sequence[str] | None = None) -> "KeypointPredictor":
+        """Train one SVM per keypoint type (``names``, default the first instance's) on ``instances``, one type
+        after the other (:meth:`training_set` + :func:`fit_type_task`; parallel callers run the types as tasks)."""
+        from .report import progress
+
+        data = self.training_set(instances, names)
+        return self.set_fitted({n: fit_type_task((0, n), {0: data})
+                                for n in progress(self.keypoint_names, f"{self.feature} SVMs")})
 
     # ---- prediction ---------------------------------------------------------------------------------------
     def score_maps(self, inst: Instance) -> np.ndarray:
@@ -340,10 +420,11 @@ class KeypointPredictor:
         h, w, D = g.shape
         flat = g.reshape(-1, D)
         out = np.full((len(self.keypoint_names), h, w), np.nan)
-        for j, n in enumerate(self.keypoint_names):
-            if n in self.models:
-                wv, b = self.models[n]
-                out[j] = (flat @ wv + b).reshape(h, w)
+        trained = [j for j, n in enumerate(self.keypoint_names) if n in self.models]
+        if trained:  # one float64 product for all types (not one upcast copy of the grid per type)
+            Wt = np.stack([self.models[self.keypoint_names[j]][0] for j in trained], 1)
+            b = np.array([self.models[self.keypoint_names[j]][1] for j in trained])
+            out[trained] = (flat.astype(np.float64) @ Wt + b).T.reshape(len(trained), h, w)
         return out
 
     def prior_maps(self, inst: Instance, prior_xy: np.ndarray) -> np.ndarray:

@@ -30,6 +30,12 @@ subsampled evenly (the default keeps 17 of the 68 face landmarks, every 4th, and
 keep the run short; the 17 COCO person keypoints are kept whole). ``dataset="berkeley"`` (preset "paper") reads the
 Berkeley PASCAL keypoints (needs ``root``: the VOC2011 folder with JPEGImages/ and annotations/); instances are
 split by instance with ``test_fraction`` = 0.5.
+
+Parallel runs (``workers``, ``executor``, ``ray_address``, ``resume``: :mod:`convcorr.experiments.workers`): the
+keypoint features are extracted once per instance in the calling process; the units of work are the
+(category, feature) SVMs (each with its cross-validation over C) and the Figure-4 response-map jobs (one per
+(category, test instance): its 1-pixel-stride window features and the maps of the true types' classifiers).
+Results are identical for every setting.
 """
 from __future__ import annotations
 
@@ -46,11 +52,12 @@ from ..features import array_digest, cached, crop_box, features_at_pixels, featu
 from ..report import Report, markdown_table, progress
 from ..stats import bootstrap_ci, paired_difference, type_mean, verdict
 from ..types import ConfigError
+from .workers import run_conf_tasks, with_parallel_options
 
 _COMMON = {
     "radii": [10, 20, 40, 80, 160], "layers": ["conv1", "conv2", "conv3", "conv4", "conv5"],
     "backbone": "alexnet", "size": 227, "margin": 0.1, "Cs": list(DEFAULT_CS), "folds": 5, "seed": 0,
-    "response_window": 10, "n_jobs": 2, "cache": False, "n_boot": 1000,
+    "response_window": 10, "cache": False, "n_boot": 1000,
 }
 CONFIGS = {
     "default": {
@@ -64,6 +71,9 @@ CONFIGS = {
     },
 }
 CONFIGS = {k: protocols.with_data_options(v) for k, v in CONFIGS.items()}
+#: parallel SVM and response-map loops: ``workers``, ``executor``, ``ray_address``, ``resume``
+#: (convcorr.experiments.workers); results are identical for any setting
+CONFIGS = with_parallel_options(CONFIGS)
 
 
 def feature_names(conf: dict) -> list[str]:
@@ -142,6 +152,7 @@ def main(conf: dict, out_dir: Path) -> Path:
     fobjs = feature_objects(conf)
     rows, cv, models, timing = [], {}, {}, {}
     hits, units, counts = {}, {}, {}  # per category: {feature: (N,) correct}, (N,) test photo, counts
+    labels, tasks = {}, []
     for c in cats:
         t1 = time.perf_counter()
         tr = [i for i in train if i.category == c]
@@ -151,22 +162,28 @@ def main(conf: dict, out_dir: Path) -> Path:
         Ftr, ytr, gtr = _datasets(tr, conf, fobjs, f"{c}: train features", group_by)
         Fte, yte, _ = _datasets(te, conf, fobjs, f"{c}: test features")
         timing[f"{c}: features"] = time.perf_counter() - t1
-        t1 = time.perf_counter()
-        row = {"category": c, "split": kinds[c], "types": len(np.unique(ytr)), "train pts": len(ytr),
-               "test pts": len(yte), "chance": 1.0 / len(np.unique(ytr))}
+        labels[c] = (ytr, gtr, yte)
+        # one unit per (category, feature); its two matrices go with the task (no other unit needs them)
+        tasks += [(c, n, Ftr[n], Fte[n]) for n in names]
+        rows.append({"category": c, "split": kinds[c], "types": len(np.unique(ytr)), "train pts": len(ytr),
+                     "test pts": len(yte), "chance": 1.0 / len(np.unique(ytr))})
         units[c] = _photo_of_rows(te)
         counts[c] = {"test points": len(yte), "test instances": sum(bool(_visible(i).any()) for i in te),
                      "test photos": len(set(units[c])), "train points": len(ytr),
                      "train photos": len(set(_photo_of_rows(tr)))}
-        for n in progress(names, f"{c}: SVMs (CV over C)"):
-            bestC, scores = select_C(Ftr[n], ytr, conf["Cs"], conf["folds"], gtr, n_jobs=conf["n_jobs"])
-            models[(c, n)] = train_ova(Ftr[n], ytr, bestC)
-            hits.setdefault(c, {})[n] = (models[(c, n)].predict(l2_rows(Fte[n])) == yte).astype(float)
-            row[n] = float(hits[c][n].mean()) if len(yte) else float("nan")
-            row[f"C {n}"] = bestC
-            cv.setdefault(c, {})[n] = scores
-        timing[f"{c}: SVMs"] = time.perf_counter() - t1
-        rows.append(row)
+    t1 = time.perf_counter()
+    fits = run_conf_tasks(_svm_task, tasks, conf, out_dir, "svms", shared={"labels": labels},
+                          kwargs={"Cs": [float(C) for C in conf["Cs"]], "folds": int(conf["folds"])},
+                          key=lambda t: _task_key("svm", t[0], t[1]), desc="SVMs (CV over C)")
+    timing["SVMs"] = time.perf_counter() - t1
+    by_cat = {r["category"]: r for r in rows}
+    for (c, n, _, _), fit in zip(tasks, fits):
+        models[(c, n)] = fit["model"]
+        hits.setdefault(c, {})[n] = fit["hits"]
+        by_cat[c][n] = float(fit["hits"].mean()) if len(fit["hits"]) else float("nan")
+        by_cat[c][f"C {n}"] = fit["C"]
+        cv.setdefault(c, {})[n] = fit["scores"]
+
     def mean_row(label: str, rs: list) -> dict:
         m = {"category": label, "split": "", "types": "", "train pts": sum(r["train pts"] for r in rs),
              "test pts": sum(r["test pts"] for r in rs)}
@@ -199,7 +216,7 @@ def main(conf: dict, out_dir: Path) -> Path:
     _intervals(rep, conf, names, cats, hits, units, counts)
     _cv_figure(rep, cv, names, cats, solid={f"SIFT r{r:g}" for r in conf["radii"]})
     t1 = time.perf_counter()
-    _response_figures(rep, conf, fobjs, test, cats, models, names)
+    _response_figures(rep, conf, test, cats, models, names)
     timing["response maps"] = time.perf_counter() - t1
     total = time.perf_counter() - t0
     rep.results["seconds"] = total
@@ -207,6 +224,60 @@ def main(conf: dict, out_dir: Path) -> Path:
     rep.section("Runtime", f"{total:.1f} s in total on this machine.\n\n"
                 + markdown_table([{"step": k, "seconds": v} for k, v in timing.items()], floatfmt="{:.1f}"))
     return rep.save()
+
+
+def _task_key(*parts) -> str:
+    """A file-name-safe name of a unit's saved result (resume), e.g. ``svm-face-conv4``; parts with other
+    characters are replaced by ``_`` and the CRC-32 of the original parts is appended, so names stay distinct."""
+    import re
+    import zlib
+
+    raw = "-".join(str(p) for p in parts)
+    safe = re.sub(r"[^A-Za-z0-9.+=-]+", "_", raw)
+    return safe if safe == raw else f"{safe}.{zlib.crc32(raw.encode('utf-8')):08x}"
+
+
+def _svm_task(task: tuple, shared: dict, Cs: list, folds: int) -> dict:
+    """Unit of the SVM loop: task = (category, feature name, X train (N, D), X test (M, D)); ``shared["labels"]``
+    = {category: (train types (N,), train CV groups (N,), test types (M,))}.
+
+    C by grouped cross-validation (:func:`select_C`, serially: the unit runs in one worker), the one-vs-all SVMs
+    trained on all training keypoints with it, and the test keypoints classified -> {"C", "scores" ({C: CV
+    accuracy}), "model" (LinearSVC), "hits" ((M,) 1.0 where the type is right)}."""
+    c, _, Xtr, Xte = task
+    ytr, gtr, yte = shared["labels"][c]
+    best, scores = select_C(Xtr, ytr, Cs, folds, gtr, n_jobs=1)
+    model = train_ova(Xtr, ytr, best)
+    hits = (model.predict(l2_rows(Xte)) == yte).astype(float) if len(yte) else np.zeros(0)
+    return {"C": best, "scores": scores, "model": model, "hits": hits}
+
+
+def _response_task(task: dict, shared: dict, window: int) -> dict:
+    """Unit of the Figure-4 loop: the response maps around some keypoints of one test crop.
+
+    task: {"category", "crop" (S, S, 3) uint8, "centres" (M, 2) int ground truths in crop px, "labels" (M,) their
+    types}; shared: {"specs": {feature name: dense-feature spec}, "models": {(category, feature name): LinearSVC}}.
+    Features at every pixel of the (2w+1)^2 windows (:func:`features_at_pixels`: exact 1-pixel stride) ->
+    {"maps": [{feature name: (2w+1, 2w+1) score of the true type's classifier, -inf outside the crop}] per
+    keypoint, "inside": [whether the whole window lies in the crop] per keypoint}."""
+    from ..dense import get_features
+
+    W, c, crop = int(window), task["category"], task["crop"]
+    S = crop.shape[0]
+    fobjs = {n: get_features(s) for n, s in shared["specs"].items()}  # backbones are built once per process
+    d = np.arange(-W, W + 1)
+    centres = np.asarray(task["centres"]).reshape(-1, 2)
+    wins = [np.stack(np.meshgrid(g[0] + d, g[1] + d), -1) for g in centres]  # (2W+1, 2W+1, 2) each
+    allw = np.concatenate([w.reshape(-1, 2) for w in wins])
+    inside = np.all((allw >= 0) & (allw < S), axis=1).reshape(len(centres), 2 * W + 1, 2 * W + 1)
+    F = features_at_pixels(fobjs, crop, allw)
+    grids = {n: F[n].reshape(len(centres), 2 * W + 1, 2 * W + 1, -1) for n in fobjs}
+    maps = []
+    for j, label in enumerate(task["labels"]):
+        # pixels outside the crop cannot be the maximum
+        maps.append({n: np.where(inside[j], response_map(shared["models"][(c, n)], label, grids[n][j]), -np.inf)
+                     for n in fobjs})
+    return {"maps": maps, "inside": [bool(v.all()) for v in inside]}
 
 
 def _photo_of_rows(insts: list) -> list[str]:
@@ -309,7 +380,7 @@ def _pick(test: list, cat: str, conf: dict, rng: np.random.Generator) -> list[tu
     return out
 
 
-def _response_figures(rep: Report, conf: dict, fobjs: dict, test: list, cats: list, models: dict,
+def _response_figures(rep: Report, conf: dict, test: list, cats: list, models: dict,
                       names: list) -> None:
     """Figure 4: response maps at 1-pixel stride around test keypoints and histograms of their maxima."""
     import matplotlib.pyplot as plt
@@ -317,35 +388,31 @@ def _response_figures(rep: Report, conf: dict, fobjs: dict, test: list, cats: li
     from ..figures import draw_offset_histograms, offset_histograms
 
     W, S = int(conf["response_window"]), int(conf["size"])
-    rng = np.random.default_rng(conf["seed"])
-    d = np.arange(-W, W + 1)
+    rng = np.random.default_rng(conf["seed"])  # which keypoints are shown: drawn here, before the parallel loop
     offsets = {n: [] for n in names}
     per_cat = {c: {n: [] for n in names} for c in cats}
     unit, types = [], []
     examples = []  # up to 3 keypoints of different types whose window lies inside the crop
     jobs = [(c, inst, kps) for c in cats for inst, kps in _pick(test, c, conf, rng)] if conf["n_response"] else []
-    for c, inst, kps in progress(jobs, "response maps (1-px stride)"):
+    tasks = []
+    for c, inst, kps in jobs:  # crops here (the images are read once, in this process); the maps are the units
         crop, to_crop, _ = crop_box(inst, conf["margin"], S)
-        centres = np.rint(to_crop(inst.keypoints[kps])).astype(int)
-        wins = [np.stack(np.meshgrid(g[0] + d, g[1] + d), -1) for g in centres]  # (2W+1, 2W+1, 2) each
-        allw = np.concatenate([w.reshape(-1, 2) for w in wins])
-        inside = np.all((allw >= 0) & (allw < S), axis=1).reshape(len(kps), 2 * W + 1, 2 * W + 1)
-        F = features_at_pixels(fobjs, crop, allw)
-        grids = {n: F[n].reshape(len(kps), 2 * W + 1, 2 * W + 1, -1) for n in names}
-        for j, k in enumerate(kps):
-            label = inst.keypoint_names[k]
-            maps = {}
+        tasks.append({"category": c, "crop": crop, "centres": np.rint(to_crop(inst.keypoints[kps])).astype(int),
+                      "labels": [inst.keypoint_names[k] for k in kps]})
+    shared = {"specs": {n: feature_specs(conf)[n] for n in names},
+              "models": {(c, n): models[(c, n)] for c in cats for n in names}}
+    maps_of = run_conf_tasks(_response_task, tasks, conf, rep.out_dir, "response", shared=shared,
+                             kwargs={"window": W}, desc="response maps (1-px stride)")
+    for (c, inst, kps), task, res in zip(jobs, tasks, maps_of):
+        for j, (label, maps, inside) in enumerate(zip(task["labels"], res["maps"], res["inside"])):
             for n in names:
-                s = response_map(models[(c, n)], label, grids[n][j])
-                s = np.where(inside[j], s, -np.inf)  # pixels outside the crop cannot be the maximum
-                maps[n] = s
-                off = response_peak(s, W)
+                off = response_peak(maps[n], W)
                 offsets[n].append(off)
                 per_cat[c][n].append(off)
             unit.append(str(inst.meta.get("photo", inst.meta.get("source_id", inst.id))))
             types.append(f"{c}/{label}")
-            if len(examples) < 3 and inside[j].all() and c not in [e[2] for e in examples]:  # one per category
-                examples.append((crop, centres[j], c, f"{c}/{label}", maps))
+            if len(examples) < 3 and inside and c not in [e[2] for e in examples]:  # one per category
+                examples.append((task["crop"], task["centres"][j], c, f"{c}/{label}", maps))
     if not offsets[names[0]]:
         return
     rep.results["response_peak_offsets"] = {n: np.array(v).tolist() for n, v in offsets.items()}

@@ -27,6 +27,13 @@ warps are never seen in training; ``test_fraction`` of the photos); smaller ones
 ``test_warps`` warps of every photo: same animals, new deformations -- much easier, and the nearest neighbour
 is then a warp of the same photo, which makes the prior strong). With ``max_types`` a category's keypoint types
 are subsampled evenly (e.g. 17 of the 68 face landmarks) to keep the default run short.
+
+Parallel runs (``workers``, ``executor``, ``ray_address``, ``resume``: :mod:`convcorr.experiments.workers`): the
+feature grids and global descriptors are computed once per instance in the calling process; the units of work are
+the per-(category, feature, keypoint type) SVMs with their hard-negative mining, whose random initial negatives
+are seeded by ``seed`` and the type (:func:`convcorr.prediction.type_rng`). Predictions (one matrix product per
+test instance) run in the calling process. Each worker holds a copy of the training grids (memory grows with
+``workers``). Results are identical for every setting.
 """
 from __future__ import annotations
 
@@ -36,13 +43,15 @@ from pathlib import Path
 import numpy as np
 
 from ..pck import PCKProtocol, pck
-from ..prediction import KeypointPredictor, global_descriptors, nearest_neighbours, transfer_keypoints
+from ..prediction import (KeypointPredictor, fit_type_task, global_descriptors, nearest_neighbours,
+                          transfer_keypoints)
 from ..report import Report, markdown_table, progress
 from ..stats import bootstrap_ci, paired_difference, type_mean, verdict
 from .. import protocols
 from ..protocols import split_pool
 from ..classification import kept_types
 from ..types import ConfigError
+from .workers import run_conf_tasks, with_parallel_options
 
 _COMMON = {
     "size": 500, "margin": 0.0, "features": ["sift:step=8,bin=8", "alexnet:conv5"], "neighbourhood": [1, 3],
@@ -60,6 +69,9 @@ CONFIGS = {
     },
 }
 CONFIGS = {k: protocols.with_data_options(v) for k, v in CONFIGS.items()}
+#: parallel SVM training: ``workers``, ``executor``, ``ray_address``, ``resume`` (convcorr.experiments.workers);
+#: results are identical for any setting
+CONFIGS = with_parallel_options(CONFIGS)
 
 #: the PCK protocol of this table (recorded in results.json): alpha 0.1 of max(box h, w), mean over keypoint
 #: types per category, "mean" = mean over categories; every visible test keypoint counts
@@ -147,6 +159,7 @@ def main(conf: dict, out_dir: Path) -> Path:
     results = {m: {} for m in methods}
     pts = {m: {} for m in methods}
     mining, examples, timing = {}, {}, {}
+    models, training, tasks = {}, {}, []
     for c in cats:
         tr = [i for i in train if i.category == c]
         te = [i for i in test if i.category == c]
@@ -160,29 +173,46 @@ def main(conf: dict, out_dir: Path) -> Path:
         timing[f"{c}: prior retrieval"] = time.perf_counter() - t1
         results["NN prior only"][c] = _score(priors, te, keep, names)
         pts["NN prior only"][c] = _points(priors, te, keep, names, c)
-        for fo, k in feats:
-            f = fo.spec
+        examples[c] = {"test": te, "priors": priors, "keep": keep, "names": names}
+        for fi, (fo, k) in enumerate(feats):
             t1 = time.perf_counter()
             model = KeypointPredictor(fo, size=conf["size"], margin=conf["margin"], k=k, n_pos=conf["n_pos"],
                                       C=conf["C"], rounds=conf["mining_rounds"], n_init=conf["n_init"],
                                       n_add=conf["n_add"], sigma=conf["sigma"], eta=conf["eta"],
                                       positive=conf["positive"], seed=conf["seed"])
-            model.precompute(tr + te, desc=f"{c}: {f} grids")
-            model.fit(tr, names)
+            model.precompute(tr + te, desc=f"{c}: {fo.spec} grids")
+            models[(c, fi)] = model
+            training[(c, fi)] = model.training_set(tr, names)
+            tasks += [((c, fi), n) for n in names]  # one unit per (category, feature, keypoint type)
+            timing[f"{c}: {fo.spec} grids"] = time.perf_counter() - t1
+    # the SVMs with hard-negative mining (the expensive part) as independent tasks; every unit needs all training
+    # grids of its (category, feature): they are sent once per worker (each worker holds a copy of them)
+    t1 = time.perf_counter()
+    fitted = run_conf_tasks(fit_type_task, tasks, conf, out_dir, "svms", shared=training,
+                            key=lambda t: _task_key("svm", t[0][0], f"f{t[0][1]}", t[1]),
+                            desc="keypoint SVMs (mining)")
+    timing["SVMs"] = time.perf_counter() - t1
+    del training
+    for ((c, fi), n), r in zip(tasks, fitted):
+        models[(c, fi)].set_fitted({n: r})
+    for c in cats:
+        te, priors, keep, names = (examples[c][k] for k in ("test", "priors", "keep", "names"))
+        for fi, (fo, _) in enumerate(feats):
+            f, model = fo.spec, models[(c, fi)]
+            t1 = time.perf_counter()
             for prior in (False, True):
                 preds = [model.predict(i, p if prior else None)
                          for i, p in progress(list(zip(te, priors)), f"{c}: {_label(f, prior)}")]
                 results[_label(f, prior)][c] = _score(preds, te, keep, names)
                 pts[_label(f, prior)][c] = _points(preds, te, keep, names, c)
-                examples.setdefault(c, {})[_label(f, prior)] = preds
+                examples[c][_label(f, prior)] = preds
             hist = list(model.history.values())
             n_r = max(len(h) for h in hist)  # types whose mining stopped early keep their last round's numbers
             mining.setdefault(f, {})[c] = [
                 {k: float(np.mean([h[min(r, len(h) - 1)][k] for h in hist])) for k in ("n_neg", "false_pos")}
                 for r in range(n_r)]
             examples[c][f"model:{f}"] = model
-            timing[f"{c}: {f}"] = time.perf_counter() - t1
-        examples[c].update(test=te, priors=priors, keep=keep, names=names)
+            timing[f"{c}: {f} prediction"] = time.perf_counter() - t1
     for m in methods:
         results[m]["mean"] = float(np.mean([results[m][c] for c in cats]))
     rows = [{"method": m, **results[m]} for m in methods]
@@ -215,6 +245,17 @@ def main(conf: dict, out_dir: Path) -> Path:
     rep.section("Runtime", f"{total:.1f} s wall clock, {cpu:.1f} s CPU (all threads) on this machine ("
                 + ", ".join(f"{k} {v:.1f} s" for k, v in timing.items()) + ").")
     return rep.save()
+
+
+def _task_key(*parts) -> str:
+    """A file-name-safe name of a unit's saved result (resume), e.g. ``svm-face-conv4``; parts with other
+    characters are replaced by ``_`` and the CRC-32 of the original parts is appended, so names stay distinct."""
+    import re
+    import zlib
+
+    raw = "-".join(str(p) for p in parts)
+    safe = re.sub(r"[^A-Za-z0-9.+=-]+", "_", raw)
+    return safe if safe == raw else f"{safe}.{zlib.crc32(raw.encode('utf-8')):08x}"
 
 
 def headline_pairs(features: list) -> list[tuple[str, str]]:
