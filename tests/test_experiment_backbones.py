@@ -189,8 +189,9 @@ def test_resume_and_process_pool_equal_serial(tmp_path, shared, monkeypatch):
     monkeypatch.setattr(Backbone, "extract", no_extract)
     run("backbones", tmp_path, "default", over)
     assert _results(tmp_path) == serial
-    assert layer_key("timm:vit_small_patch14_dinov2.lvd142m", "blocks.3") == \
-        "timm_vit_small_patch14_dinov2.lvd142m-blocks.3"
+    assert layer_key("timm:vit_small_patch14_dinov2.lvd142m", "blocks.3").startswith(
+        "timm_vit_small_patch14_dinov2.lvd142m-blocks.3.")
+    assert layer_key("a:b", "c") != layer_key("a_b", "c")  # names never collide
 
 
 def test_ray_equals_serial(tmp_path, shared):

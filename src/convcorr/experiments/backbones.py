@@ -35,7 +35,6 @@ recomputes only the missing layers. Results are the same for every setting.
 """
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +44,7 @@ import numpy as np
 from .. import protocols
 from ..report import Report, markdown_table, progress
 from ..types import ConfigError, DataError
-from .workers import all_saved, run_conf_tasks, with_parallel_options
+from .workers import all_saved, run_conf_tasks, unit_key, with_parallel_options
 
 _METHODS = {
     "backbones": ["alexnet", "efficientnet_lite0", "squeezenet1_0", "mobilenet_v1", "mobilenet_v2"],
@@ -277,12 +276,10 @@ def _prepare_all(insts: dict, crop: str, margin: float, size: int) -> dict:
     return {k: prepare(i, crop, margin, size) for k, i in insts.items()}
 
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._+=-]")
-
-
 def layer_key(backbone: str, layer: str) -> str:
-    """File-name-safe name of one layer's saved result (``resume``), e.g. ``timm_resnet50-layer3``."""
-    return "-".join(_UNSAFE.sub("_", str(x)) for x in (backbone, layer))
+    """File-name-safe name of one layer's saved result (``resume``), e.g. ``alexnet-conv4`` or
+    ``timm_resnet50-layer3.<crc32>`` (:func:`convcorr.experiments.workers.unit_key`)."""
+    return unit_key(backbone, layer)
 
 
 def _layer_task(task: tuple, shared: dict) -> dict:

@@ -52,7 +52,7 @@ from ..features import array_digest, cached, crop_box, features_at_pixels, featu
 from ..report import Report, markdown_table, progress
 from ..stats import bootstrap_ci, paired_difference, type_mean, verdict
 from ..types import ConfigError
-from .workers import run_conf_tasks, with_parallel_options
+from .workers import run_conf_tasks, unit_key, with_parallel_options
 
 _COMMON = {
     "radii": [10, 20, 40, 80, 160], "layers": ["conv1", "conv2", "conv3", "conv4", "conv5"],
@@ -174,7 +174,7 @@ def main(conf: dict, out_dir: Path) -> Path:
     t1 = time.perf_counter()
     fits = run_conf_tasks(_svm_task, tasks, conf, out_dir, "svms", shared={"labels": labels},
                           kwargs={"Cs": [float(C) for C in conf["Cs"]], "folds": int(conf["folds"])},
-                          key=lambda t: _task_key("svm", t[0], t[1]), desc="SVMs (CV over C)")
+                          key=lambda t: unit_key("svm", t[0], t[1]), desc="SVMs (CV over C)")
     timing["SVMs"] = time.perf_counter() - t1
     by_cat = {r["category"]: r for r in rows}
     for (c, n, _, _), fit in zip(tasks, fits):
@@ -224,17 +224,6 @@ def main(conf: dict, out_dir: Path) -> Path:
     rep.section("Runtime", f"{total:.1f} s in total on this machine.\n\n"
                 + markdown_table([{"step": k, "seconds": v} for k, v in timing.items()], floatfmt="{:.1f}"))
     return rep.save()
-
-
-def _task_key(*parts) -> str:
-    """A file-name-safe name of a unit's saved result (resume), e.g. ``svm-face-conv4``; parts with other
-    characters are replaced by ``_`` and the CRC-32 of the original parts is appended, so names stay distinct."""
-    import re
-    import zlib
-
-    raw = "-".join(str(p) for p in parts)
-    safe = re.sub(r"[^A-Za-z0-9.+=-]+", "_", raw)
-    return safe if safe == raw else f"{safe}.{zlib.crc32(raw.encode('utf-8')):08x}"
 
 
 def _svm_task(task: tuple, shared: dict, Cs: list, folds: int) -> dict:

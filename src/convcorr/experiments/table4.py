@@ -51,7 +51,7 @@ from .. import protocols
 from ..protocols import split_pool
 from ..classification import kept_types
 from ..types import ConfigError
-from .workers import run_conf_tasks, with_parallel_options
+from .workers import run_conf_tasks, unit_key, with_parallel_options
 
 _COMMON = {
     "size": 500, "margin": 0.0, "features": ["sift:step=8,bin=8", "alexnet:conv5"], "neighbourhood": [1, 3],
@@ -189,7 +189,7 @@ def main(conf: dict, out_dir: Path) -> Path:
     # grids of its (category, feature): they are sent once per worker (each worker holds a copy of them)
     t1 = time.perf_counter()
     fitted = run_conf_tasks(fit_type_task, tasks, conf, out_dir, "svms", shared=training,
-                            key=lambda t: _task_key("svm", t[0][0], f"f{t[0][1]}", t[1]),
+                            key=lambda t: unit_key("svm", t[0][0], f"f{t[0][1]}", t[1]),
                             desc="keypoint SVMs (mining)")
     timing["SVMs"] = time.perf_counter() - t1
     del training
@@ -245,17 +245,6 @@ def main(conf: dict, out_dir: Path) -> Path:
     rep.section("Runtime", f"{total:.1f} s wall clock, {cpu:.1f} s CPU (all threads) on this machine ("
                 + ", ".join(f"{k} {v:.1f} s" for k, v in timing.items()) + ").")
     return rep.save()
-
-
-def _task_key(*parts) -> str:
-    """A file-name-safe name of a unit's saved result (resume), e.g. ``svm-face-conv4``; parts with other
-    characters are replaced by ``_`` and the CRC-32 of the original parts is appended, so names stay distinct."""
-    import re
-    import zlib
-
-    raw = "-".join(str(p) for p in parts)
-    safe = re.sub(r"[^A-Za-z0-9.+=-]+", "_", raw)
-    return safe if safe == raw else f"{safe}.{zlib.crc32(raw.encode('utf-8')):08x}"
 
 
 def headline_pairs(features: list) -> list[tuple[str, str]]:

@@ -47,6 +47,18 @@ def task_dir(conf: dict, out_dir: str | Path, stage: str) -> Path | None:
     return Path(out_dir) / "tasks" / f"{stage}-{config_hash(conf)}"
 
 
+def unit_key(*parts) -> str:
+    """A file-name-safe name of a unit's saved result (``resume``), e.g. ``svm-face-conv4``: the parts joined by
+    "-"; characters other than ``[A-Za-z0-9.+=-]`` become "_" and then the CRC-32 of the original parts is
+    appended, so different units never share a name (``timm:resnet50`` -> ``timm_resnet50.<crc>``)."""
+    import re
+    import zlib
+
+    raw = "-".join(str(p) for p in parts)
+    safe = re.sub(r"[^A-Za-z0-9.+=-]+", "_", raw)
+    return safe if safe == raw else f"{safe}.{zlib.crc32(raw.encode('utf-8')):08x}"
+
+
 def all_saved(conf: dict, out_dir: str | Path | None, stage: str, keys) -> bool:
     """True when ``resume`` is on and every unit named in ``keys`` (the ``key`` strings given to
     :func:`run_conf_tasks`) already has its saved result: the caller can then skip the work that only feeds those
