@@ -4,6 +4,7 @@ import json
 import pytest
 
 from convcorr.experiments import run
+from tests_helpers_results import strip_timings as _strip
 
 SMALL = {
     "table2": {"categories": ["face"], "n_queries": 2, "k": 2, "top": 1, "n_warps": 1,
@@ -15,16 +16,6 @@ SMALL = {
     "table4": {"categories": ["face"], "n_synthetic": 1, "max_types": 3, "mining_rounds": 1, "size": 200,
                "n_init": 200, "n_add": 200, "n_figure": 1, "n_boot": 50},
 }
-
-
-def _strip(d):
-    """results.json without the timestamp and timings."""
-    if isinstance(d, dict):
-        return {k: _strip(v) for k, v in d.items() if k not in ("created", "seconds", "timing", "cpu_seconds")
-                and not k.endswith("_seconds")}
-    if isinstance(d, list):
-        return [_strip(v) for v in d]
-    return d
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))

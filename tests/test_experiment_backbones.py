@@ -8,6 +8,7 @@ from convcorr.experiments import EXPERIMENTS, resolve_conf
 from convcorr.experiments.backbones import (CONFIGS, Fit, LayerResult, _fits, answer, compute,
                                             partial_rank_correlation, render)
 from convcorr.stats import Estimate
+from tests_helpers_results import results_of as _results
 
 LAYERS = {"alexnet": ["conv1", "conv2", "conv3"], "squeezenet1_0": ["pool1", "fire5"]}
 
@@ -145,16 +146,6 @@ def test_unknown_backbone_is_a_config_error():
     conf = resolve_conf("backbones", "default", {"backbones": ["alexnet"]})
     with pytest.raises(ConfigError, match="nonet"):  # and by compute itself (library use)
         compute(dict(conf, backbones=["nonet"]))
-
-
-def _results(folder):
-    """results.json's results without timings (convcorr.experiments' timing keys: seconds, *_seconds)."""
-    def strip(d):
-        if isinstance(d, dict):
-            return {k: strip(v) for k, v in d.items() if k != "seconds" and not k.endswith("_seconds")}
-        return [strip(v) for v in d] if isinstance(d, list) else d
-
-    return strip(json.loads((folder / "results.json").read_text())["results"])
 
 
 def test_resume_and_process_pool_equal_serial(tmp_path, shared, monkeypatch):

@@ -7,6 +7,7 @@ from PIL import Image
 
 from convcorr.experiments import EXPERIMENTS, resolve_conf, run
 from convcorr.experiments.pairs import BOX_COPY, compute
+from tests_helpers_results import results_of as _results
 
 SMALL = {"categories": ["zebra"], "n_synthetic_pairs": 2, "max_pairs": 2, "features": ["alexnet:conv4"],
          "matchers": ["nn", "flow"], "size": 131, "n_gallery": 1, "n_boot": 200}
@@ -145,16 +146,6 @@ def test_pairs_pf_willow_preset_end_to_end(tmp_path, shared):
     assert r["overall"]["pair"] == pytest.approx({"0.05": 0.2, "0.1": 0.2, "0.15": 0.4})
     assert res["pck"]["hpf-pfwillow"][BOX_COPY]["overall"]["pair"] == pytest.approx({"0.1": 0.2})
     assert res["pck"]["paper"][BOX_COPY]["overall"]["type"] == pytest.approx({"0.1": 0.4, "0.05": 0.2, "0.025": 0.0})
-
-
-def _results(folder):
-    """results.json's results without timings (convcorr.experiments' timing keys: seconds, *_seconds)."""
-    def strip(d):
-        if isinstance(d, dict):
-            return {k: strip(v) for k, v in d.items() if k != "seconds" and not k.endswith("_seconds")}
-        return [strip(v) for v in d] if isinstance(d, list) else d
-
-    return strip(json.loads((folder / "results.json").read_text())["results"])
 
 
 def test_pairs_resume_and_process_pool_equal_serial(tmp_path, shared, monkeypatch):

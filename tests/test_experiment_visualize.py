@@ -5,6 +5,7 @@ import pytest
 
 from convcorr import experiments
 from convcorr.experiments import visualize as vis
+from tests_helpers_results import strip_timings as _strip
 
 
 def test_configs():
@@ -48,16 +49,6 @@ def test_tiny_run(tmp_path, shared):
     assert "reconstruction_face_lenna.png" in md and "ms per query vector" in md
     with pytest.raises(KeyError, match="not source photos"):
         experiments.run("visualize", tmp_path / "bad", "default", dict(over, queries=["nope"]))
-
-
-def _strip(d):
-    """results.json without the timestamp and timings (as in tests/test_determinism.py)."""
-    if isinstance(d, dict):
-        return {k: _strip(v) for k, v in d.items() if k not in ("created", "seconds", "timing", "cpu_seconds")
-                and not k.endswith("_seconds")}
-    if isinstance(d, list):
-        return [_strip(v) for v in d]
-    return d
 
 
 def _results(folder):

@@ -4,6 +4,7 @@ import pytest
 
 from convcorr.experiments import resolve_conf, run
 from convcorr.experiments.table1 import CONFIGS, PAPER
+from tests_helpers_results import strip_timings as _strip
 
 
 def test_table1_paper_preset(tmp_path):
@@ -48,16 +49,6 @@ def test_table1_library_backbones_global(tmp_path):
 def test_unknown_override_rejected():
     with pytest.raises(KeyError):
         resolve_conf("table1", "default", {"nope": 1})
-
-
-def _strip(d):
-    """results.json without the timestamp and timings (as in tests/test_determinism.py)."""
-    if isinstance(d, dict):
-        return {k: _strip(v) for k, v in d.items() if k not in ("created", "seconds", "timing", "cpu_seconds")
-                and not k.endswith("_seconds")}
-    if isinstance(d, list):
-        return [_strip(v) for v in d]
-    return d
 
 
 def test_table1_process_pool_equals_serial_and_resumes(tmp_path):

@@ -3,6 +3,7 @@ import json
 import pytest
 
 from convcorr.experiments import resolve_conf, run
+from tests_helpers_results import rerun_resumed, strip_timings as _strip
 
 
 def test_table3_tiny(tmp_path, shared):
@@ -35,16 +36,6 @@ def test_table3_tiny(tmp_path, shared):
 
 
 
-def _strip(d):
-    """results.json without the timestamp and timings (as tests/test_determinism.py)."""
-    if isinstance(d, dict):
-        return {k: _strip(v) for k, v in d.items() if k not in ("created", "seconds", "timing", "cpu_seconds")
-                and not k.endswith("_seconds")}
-    if isinstance(d, list):
-        return [_strip(v) for v in d]
-    return d
-
-
 def test_table3_process_pool_equals_serial_and_resumes(tmp_path, shared):
     # units: 2 (category, feature) SVMs with their CV over C, 2 response-map jobs (one per test instance)
     over = {"categories": ["face"], "n_synthetic": 1, "radii": [20], "layers": ["conv1"], "folds": 2,
@@ -66,7 +57,7 @@ def test_table3_process_pool_equals_serial_and_resumes(tmp_path, shared):
     kept = {f: f.stat().st_mtime_ns for f in saved if f not in lost}
     for f in lost:
         f.unlink()
-    _rerun_lost_units(tmp_path / "pool", over)
+    rerun_resumed("table3", tmp_path / "pool", over)
     assert res(tmp_path / "pool") == serial
     assert all(f.exists() for f in lost) and {f: f.stat().st_mtime_ns for f in kept} == kept
 
@@ -77,17 +68,3 @@ def test_table3_has_no_n_jobs_option():
     assert conf["workers"] == 2 and "n_jobs" not in conf
     with pytest.raises(KeyError):
         resolve_conf("table3", "default", {"n_jobs": 2})
-
-
-def _rerun_lost_units(out, over):
-    """Resume into ``out``; the lost units run on a local Ray cluster of 2 CPUs when Ray is installed (the same
-    tasks and shared data through Ray's object store), else serially."""
-    try:
-        import ray
-    except ImportError:
-        run("table3", out, "default", dict(over, resume=True))
-        return
-    try:
-        run("table3", out, "default", dict(over, resume=True, executor="ray", workers=2))
-    finally:
-        ray.shutdown()

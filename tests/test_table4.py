@@ -5,6 +5,7 @@ import pytest
 
 from convcorr.experiments import resolve_conf, run
 from convcorr.experiments.table4 import CONFIGS, kept_types
+from tests_helpers_results import rerun_resumed, strip_timings as _strip
 
 ROWS = {"sift:step=8,bin=8", "sift:step=8,bin=8 + prior", "alexnet:conv5", "alexnet:conv5 + prior", "NN prior only"}
 
@@ -56,16 +57,6 @@ def test_table4_tiny(tmp_path, shared):
     assert (tmp_path / "pck.png").stat().st_size > 500
 
 
-def _strip(d):
-    """results.json without the timestamp and timings (as tests/test_determinism.py)."""
-    if isinstance(d, dict):
-        return {k: _strip(v) for k, v in d.items() if k not in ("created", "seconds", "timing", "cpu_seconds")
-                and not k.endswith("_seconds")}
-    if isinstance(d, list):
-        return [_strip(v) for v in d]
-    return d
-
-
 def test_table4_process_pool_equals_serial_and_resumes(tmp_path, shared):
     # units: one SVM with hard-negative mining per (category, feature, keypoint type): 1 x 2 x 3
     over = {"categories": ["face"], "n_synthetic": 1, "max_types": 3, "mining_rounds": 1, "size": 200,
@@ -84,20 +75,6 @@ def test_table4_process_pool_equals_serial_and_resumes(tmp_path, shared):
     kept = {f: f.stat().st_mtime_ns for f in saved if f not in lost}
     for f in lost:
         f.unlink()
-    _rerun_lost_units(tmp_path / "pool", over)
+    rerun_resumed("table4", tmp_path / "pool", over)
     assert res(tmp_path / "pool") == serial
     assert all(f.exists() for f in lost) and {f: f.stat().st_mtime_ns for f in kept} == kept
-
-
-def _rerun_lost_units(out, over):
-    """Resume into ``out``; the lost units run on a local Ray cluster of 2 CPUs when Ray is installed (the same
-    tasks and shared data through Ray's object store), else serially."""
-    try:
-        import ray
-    except ImportError:
-        run("table4", out, "default", dict(over, resume=True))
-        return
-    try:
-        run("table4", out, "default", dict(over, resume=True, executor="ray", workers=2))
-    finally:
-        ray.shutdown()

@@ -272,9 +272,7 @@ def run_all(out_dir: Path, preset: str = "default", overrides: dict | None = Non
     before the first experiment starts.
     """
     from . import experiments
-    import io
-
-    from .report import atomic_write_bytes, atomic_write_text, prepare_out_dir
+    from .report import atomic_write_text, prepare_out_dir
 
     plan = experiments.plan_all(preset, overrides)
     out_dir = prepare_out_dir(Path(out_dir), "all", force=force)

@@ -40,7 +40,6 @@ Results are identical for every setting.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
