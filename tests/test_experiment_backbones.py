@@ -8,7 +8,7 @@ from convcorr.experiments import EXPERIMENTS, resolve_conf
 from convcorr.experiments.backbones import (CONFIGS, Fit, LayerResult, _fits, answer, compute,
                                             partial_rank_correlation, render)
 from convcorr.stats import Estimate
-from tests_helpers_results import results_of as _results
+from tests_helpers_results import assert_ray_equals_serial, results_of as _results
 
 LAYERS = {"alexnet": ["conv1", "conv2", "conv3"], "squeezenet1_0": ["pool1", "fire5"]}
 
@@ -188,15 +188,6 @@ def test_resume_and_process_pool_equal_serial(tmp_path, shared, monkeypatch):
 def test_ray_equals_serial(tmp_path, shared):
     """--executor ray (a local Ray cluster of 2 CPUs) gives the serial results."""
     pytest.importorskip("ray")
-    import ray
-
-    from convcorr.experiments import run
-
     over = {"backbones": ["alexnet"], "layers": {"alexnet": ["conv2", "conv3"]}, "categories": ["face"],
             "max_pairs": 2, "n_synthetic": 1, "max_types": 6, "Cs": [1.0], "n_boot": 50}
-    run("backbones", tmp_path / "serial", "default", over)
-    try:
-        run("backbones", tmp_path / "ray", "default", dict(over, executor="ray", workers=2))
-    finally:
-        ray.shutdown()
-    assert _results(tmp_path / "ray") == _results(tmp_path / "serial")
+    assert_ray_equals_serial("backbones", tmp_path, over)

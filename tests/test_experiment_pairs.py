@@ -7,7 +7,7 @@ from PIL import Image
 
 from convcorr.experiments import EXPERIMENTS, resolve_conf, run
 from convcorr.experiments.pairs import BOX_COPY, compute
-from tests_helpers_results import results_of as _results
+from tests_helpers_results import assert_ray_equals_serial, results_of as _results
 
 SMALL = {"categories": ["zebra"], "n_synthetic_pairs": 2, "max_pairs": 2, "features": ["alexnet:conv4"],
          "matchers": ["nn", "flow"], "size": 131, "n_gallery": 1, "n_boot": 200}
@@ -182,12 +182,4 @@ def test_pairs_resume_and_process_pool_equal_serial(tmp_path, shared, monkeypatc
 def test_pairs_on_ray_equal_serial(tmp_path, shared):
     """--executor ray (a local Ray cluster of 2 CPUs) gives the serial results."""
     pytest.importorskip("ray")
-    import ray
-
-    over = dict(SMALL, matchers=["nn"], n_gallery=0, n_boot=50)
-    run("pairs", tmp_path / "serial", "default", over)
-    try:
-        run("pairs", tmp_path / "ray", "default", dict(over, executor="ray", workers=2))
-    finally:
-        ray.shutdown()
-    assert _results(tmp_path / "ray") == _results(tmp_path / "serial")
+    assert_ray_equals_serial("pairs", tmp_path, dict(SMALL, matchers=["nn"], n_gallery=0, n_boot=50))

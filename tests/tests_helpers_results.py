@@ -33,3 +33,27 @@ def rerun_resumed(name, out, over):
         run(name, out, "default", dict(over, resume=True, executor="ray", workers=2))
     finally:
         ray.shutdown()
+
+
+def assert_ray_equals_serial(name, tmp_path, over):
+    """Experiment ``name`` with ``over`` on a local Ray cluster of 2 CPUs gives the serial run's results."""
+    import ray
+
+    from convcorr.experiments import run
+
+    run(name, tmp_path / "serial", "default", over)
+    try:
+        run(name, tmp_path / "ray", "default", dict(over, executor="ray", workers=2))
+    finally:
+        ray.shutdown()
+    assert results_of(tmp_path / "ray") == results_of(tmp_path / "serial")
+
+
+def lose_and_resume(name, out, over, saved, lost):
+    """Delete the saved unit results ``lost`` (of all ``saved``) as an interrupted run would, resume
+    (:func:`rerun_resumed`) and check that exactly the lost units were computed again (the kept files untouched)."""
+    kept = {f: f.stat().st_mtime_ns for f in saved if f not in lost}
+    for f in lost:
+        f.unlink()
+    rerun_resumed(name, out, over)
+    assert all(f.exists() for f in lost) and {f: f.stat().st_mtime_ns for f in kept} == kept
