@@ -5,8 +5,9 @@ across backbones): how both images are prepared, the box-copy baseline, and the 
   ``crop="image"`` (the whole image, as SPair/PF benchmarks do), resized to ``size`` x ``size`` pixels, with the
   exact :class:`convcorr.transfer.CropTransform` between original and prepared pixels.
 - :func:`box_copy`: the source keypoints copied into the target box in normalised box coordinates.
-- :func:`transfer_keypoints`: the source keypoints moved to the target through a matcher's correspondence of
-  the two feature grids, in original target pixels (the unit of work both experiments run in parallel).
+- :func:`transfer_by_matcher`: the source keypoints moved to the target through a matcher's correspondence of
+  the two feature grids, in original target pixels (the unit of work both experiments run in parallel), from the
+  inputs :func:`transfer_inputs` gathers for one pair.
 - :func:`pair_record`: a :class:`convcorr.pck.PairKeypoints` of predicted target points (original pixels) for
   :func:`convcorr.pck.evaluate`.
 """
@@ -48,8 +49,17 @@ def source_points(source) -> np.ndarray:
     return np.asarray(source.visible, bool) & np.all(np.isfinite(source.keypoints), axis=1)
 
 
-def transfer_keypoints(matcher, grid_s, grid_t, keypoints: np.ndarray, visible: np.ndarray, tf_s, tf_t,
-                       points_only: bool = False) -> np.ndarray:
+def transfer_inputs(pair, prepared: dict) -> tuple:
+    """What :func:`transfer_by_matcher` needs of a :class:`convcorr.types.Pair`, small and picklable (a task's
+    share of the work): (source id, target id, source keypoints (K, 2), transferable (K,) (:func:`source_points`),
+    source crop transform, target crop transform); ``prepared``: {image id: (image, CropTransform)}
+    (:func:`prepare`)."""
+    s, t = pair.source, pair.target
+    return s.id, t.id, s.keypoints, source_points(s), prepared[s.id][1], prepared[t.id][1]
+
+
+def transfer_by_matcher(matcher, grid_s, grid_t, keypoints: np.ndarray, visible: np.ndarray, tf_s, tf_t,
+                        points_only: bool = False) -> np.ndarray:
     """(K, 2) predicted target points (original target pixels; NaN where ``visible`` is False) of the (K, 2)
     source ``keypoints`` (original source pixels).
 

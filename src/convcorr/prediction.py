@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import warnings
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -176,7 +176,7 @@ class TrainingSet:
         visible: per instance, (K_i,) bool.
         names: per instance, its keypoint names.
         options: :func:`train_keypoint_svm` / :func:`positives_negatives` options (n_pos, C, rounds, n_init,
-            n_add) and ``seed`` (:func:`type_rng`).
+            n_add) and ``seed`` (:func:`type_rng`), all given (:meth:`KeypointPredictor.training_set`).
     """
 
     grids: list
@@ -185,7 +185,7 @@ class TrainingSet:
     points: list
     visible: list
     names: list
-    options: dict = field(default_factory=dict)
+    options: dict
 
     def examples(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
         """(positives (P, D), negative pool (N, D)) of type ``name`` over the instances where it is visible
@@ -198,7 +198,7 @@ class TrainingSet:
             j = names.index(name)
             if not vis[j]:
                 continue
-            pos, neg = positives_negatives(geom, hw, pts[j], self.options.get("n_pos", 10))
+            pos, neg = positives_negatives(geom, hw, pts[j], self.options["n_pos"])
             P.append(flat[pos])
             N.append(flat[neg])
         if not P:
@@ -222,8 +222,8 @@ def fit_type_task(task, shared) -> tuple | None:
     if ex is None:
         return None
     o = data.options
-    return train_keypoint_svm(ex[0], ex[1], o.get("C", 1.0), o.get("rounds", 3), rng=type_rng(o.get("seed", 0), name),
-                              n_init=o.get("n_init", 2000), n_add=o.get("n_add", 2000), return_history=True)
+    return train_keypoint_svm(ex[0], ex[1], o["C"], o["rounds"], rng=type_rng(o["seed"], name), n_init=o["n_init"],
+                              n_add=o["n_add"], return_history=True)
 
 
 def gaussian_prior(centres: np.ndarray, xy: np.ndarray, sigma: float = 22.0) -> np.ndarray:

@@ -554,6 +554,8 @@ def build_databases(backbone, images: Iterable[np.ndarray], layers: Sequence[str
 
 # ------------------------------------------------------------------------------------------ on-disk vector store
 _SPILL_META = "meta.json"
+#: per-layer files of a spill folder: vectors, then provenance (image index, column centre, group)
+_SPILL_FILES = ("f32", "idx.i32", "xy.f32", "group.i32")
 
 
 def spill_databases(backbone, images: Iterable[np.ndarray], layers: Sequence[str], folder: str | Path,
@@ -589,7 +591,7 @@ def spill_databases(backbone, images: Iterable[np.ndarray], layers: Sequence[str
     with contextlib.ExitStack() as stack:
         files = {"images": stack.enter_context(open(folder / "images.u8", "wb"))}
         for l in layers:
-            for ext in ("f32", "idx.i32", "xy.f32", "group.i32"):
+            for ext in _SPILL_FILES:
                 files[(l, ext)] = stack.enter_context(open(folder / f"{stems[l]}.{ext}", "wb"))
         for batch, bdims, adds in _sampled_columns(backbone, images, layers, groups, max_vectors, per_image,
                                                    n_images, batch_size, seed, desc, timings):
@@ -649,7 +651,7 @@ class SpilledDatabases:
             return None
         ok = set(layers) <= set(sp.layers) and all(
             (sp.folder / f"{sp._stem(l)}.{ext}").is_file() for l in layers
-            for ext in ("f32", "idx.i32", "xy.f32", "group.i32"))
+            for ext in _SPILL_FILES)
         return sp if ok else None
 
     def _stem(self, layer: str) -> str:

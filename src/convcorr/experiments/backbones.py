@@ -289,9 +289,8 @@ def _layer_task(task: tuple, shared: dict) -> dict:
     Args:
         task: (layer name, {pair image id: FeatureGrid}, {classification instance id: (n_visible, C) keypoint
             features}).
-        shared: {"matcher", "Cs", "folds", "pairs": [(source id, target id, source keypoints (K, 2),
-            transferable (K,), source crop transform, target crop transform)], "classification": {category:
-            {"train"/"test": [instance ids], "ytr", "gtr", "yte"}}}.
+        shared: {"matcher", "Cs", "folds", "pairs": [:func:`convcorr.pair_transfer.transfer_inputs` per pair],
+            "classification": {category: {"train"/"test": [instance ids], "ytr", "gtr", "yte"}}}.
 
     Returns:
         {"predictions": [(K, 2) original target pixels per pair], "classification": {category: (hits (n_test,)
@@ -299,12 +298,12 @@ def _layer_task(task: tuple, shared: dict) -> dict:
         "seconds": time of this task}.
     """
     from ..classification import l2_rows, select_C, train_ova
-    from ..pair_transfer import transfer_keypoints
+    from ..pair_transfer import transfer_by_matcher
 
     _, grids, kp = task
     t0 = time.perf_counter()
     matcher = shared["matcher"]
-    preds = [transfer_keypoints(matcher, grids[sid], grids[tid], xy, vis, tf_s, tf_t, points_only=True)
+    preds = [transfer_by_matcher(matcher, grids[sid], grids[tid], xy, vis, tf_s, tf_t, points_only=True)
              for sid, tid, xy, vis, tf_s, tf_t in shared["pairs"]]
     cls = {}
     Cs = shared["Cs"]
@@ -331,7 +330,7 @@ def compute(conf: dict, out_dir: str | Path | None = None) -> BackbonesResults:
     from ..classification import restrict_types
     from ..dense import FeatureGrid
     from ..matchers import get_matcher
-    from ..pair_transfer import box_copy, pair_record, source_points
+    from ..pair_transfer import box_copy, pair_record, transfer_inputs
     from ..pck import evaluate, get_protocol, pair_errors
     from ..receptive_field import GeometryError
     from ..stats import bootstrap_ci, bootstrap_weights, type_mean, weighted_mean
@@ -459,8 +458,7 @@ def compute(conf: dict, out_dir: str | Path | None = None) -> BackbonesResults:
         # each task carries its own layer's grids and keypoint features (needed by that task only, so sent once),
         # ``shared`` what every layer needs (pairs, classification labels, matcher)
         shared = {"matcher": matcher, "Cs": list(conf["Cs"]), "folds": int(conf["folds"]),
-                  "pairs": [(p.source.id, p.target.id, p.source.keypoints, source_points(p.source),
-                             prep_pairs[p.source.id][1], prep_pairs[p.target.id][1]) for p in pairs],
+                  "pairs": [transfer_inputs(p, prep_pairs) for p in pairs],
                   "classification": {c: {k: cls_rows[c][k] for k in ("ytr", "gtr", "yte")} |
                                      {"train": [i.id for i in cls_rows[c]["train"]],
                                       "test": [i.id for i in cls_rows[c]["test"]]} for c in cats}}

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import protocols
-from ..pair_transfer import box_copy, pair_record, prepare, source_points, transfer_keypoints
+from ..pair_transfer import box_copy, pair_record, prepare, transfer_by_matcher, transfer_inputs
 from ..pck import evaluate, get_protocol, pck_vs_alpha
 from ..report import Report, markdown_table
 from ..types import ConfigError
@@ -120,14 +120,13 @@ def pair_key(k: int, pair) -> str:
 def _match_pair(k: int, shared: dict) -> dict:
     """Task of the matching loop: pair ``k`` through every feature x matcher -> {method: (prediction (K, 2) in
     original target pixels, seconds)}. ``shared``: {"grids": {feature spec: {image id: FeatureGrid}},
-    "matchers": {name: Matcher}, "units": {k: (source id, target id, source keypoints, transferable mask,
-    source crop transform, target crop transform)}}."""
+    "matchers": {name: Matcher}, "units": {k: :func:`convcorr.pair_transfer.transfer_inputs` of pair k}}."""
     sid, tid, kps, vis, tf_s, tf_t = shared["units"][k]
     out = {}
     for f, grid in shared["grids"].items():
         for mname, matcher in shared["matchers"].items():
             t0 = time.perf_counter()
-            pred = transfer_keypoints(matcher, grid[sid], grid[tid], kps, vis, tf_s, tf_t)
+            pred = transfer_by_matcher(matcher, grid[sid], grid[tid], kps, vis, tf_s, tf_t)
             out[method_label(f, mname)] = (pred, time.perf_counter() - t0)
     return out
 
@@ -184,9 +183,7 @@ def compute(conf: dict, out_dir: str | Path | None = None) -> PairsResults:
                 out += fe.compute_many([prepared[i][0] for i in ids[j:j + 16]])
             grids[f] = dict(zip(ids, out))
             feature_seconds[f] += time.perf_counter() - t0
-        units = {k: (pairs[k].source.id, pairs[k].target.id, pairs[k].source.keypoints,
-                     source_points(pairs[k].source), prepared[pairs[k].source.id][1],
-                     prepared[pairs[k].target.id][1]) for k in idx}
+        units = {k: transfer_inputs(pairs[k], prepared) for k in idx}
         shared = {"grids": grids, "matchers": matchers, "units": units}
         matched = run_conf_tasks(_match_pair, idx, conf, out_dir, "pairs", shared=shared,
                                  key=lambda k: pair_key(k, pairs[k]), desc=f"pairs ({cat})")

@@ -387,7 +387,8 @@ def _response_figures(rep: Report, conf: dict, test: list, cats: list, models: d
         crop, to_crop, _ = crop_box(inst, conf["margin"], S)
         tasks.append({"category": c, "crop": crop, "centres": np.rint(to_crop(inst.keypoints[kps])).astype(int),
                       "labels": [inst.keypoint_names[k] for k in kps]})
-    shared = {"specs": {n: feature_specs(conf)[n] for n in names},
+    specs = feature_specs(conf)
+    shared = {"specs": {n: specs[n] for n in names},
               "models": {(c, n): models[(c, n)] for c in cats for n in names}}
     maps_of = run_conf_tasks(_response_task, tasks, conf, rep.out_dir, "response", shared=shared,
                              kwargs={"window": W}, desc="response maps (1-px stride)")

@@ -52,7 +52,7 @@ import numpy as np
 
 from ..report import Report, markdown_table, progress
 from ..types import ConfigError, Instance
-from .workers import run_conf_tasks, task_dir, with_parallel_options
+from .workers import run_conf_tasks, task_dir, unit_key, with_parallel_options
 
 _LAYERS = ["conv1", "conv2", "conv3", "conv4", "conv5", "pool5"]
 _SEEDS = [["face/lenna", "p37"], ["face/lenna", "p31"], ["face/lenna", "p49"], ["face/lenna", "p9"]]
@@ -236,7 +236,7 @@ def main(conf: dict, out_dir: Path) -> Path:
                   "qgrid": qgrid, "seed_columns": seed_columns}
         save_dir = str(out_dir / "db") if conf["save_db"] else None
         per_layer = run_conf_tasks(_layer_task, layers, conf, out_dir, "layers", shared=shared,
-                                   kwargs={"save_dir": save_dir}, key=str, desc="layers (index, queries)")
+                                   kwargs={"save_dir": save_dir}, key=unit_key, desc="layers (index, queries)")
     finally:
         if temporary:
             shutil.rmtree(folder, ignore_errors=True)
