@@ -5,7 +5,7 @@ memory at once); exact top-k neighbours of the queries are computed from that fi
 Then EVERY index kind is built from the file and queried in its OWN child process, which reports its peak resident
 memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss``), so each row's memory is that of one 1M-vector database:
 
-  flat    IndexFlatIP, float32, exhaustive: exact (the reference kind of convcorr.visualize.FeatureDatabase)
+  flat    IndexFlatIP, float32, exhaustive: exact (the reference kind of convcorr.methods.reconstruction.FeatureDatabase)
   flat16  float16 codes, exhaustive (IndexScalarQuantizer fp16): half the memory
   sq8     8-bit codes with trained per-dimension ranges, exhaustive: a quarter
   ivf16   IVF (nlist cells) over float16 codes, at several nprobe
@@ -145,7 +145,7 @@ def child(a) -> None:
     """Build one index kind from the vector file, query it, print one JSON line per setting."""
     import faiss
 
-    from convcorr.visualize import FeatureDatabase
+    from convcorr.methods.reconstruction import FeatureDatabase
 
     faiss.omp_set_num_threads(a.threads)
     Q = np.load(a.work / "queries.npy")

@@ -6,8 +6,8 @@ Usage: python benchmarks/bench_flow.py [--quick] [--threads 1] [--iters 10] [--r
 [1] Alignments per second (median over ``--repeats`` timed runs, JIT compilation and CUDA start-up excluded by a
     warm-up run of every solver first) for grid x grid AlexNet-sized problems (C=256, random features) with the
     full displacement range (radius grid - 1: (2 grid - 1)^2 labels), ``--iters`` BP iterations (early stop off):
-      numba-f64   convcorr.flow reference solver (float64, one pair at a time, numba prange over rows)
-      batch-f32   convcorr.flow_torch.bp_flow_batch on CPU, numba message kernel (in-grid labels, float32)
+      numba-f64   convcorr.numerics.mrf.kernels reference solver (float64, one pair at a time, numba prange over rows)
+      batch-f32   convcorr.numerics.mrf.batch.bp_flow_batch on CPU, numba message kernel (in-grid labels, float32)
       torch-cpu   the same solver with the vectorised torch message kernel on CPU (what the GPU runs)
       torch-cuda  the torch kernel on the GPU (only when torch sees one)
     A CPU configuration whose predicted time (batch-1 time x batch x repeats) exceeds ``--cpu-budget`` seconds is
@@ -47,9 +47,10 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from convcorr.flow import (_bp_solve, _data_cost, _energy_from_volume, bp_flow,  # noqa: E402
-                           distance_transform_sq, l2_normalize)
-from convcorr.flow_torch import bp_flow_batch  # noqa: E402
+from convcorr.numerics.mrf.batch import bp_flow_batch  # noqa: E402
+from convcorr.numerics.mrf.common import l2_normalize
+from convcorr.numerics.mrf.kernels import _bp_solve, _data_cost, _energy_from_volume, distance_transform_sq
+from convcorr.numerics.mrf.solve import bp_flow
 
 
 @numba.njit(cache=True)
@@ -75,7 +76,7 @@ def _brute_messages(hs, beta, out):
 
 @numba.njit(cache=True)
 def _brute_sync_iteration(vol, msg_in, msg_out, beta):
-    """Synchronous min-sum update with brute-force messages (same conventions as convcorr.flow._bp_update)."""
+    """Synchronous min-sum update with brute-force messages (same conventions as convcorr.numerics.mrf.kernels._bp_update)."""
     h, w, ly, lx = vol.shape
     hbuf = np.empty((ly, lx))
     obuf = np.empty((ly, lx))

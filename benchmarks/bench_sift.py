@@ -1,4 +1,4 @@
-"""Measured timings of dense SIFT (convcorr.sift) on this machine.
+"""Measured timings of dense SIFT (convcorr.numerics.sift) on this machine.
 
 Every number printed is measured here on random uint8 RGB images: best of ``--repeat`` runs of wall-clock time
 and, separately, of process CPU time (all threads). On a shared, loaded machine wall time exceeds CPU time; the
@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from convcorr.sift import dense_sift, dense_sift_grid, radius_to_bin_size, sift_at_points
+from convcorr.numerics.sift import dense_sift, dense_sift_grid, radius_to_bin_size, sift_at_points
 
 
 def best_of(fn, repeat: int):

@@ -4,7 +4,7 @@ Usage: python benchmarks/bench_small_costs.py [--threads 1] [--repeats 7]
 
 [1] Hard-negative mining scores: ``X_neg @ w + b`` for 16,000 x 2304 float32 conv5-3x3 negatives (Table 4's
     largest pool) with the float64 weight vector (numpy upcasts the whole matrix every round: the former code)
-    vs. :func:`convcorr.prediction.svm_scores` (float32 product), and their largest difference.
+    vs. :func:`convcorr.methods.prediction.svm_scores` (float32 product), and their largest difference.
 [2] AlexNet's LRN on conv1's output (8 x 96 x 55 x 55): torch.nn.LocalResponseNorm vs
     convcorr.backbones.alexnet.LocalResponseNorm, next to conv1 itself, and their largest difference.
 Prints median wall times over ``--repeats`` runs (after one warm-up run).
@@ -27,7 +27,7 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
 from convcorr.backbones.alexnet import LocalResponseNorm  # noqa: E402
-from convcorr.prediction import svm_scores  # noqa: E402
+from convcorr.methods.prediction import svm_scores  # noqa: E402
 
 
 def timeit(fn, reps):

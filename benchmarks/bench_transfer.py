@@ -22,10 +22,10 @@ import time
 import numpy as np
 from scipy.spatial import cKDTree
 
-from convcorr.dense import FeatureGrid
-from convcorr.geometry import RFGeometry
+from convcorr.core.geometry import RFGeometry
+from convcorr.features.base import FeatureGrid
 from convcorr.matchers import Correspondence
-from convcorr.warp import dense_flow, transfer_points
+from convcorr.numerics.warp import dense_flow, transfer_points
 
 
 def kdtree_transfer(xy, dense):

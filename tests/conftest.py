@@ -4,7 +4,7 @@ import pytest
 
 os.environ.setdefault("CONVCORR_QUIET", "1")
 
-from convcorr.paths import shared_root  # noqa: E402
+from convcorr.runtime.paths import shared_root  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from convcorr.backbones import BACKBONES, AlexNet, get_backbone
-from convcorr.types import DataError, load_image
+from convcorr.core.errors import DataError
+from convcorr.core.images import load_image
 
 # What each shared photo shows -> acceptable ImageNet class names (the owl is a burrowing owl, which ImageNet
 # lacks: its only owl class is the great grey owl; Grace Hopper wears a navy uniform).
@@ -224,7 +225,7 @@ def test_pretrained_backbones_top5_on_real_photos(shared, photos, labels, name, 
 
 def test_squeezenet_decoding_and_validation(shared, tmp_path):
     from convcorr.backbones.squeezenet import _conv_shapes, decode_deep_compression
-    from convcorr.types import DataError
+    from convcorr.core.errors import DataError
 
     f = shared / "weights" / "squeezenet1.0-deepcompression" / "compressed_SqueezeNet.net"
     w = decode_deep_compression(f)
@@ -246,7 +247,7 @@ def test_tflite_loader_validation(shared, tmp_path):
     import shutil
 
     from convcorr.backbones.mobilenet import MobileNetV1, MobileNetV2, TFConv, _read_tflite
-    from convcorr.types import DataError
+    from convcorr.core.errors import DataError
 
     src = shared / "weights" / "mobilenet-tflite"
     ops = _read_tflite(src / "mobilenet_v2_1.0_224_quant.tflite")

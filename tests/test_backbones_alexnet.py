@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from convcorr.backbones import alexnet as ax
-from convcorr.types import DataError
+from convcorr.core.errors import DataError
 
 
 def _tiny_folder(tmp_path, **override):

@@ -1,4 +1,4 @@
-"""The on-disk feature cache (convcorr.features.cached): keys, integrity, concurrency, unusable folders."""
+"""The on-disk feature cache (convcorr.features.cache.cached): keys, integrity, concurrency, unusable folders."""
 import multiprocessing as mp
 import warnings
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from convcorr.features import (FEATURE_CODE_VERSION, backbone_cache_tag, cache_path, cached, read_cache_entry,
-                               weights_digest, write_cache_entry)
+from convcorr.features.cache import (FEATURE_CODE_VERSION, backbone_cache_tag, cache_path, cached, read_cache_entry,
+                                     weights_digest, write_cache_entry)
 
 
 class _Net(torch.nn.Module):
@@ -123,7 +123,7 @@ def test_three_processes_x_200_writes_of_the_same_keys(tmp_path):
 
 def test_backbone_feature_plugins_key_by_weights_digest():
     from convcorr.backbones import AlexNet
-    from convcorr.features import BackboneLayerFeatures
+    from convcorr.features.backbone import BackboneLayerFeatures
 
     a, b = AlexNet(weights=None), AlexNet(weights=None)  # two random initialisations, same name and variant
     ka, kb = BackboneLayerFeatures(a, "conv4").cache_key, BackboneLayerFeatures(b, "conv4").cache_key

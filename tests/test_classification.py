@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from convcorr.classification import (accuracy, class_scores, keypoint_dataset, l2_rows, max_offset_histogram,
-                                     response_map, response_peak, select_C, train_ova)
-from convcorr.types import Instance
+from convcorr.core.types import Instance
+from convcorr.methods.classification import (accuracy, class_scores, keypoint_dataset, l2_rows, max_offset_histogram,
+                                             response_map, response_peak, select_C, train_ova)
 
 
 def blobs(n=40, seed=0):
@@ -123,7 +123,7 @@ def test_train_ova_is_deterministic():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 80))
     y = np.repeat(["a", "b", "c"], 20)
-    from convcorr.classification import train_ova
+    from convcorr.methods.classification import train_ova
 
     m1, m2 = train_ova(X, y, C=10.0, max_iter=20), train_ova(X, y, C=10.0, max_iter=20)
     assert np.array_equal(m1.coef_, m2.coef_) and np.array_equal(m1.intercept_, m2.intercept_)

@@ -42,7 +42,7 @@ import click  # noqa: E402
 import pytest  # noqa: E402
 
 from convcorr import experiments  # noqa: E402
-from convcorr.report import MARKER  # noqa: E402
+from convcorr.viz.report import MARKER  # noqa: E402
 
 
 def _run(args):
@@ -66,7 +66,7 @@ def fast_experiments(monkeypatch):
 
     def fake_main(name):
         def main(conf, out_dir):
-            from convcorr.report import Report
+            from convcorr.viz.report import Report
 
             calls.append((name, dict(conf)))
             r = Report(out_dir, f"{name} title", conf)
@@ -166,7 +166,7 @@ def test_debug_shows_tracebacks_of_user_errors():
 
 
 def test_new_commands_get_the_error_policy_for_free():
-    from convcorr.types import DataError
+    from convcorr.core.errors import DataError
 
     @cli.command("zz-probe")
     def probe():

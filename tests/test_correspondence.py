@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 import convcorr
+from convcorr.core.geometry import scale_points
 from convcorr.correspondence import working_size
-from convcorr.geometry import scale_points
 
 
 def test_public_exports():
@@ -28,7 +28,7 @@ def test_working_size():
 
 @pytest.fixture(scope="module")
 def photo(shared):
-    from convcorr.types import load_image
+    from convcorr.core.images import load_image
 
     return load_image(shared / "images" / "cat.bmp")[60:180, 150:310]    # 120 x 160
 
@@ -49,7 +49,7 @@ def test_shifted_crop_without_resizing(photo):
 
 
 def test_resizing_maps_exactly_to_original_pixels(photo):
-    from convcorr.types import resize_image
+    from convcorr.core.images import resize_image
 
     b = resize_image(photo, (240, 320))                # B = A at twice the size: p -> (p + 0.5) * 2 - 0.5
     c = convcorr.correspond(photo, b, features="sift:step=4,bin=4", matcher="nn", max_side=200, both=False)

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from convcorr.core.errors import DataError
 from convcorr.datasets import load_berkeley_xml, load_dataset
 from convcorr.datasets.berkeley import BERKELEY_KEYPOINTS
-from convcorr.types import DataError
 
 CAT_XML = """<?xml version="1.0" encoding="utf-8"?>
 <annotation><image>2007_000528</image><category>cat</category>

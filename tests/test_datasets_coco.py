@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from convcorr.core.errors import DataError
 from convcorr.datasets import load_coco_keypoints, load_dataset
-from convcorr.types import DataError
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 """COCO loader options for the shared files that differ from the plain COCO layout (see shared/README.md)."""
 import pytest
 
+from convcorr.core.errors import DataError
 from convcorr.datasets import load_coco_keypoints
-from convcorr.types import DataError
 
 
 @pytest.fixture

@@ -1,11 +1,10 @@
 """The embedded default data: real annotated photos from the shared folder."""
 import numpy as np
-
 import pytest
 
+from convcorr.core.types import Instance
 from convcorr.datasets import embedded_categories, embedded_instances, load_dataset, load_ibug
 from convcorr.datasets.embedded import category_summary, cut_off_reasons
-from convcorr.types import Instance
 
 
 def test_categories_and_counts(shared):

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
+from convcorr.core.errors import DataError
 from convcorr.datasets import load_dataset, load_ibug, load_ibug_folder
 from convcorr.datasets.ibug import read_ljson, read_pts
-from convcorr.types import DataError
 
 
 @pytest.fixture

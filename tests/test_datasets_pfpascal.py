@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from convcorr.core.errors import DataError
 from convcorr.datasets import load_dataset, load_pf_pascal_pairs
 from convcorr.datasets.pfpascal import VOC_CLASSES
-from convcorr.types import DataError
 
 
 @pytest.fixture

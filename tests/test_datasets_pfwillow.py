@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from convcorr.core.errors import DataError
 from convcorr.datasets import DATASETS, load_dataset, load_pf_willow_pairs
-from convcorr.types import DataError
 
 HEADER = (["imageA", "imageB"] + [f"XA{i}" for i in range(1, 11)] + [f"YA{i}" for i in range(1, 11)]
           + [f"XB{i}" for i in range(1, 11)] + [f"YB{i}" for i in range(1, 11)])

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from convcorr.core.types import Instance
 from convcorr.datasets import Warp, embedded_instances, random_warp, synthetic_instances, synthetic_pairs, warp_instance
-from convcorr.types import Instance
 
 
 def test_map_points_inverts_backward():

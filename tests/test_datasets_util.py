@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from convcorr.core.errors import DataError
 from convcorr.datasets import load_coco_keypoints, load_cub, load_ibug_folder, load_pf_pascal_pairs, load_spair
 from convcorr.datasets._util import make_instance, resolve_image_path
-from convcorr.types import DataError
 
 
 def test_resolve_image_path(tmp_path):

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from convcorr.dense import DENSE_FEATURES, DenseFeatures, FeatureGrid, get_features, parse_options
-from convcorr.geometry import RFGeometry
+from convcorr.core.geometry import RFGeometry
+from convcorr.features.base import DENSE_FEATURES, DenseFeatures, FeatureGrid, get_features, parse_options
 
 
 def test_parse_options_literals():
@@ -13,7 +13,7 @@ def test_parse_options_literals():
 
 
 def test_sift_spec_matches_dense_sift_grid():
-    from convcorr.sift import dense_sift_grid
+    from convcorr.numerics.sift import dense_sift_grid
 
     img = np.random.default_rng(0).integers(0, 255, (70, 90, 3), dtype=np.uint8)
     f = get_features("sift:step=4,bin=6")
@@ -24,7 +24,7 @@ def test_sift_spec_matches_dense_sift_grid():
     np.testing.assert_array_equal(g.features, d)
     assert g.geometry == geom and g.image_hw == (70, 90) and g.name == f.spec
     # at_points: exact descriptors at arbitrary points (not the nearest column)
-    from convcorr.sift import sift_at_points
+    from convcorr.numerics.sift import sift_at_points
 
     xy = np.array([[20.3, 30.7], [50.0, 41.0]])
     np.testing.assert_array_equal(f.at_points(img, xy), sift_at_points(img, xy, 6.0))

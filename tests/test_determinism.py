@@ -2,9 +2,9 @@
 import json
 
 import pytest
+from tests_helpers_results import strip_timings as _strip
 
 from convcorr.experiments import run
-from tests_helpers_results import strip_timings as _strip
 
 SMALL = {
     "table2": {"categories": ["face"], "n_queries": 2, "k": 2, "top": 1, "n_warps": 1,

@@ -3,12 +3,13 @@ import json
 
 import numpy as np
 import pytest
+from tests_helpers_results import assert_ray_equals_serial
+from tests_helpers_results import results_of as _results
 
+from convcorr.evaluation.stats import Estimate
 from convcorr.experiments import EXPERIMENTS, resolve_conf
-from convcorr.experiments.backbones import (CONFIGS, Fit, LayerResult, _fits, answer, compute,
-                                            partial_rank_correlation, render)
-from convcorr.stats import Estimate
-from tests_helpers_results import assert_ray_equals_serial, results_of as _results
+from convcorr.experiments.backbones import (CONFIGS, Fit, LayerResult, _fits, answer, compute, partial_rank_correlation,
+                                            render)
 
 LAYERS = {"alexnet": ["conv1", "conv2", "conv3"], "squeezenet1_0": ["pool1", "fire5"]}
 
@@ -44,10 +45,10 @@ def test_every_layer_measured_with_the_backbones_rf(tiny):
 
 
 def test_intervals_contain_estimates_and_counts_agree(tiny):
-    from convcorr import protocols
+    from convcorr.datasets import pools
 
     conf, res = tiny
-    n_pairs = len(protocols.build_pairs(conf))
+    n_pairs = len(pools.build_pairs(conf))
     tc, cc = res.counts["transfer"], res.counts["classification"]
     assert tc["pairs"] == n_pairs and sum(v["pairs"] for v in tc["per_category"].values()) == n_pairs
     assert tc["points"] == sum(v["points"] for v in tc["per_category"].values())
@@ -139,7 +140,7 @@ def test_unknown_layer_and_bad_alpha_are_named(shared):
 
 
 def test_unknown_backbone_is_a_config_error():
-    from convcorr.types import ConfigError
+    from convcorr.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="nonet"):  # checked with the options, before any work
         resolve_conf("backbones", "default", {"backbones": ["alexnet", "nonet"]})

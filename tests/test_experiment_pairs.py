@@ -4,10 +4,11 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
+from tests_helpers_results import assert_ray_equals_serial
+from tests_helpers_results import results_of as _results
 
 from convcorr.experiments import EXPERIMENTS, resolve_conf, run
 from convcorr.experiments.pairs import BOX_COPY, compute
-from tests_helpers_results import assert_ray_equals_serial, results_of as _results
 
 SMALL = {"categories": ["zebra"], "n_synthetic_pairs": 2, "max_pairs": 2, "features": ["alexnet:conv4"],
          "matchers": ["nn", "flow"], "size": 131, "n_gallery": 1, "n_boot": 200}
@@ -46,7 +47,7 @@ def test_pairs_compute_synthetic_and_cross(shared):
     pooled = np.mean(np.concatenate([np.array(p["errors"]) <= 0.1 for p in pp]))
     assert res.pck["dift-spair"][BOX_COPY]["overall"]["point"][0.1] == pytest.approx(pooled)
     try:
-        import convcorr.stats  # noqa: F401  (helper H6's module; CIs appear once it is merged)
+        import convcorr.evaluation.stats as stats
     except ImportError:
         assert res.confidence == {}
     else:
@@ -59,8 +60,8 @@ def test_pairs_compute_synthetic_and_cross(shared):
 
 def test_pairs_box_copy_is_exact_on_a_pure_box_scaling(shared):
     """box-copy moves keypoints by the box map: exact when the target is the source scaled inside its box."""
-    from convcorr.pair_transfer import box_copy as _box_copy
-    from convcorr.types import Instance
+    from convcorr.core.types import Instance
+    from convcorr.methods.pair_transfer import box_copy as _box_copy
 
     s = Instance("s", "c", (10, 20, 110, 70), ("a", "b"), [[10, 20], [60, 45]], [1, 1])
     t = Instance("t", "c", (0, 0, 50, 100), ("a", "b"), [[0, 0], [25, 50]], [1, 1])
@@ -168,13 +169,13 @@ def test_pairs_resume_and_process_pool_equal_serial(tmp_path, shared, monkeypatc
     assert _results(tmp_path) == serial
     assert all(f.exists() for f in gone) and {f: f.stat().st_mtime_ns for f in kept} == kept
     # every pair saved: no feature is computed again
-    import convcorr.dense
+    import convcorr.features.base as dense
 
     class NoFeatures:
         def compute_many(self, images):
             raise AssertionError("features recomputed although every pair's result is saved")
 
-    monkeypatch.setattr(convcorr.dense, "get_features", lambda spec: NoFeatures())
+    monkeypatch.setattr(dense, "get_features", lambda spec: NoFeatures())
     run("pairs", tmp_path, "default", over)
     assert _results(tmp_path) == serial
 

@@ -2,10 +2,10 @@ import json
 
 import numpy as np
 import pytest
+from tests_helpers_results import strip_timings as _strip
 
 from convcorr import experiments
 from convcorr.experiments import visualize as vis
-from tests_helpers_results import strip_timings as _strip
 
 
 def test_configs():

@@ -2,8 +2,8 @@
 import pytest
 
 from convcorr import experiments
+from convcorr.core.errors import ConfigError
 from convcorr.experiments import CliValue, check_option, option_types, plan_all, resolve_conf
-from convcorr.types import ConfigError
 
 
 def test_every_option_has_a_type():

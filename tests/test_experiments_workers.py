@@ -1,6 +1,6 @@
 """The parallel options shared by every experiment (convcorr.experiments.workers)."""
-from convcorr.experiments.workers import (PARALLEL_OPTIONS, all_saved, config_hash, run_conf_tasks, task_dir,
-                                          unit_key, with_parallel_options)
+from convcorr.experiments.workers import (PARALLEL_OPTIONS, all_saved, config_hash, run_conf_tasks, task_dir, unit_key,
+                                          with_parallel_options)
 
 
 def test_options_added_to_every_preset_without_overriding():

@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 
-from convcorr.features import (PixelConvFeatures, array_digest, cache_path, cached, conv_features_at, crop_box,
-                               dense_conv_grid, sift_features_at)
-from convcorr.geometry import RFGeometry
-from convcorr.sift import sift_at_points
-from convcorr.types import Instance
+from convcorr.core.crops import crop_instance
+from convcorr.core.types import Instance
+from convcorr.features.cache import array_digest, cache_path, cached
+from convcorr.features.sampling import PixelConvFeatures, conv_features_at, dense_conv_grid, sift_features_at
+from convcorr.numerics.sift import sift_at_points
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +23,10 @@ def toy_instance():
                     keypoints=kp, visible=np.array([True, True, False]), image_path=None, image=img, meta={})
 
 
-def test_crop_box_maps_round_trip_and_hit_content():
+def test_crop_instance_maps_round_trip_and_hit_content():
     inst = toy_instance()
-    crop, to_crop, from_crop = crop_box(inst, margin=0.25, size=100)
+    crop, tf = crop_instance(inst, margin=0.25, size=100)
+    to_crop, from_crop = tf.to_crop, tf.from_crop
     assert crop.shape == (100, 100, 3) and crop.dtype == np.uint8
     pts = np.array([[0.0, 0.0], [31.5, 22.25], [79.0, 59.0]])
     np.testing.assert_allclose(from_crop(to_crop(pts)), pts, atol=1e-9)
@@ -119,8 +120,8 @@ def test_cache_round_trip(tmp_path):
 
 
 def test_features_at_points_and_pixels_match_the_direct_functions(alexnet):
-    from convcorr.dense import get_features
-    from convcorr.features import features_at_pixels, features_at_points
+    from convcorr.features.base import get_features
+    from convcorr.features.sampling import features_at_pixels, features_at_points
 
     img = np.random.default_rng(3).integers(0, 255, (99, 99, 3), dtype=np.uint8)
     xy = np.array([[20.0, 31.5], [60.2, 70.0], [5.0, 90.0]])

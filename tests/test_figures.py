@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from convcorr.figures import (Panel, alignment_panels, draw_bars_with_ci, draw_curves_with_ci, draw_offset_histograms,
-                              draw_panels, offset_histograms, padded_view, pick_by_rank)
-from convcorr.stats import Estimate
+from convcorr.evaluation.stats import Estimate
+from convcorr.viz.figures import (Panel, alignment_panels, draw_bars_with_ci, draw_curves_with_ci,
+                                  draw_offset_histograms, draw_panels, offset_histograms, padded_view, pick_by_rank)
 
 
 def test_pick_by_rank():

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from convcorr.flow import (_dt1d, _dt_buffers, bp_flow, data_cost, distance_transform_sq, dt_sq_1d, flow_energy,
-                           l2_normalize)
+from convcorr.numerics.mrf.common import l2_normalize
+from convcorr.numerics.mrf.kernels import _dt1d, _dt_buffers, data_cost, distance_transform_sq, dt_sq_1d, flow_energy
+from convcorr.numerics.mrf.solve import bp_flow
 
 
 def brute_dt2(f, w):
@@ -173,7 +174,8 @@ def test_flow_inputs_are_validated_naming_the_argument():
     import numpy as np
     import pytest
 
-    from convcorr.flow import bp_flow, distance_transform_sq, flow_energy
+    from convcorr.numerics.mrf.kernels import distance_transform_sq, flow_energy
+    from convcorr.numerics.mrf.solve import bp_flow
 
     f = np.random.default_rng(0).random((4, 5, 3))
     bad = f.copy()

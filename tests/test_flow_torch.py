@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from convcorr.flow import bp_flow, distance_transform_sq, flow_energy
-from convcorr.flow_torch import align_pairs, bp_flow_batch, distance_transform_sq_torch
+from convcorr.numerics.mrf.batch import align_pairs, bp_flow_batch, distance_transform_sq_torch
+from convcorr.numerics.mrf.kernels import distance_transform_sq, flow_energy
+from convcorr.numerics.mrf.solve import bp_flow
 
 
 def brute_dt2_shifted(f, w, sy, sx):

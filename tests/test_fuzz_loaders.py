@@ -18,9 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from convcorr.datasets import (load_berkeley_xml, load_coco_keypoints, load_cub, load_ibug_folder,
-                               load_pf_pascal_pairs, load_pf_willow_pairs, load_spair)
-from convcorr.types import DataError, Instance, Pair
+from convcorr.core.errors import DataError
+from convcorr.core.types import Instance, Pair
+from convcorr.datasets import (load_berkeley_xml, load_coco_keypoints, load_cub, load_ibug_folder, load_pf_pascal_pairs,
+                               load_pf_willow_pairs, load_spair)
 
 SETTINGS = settings(max_examples=40, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])

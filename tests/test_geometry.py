@@ -1,6 +1,6 @@
 import numpy as np
 
-from convcorr.geometry import RFGeometry, scale_points
+from convcorr.core.geometry import RFGeometry, scale_points
 
 
 def test_column_pixel_roundtrip_by_hand():

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from convcorr.dense import FeatureGrid
-from convcorr.geometry import RFGeometry
+from convcorr.core.geometry import RFGeometry
+from convcorr.features.base import FeatureGrid
 from convcorr.matchers import MATCHERS, Correspondence, get_matcher
 
 G = RFGeometry(8, 8, 4.0)   # column (c, r) centred at pixel (4 + 8c, 4 + 8r)
@@ -116,7 +116,7 @@ def test_softargmax_sub_cell():
 
 
 def test_flow_matcher_energy_is_bp_flow_energy():
-    from convcorr.flow import bp_flow
+    from convcorr.numerics.mrf.solve import bp_flow
 
     rng = np.random.default_rng(5)
     fs, ft = rng.normal(size=(6, 7, 8)), rng.normal(size=(6, 7, 8))

@@ -5,7 +5,14 @@ import pickle
 import numpy as np
 import pytest
 
-from convcorr.parallel import align_pair, run_tasks
+from convcorr.numerics.mrf.solve import bp_flow
+from convcorr.runtime.parallel import run_tasks
+
+
+def align_pair(task, features, **flow_kw):
+    """Task function for run_tasks: align ``features[src]`` to ``features[tgt]`` for ``task = (src, tgt)``."""
+    src, tgt = task
+    return bp_flow(features[src], features[tgt], **flow_kw)
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +31,6 @@ def same(a, b):
 
 
 def test_serial_equals_direct_calls(problem):
-    from convcorr.flow import bp_flow
-
     feats, tasks = problem
     res = run_tasks(align_pair, tasks, shared=feats, kwargs=dict(beta=0.01, n_iter=5))
     same(res, [bp_flow(feats[a], feats[b], beta=0.01, n_iter=5) for a, b in tasks])
@@ -95,8 +100,11 @@ def test_bad_arguments():
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray not installed (pip install convcorr[ray])")
 def test_ray_local_cluster_equals_serial(problem, tmp_path):
+    import sys
+
     import ray
 
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray's workers cannot import this test module
     feats, tasks = problem
     kw = dict(beta=0.01, n_iter=5)
     serial = run_tasks(align_pair, tasks, shared=feats, kwargs=kw)

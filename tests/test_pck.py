@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from convcorr.pck import correct, normaliser, pck, pck_curve, per_type_pck
+from convcorr.evaluation.pck import correct, normaliser, pck, pck_curve, per_type_pck
 
 
 def test_normaliser_bbox_and_image():
@@ -60,7 +60,7 @@ def test_pck_input_validation_names_the_argument():
     import numpy as np
     import pytest
 
-    from convcorr.pck import correct, normaliser, pck
+    from convcorr.evaluation.pck import correct, normaliser, pck
 
     p = np.zeros((2, 2))
     for bad in (0.0, -1.0, 1.5, float("nan"), "x"):
@@ -79,7 +79,8 @@ def test_pck_input_validation_names_the_argument():
 
 
 # ------------------------------------------------------------------------------------------- protocol engine
-from convcorr.pck import PROTOCOLS, PairKeypoints, PCKProtocol, evaluate, get_protocol, pck_vs_alpha  # noqa: E402
+from convcorr.evaluation.pck import pck_vs_alpha  # noqa: E402
+from convcorr.evaluation.pck import PROTOCOLS, PairKeypoints, PCKProtocol, evaluate, get_protocol
 
 
 def _rec(pid="p", cat="c", names=("a", "b"), pred=((0, 0), (0, 0)), gt=((0, 0), (0, 0)), sv=(1, 1), tv=(1, 1),

@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 
-from convcorr.geometry import RFGeometry
-from convcorr.prediction import (KeypointPredictor, combine, gaussian_prior, l2_normalize, nearest_neighbours,
-                                 neighbourhood_features, positives_negatives, predict_location, to_positive,
-                                 train_keypoint_svm, transfer_keypoints)
-from convcorr.types import Instance
+from convcorr.core.geometry import RFGeometry
+from convcorr.core.types import Instance
+from convcorr.methods.prediction import (KeypointPredictor, combine, gaussian_prior, l2_normalize, nearest_neighbours,
+                                         neighbourhood_features, positives_negatives, predict_location, to_positive,
+                                         train_keypoint_svm, transfer_keypoints)
 
 
 # ------------------------------------------------------------------------------------------ neighbourhoods
@@ -177,7 +177,7 @@ def test_each_type_trains_the_same_alone_in_any_order_or_process():
     trained, in which order, or in which process (the TrainingSet is pickled as a worker would receive it)."""
     import pickle
 
-    from convcorr.prediction import fit_type_task, type_rng
+    from convcorr.methods.prediction import fit_type_task, type_rng
 
     rng = np.random.default_rng(2)
     insts = [_blob_instance(i, rng) for i in range(6)]
@@ -218,7 +218,7 @@ def test_keypoint_predictor_conv5_real_backbone(shared):
 
 
 def test_svm_scores_float32_without_upcast_same_mining():
-    from convcorr.prediction import svm_scores
+    from convcorr.methods.prediction import svm_scores
 
     rng = np.random.default_rng(3)
     X_pos = (rng.standard_normal((60, 300)) + 0.3).astype(np.float32)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from convcorr import protocols
-from convcorr.types import DataError
+from convcorr.core.errors import DataError
+from convcorr.datasets import pools
 
 
 def _coco(tmp_path, shared, n_people=None):
@@ -37,25 +37,25 @@ def _coco(tmp_path, shared, n_people=None):
 
 
 def test_with_data_options_adds_source_keys():
-    c = protocols.with_data_options({"dataset": "embedded", "n_warps": 3})
+    c = pools.with_data_options({"dataset": "embedded", "n_warps": 3})
     assert c["n_warps"] == 3 and c["json"] is None and "pairs" not in c
-    c3 = protocols.with_data_options({"n_synthetic": 4})
+    c3 = pools.with_data_options({"n_synthetic": 4})
     assert "n_warps" not in c3
-    assert protocols.with_data_options({}, pairs=True)["n_synthetic_pairs"] == 8
+    assert pools.with_data_options({}, pairs=True)["n_synthetic_pairs"] == 8
 
 
 def test_coco_pool_and_pairs(tmp_path, shared):
     js, imgs = _coco(tmp_path, shared)
     conf = {"dataset": "coco", "json": str(js), "images": str(imgs), "categories": ["face"]}
     with pytest.warns(UserWarning, match="none of the categories"):
-        pool = protocols.build_pool(dict(conf, n_warps=1))
+        pool = pools.build_pool(dict(conf, n_warps=1))
     assert len(pool) == 8 and sum(i.meta["real"] for i in pool) == 4
-    assert protocols.data_notes(pool)
-    pairs = protocols.build_pairs(dict(conf, categories=["person"], pairs="cross"))
+    assert pools.data_notes(pool)
+    pairs = pools.build_pairs(dict(conf, categories=["person"], pairs="cross"))
     # 3 people -> 6 ordered pairs, all cross-instance, same category
     assert len(pairs) == 6 and {p.source.meta["pair_kind"] for p in pairs} == {"cross"}
     assert all(p.source.id != p.target.id and p.source.category == "person" for p in pairs)
-    both = protocols.build_pairs(dict(conf, categories=None, pairs="both", n_synthetic_pairs=2, max_pairs=2))
+    both = pools.build_pairs(dict(conf, categories=None, pairs="both", n_synthetic_pairs=2, max_pairs=2))
     kinds = [(p.source.category, p.source.meta["pair_kind"]) for p in both]
     assert kinds.count(("person", "synthetic")) == 2 and kinds.count(("person", "cross")) == 2
     assert kinds.count(("horse", "synthetic")) == 2 and ("horse", "cross") not in kinds  # a single horse
@@ -65,32 +65,32 @@ def test_coco_pool_and_pairs(tmp_path, shared):
 
 def test_missing_files_name_the_option(tmp_path):
     with pytest.raises(FileNotFoundError, match="json"):
-        protocols.build_pairs({"dataset": "coco"})
+        pools.build_pairs({"dataset": "coco"})
     with pytest.raises(FileNotFoundError, match="root"):
-        protocols.build_pairs({"dataset": "spair"})
+        pools.build_pairs({"dataset": "spair"})
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "nope")):
-        protocols.build_pairs({"dataset": "cub", "root": str(tmp_path / "nope")})
+        pools.build_pairs({"dataset": "cub", "root": str(tmp_path / "nope")})
     with pytest.raises(KeyError, match="unknown dataset"):
-        protocols.build_pairs({"dataset": "imagenet"})
+        pools.build_pairs({"dataset": "imagenet"})
     with pytest.raises(ValueError, match="pairs"):
-        protocols.build_pairs({"dataset": "embedded", "categories": ["zebra"], "pairs": "all"})
+        pools.build_pairs({"dataset": "embedded", "categories": ["zebra"], "pairs": "all"})
 
 
 def test_pf_willow_pairs_through_protocol(tmp_path):
     from tests_helpers_pfwillow import write_pf_willow
 
     csv = write_pf_willow(tmp_path)
-    pairs = protocols.build_pairs({"dataset": "pf-willow", "csv": str(csv), "max_pairs": 1})
+    pairs = pools.build_pairs({"dataset": "pf-willow", "csv": str(csv), "max_pairs": 1})
     assert [p.source.category for p in pairs] == ["car(G)", "duck(S)"]
     assert all(p.source.meta["pair_kind"] == "listed" for p in pairs)
-    pool = protocols.build_pool({"dataset": "pf-willow", "csv": str(csv), "categories": ["duck(S)"]})
+    pool = pools.build_pool({"dataset": "pf-willow", "csv": str(csv), "categories": ["duck(S)"]})
     assert [i.category for i in pool] == ["duck(S)"] * 2
 
 
 def test_embedded_pool_matches_previous_table2_behaviour(shared):
     from convcorr import datasets
 
-    pool = protocols.build_pool({"dataset": "embedded", "categories": ["zebra"], "n_warps": 2, "seed": 0})
+    pool = pools.build_pool({"dataset": "embedded", "categories": ["zebra"], "n_warps": 2, "seed": 0})
     real = datasets.embedded_instances("zebra")
     warps = datasets.synthetic_instances(real, 2, seed=0)
     assert [i.id for i in pool] == [i.id for i in real] + [w.id for w in warps]
@@ -100,19 +100,19 @@ def test_embedded_pool_matches_previous_table2_behaviour(shared):
 
 
 def test_embedded_pairs_synthetic_and_cross(shared):
-    pairs = protocols.build_pairs({"dataset": "embedded", "categories": ["hand"], "n_synthetic_pairs": 3,
+    pairs = pools.build_pairs({"dataset": "embedded", "categories": ["hand"], "n_synthetic_pairs": 3,
                                    "max_pairs": 4})
     kinds = [p.source.meta["pair_kind"] for p in pairs]
     assert kinds.count("synthetic") == 3 and kinds.count("cross") == 4  # 5 hands -> 20+ ordered, capped at 4
     for p in pairs:
         if p.source.meta["pair_kind"] == "cross":
             assert p.source.meta["source_id"] != p.target.meta["source_id"]
-    syn = protocols.build_pairs({"dataset": "synthetic", "categories": ["horse10"], "n_synthetic_pairs": 2})
+    syn = pools.build_pairs({"dataset": "synthetic", "categories": ["horse10"], "n_synthetic_pairs": 2})
     assert [p.source.meta["pair_kind"] for p in syn] == ["synthetic"] * 2
 
 
 def test_split_pool_by_photo_and_by_warp(shared):
-    tr, te, kinds = protocols.split_pool({"dataset": "embedded", "categories": ["face", "zebra"], "n_synthetic": 2,
+    tr, te, kinds = pools.split_pool({"dataset": "embedded", "categories": ["face", "zebra"], "n_synthetic": 2,
                                           "test_warps": 1, "test_fraction": 0.34})
     assert kinds["face"].startswith("by photo") and kinds["zebra"].startswith("by warp")
     assert not {i.meta["source_id"] for i in tr if i.category == "face"} & {i.meta["source_id"] for i in te
@@ -132,12 +132,12 @@ def test_cub_pairs_are_within_one_species(tmp_path):
     (tmp_path / "bounding_boxes.txt").write_text("\n".join(boxes) + "\n")
     (tmp_path / "parts" / "parts.txt").write_text("1 back\n2 beak\n")
     (tmp_path / "parts" / "part_locs.txt").write_text("\n".join(locs) + "\n")
-    pairs = protocols.build_pairs({"dataset": "cub", "root": str(tmp_path), "pairs": "cross"})
+    pairs = pools.build_pairs({"dataset": "cub", "root": str(tmp_path), "pairs": "cross"})
     assert len(pairs) == 2 + 6  # 2 albatrosses -> 2 ordered pairs, 3 auklets -> 6
     assert all(p.source.meta["class"] == p.target.meta["class"] for p in pairs)
-    capped = protocols.build_pairs({"dataset": "cub", "root": str(tmp_path), "pairs": "cross", "max_pairs": 1})
+    capped = pools.build_pairs({"dataset": "cub", "root": str(tmp_path), "pairs": "cross", "max_pairs": 1})
     assert len(capped) == 2 and {p.source.meta["class"] for p in capped} == {"001.Albatross", "002.Auklet"}
-    anyone = protocols.build_pairs({"dataset": "cub", "root": str(tmp_path), "pairs": "cross",
+    anyone = pools.build_pairs({"dataset": "cub", "root": str(tmp_path), "pairs": "cross",
                                     "pair_by": "category"})
     assert len(anyone) == 20  # 5 birds, one category "bird"
 
@@ -145,9 +145,9 @@ def test_cub_pairs_are_within_one_species(tmp_path):
 def test_ap10k_pair_by_family_or_any(shared):
     js = shared / "keypoints" / "mmpose-fixtures" / "ap10k" / "test_ap10k.json"  # a jaguar and an antelope
     with pytest.raises(DataError, match="no cross pairs"):
-        protocols.build_pairs({"dataset": "ap10k", "json": str(js), "pairs": "cross"})
+        pools.build_pairs({"dataset": "ap10k", "json": str(js), "pairs": "cross"})
     with pytest.raises(DataError, match="supercategory 'Felidae'"):
-        protocols.build_pairs({"dataset": "ap10k", "json": str(js), "pairs": "cross", "pair_by": "supercategory"})
-    ps = protocols.build_pairs({"dataset": "ap10k", "json": str(js), "pairs": "cross", "pair_by": "any"})
+        pools.build_pairs({"dataset": "ap10k", "json": str(js), "pairs": "cross", "pair_by": "supercategory"})
+    ps = pools.build_pairs({"dataset": "ap10k", "json": str(js), "pairs": "cross", "pair_by": "any"})
     assert sorted((p.source.category, p.target.category) for p in ps) == [("antelope", "jaguar"),
                                                                           ("jaguar", "antelope")]

@@ -4,8 +4,8 @@ import torch
 import torch.nn as nn
 
 from convcorr.backbones import get_backbone
-from convcorr.geometry import RFGeometry
-from convcorr.receptive_field import compose_rf, compute_rf, format_rf_table
+from convcorr.core.geometry import RFGeometry
+from convcorr.numerics.rf.compose import compose_rf, compute_rf, format_rf_table
 
 PAPER_TABLE1 = {"conv1": (11, 4), "conv2": (51, 8), "conv3": (99, 16), "conv4": (131, 16), "conv5": (163, 16),
                 "pool5": (195, 32)}
@@ -141,7 +141,7 @@ def test_format_rf_table():
 
 
 # ---- tracing along the data flow (issue 8) ------------------------------------------------------------------
-from convcorr.receptive_field import GeometryError, trace_geometry  # noqa: E402
+from convcorr.numerics.rf.trace import GeometryError, trace_geometry  # noqa: E402
 
 
 def _trace(module, size=32, name="out"):

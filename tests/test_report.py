@@ -5,9 +5,10 @@ import os
 import numpy as np
 import pytest
 
-from convcorr import report as rep_mod
-from convcorr.report import MARKER, Report, atomic_write_text, markdown_table, prepare_out_dir, read_marker
-from convcorr.types import ConfigError
+from convcorr.core.errors import ConfigError
+from convcorr.runtime.io import atomic_write_text
+from convcorr.viz import report as rep_mod
+from convcorr.viz.report import MARKER, Report, markdown_table, prepare_out_dir, read_marker
 
 
 def test_save_writes_report_results_and_figure(tmp_path):
@@ -106,7 +107,7 @@ def test_written_files_follow_the_umask(tmp_path):
 
 
 def test_markdown_table_escapes_pipes_in_cells():
-    from convcorr.report import markdown_table
+    from convcorr.viz.report import markdown_table
 
     md = markdown_table([{"fit": "rho(a, b | c)", "v": 0.5}])
     row = md.splitlines()[2]

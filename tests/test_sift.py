@@ -1,9 +1,9 @@
-"""Dense SIFT (convcorr.sift): hand-computed toy cases, a brute-force reference, and a real photo."""
+"""Dense SIFT (convcorr.numerics.sift): hand-computed toy cases, a brute-force reference, and a real photo."""
 import numpy as np
 import pytest
 
-from convcorr.sift import (dense_sift, dense_sift_grid, dsift_centers, normalize_descriptors, orientation_channels,
-                           radius_to_bin_size, sift_at_points, smoothing_sigma, to_gray)
+from convcorr.numerics.sift import (dense_sift, dense_sift_grid, dsift_centers, normalize_descriptors,
+                                    orientation_channels, radius_to_bin_size, sift_at_points, smoothing_sigma, to_gray)
 
 
 def _ori_hist(desc):
@@ -287,7 +287,7 @@ def test_dsift_centers_match_frames():
 
 
 def test_real_photo_descriptors(shared):
-    from convcorr.types import load_image
+    from convcorr.core.images import load_image
 
     im = load_image(shared / "images" / "cat.bmp")
     frames, d = dense_sift(im, step=8, bin_size=8)

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from convcorr.stats import (Estimate, bootstrap_ci, bootstrap_weights, paired_difference, type_mean, verdict,
-                            weighted_mean)
+from convcorr.evaluation.stats import (Estimate, bootstrap_ci, bootstrap_weights, paired_difference, type_mean, verdict,
+                                       weighted_mean)
 
 
 def test_weights_resample_whole_units():

@@ -1,10 +1,10 @@
 import json
 
 import pytest
+from tests_helpers_results import strip_timings as _strip
 
 from convcorr.experiments import resolve_conf, run
 from convcorr.experiments.table1 import CONFIGS, PAPER
-from tests_helpers_results import strip_timings as _strip
 
 
 def test_table1_paper_preset(tmp_path):

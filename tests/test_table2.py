@@ -42,8 +42,8 @@ def test_table2_tiny(tmp_path, shared):
 
 
 def test_validation_queries_are_disjoint_and_points_table(shared):
-    from convcorr.experiments.table2 import (build_pool, pck_estimates, point_table, select_queries,
-                                             select_validation_queries, _pck_of)
+    from convcorr.experiments.table2 import (_pck_of, build_pool, pck_estimates, point_table, select_queries,
+                                             select_validation_queries)
 
     conf = resolve_conf("table2", "default", {"categories": ["face", "hand"], "n_warps": 2, "n_queries": 3,
                                               "n_val_queries": 2})
@@ -99,8 +99,8 @@ def test_strict_protocol_holds_out_the_query_photo(shared):
 
 def test_validation_queries_for_real_only_data():
     # berkeley-like pool: real instances with a test split; validation comes from the training split
+    from convcorr.core.types import Instance
     from convcorr.experiments.table2 import select_queries, select_validation_queries
-    from convcorr.types import Instance
 
     def inst(k, split):
         return Instance(id=f"i{k}", category="cat", bbox=(0, 0, 10, 10), keypoint_names=("a",),

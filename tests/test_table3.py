@@ -1,9 +1,10 @@
 import json
 
 import pytest
+from tests_helpers_results import lose_and_resume
+from tests_helpers_results import strip_timings as _strip
 
 from convcorr.experiments import resolve_conf, run
-from tests_helpers_results import lose_and_resume, strip_timings as _strip
 
 
 def test_table3_tiny(tmp_path, shared):

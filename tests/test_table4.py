@@ -2,10 +2,11 @@ import json
 
 import numpy as np
 import pytest
+from tests_helpers_results import lose_and_resume
+from tests_helpers_results import strip_timings as _strip
 
 from convcorr.experiments import resolve_conf, run
 from convcorr.experiments.table4 import CONFIGS, kept_types
-from tests_helpers_results import lose_and_resume, strip_timings as _strip
 
 ROWS = {"sift:step=8,bin=8", "sift:step=8,bin=8 + prior", "alexnet:conv5", "alexnet:conv5 + prior", "NN prior only"}
 

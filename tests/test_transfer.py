@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 
-from convcorr.transfer import (BoxCopyTransfer, CropTransform, KeypointTransfer, TransferConfig, crop_box,
-                               crop_instance, make_transfer,
-                               first_available, median_of_top, nn_transfer, retrieve_neighbours,
-                               transfer_keypoints)
-from convcorr.types import Instance
+from convcorr.core.crops import CropTransform, crop_instance, margin_box
+from convcorr.core.types import Instance
+from convcorr.methods.transfer import (BoxCopyTransfer, KeypointTransfer, TransferConfig, first_available,
+                                       make_transfer, median_of_top, nn_transfer, retrieve_neighbours,
+                                       transfer_keypoints)
 
 
 def test_crop_transform_roundtrip_and_by_hand():
@@ -16,7 +16,7 @@ def test_crop_transform_roundtrip_and_by_hand():
     np.testing.assert_allclose(t.from_crop(t.to_crop(xy)), xy)
     np.testing.assert_allclose(t.to_crop(t.from_crop(xy)), xy)
     assert np.isnan(t.to_crop(np.array([[np.nan, np.nan]]))).all()
-    assert crop_box((10, 20, 30, 60), 0.1) == (8, 16, 33, 65)
+    assert margin_box((10, 20, 30, 60), 0.1) == (8, 16, 33, 65)
 
 
 def test_crop_instance_maps_a_dot_exactly():
@@ -79,7 +79,7 @@ def test_retrieve_neighbours_cosine_and_mask():
 
 @pytest.mark.parametrize("features", ["sift", "alexnet:conv4"])
 def test_alignment_transfers_shifted_copy(features, shared):
-    from convcorr.types import load_image
+    from convcorr.core.images import load_image
 
     img = load_image(shared / "images" / "cat.bmp")
     img = img[: (img.shape[0] // 8) * 8, : (img.shape[1] // 8) * 8]
@@ -97,7 +97,7 @@ def test_alignment_transfers_shifted_copy(features, shared):
 
 
 def test_predict_retrieves_same_category_neighbours(shared):
-    from convcorr.types import load_image
+    from convcorr.core.images import load_image
 
     img = load_image(shared / "images" / "cat.bmp")
     box = np.array([40, 40, 266, 266], float)

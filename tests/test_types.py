@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from convcorr.types import ConfigError, DataError, UserError, load_image, max_image_pixels
+from convcorr.core.errors import ConfigError, DataError, UserError
+from convcorr.core.images import load_image, max_image_pixels
 
 
 def test_error_types():

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from convcorr.geometry import RFGeometry
-from convcorr.visualize import (FeatureDatabase, average_rf, build_database, build_databases, extract_patches,
-                                patch_start, reconstruct, uniform_rf_reconstruct)
+from convcorr.core.geometry import RFGeometry
+from convcorr.methods.reconstruction import (FeatureDatabase, average_rf, build_database, build_databases,
+                                             extract_patches, patch_start, reconstruct, uniform_rf_reconstruct)
 
 COLOURS = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [200, 100, 50]], np.uint8)
 
@@ -154,7 +154,7 @@ def test_compressed_index_memory_and_roundtrip(tmp_path):
 
 
 def test_build_databases_preallocated_store_equals_list():
-    from convcorr.visualize import _ImageStore
+    from convcorr.methods.reconstruction import _ImageStore
 
     rng = np.random.default_rng(0)
     ims = [rng.integers(0, 255, (6, 5, 3), dtype=np.uint8) for _ in range(5)]
@@ -249,7 +249,7 @@ def test_save_is_atomic_no_temp_files_and_loads(tmp_path, monkeypatch):
 
 
 def test_spill_databases_equals_build_databases(tmp_path):
-    from convcorr.visualize import SpilledDatabases, spill_databases
+    from convcorr.methods.reconstruction import SpilledDatabases, spill_databases
 
     rng = np.random.default_rng(3)
     imgs = [rng.integers(0, 256, (8, 12, 3), dtype=np.uint8) for _ in range(7)]

@@ -1,7 +1,7 @@
 import numpy as np
 
-from convcorr.geometry import RFGeometry
-from convcorr.warp import dense_flow, transfer_points, warp_image
+from convcorr.core.geometry import RFGeometry
+from convcorr.numerics.warp import dense_flow, transfer_points, warp_image
 
 
 def test_constant_flow_gives_constant_dense_and_shifted_image():
@@ -112,7 +112,7 @@ def _fold_field():
     """13 x 13 conv4-like grid: every column maps one column to the LEFT (source = target + 16 px) except the left
     border column, which points 3 columns the other way (column 0 -> column 3): the map folds back over
     target columns 0..3."""
-    from convcorr.geometry import RFGeometry
+    from convcorr.core.geometry import RFGeometry
 
     g = RFGeometry(131, 16, 17.0)
     flow = np.zeros((13, 13, 2))
@@ -134,7 +134,7 @@ def test_transfer_points_is_fold_correct():
 
 
 def test_invert_lattice_by_hand_and_outside_points():
-    from convcorr.warp import invert_lattice
+    from convcorr.numerics.warp import invert_lattice
 
     xs, ys = np.array([0.0, 10.0]), np.array([0.0, 10.0])
     T = np.stack(np.meshgrid(xs, ys), -1) * 2 + 5          # p -> 2 p + 5

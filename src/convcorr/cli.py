@@ -1,7 +1,7 @@
 """Command-line interface: ``convcorr --help``.
 
 Errors: every command runs inside :class:`ConvcorrGroup`, which turns user errors (bad data, options, paths:
-:class:`convcorr.types.UserError`, missing files, permissions, a full disk, ...) into one line ``Error: ...``
+:class:`convcorr.core.errors.UserError`, missing files, permissions, a full disk, ...) into one line ``Error: ...``
 with exit status 2, and keeps internal errors (bugs) visible: their traceback is printed, exit status 1.
 ``convcorr --debug ...`` shows the traceback of user errors too. New commands get this for free.
 """
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import click
 
+from .core.errors import ConfigError, UserError
 from .experiments import EXPERIMENTS
-from .types import ConfigError, UserError
 
 # ------------------------------------------------------------------------------------------------- error handling
 #: OSError numbers that mean a problem with the user's paths or machine, not a bug
@@ -107,7 +107,7 @@ def parallel_options(f):
     """click decorator: ``--workers``, ``--executor``, ``--ray-address``, ``--resume`` (the parallel options every
     experiment has, :mod:`convcorr.experiments.workers`), passed to the command as ``parallel`` (a dict of the
     options given)."""
-    from .parallel import EXECUTORS
+    from .runtime.parallel import EXECUTORS
 
     opts = [
         click.option("--workers", type=click.IntRange(1, None), default=None,
@@ -169,7 +169,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 def rf_cmd(backbone: str, input_size: int | None) -> None:
     """Print receptive-field size, stride and centre offset of every layer (paper Table 1)."""
     from .backbones import get_backbone
-    from .receptive_field import format_rf_table
+    from .numerics.rf.compose import format_rf_table
 
     try:
         bb = get_backbone(backbone, pretrained=False)
@@ -190,7 +190,7 @@ def rf_cmd(backbone: str, input_size: int | None) -> None:
 def backbones_cmd(input_size: int | None, extra: tuple[str, ...]) -> None:
     """List backbones: layers with rf size / stride / offset, and whether pretrained weights are on this machine."""
     from .backbones import BACKBONES, ZOO_EXAMPLES, get_backbone
-    from .receptive_field import format_rf_table
+    from .numerics.rf.compose import format_rf_table
 
     for name in list(BACKBONES) + list(extra):
         if name in BACKBONES:
@@ -272,7 +272,8 @@ def run_all(out_dir: Path, preset: str = "default", overrides: dict | None = Non
     before the first experiment starts.
     """
     from . import experiments
-    from .report import atomic_write_text, prepare_out_dir
+    from .runtime.io import atomic_write_text
+    from .viz.report import prepare_out_dir
 
     plan = experiments.plan_all(preset, overrides)
     out_dir = prepare_out_dir(Path(out_dir), "all", force=force)
@@ -379,10 +380,10 @@ def align_cmd(image_a: Path, image_b: Path, features: str, matcher: str, sets: t
     import numpy as np
     from PIL import Image
 
+    from .core.images import load_image
     from .correspondence import correspond
-    from .dense import parse_options
-    from .flowviz import save_flow_figure, save_pairs_figure
-    from .types import load_image
+    from .features.base import parse_options
+    from .viz.flow import save_flow_figure, save_pairs_figure
 
     options: dict = {}
     for item in sets:
@@ -394,7 +395,7 @@ def align_cmd(image_a: Path, image_b: Path, features: str, matcher: str, sets: t
             raise click.BadParameter(str(exc), param_hint="--set") from exc
     img_a, img_b = load_image(image_a), load_image(image_b)
     pts_a = _align_points(points_path, img_a.shape[:2]) if points_path else _grid_points(img_a.shape[:2], grid_n)
-    from .dense import get_features
+    from .features.base import get_features
     from .matchers import get_matcher
 
     try:
@@ -416,7 +417,8 @@ def align_cmd(image_a: Path, image_b: Path, features: str, matcher: str, sets: t
     pts_b = np.column_stack([np.clip(pts_b[:, 0], -0.5, Wb - 0.5), np.clip(pts_b[:, 1], -0.5, Hb - 0.5)])
     import io
 
-    from .report import atomic_write_bytes, atomic_write_text, prepare_out_dir
+    from .runtime.io import atomic_write_bytes, atomic_write_text
+    from .viz.report import prepare_out_dir
 
     prepare_out_dir(out_dir, "align", force=force)
     png = io.BytesIO()

@@ -10,7 +10,7 @@
 Resizing (documented behaviour). Each image is resized (bilinear, aspect ratio kept) so that its LONGER side is
 ``max_side`` pixels (default 256, up or down; at least ``min_side`` pixels on the shorter side), features are
 computed on the resized image at its own size, and every result is mapped back EXACTLY to original pixels with
-the pixel-centre convention of resampling (:func:`convcorr.geometry.scale_points`:
+the pixel-centre convention of resampling (:func:`convcorr.core.geometry.scale_points`:
 ``x' = (x + 0.5) * W' / W - 0.5``). ``max_side=None`` uses the images as they are. So any sizes and aspect
 ratios work, and the two images may differ in size.
 
@@ -25,7 +25,7 @@ from typing import Optional
 
 import numpy as np
 
-from .geometry import scale_points
+from .core.geometry import scale_points
 from .matchers.base import Correspondence
 
 
@@ -97,7 +97,7 @@ class ImageCorrespondence:
             if c.reverse is not None:
                 out = self.transfer_back(xy)
             else:
-                from .warp import sample_lattice
+                from .numerics.warp import sample_lattice
 
                 h, w = self.work_b_hw
                 wxy = np.stack(np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64)), -1)
@@ -111,7 +111,7 @@ class ImageCorrespondence:
     def warp(self, image_b: np.ndarray, order: int = 1) -> np.ndarray:
         """B resampled onto A's frame: ``out(p) = B(forward(p))`` for every A pixel p (zeros where there is no
         match or outside B). Returns (Ha, Wa[, C]) of B's dtype."""
-        from .warp import warp_image
+        from .numerics.warp import warp_image
 
         img = np.asarray(image_b)
         if img.shape[:2] != tuple(self.b_hw):
@@ -129,7 +129,7 @@ class ImageCorrespondence:
 
 
 def _as_image(x, name: str) -> np.ndarray:
-    from .types import load_image
+    from .core.images import load_image
 
     if isinstance(x, (str, bytes)) or hasattr(x, "__fspath__"):
         return load_image(x)
@@ -151,7 +151,7 @@ def correspond(img_a, img_b, features="alexnet:conv4", matcher="flow", *, max_si
 
     Args:
         img_a, img_b: (H, W, 3) uint8 RGB arrays (grey or float in [0, 1] are converted) or image paths.
-        features: dense-feature spec or object (:func:`convcorr.dense.get_features`), e.g. "alexnet:conv4",
+        features: dense-feature spec or object (:func:`convcorr.features.base.get_features`), e.g. "alexnet:conv4",
             "sift:step=4,bin=4", "alexnet:conv3+conv4".
         matcher: matcher name or object (:func:`convcorr.matchers.get_matcher`): "flow", "nn", "mnn",
             "softargmax".
@@ -161,9 +161,9 @@ def correspond(img_a, img_b, features="alexnet:conv4", matcher="flow", *, max_si
     Returns:
         :class:`ImageCorrespondence`.
     """
-    from .dense import get_features
+    from .core.images import resize_image
+    from .features.base import get_features
     from .matchers import get_matcher
-    from .types import resize_image
 
     a, b = _as_image(img_a, "img_a"), _as_image(img_b, "img_b")
     feats = get_features(features)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ..device import default_device
+from ..runtime.device import default_device
 from .alexnet import AlexNet
 from .base import Backbone
 from .efficientnet import EfficientNetLite0
@@ -41,7 +41,7 @@ def get_backbone(name: str, pretrained: bool = True, device: str | torch.device 
         cache: reuse an already built instance with the same arguments (models are frozen: no gradients).
         **kw: passed to the backbone class (e.g. ``weights_dir`` for AlexNet).
     Returns:
-        the backbone, in eval mode, on ``device`` or :func:`convcorr.device.default_device`.
+        the backbone, in eval mode, on ``device`` or :func:`convcorr.runtime.device.default_device`.
     """
     zoo = name.split(":", 1)[0] in ZOO_PREFIXES and ":" in name
     if name not in BACKBONES and not zoo:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..paths import cache_dir, require_shared
+from ..runtime.paths import cache_dir, require_shared
 from .base import Backbone
 
 TORCHVISION_ALEXNET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
@@ -73,7 +73,7 @@ def _parse_ints(f: Path) -> np.ndarray:
 
     Raises DataError naming the file when it cannot be read or holds something other than integers.
     """
-    from ..types import DataError
+    from ..core.errors import DataError
 
     try:
         data = f.read_bytes()
@@ -93,7 +93,7 @@ def validate_q8(weights: dict[str, np.ndarray], files: dict[str, Path] | None = 
 
     Raises DataError naming the file (``files[stem]``, else the stem) of the first mismatch.
     """
-    from ..types import DataError
+    from ..core.errors import DataError
 
     for stem, arr in weights.items():
         layer, _, part = stem.partition("_")
@@ -134,7 +134,7 @@ def _write_weights_cache(cache: Path, out: dict[str, np.ndarray]) -> None:
     """Atomic NPZ write (unique temporary name + os.replace); an unwritable cache only warns."""
     import warnings
 
-    from ..report import atomic_write
+    from ..runtime.io import atomic_write
 
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -152,7 +152,7 @@ def load_caffe_q8(folder: str | Path | None = None, use_cache: bool = True) -> d
         weight blobs in Caffe order (out, in / groups, kh, kw). Keys are the file stems present in ``folder``.
 
     Every known blob is validated (element count of weights, length of biases, parse errors): a DataError names
-    the file. Parsed arrays are cached as NPZ in :func:`convcorr.paths.cache_dir`, keyed by a sha1 of the files'
+    the file. Parsed arrays are cached as NPZ in :func:`convcorr.runtime.paths.cache_dir`, keyed by a sha1 of the files'
     names and contents (so a changed file is re-parsed); a corrupt or stale cache file is ignored and rewritten,
     an unwritable cache folder only warns.
     """
@@ -170,7 +170,7 @@ def load_caffe_q8(folder: str | Path | None = None, use_cache: bool = True) -> d
         try:
             h.update(f.read_bytes())
         except OSError as exc:
-            from ..types import DataError
+            from ..core.errors import DataError
 
             raise DataError(f"{f}: cannot read weight file ({exc.strerror or exc})") from exc
         h.update(b"\0")
@@ -217,7 +217,7 @@ def load_checkpoint(url: str, model_dir: str | Path | None = None) -> dict:
     """
     import re
 
-    from ..types import DataError
+    from ..core.errors import DataError
 
     fname = url.rsplit("/", 1)[-1]
     m = re.search(r"-([0-9a-f]{6,64})\.", fname)
@@ -313,7 +313,7 @@ class AlexNet(Backbone):
         self.weights_dir = Path(folder) if folder else require_shared("weights", "alexnet-caffe-q8")
 
     def _load_torchvision(self) -> None:
-        from ..types import DataError
+        from ..core.errors import DataError
 
         try:
             sd = load_checkpoint(TORCHVISION_ALEXNET_URL)

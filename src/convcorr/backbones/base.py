@@ -6,17 +6,16 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from ..geometry import RFGeometry
-from ..receptive_field import GeometryError, trace_geometry
-from ..report import progress
-from ..types import resize_image
+from ..core.geometry import RFGeometry
+from ..core.images import resize_image
+from ..numerics.rf.trace import GeometryError, trace_geometry
+from ..runtime.progress import progress
 
 
 def _shared_status(*parts: str) -> tuple[bool, str]:
     """(present, description) of a path below the shared folder."""
-    from ..paths import shared_root
+    from ..runtime.paths import shared_root
 
     root = shared_root()
     if root is None:
@@ -152,7 +151,7 @@ class Backbone(nn.Module):
 
     def geometries(self, input_size: int | tuple[int, int] | None = None) -> dict[str, RFGeometry]:
         """Receptive-field geometry of every spatial layer at an (h, w) (or square) input size (default
-        ``input_size``), traced along the network's actual data flow (:func:`convcorr.receptive_field.
+        ``input_size``), traced along the network's actual data flow (:func:`convcorr.numerics.rf.compose.
         trace_geometry`): residual shortcuts never enlarge the stride, layers after global mixing have
         ``size == inf``. Layers the analysis cannot follow are absent here and raise in :meth:`rf`."""
         hw = self._hw(input_size)

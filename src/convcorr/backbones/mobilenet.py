@@ -11,7 +11,7 @@ Conversion: weights ``w = scale[c] * (q - zero_point[c])`` per tensor or per out
 (out, in, kh, kw); DEPTHWISE_CONV_2D (1, kh, kw, out) -> (out, 1, kh, kw) with groups = channels; fused ReLU6 /
 ReLU kept; activations run in float (activation quantisation is not emulated). Every file op is matched in order
 against the architecture defined here (kind, kernel, stride, padding, activation, shapes); any mismatch, bad
-buffer size or parse error is a :class:`convcorr.types.DataError` naming the file.
+buffer size or parse error is a :class:`convcorr.core.errors.DataError` naming the file.
 
 Padding is TensorFlow "SAME": total ``max((ceil(L / s) - 1) * s + k - L, 0)``, ``total // 2`` before and the rest
 after, so a stride-2 layer on an even size pads only after and its column 0 is centred half a stride right of
@@ -33,8 +33,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..paths import require_shared
-from ..types import DataError
+from ..core.errors import DataError
+from ..runtime.paths import require_shared
 from .base import Backbone, _shared_status
 
 _DIR = ("weights", "mobilenet-tflite")

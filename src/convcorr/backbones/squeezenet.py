@@ -12,7 +12,7 @@ endian; ``L`` uint32 non-zero counts (one per conv layer, prototxt order; ``L`` 
 float32 codebook, the float32 biases (one per output channel), ``nz`` uint8 codebook indices, and ``ceil(nz / 2)``
 bytes of 4-bit gaps (low nibble first); the k-th stored weight sits at flat position ``sum_{i<=k}(gap_i + 1) - 1``
 of the (out, in, kh, kw) blob (gaps longer than 15 are bridged by stored zeros, codebook entry 0). Decoded with
-numpy; every count, length and index is checked against the architecture (:class:`convcorr.types.DataError`
+numpy; every count, length and index is checked against the architecture (:class:`convcorr.core.errors.DataError`
 naming the file otherwise).
 """
 from __future__ import annotations
@@ -23,8 +23,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..paths import require_shared
-from ..types import DataError
+from ..core.errors import DataError
+from ..runtime.paths import require_shared
 from .base import Backbone, _shared_status
 
 CAFFE_MEAN_BGR = (104.0, 117.0, 123.0)

@@ -1,9 +1,9 @@
-"""Data sets in one schema (:class:`convcorr.types.Instance` / :class:`Pair`) and synthetic warped pairs.
+"""Data sets in one schema (:class:`convcorr.core.types.Instance` / :class:`Pair`) and synthetic warped pairs.
 
 Conventions (see each module): coordinates are (x, y) pixels with the top-left pixel centre at (0, 0); 1-based
 formats are shifted (Berkeley VOC XML, iBUG .pts); menpo .ljson (y, x) is swapped; COCO, PF-PASCAL, SPair-71k and
 CUB coordinates are kept as stored. Absent keypoints are NaN with ``visible`` False. Bad input raises
-:class:`convcorr.types.DataError` naming the file; ``check_images=True`` loads every image now and checks that
+:class:`convcorr.core.errors.DataError` naming the file; ``check_images=True`` loads every image now and checks that
 visible keypoints lie inside it. Image names read from annotation files must resolve inside the loader's data root
 (:func:`convcorr.datasets._util.resolve_image_path`; every loader takes ``allow_outside_root=True`` to opt out);
 visible NaN/inf coordinates, duplicate keypoint names, out-of-range class/category ids and empty data sets are

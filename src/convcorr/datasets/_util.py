@@ -15,7 +15,8 @@ from typing import Iterable
 
 import numpy as np
 
-from ..types import DataError, Instance
+from ..core.errors import DataError
+from ..core.types import Instance
 
 #: annotation files larger than this are refused (a JSON/XML/CSV annotation of one data set is far smaller)
 MAX_ANNOTATION_BYTES = 2_000_000_000
@@ -130,7 +131,7 @@ def validate_images(instances, check_images: bool) -> None:
     """With check_images, load every image (DataError names a missing/corrupt file) and check keypoints inside."""
     if not check_images:
         return
-    from ..types import check_keypoints_inside
+    from ..core.types import check_keypoints_inside
 
     for inst in instances:
         img = inst.load()

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..types import DataError, Instance
+from ..core.errors import DataError
+from ..core.types import Instance
 from ._util import finite_float, make_instance, require_nonempty, resolve_image_path, validate_images
 
 _ANIMAL = ("L_B_Elbow", "L_B_Paw", "L_EarBase", "L_Eye", "L_F_Elbow", "L_F_Paw", "Nose", "R_B_Elbow", "R_B_Paw",

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..types import DataError, Instance
+from ..core.errors import DataError
+from ..core.types import Instance
 from ._util import (check_names_unique, finite_float, make_instance, read_text, require_nonempty, resolve_image_path,
                     validate_images)
 

@@ -21,7 +21,7 @@ cross-instance protocols hold out), ``species`` and ``cut_off`` (a list of reaso
 box touches the image border while keypoints are missing, or fewer than ``min_visible_fraction`` of its keypoints
 are annotated). Cut-off instances are dropped unless ``include_cut_off=True``.
 Images larger than ``max_side`` are downscaled (keypoints and box scaled by the same factor, pixel-centre
-convention of :func:`convcorr.geometry.scale_points`). The Berkeley PASCAL XML and PF-PASCAL CSV fixtures have
+convention of :func:`convcorr.core.geometry.scale_points`). The Berkeley PASCAL XML and PF-PASCAL CSV fixtures have
 no images and are not part of the embedded data.
 """
 from __future__ import annotations
@@ -34,9 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..geometry import scale_points
-from ..paths import require_shared
-from ..types import Instance, resize_image
+from ..core.geometry import scale_points
+from ..core.images import resize_image
+from ..core.types import Instance
+from ..runtime.paths import require_shared
 from .coco import load_coco_keypoints
 from .ibug import load_ibug_folder
 
@@ -230,13 +231,3 @@ def category_summary(max_side: int = 400, categories=None) -> list[dict]:
                      "why dropped": "; ".join(f"{i.id}: {', '.join(i.meta['cut_off'])}" for i in allc
                                               if i.meta["cut_off"])})
     return rows
-
-
-def category_report(categories) -> tuple[str, list[dict]]:
-    """(Markdown section text, rows) of :func:`category_summary` for ``categories``: what the reports rest on."""
-    from ..report import markdown_table
-
-    rows = category_summary(categories=list(categories))
-    return (markdown_table(rows) + "\nInstances whose object is cut off (box touching the image border while "
-            "keypoints are missing, or fewer than half the keypoints annotated) are dropped; `objects` < "
-            "`instances` where one object appears in several images (FreiHAND's backgrounds).", rows)

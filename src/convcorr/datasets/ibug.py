@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..types import DataError, Instance
+from ..core.errors import DataError
+from ..core.types import Instance
 from ._util import extent_box, make_instance, read_json, read_text, resolve_image_path, validate_images
 
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp")

@@ -20,7 +20,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from ..types import DataError, Pair
+from ..core.errors import DataError
+from ..core.types import Pair
 from ._util import make_instance, read_text, resolve_image_path, validate_images
 
 N_POINTS = 10
@@ -39,7 +40,7 @@ def _numbers(row: list[str], where: str) -> np.ndarray:
 def load_pf_willow_pairs(csv_path: str | Path, root: str | Path | None = None, strip_components: int = 0,
                          category: str | None = None, check_images: bool = False,
                          allow_outside_root: bool = False) -> list[Pair]:
-    """Read the PF-WILLOW pair CSV as :class:`~convcorr.types.Pair` objects (optionally one category).
+    """Read the PF-WILLOW pair CSV as :class:`~convcorr.core.types.Pair` objects (optionally one category).
 
     Image paths must lie inside ``root`` (``allow_outside_root=True`` lifts this); malformed rows are DataErrors
     naming the file and line.

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..types import DataError, Pair
+from ..core.errors import DataError
+from ..core.types import Pair
 from ._util import make_instance, read_json, resolve_image_path, validate_images
 
 

@@ -12,15 +12,14 @@ keypoint names.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-
 import warnings
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage
 from scipy.interpolate import RBFInterpolator
 
-from ..types import Instance, Pair
+from ..core.types import Instance, Pair
 
 
 @dataclass

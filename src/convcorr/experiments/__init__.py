@@ -13,8 +13,8 @@ import importlib
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..parallel import EXECUTORS
-from ..types import ConfigError, UserError
+from ..runtime.parallel import EXECUTORS
+from ..core.errors import ConfigError, UserError
 from .workers import PARALLEL_OPTION_TYPES
 
 #: experiment name -> module implementing it
@@ -30,7 +30,7 @@ EXPERIMENTS = {
 
 #: declared types of options whose presets are all None (per-module ``OPTION_TYPES`` take precedence)
 COMMON_OPTION_TYPES: dict[str, tuple] = {
-    # data options (convcorr.protocols.DATA_OPTIONS) whose default is None
+    # data options (convcorr.datasets.pools.DATA_OPTIONS) whose default is None
     "root": (str, None), "json": (str, None), "images": (str, None), "csv": (str, None),
     "strip_prefix": (str, None), "max_instances": (int, None), "relabel": (dict, None), "pair_by": (str, None),
     "max_pairs": (int, None),
@@ -204,13 +204,13 @@ def check_conf(name: str, conf: dict, keys=None) -> None:
             bad(k, f"must be one of {list(COMMON_OPTION_CHOICES[k])}, got {conf[k]!r}")
     if "dataset" in keys and conf.get("dataset") is not None:
         try:
-            from ..protocols import DATASET_KINDS
+            from ..datasets.pools import DATASET_KINDS
         except ImportError:  # pragma: no cover
             DATASET_KINDS = None
         if DATASET_KINDS is not None and conf["dataset"] not in DATASET_KINDS:
             bad("dataset", f"names an unknown data set {conf['dataset']!r}; choose from {list(DATASET_KINDS)}")
     if "features" in keys and isinstance(conf.get("features"), (list, tuple)):
-        from ..dense import get_features
+        from ..features.base import get_features
 
         for spec in conf["features"]:
             try:
@@ -225,7 +225,7 @@ def check_conf(name: str, conf: dict, keys=None) -> None:
         if unknown:
             bad("matchers", f"names unknown matcher(s) {unknown}; available: {sorted(MATCHERS)}")
     if "baselines" in keys and isinstance(conf.get("baselines"), (list, tuple)):
-        from ..transfer import TRANSFER_METHODS
+        from ..methods.transfer import TRANSFER_METHODS
 
         unknown = [b for b in conf["baselines"] if b not in TRANSFER_METHODS or b == "align"]
         if unknown:
@@ -306,11 +306,11 @@ def run(name: str, out_dir: str | Path, preset: str = "default", overrides: Mapp
         force: bool = False, conf: dict | None = None) -> Path:
     """Run one experiment; returns the path of its report.md.
 
-    The configuration is validated and the output folder checked (:func:`convcorr.report.prepare_out_dir`:
+    The configuration is validated and the output folder checked (:func:`convcorr.viz.report.prepare_out_dir`:
     refuses a non-empty folder that is not a report of this experiment, or a symlinked one, unless ``force``)
     before any work starts. ``conf`` (already resolved, e.g. by :func:`plan_all`) skips the resolution.
     """
-    from ..report import prepare_out_dir
+    from ..viz.report import prepare_out_dir
 
     conf = dict(conf) if conf is not None else resolve_conf(name, preset, overrides)
     out = prepare_out_dir(Path(out_dir), name, force=force)

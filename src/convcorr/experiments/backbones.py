@@ -3,21 +3,21 @@
 For EVERY spatial layer of several backbones, on the same data, two measurements of how finely a layer's
 features localise keypoints:
 
-* **Keypoint transfer** (the pair benchmark's protocol, :mod:`convcorr.pair_transfer`): for every pair
-  (``convcorr.protocols.build_pairs``: by default cross-instance pairs of different objects of one category),
+* **Keypoint transfer** (the pair benchmark's protocol, :mod:`convcorr.methods.pair_transfer`): for every pair
+  (``convcorr.datasets.pools.build_pairs``: by default cross-instance pairs of different objects of one category),
   both images are cropped to the instance box + ``margin`` and resized to the backbone's input side (``size``
   overrides it), the layer's feature grids are matched (``matcher``, by default ``nn``: cosine nearest
   neighbour; only the columns the pixel map reads at the keypoints are matched, :meth:`Matcher.transfer_points`),
   the source keypoints are moved through the matcher's pixel map and mapped back to original target pixels, and
-  PCK is computed by :func:`convcorr.pck.evaluate` under ``pck_protocol`` (the paper's: alpha 0.1 / 0.05 / 0.025
+  PCK is computed by :func:`convcorr.evaluation.pck.evaluate` under ``pck_protocol`` (the paper's: alpha 0.1 / 0.05 / 0.025
   of the target box's max side, averaged over keypoint types).
 * **Keypoint classification** (Table 3's protocol): per category, one-vs-all linear SVMs on the layer's
   feature at each keypoint (the column whose rf centre is nearest) predict the keypoint TYPE; C by grouped
-  ``folds``-fold cross-validation over ``Cs``; the train/test split is ``convcorr.protocols.split_pool``'s
+  ``folds``-fold cross-validation over ``Cs``; the train/test split is ``convcorr.datasets.pools.split_pool``'s
   (by photo where a category has >= 3 photos, else by warp). Accuracy = mean over categories of the fraction of
   test keypoints classified to the right type.
 
-Uncertainty: 95% cluster-bootstrap intervals (:mod:`convcorr.stats`) over the independent units: PAIRS for
+Uncertainty: 95% cluster-bootstrap intervals (:mod:`convcorr.evaluation.stats`) over the independent units: PAIRS for
 transfer, TEST PHOTOS for classification, resampled within categories. The SAME replicates are used for every
 layer, so the association of accuracy with the geometry gets an interval too: Spearman rank correlations over
 the layers (global-rf layers excluded: their size is infinite) of each measure with log rf size and with log
@@ -41,9 +41,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import protocols
-from ..report import Report, markdown_table, progress
-from ..types import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
+from ..datasets import pools
+from ..runtime.progress import progress
+from ..viz.report import Report, markdown_table
 from .workers import all_saved, run_conf_tasks, unit_key, with_parallel_options
 
 _METHODS = {
@@ -62,11 +63,11 @@ OPTION_TYPES = {"layers": (dict, None), "size": (int, None)}
 CONFIGS = {
     # offline, ~2-3 minutes on 2 cores: the five pretrained CNNs of the shared folder, every spatial layer;
     # cross-instance pairs and photo-split classification on the embedded face / person / hand photos
-    "default": protocols.with_data_options({
+    "default": pools.with_data_options({
         "dataset": "embedded", "categories": ["face", "person", "hand"], "pairs": "cross", "max_pairs": 20,
         "n_synthetic_pairs": 0, **_METHODS}, pairs=True),
     # models from timm / torchvision (weights need a network or a warm cache): residual nets, ConvNeXt, DINOv2
-    "zoo": protocols.with_data_options({
+    "zoo": pools.with_data_options({
         "dataset": "embedded", "categories": ["face", "person", "hand"], "pairs": "cross", "max_pairs": 20,
         "n_synthetic_pairs": 0,
         **dict(_METHODS, backbones=["timm:resnet50", "timm:convnext_tiny", "timm:vit_small_patch14_dinov2.lvd142m",
@@ -87,7 +88,7 @@ class LayerResult:
         rf_size, stride, offset: ``backbone.rf(layer, input_size)`` (rf_size is inf for a global layer).
         channels: feature dimension; grid_hw: (h, w) columns at ``input_size``.
         pck: {alpha: Estimate} transfer PCK under the protocol's first average, CI over pairs.
-        pck_overall: {alpha: PCK} the same numbers from :func:`convcorr.pck.evaluate` (the protocol engine).
+        pck_overall: {alpha: PCK} the same numbers from :func:`convcorr.evaluation.pck.evaluate` (the protocol engine).
         pck_per_category: {category: {alpha: PCK}}.
         accuracy: Estimate, mean over categories of the classification accuracy, CI over test photos.
         accuracy_per_category: {category: Estimate}.
@@ -271,7 +272,7 @@ def partial_rank_correlation(y: np.ndarray, x: np.ndarray, covariates: np.ndarra
 
 
 def _prepare_all(insts: dict, crop: str, margin: float, size: int) -> dict:
-    from ..pair_transfer import prepare
+    from ..methods.pair_transfer import prepare
 
     return {k: prepare(i, crop, margin, size) for k, i in insts.items()}
 
@@ -289,7 +290,7 @@ def _layer_task(task: tuple, shared: dict) -> dict:
     Args:
         task: (layer name, {pair image id: FeatureGrid}, {classification instance id: (n_visible, C) keypoint
             features}).
-        shared: {"matcher", "Cs", "folds", "pairs": [:func:`convcorr.pair_transfer.transfer_inputs` per pair],
+        shared: {"matcher", "Cs", "folds", "pairs": [:func:`convcorr.methods.pair_transfer.transfer_inputs` per pair],
             "classification": {category: {"train"/"test": [instance ids], "ytr", "gtr", "yte"}}}.
 
     Returns:
@@ -297,8 +298,8 @@ def _layer_task(task: tuple, shared: dict) -> dict:
         float 0/1, chosen C)}, "grid_hw": (h, w) columns of the pair images, "channels": feature dimension,
         "seconds": time of this task}.
     """
-    from ..classification import l2_rows, select_C, train_ova
-    from ..pair_transfer import transfer_by_matcher
+    from ..methods.classification import l2_rows, select_C, train_ova
+    from ..methods.pair_transfer import transfer_by_matcher
 
     _, grids, kp = task
     t0 = time.perf_counter()
@@ -327,13 +328,13 @@ def compute(conf: dict, out_dir: str | Path | None = None) -> BackbonesResults:
     ``workers``, ``executor``, ``ray_address``, ``resume``; with ``resume`` every layer's result is kept under
     ``out_dir/tasks/layers-<config hash>/``). Results are the same for every setting."""
     from ..backbones import get_backbone
-    from ..classification import restrict_types
-    from ..dense import FeatureGrid
+    from ..evaluation.pck import evaluate, get_protocol, pair_errors
+    from ..evaluation.stats import bootstrap_ci, bootstrap_weights, type_mean, weighted_mean
+    from ..features.base import FeatureGrid
     from ..matchers import get_matcher
-    from ..pair_transfer import box_copy, pair_record, transfer_inputs
-    from ..pck import evaluate, get_protocol, pair_errors
-    from ..receptive_field import GeometryError
-    from ..stats import bootstrap_ci, bootstrap_weights, type_mean, weighted_mean
+    from ..methods.classification import restrict_types
+    from ..methods.pair_transfer import box_copy, pair_record, transfer_inputs
+    from ..numerics.rf.trace import GeometryError
 
     conf = dict(conf)
     t_all = time.perf_counter()
@@ -363,9 +364,9 @@ def compute(conf: dict, out_dir: str | Path | None = None) -> BackbonesResults:
 
     # ---- data (the same for every backbone)
     t0 = time.perf_counter()
-    pairs = protocols.build_pairs(conf)
-    notes += protocols.data_notes(pairs)
-    train, test, splits = protocols.split_pool(conf)
+    pairs = pools.build_pairs(conf)
+    notes += pools.data_notes(pairs)
+    train, test, splits = pools.split_pool(conf)
     train, test = restrict_types(train, conf.get("max_types")), restrict_types(test, conf.get("max_types"))
     cats = [c for c in dict.fromkeys(i.category for i in train) if any(i.category == c for i in test)]
     if not cats:
@@ -416,7 +417,7 @@ def compute(conf: dict, out_dir: str | Path | None = None) -> BackbonesResults:
             continue
         geoms = {l: bb.rf(l, size) for l in layers}
         if size not in prepared_cache:
-            from ..transfer import crop_instance
+            from ..core.crops import crop_instance
 
             prepared_cache[size] = (
                 _prepare_all(pair_insts, crop, margin, size),
@@ -575,7 +576,7 @@ def _fits(results: list, reps: dict, estimates: dict, n_units: dict) -> list:
 
 
 def _corr_estimate(y, Y, x, cov, n_units):
-    from ..stats import Estimate
+    from ..evaluation.stats import Estimate
 
     k = 0 if cov is None else np.asarray(cov).reshape(len(y), -1).shape[1]
     if len(y) - k - 1 < MIN_RESIDUAL_DF:  # a (partial) correlation of a handful of layers is +-1 by construction

@@ -1,7 +1,7 @@
 """Pair benchmark: dense features x matchers (x the box-copy baseline) on pair data sets, PCK under explicit
 protocols.
 
-For every pair (source, target) of the configured data (:func:`convcorr.protocols.build_pairs`: synthetic
+For every pair (source, target) of the configured data (:func:`convcorr.datasets.pools.build_pairs`: synthetic
 warped pairs and cross-instance pairs of the embedded photos by default; SPair-71k, PF-PASCAL, PF-WILLOW,
 CUB-200-2011, AP-10K, any COCO keypoint JSON, Berkeley PASCAL with ``--set dataset=...``), both images are
 prepared the same way (``crop="box"``: the instance box + ``margin`` on every side, the paper's setting and
@@ -14,10 +14,10 @@ source keypoints are moved to the target through the matcher's forward pixel map
 normalised box coordinates: it knows the target box and nothing else, so it is the floor that a matcher must
 beat.
 
-PCK: every protocol in ``pck_protocols`` (presets of :data:`convcorr.pck.PROTOCOLS` or dicts of
-:class:`convcorr.pck.PCKProtocol` fields) is applied to the same predictions; the first is the headline.
+PCK: every protocol in ``pck_protocols`` (presets of :data:`convcorr.evaluation.pck.PROTOCOLS` or dicts of
+:class:`convcorr.evaluation.pck.PCKProtocol` fields) is applied to the same predictions; the first is the headline.
 The full protocol of each is recorded in results.json, with per-pair values (``per_pair``: the independent
-unit for bootstrap confidence intervals; ``confidence`` is left empty for :mod:`convcorr.stats`).
+unit for bootstrap confidence intervals; ``confidence`` is left empty for :mod:`convcorr.evaluation.stats`).
 
 Parallel runs (``--workers N``, ``--executor ray``, ``--resume``; :mod:`convcorr.experiments.workers`): the pairs
 are the units of work; each category's feature grids are computed once per image in the calling process and
@@ -33,11 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import protocols
-from ..pair_transfer import box_copy, pair_record, prepare, transfer_by_matcher, transfer_inputs
-from ..pck import evaluate, get_protocol, pck_vs_alpha
-from ..report import Report, markdown_table
-from ..types import ConfigError
+from ..core.errors import ConfigError
+from ..datasets import pools
+from ..evaluation.pck import evaluate, get_protocol, pck_vs_alpha
+from ..methods.pair_transfer import box_copy, pair_record, prepare, transfer_by_matcher, transfer_inputs
+from ..viz.report import Report, markdown_table
 from .workers import all_saved, run_conf_tasks, with_parallel_options
 
 _METHODS = {
@@ -47,23 +47,23 @@ _METHODS = {
 }
 CONFIGS = {
     # offline, a few minutes on 2 cores: synthetic warps of every photo + cross-instance pairs of the photos
-    "default": protocols.with_data_options({
+    "default": pools.with_data_options({
         "dataset": "embedded", "categories": ["face", "horse10", "animalpose", "zebra"], "pairs": "both",
         "n_synthetic_pairs": 4, "max_pairs": 10, "pck_protocols": ["paper", "dift-spair"], **_METHODS}, pairs=True),
     # SPair-71k test split under DIFT's protocol (target bbox max side, alpha 0.1, per image and per point)
-    "spair": protocols.with_data_options({
+    "spair": pools.with_data_options({
         "dataset": "spair", "split": "test", "pck_protocols": ["dift-spair", "sd-dino-spair", "paper"],
         **dict(_METHODS, crop="image", size=448)}, pairs=True),
     # PF-PASCAL test pairs: alpha_img as HPF / CATs
-    "pf-pascal": protocols.with_data_options({
+    "pf-pascal": pools.with_data_options({
         "dataset": "pf-pascal", "pck_protocols": ["cats-pfpascal", "hpf-pfpascal", "paper"],
         **dict(_METHODS, crop="image", size=448)}, pairs=True),
     # PF-WILLOW: alpha_bbox (keypoint extent) as HPF / CATs
-    "pf-willow": protocols.with_data_options({
+    "pf-willow": pools.with_data_options({
         "dataset": "pf-willow", "pck_protocols": ["cats-pfwillow", "hpf-pfwillow", "paper"],
         **dict(_METHODS, crop="image", size=448)}, pairs=True),
     # any COCO keypoint JSON + image folder: cross-instance pairs of one category
-    "coco": protocols.with_data_options({
+    "coco": pools.with_data_options({
         "dataset": "coco", "pairs": "cross", "max_pairs": 50, "pck_protocols": ["paper", "dift-spair"],
         **_METHODS}, pairs=True),
 }
@@ -88,8 +88,8 @@ class PairsResults:
         seconds: {method: matching + transfer time}; feature_seconds: {feature spec: time}.
         notes: data decisions (categories ignored ...).
         headline: name of the headline protocol (the first of ``pck_protocols``).
-        confidence: bootstrap CIs over pairs, {} until convcorr.stats fills it.
-        pair_list: the :class:`convcorr.types.Pair` objects (for figures; not written to JSON).
+        confidence: bootstrap CIs over pairs, {} until convcorr.evaluation.stats fills it.
+        pair_list: the :class:`convcorr.core.types.Pair` objects (for figures; not written to JSON).
     """
 
     conf: dict
@@ -120,7 +120,7 @@ def pair_key(k: int, pair) -> str:
 def _match_pair(k: int, shared: dict) -> dict:
     """Task of the matching loop: pair ``k`` through every feature x matcher -> {method: (prediction (K, 2) in
     original target pixels, seconds)}. ``shared``: {"grids": {feature spec: {image id: FeatureGrid}},
-    "matchers": {name: Matcher}, "units": {k: :func:`convcorr.pair_transfer.transfer_inputs` of pair k}}."""
+    "matchers": {name: Matcher}, "units": {k: :func:`convcorr.methods.pair_transfer.transfer_inputs` of pair k}}."""
     sid, tid, kps, vis, tf_s, tf_t = shared["units"][k]
     out = {}
     for f, grid in shared["grids"].items():
@@ -137,13 +137,13 @@ def compute(conf: dict, out_dir: str | Path | None = None) -> PairsResults:
     The pairs run through :func:`convcorr.experiments.workers.run_conf_tasks` (options ``workers``,
     ``executor``, ``ray_address``, ``resume``; with ``resume`` every pair's result is kept under
     ``out_dir/tasks/pairs-<config hash>/``). Results are the same for every setting."""
-    from ..dense import get_features
+    from ..features.base import get_features
     from ..matchers import get_matcher
 
     conf = dict(conf)
     pcks = [get_protocol(p) for p in (conf.get("pck_protocols") or ["paper"])]
-    pairs = protocols.build_pairs(conf)
-    notes = protocols.data_notes(pairs)
+    pairs = pools.build_pairs(conf)
+    notes = pools.data_notes(pairs)
     size, crop, margin = int(conf["size"]), conf["crop"], float(conf["margin"])
     baselines = list(conf.get("baselines") or [])
     bad = [b for b in baselines if b != BOX_COPY]
@@ -239,16 +239,16 @@ def _rows(r: dict, avg: str, alpha: float):
 
 
 def confidence_intervals(res: PairsResults, n_boot: int = 1000, seed: int = 0) -> dict:
-    """95% cluster-bootstrap intervals over PAIRS (resampled within categories) with :mod:`convcorr.stats`.
+    """95% cluster-bootstrap intervals over PAIRS (resampled within categories) with :mod:`convcorr.evaluation.stats`.
 
     Returns ``{"unit": "pair", "estimates": {protocol: {method: {average: {alpha: {...}}}}}, "differences":
     [...]}`` for protocols whose overall rule is "pooled" (a category mean would need per-category resampling
     weights; not done), and paired differences under the headline protocol (first average and alpha): every
-    matcher vs box-copy and every two feature specs under the same matcher. ``{}`` when convcorr.stats is not
+    matcher vs box-copy and every two feature specs under the same matcher. ``{}`` when convcorr.evaluation.stats is not
     available.
     """
     try:
-        from .. import stats
+        from ..evaluation import stats
     except ImportError:
         return {}
     est: dict = {}
@@ -345,10 +345,10 @@ def main(conf: dict, out_dir: Path) -> Path:
                                  for a in ci[m][av]}} for m in ci]
         rep.section("95% confidence intervals (bootstrap over pairs)",
                     markdown_table(rows) + f"\nUnit: {res.confidence['unit']}, {res.confidence['n_boot']} "
-                    "replicates (convcorr.stats). Paired differences (same pairs, same replicates):\n\n" +
+                    "replicates (convcorr.evaluation.stats). Paired differences (same pairs, same replicates):\n\n" +
                     "\n".join(f"- {d['verdict']}" for d in res.confidence["differences"]))
     else:
-        rep.section("Confidence intervals", "Not computed: convcorr.stats is not available in this installation. "
+        rep.section("Confidence intervals", "Not computed: convcorr.evaluation.stats is not available in this installation. "
                     "Per-pair values are kept in results.json (`pck.<protocol>.<method>.per_pair`).")
     avg = proto["averages"][0]
     cat_rows = []

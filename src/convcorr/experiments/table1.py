@@ -16,8 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..backbones import get_backbone
-from ..receptive_field import GeometryError
-from ..report import Report, markdown_table
+from ..numerics.rf.trace import GeometryError
+from ..viz.report import Report, markdown_table
 from .workers import run_conf_tasks, with_parallel_options
 
 PAPER = {"conv1": (11, 4), "conv2": (51, 8), "conv3": (99, 16), "conv4": (131, 16), "conv5": (163, 16),

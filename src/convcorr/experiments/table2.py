@@ -1,17 +1,17 @@
 """Table 2 of the paper: keypoint transfer by alignment, (dense features x matcher) combinations vs box-copy.
 
-Method (:mod:`convcorr.transfer`): each query's k nearest same-category training instances by the retrieval
+Method (:mod:`convcorr.methods.transfer`): each query's k nearest same-category training instances by the retrieval
 backbone's global feature (cosine) are matched to it by every configured matcher (``matchers``; the paper's MRF
 is ``flow``, options from the top-level keys that are the matcher's option names -- ``beta``, ``n_iter``,
 ``radius_px``, ``coarse_to_fine`` -- and from ``matcher_options[name]``) on every configured dense feature
-(``features``: spec strings such as ``alexnet:conv4`` or ``sift:step=8,bin=8``, :func:`convcorr.dense.get_features`),
+(``features``: spec strings such as ``alexnet:conv4`` or ``sift:step=8,bin=8``, :func:`convcorr.features.base.get_features`),
 their keypoints are transferred through the correspondence, the neighbours are ranked by its energy and every
 keypoint type is predicted as the coordinate-wise median over the ``top`` best neighbours showing it;
 ``box-copy`` (in ``baselines``) copies the keypoints of the single nearest neighbour in normalised box
 coordinates. Every instance is
 cropped to its box (+ ``margin`` context) and resized to ``input_size`` pixels first; predictions are mapped back
 exactly to original pixels. PCK at alpha 0.1 / 0.05 / 0.025 of max(box h, w), averaged over keypoint types
-(``convcorr.pck``). "random in box" is a reference: uniformly random points in the query box.
+(``convcorr.evaluation.pck``). "random in box" is a reference: uniformly random points in the query box.
 
 beta is chosen as in the paper, by validation (``validate_beta=True``): per (features, matcher) with a beta option,
 the value of ``beta_grid`` with the best PCK@0.1 on ``n_val_queries`` validation queries per category, disjoint
@@ -46,13 +46,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import protocols
+from ..core.errors import ConfigError
+from ..datasets import pools
+from ..evaluation.pck import PAPER_ALPHAS, PCKProtocol, correct, pck_curve
+from ..evaluation.stats import bootstrap_ci, paired_difference, type_mean, verdict
+from ..methods.transfer import FeatureCache, KeypointTransfer, TransferConfig, make_transfer, retrieve_neighbours
+from ..runtime.progress import progress
+from ..viz.report import Report, markdown_table
 from .workers import run_conf_tasks, with_parallel_options
-from ..pck import PAPER_ALPHAS, PCKProtocol, correct, pck_curve
-from ..report import Report, markdown_table, progress
-from ..stats import bootstrap_ci, paired_difference, type_mean, verdict
-from ..transfer import FeatureCache, KeypointTransfer, TransferConfig, make_transfer, retrieve_neighbours
-from ..types import ConfigError
 
 #: uncertainty and beta validation (shared by the presets): ``validate_beta`` picks, per (features, matcher)
 #: with a ``beta`` option, the value of ``beta_grid`` with the best PCK@0.1 on ``n_val_queries`` validation
@@ -80,7 +81,7 @@ CONFIGS = {
         "seed": 0, **dict(_STATS, n_val_queries=10),
     },
 }
-CONFIGS = {k: protocols.with_data_options(v) for k, v in CONFIGS.items()}
+CONFIGS = {k: pools.with_data_options(v) for k, v in CONFIGS.items()}
 #: cross-instance protocol on the embedded faces only (every alignment between different people)
 CONFIGS["strict"] = dict(CONFIGS["default"], categories=["face"], n_queries=6, exclude_same_source=True)
 #: easier same-instance variant: the query's own photo and its other warps stay in the pool
@@ -120,9 +121,9 @@ def _transfer_task(qi: int, shared: dict, full: bool = False) -> dict:
 
 
 def build_pool(conf: dict) -> list:
-    """All instances of the configured data (:func:`convcorr.protocols.build_pool`: real photos + ``n_warps``
-    warps of each; every data set of :mod:`convcorr.protocols`, e.g. ``--set dataset=coco --set json=...``)."""
-    return protocols.build_pool(conf)
+    """All instances of the configured data (:func:`convcorr.datasets.pools.build_pool`: real photos + ``n_warps``
+    warps of each; every data set of :mod:`convcorr.datasets.pools`, e.g. ``--set dataset=coco --set json=...``)."""
+    return pools.build_pool(conf)
 
 
 def select_queries(pool: list, conf: dict) -> list[int]:
@@ -187,7 +188,7 @@ def method_configs(conf: dict, betas: dict | None = None) -> dict[str, TransferC
     ``betas`` {method label: beta} sets the ``beta`` option per combination (the values chosen by validation;
     otherwise the matcher gets ``conf["beta"]``).
     """
-    from ..dense import get_features
+    from ..features.base import get_features
 
     base = dict(retrieval_backbone=conf["retrieval_backbone"], k=conf["k"], top=conf["top"],
                 size=conf["input_size"], margin=conf["margin"])
@@ -501,7 +502,7 @@ def main(conf: dict, out_dir: Path) -> Path:
                 + f"; baselines: {', '.join(conf.get('baselines') or []) or '-'}.\n\n"
                 f"Retrieved neighbours from the query's own object: {np.mean(same_src_k):.0%} of the k.")
     if conf.get("dataset", "embedded") == "embedded":
-        from ..datasets.embedded import category_report
+        from ..viz.report import category_report
 
         md, rep.results["data"] = category_report(cats)
         rep.section("Data (real photos before warping)", md)
@@ -573,7 +574,7 @@ def _figure_record(kt: KeypointTransfer, query, nb: list, det: dict, pred: np.nd
 
 def _plots(rep: Report, ests: dict, methods: dict, val: dict | None, fig_data: list, per_query: list,
            qs: list, by_id: dict) -> None:
-    from ..figures import alignment_panels, draw_bars_with_ci, draw_curves_with_ci, draw_panels, pick_by_rank
+    from ..viz.figures import alignment_panels, draw_bars_with_ci, draw_curves_with_ci, draw_panels, pick_by_rank
 
     alphas = [float(a) for a in PAPER_ALPHAS]
     series = {m: [ests[m][a] for a in alphas] for m in ests}

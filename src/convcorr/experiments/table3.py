@@ -2,7 +2,7 @@
 
 Every visible keypoint of every instance gives one example. The instance's box, enlarged by ``margin`` (a
 fraction of the box width/height on every side), is cropped and resized to ``size`` x ``size`` px (227, the
-AlexNet input; :func:`convcorr.features.crop_box`, exact point maps). Features at the keypoint (in crop pixels):
+AlexNet input; :func:`convcorr.core.crops.crop_instance`, exact point maps). Features at the keypoint (in crop pixels):
 the SIFT descriptor of radius r (bin size r / 2, centred exactly at the keypoint) or the feature of the
 conv-layer column whose rf centre is nearest the keypoint. One-vs-all linear SVMs (``LinearSVC`` on
 L2-normalised features) predict the keypoint TYPE; C is chosen from ``Cs`` by ``folds``-fold cross-validation on
@@ -18,7 +18,7 @@ a (2w+1)^2 window around the ground truth (w = ``response_window`` crop px; 10 g
 window). Maxima ON the window boundary (the response is still rising outside the window) are excluded from the
 histograms and counted, as in the paper. SIFT is simply computed at every pixel; conv features at
 1-pixel stride are computed EXACTLY by shifting the crop by every offset within one stride and re-running the
-network (:class:`convcorr.features.PixelConvFeatures`; no interpolation). The 2-D histogram of the offsets of
+network (:class:`convcorr.features.sampling.PixelConvFeatures`; no interpolation). The 2-D histogram of the offsets of
 the response maxima from the ground truth shows how finely each feature localises.
 
 Embedded-data protocol (``dataset="embedded"``): per category, the real annotated photos plus ``n_synthetic``
@@ -44,13 +44,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..classification import (DEFAULT_CS, keypoint_dataset, kept_types, l2_rows, response_map,  # noqa: F401
-                              response_peak, restrict_types, select_C, train_ova)
-from .. import protocols
-from ..features import array_digest, cached, crop_box, features_at_pixels, features_at_points
-from ..report import Report, markdown_table, progress
-from ..stats import bootstrap_ci, paired_difference, type_mean, verdict
-from ..types import ConfigError
+from ..core.crops import crop_instance
+from ..core.errors import ConfigError
+from ..datasets import pools
+from ..evaluation.stats import bootstrap_ci, paired_difference, type_mean, verdict
+from ..features.cache import array_digest, cached
+from ..features.sampling import features_at_pixels, features_at_points
+from ..methods.classification import (DEFAULT_CS, keypoint_dataset, l2_rows, response_map, response_peak,
+                                      restrict_types, select_C, train_ova)
+from ..runtime.progress import progress
+from ..viz.report import Report, markdown_table
 from .workers import run_conf_tasks, unit_key, with_parallel_options
 
 _COMMON = {
@@ -69,7 +72,7 @@ CONFIGS = {
         "test_fraction": 0.5, "max_types": None, "n_response": 50, "n_response_instances": 25, **_COMMON,
     },
 }
-CONFIGS = {k: protocols.with_data_options(v) for k, v in CONFIGS.items()}
+CONFIGS = {k: pools.with_data_options(v) for k, v in CONFIGS.items()}
 #: parallel SVM and response-map loops: ``workers``, ``executor``, ``ray_address``, ``resume``
 #: (convcorr.experiments.workers); results are identical for any setting
 CONFIGS = with_parallel_options(CONFIGS)
@@ -89,15 +92,15 @@ def feature_specs(conf: dict) -> dict[str, str]:
 
 
 def feature_objects(conf: dict) -> dict:
-    """{column name: DenseFeatures}, resolved once (:func:`convcorr.dense.get_features`)."""
-    from ..dense import get_features
+    """{column name: DenseFeatures}, resolved once (:func:`convcorr.features.base.get_features`)."""
+    from ..features.base import get_features
 
     return {n: get_features(s) for n, s in feature_specs(conf).items()}
 
 
 def split_pool(conf: dict) -> tuple[list, list, dict]:
-    """(train, test, {category: split description}): :func:`convcorr.protocols.split_pool` (shared with Table 4)."""
-    return protocols.split_pool(conf)
+    """(train, test, {category: split description}): :func:`convcorr.datasets.pools.split_pool` (shared with Table 4)."""
+    return pools.split_pool(conf)
 
 
 def _visible(inst) -> np.ndarray:
@@ -108,7 +111,8 @@ def instance_features(inst, conf: dict, feats: dict) -> dict[str, np.ndarray]:
     """{feature name: (V, D)} at the instance's visible keypoints (crop pixels), optionally cached on disk.
 
     ``feats``: {name: DenseFeatures} (:func:`feature_objects`)."""
-    crop, to_crop, _ = crop_box(inst, conf["margin"], conf["size"])
+    crop, tf = crop_instance(inst, conf["margin"], conf["size"])
+    to_crop = tf.to_crop
     pts = to_crop(inst.keypoints[_visible(inst)])
     digest = array_digest(crop, pts)
     key = f"{inst.category}/{inst.id}"
@@ -198,7 +202,7 @@ def main(conf: dict, out_dir: Path) -> Path:
     shown = [{k: (f"**{v:.3f}**" if k in names and v == max(r[n] for n in names) else v) for k, v in r.items()}
              for r in table]
     if conf.get("dataset", "embedded") == "embedded":
-        from ..datasets.embedded import category_report
+        from ..viz.report import category_report
 
         md, rep.results["data"] = category_report(cats)
         rep.section("Data (real photos before warping)", md)
@@ -248,7 +252,7 @@ def _response_task(task: dict, shared: dict, window: int) -> dict:
     Features at every pixel of the (2w+1)^2 windows (:func:`features_at_pixels`: exact 1-pixel stride) ->
     {"maps": [{feature name: (2w+1, 2w+1) score of the true type's classifier, -inf outside the crop}] per
     keypoint, "inside": [whether the whole window lies in the crop] per keypoint}."""
-    from ..dense import get_features
+    from ..features.base import get_features
 
     W, c, crop = int(window), task["category"], task["crop"]
     S = crop.shape[0]
@@ -270,7 +274,7 @@ def _response_task(task: dict, shared: dict, window: int) -> dict:
 
 def _photo_of_rows(insts: list) -> list[str]:
     """The photo (``meta["photo"]``, else the source photo id) of every keypoint row, in
-    :func:`convcorr.classification.keypoint_dataset`'s order."""
+    :func:`convcorr.methods.classification.keypoint_dataset`'s order."""
     out = []
     for i in insts:
         out += [str(i.meta.get("photo", i.meta.get("source_id", i.id)))] * int(_visible(i).sum())
@@ -308,7 +312,7 @@ def _intervals(rep: Report, conf: dict, names: list, cats: list, hits: dict, uni
                 "a photo and of its warps move together; for the mean, within each category). A category with "
                 "1-3 test photos gives a degenerate or too narrow interval: read it as a lower bound on the "
                 "uncertainty. What each number rests on:\n\n" + markdown_table(crow, floatfmt="{:g}"))
-    from ..figures import draw_bars_with_ci
+    from ..viz.figures import draw_bars_with_ci
 
     draw_bars_with_ci(names, {**{c: [est[c][n] for n in names] for c in cats}, "mean": [mean[n] for n in names]},
                       rep.out_dir / "accuracy.png", "test accuracy", ylim=(0, 1),
@@ -373,7 +377,7 @@ def _response_figures(rep: Report, conf: dict, test: list, cats: list, models: d
     """Figure 4: response maps at 1-pixel stride around test keypoints and histograms of their maxima."""
     import matplotlib.pyplot as plt
 
-    from ..figures import draw_offset_histograms, offset_histograms
+    from ..viz.figures import draw_offset_histograms, offset_histograms
 
     W, S = int(conf["response_window"]), int(conf["size"])
     rng = np.random.default_rng(conf["seed"])  # which keypoints are shown: drawn here, before the parallel loop
@@ -384,7 +388,8 @@ def _response_figures(rep: Report, conf: dict, test: list, cats: list, models: d
     jobs = [(c, inst, kps) for c in cats for inst, kps in _pick(test, c, conf, rng)] if conf["n_response"] else []
     tasks = []
     for c, inst, kps in jobs:  # crops here (the images are read once, in this process); the maps are the units
-        crop, to_crop, _ = crop_box(inst, conf["margin"], S)
+        crop, tf = crop_instance(inst, conf["margin"], S)
+        to_crop = tf.to_crop
         tasks.append({"category": c, "crop": crop, "centres": np.rint(to_crop(inst.keypoints[kps])).astype(int),
                       "labels": [inst.keypoint_names[k] for k in kps]})
     specs = feature_specs(conf)

@@ -1,6 +1,6 @@
 """Table 4 of the paper: keypoint prediction with conv5 vs dense SIFT, with and without a nearest-neighbour prior.
 
-Method (:mod:`convcorr.prediction`): every instance's box (+ ``margin``, default 0: the box itself) is rescaled to
+Method (:mod:`convcorr.methods.prediction`): every instance's box (+ ``margin``, default 0: the box itself) is rescaled to
 ``size x size`` (500) px. Features: AlexNet (caffe-q8) conv5 with each column described by its 3 x 3
 neighbourhood (2304-d), or dense SIFT (step 8, bin 8, 128-d); column descriptors L2-normalised. (Config:
 ``features`` lists dense-feature specs, default ``["sift:step=8,bin=8", "alexnet:conv5"]``, and ``neighbourhood``
@@ -14,9 +14,9 @@ training neighbour by the global feature (AlexNet pool5 of the 227 x 227 box cro
 ``prior_backbone=efficientnet_lite0``: its 1280-d "pool" feature)
 puts a Gaussian (``sigma`` px in the 500 x 500 frame) at each of its keypoints (normalised box coordinates), and
 ``f = s^(1-eta) p^eta`` with ``s = sigmoid(SVM score)`` (positive, map-independent; see
-:func:`convcorr.prediction.to_positive`). "NN prior only" (extra row, not in the paper) is the neighbour's
+:func:`convcorr.methods.prediction.to_positive`). "NN prior only" (extra row, not in the paper) is the neighbour's
 keypoints themselves. Metric: PCK at alpha = 0.1 of max(box h, w) in original pixels over visible test
-keypoints, averaged over keypoint types (``convcorr.pck``), per category; "mean" averages the categories. Every
+keypoints, averaged over keypoint types (``convcorr.evaluation.pck``), per category; "mean" averages the categories. Every
 number carries a 95% bootstrap interval resampling the TEST PHOTOS (within categories for the mean) and the
 numbers of test keypoints, instances and photos it rests on; "with vs without prior" and "conv5 vs SIFT" are
 paired differences on the same keypoints.
@@ -31,7 +31,7 @@ are subsampled evenly (e.g. 17 of the 68 face landmarks) to keep the default run
 Parallel runs (``workers``, ``executor``, ``ray_address``, ``resume``: :mod:`convcorr.experiments.workers`): the
 feature grids and global descriptors are computed once per instance in the calling process; the units of work are
 the per-(category, feature, keypoint type) SVMs with their hard-negative mining, whose random initial negatives
-are seeded by ``seed`` and the type (:func:`convcorr.prediction.type_rng`). Predictions (one matrix product per
+are seeded by ``seed`` and the type (:func:`convcorr.methods.prediction.type_rng`). Predictions (one matrix product per
 test instance) run in the calling process. Each worker holds a copy of the training grids (memory grows with
 ``workers``). Results are identical for every setting.
 """
@@ -42,15 +42,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..pck import PCKProtocol, pck
-from ..prediction import (KeypointPredictor, fit_type_task, global_descriptors, nearest_neighbours,
-                          transfer_keypoints)
-from ..report import Report, markdown_table, progress
-from ..stats import bootstrap_ci, paired_difference, type_mean, verdict
-from .. import protocols
-from ..protocols import split_pool
-from ..classification import kept_types
-from ..types import ConfigError
+from ..core.errors import ConfigError
+from ..datasets import pools
+from ..datasets.pools import split_pool
+from ..evaluation.pck import PCKProtocol, pck
+from ..evaluation.stats import bootstrap_ci, paired_difference, type_mean, verdict
+from ..methods.classification import kept_types
+from ..methods.prediction import (KeypointPredictor, fit_type_task, global_descriptors, nearest_neighbours,
+                                  transfer_keypoints)
+from ..runtime.progress import progress
+from ..viz.report import Report, markdown_table
 from .workers import run_conf_tasks, unit_key, with_parallel_options
 
 _COMMON = {
@@ -68,7 +69,7 @@ CONFIGS = {
         "test_fraction": 0.5, "max_types": None, "mining_rounds": 3, **_COMMON,
     },
 }
-CONFIGS = {k: protocols.with_data_options(v) for k, v in CONFIGS.items()}
+CONFIGS = {k: pools.with_data_options(v) for k, v in CONFIGS.items()}
 #: parallel SVM training: ``workers``, ``executor``, ``ray_address``, ``resume`` (convcorr.experiments.workers);
 #: results are identical for any setting
 CONFIGS = with_parallel_options(CONFIGS)
@@ -91,7 +92,7 @@ def feature_list(conf: dict) -> list[tuple]:
     """[(DenseFeatures, neighbourhood side k)] from ``features`` (spec strings, resolved once) and
     ``neighbourhood`` (one odd k per feature: the paper describes a conv5 column by its 3 x 3 neighbours and uses
     single SIFT descriptors; a single number applies to every feature)."""
-    from ..dense import get_features
+    from ..features.base import get_features
 
     feats = [get_features(f) for f in conf["features"]]
     ks = conf.get("neighbourhood", 3)
@@ -123,7 +124,7 @@ def _score(preds: list, insts: list, keep: np.ndarray, names: tuple) -> float:
 
 def _points(preds: list, insts: list, keep: np.ndarray, names: tuple, category: str) -> dict:
     """Per visible kept test keypoint: correct at alpha 0.1, type "category/name", unit (the test photo)."""
-    from ..pck import correct
+    from ..evaluation.pck import correct
 
     C, T, U = [], [], []
     for pred, inst in zip(preds, insts):
@@ -222,7 +223,7 @@ def main(conf: dict, out_dir: Path) -> Path:
                             f"{sum(i.category == c for i in test)} test instances, "
                             f"{len(examples[c]['names'])} keypoint types" for c in cats))
     if conf.get("dataset", "embedded") == "embedded":
-        from ..datasets.embedded import category_report
+        from ..viz.report import category_report
 
         md, rep.results["data"] = category_report(cats)
         rep.section("Data (real photos before warping)", md)
@@ -258,7 +259,7 @@ def headline_pairs(features: list) -> list[tuple[str, str]]:
 
 
 def _intervals(rep: Report, conf: dict, methods: list, cats: list, pts: dict, train: list, test: list) -> None:
-    from ..figures import draw_bars_with_ci
+    from ..viz.figures import draw_bars_with_ci
 
     nb, sd = int(conf.get("n_boot", 1000)), conf["seed"]
     est = {m: {c: bootstrap_ci(pts[m][c]["correct"], pts[m][c]["unit"], type_mean(pts[m][c]["types"]), nb, sd)
@@ -301,7 +302,7 @@ def _intervals(rep: Report, conf: dict, methods: list, cats: list, pts: dict, tr
 def _figures(rep: Report, examples: dict, conf: dict, cats: list) -> None:
     import matplotlib.pyplot as plt
 
-    from ..figures import padded_view
+    from ..viz.figures import padded_view
 
     feats = [f.spec for f, _ in feature_list(conf)]
     picks = []  # (category, test index) round-robin over categories

@@ -15,14 +15,14 @@ and resized to the network input. Reconstruction (Figure 1): every stride x stri
 replaced by the mean of the stride patches of its k nearest database features (cosine similarity, exact faiss
 search unless ``index`` says otherwise). Uniform-rf control: each column's k neighbours contribute their FULL
 rf-sized patches, averaged, pasted at the column's rf and overlaps averaged uniformly
-(:func:`convcorr.visualize.uniform_rf_reconstruct`). Average rf (Figure 2): mean of the rf-sized patches of the
+(:func:`convcorr.methods.reconstruction.uniform_rf_reconstruct`). Average rf (Figure 2): mean of the rf-sized patches of the
 ``k_rf`` nearest neighbours of the query feature at a keypoint, per layer. Pixel error: mean absolute difference
 (0..255) between the reconstruction and the query over the pixels the reconstruction covers.
 
 Parallel runs and memory (options ``workers``, ``executor``, ``ray_address``, ``resume``, see
 :mod:`convcorr.experiments.workers`; results are identical for every setting). Every database view goes through
 the network ONCE, in the calling process, and the sampled vectors of all layers, their provenance and the views are
-appended to a folder on disk (:func:`convcorr.visualize.spill_databases`): a temporary folder inside the output
+appended to a folder on disk (:func:`convcorr.methods.reconstruction.spill_databases`): a temporary folder inside the output
 folder, removed at the end, or, with ``resume``, ``<out>/tasks/database-<hash>/``, kept so that a re-run skips the
 forward passes (delete it when done). The unit of work is one layer (:func:`_layer_task`): build that layer's faiss
 index from its vectors, reconstruct every query, average the rf patches of every seed; ``workers`` processes work
@@ -50,8 +50,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..report import Report, markdown_table, progress
-from ..types import ConfigError, Instance
+from ..core.errors import ConfigError
+from ..core.types import Instance
+from ..runtime.progress import progress
+from ..viz.report import Report, markdown_table
 from .workers import run_conf_tasks, task_dir, unit_key, with_parallel_options
 
 _LAYERS = ["conv1", "conv2", "conv3", "conv4", "conv5", "pool5"]
@@ -88,7 +90,7 @@ def slug(name: str) -> str:
 
 def plain_image_instances() -> list[Instance]:
     """The photos of shared/images as Instances ``images/<stem>`` without keypoints (box: centred square)."""
-    from ..paths import require_shared
+    from ..runtime.paths import require_shared
 
     out = []
     for p in sorted(require_shared("images").iterdir()):
@@ -157,7 +159,7 @@ def main(conf: dict, out_dir: Path) -> Path:
 
     matplotlib.use("Agg")
     from ..backbones import get_backbone
-    from ..visualize import SpilledDatabases, spill_databases
+    from ..methods.reconstruction import SpilledDatabases, spill_databases
 
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
@@ -322,7 +324,7 @@ def _layer_task(layer: str, shared: dict, save_dir: str | None = None) -> dict:
     """
     import resource
 
-    from ..visualize import SpilledDatabases, average_rf, reconstruct, uniform_rf_reconstruct
+    from ..methods.reconstruction import SpilledDatabases, average_rf, reconstruct, uniform_rf_reconstruct
 
     t0 = time.perf_counter()
     db = SpilledDatabases(shared["folder"]).open(layer, shared["index"])

@@ -7,7 +7,7 @@ Options (the same names in every experiment; on the command line ``--workers N``
   (aligned queries, pairs, SVMs, layers, ...). 1 (the default) runs them in this process. Each worker uses one
   BLAS / OpenMP / torch / numba thread, so N workers use N cores without oversubscription.
 - ``executor``: None (serial for one worker, a local process pool otherwise), ``"serial"``, ``"process"`` or
-  ``"ray"`` (:func:`convcorr.parallel.run_tasks`).
+  ``"ray"`` (:func:`convcorr.runtime.parallel.run_tasks`).
 - ``ray_address``: the Ray cluster (``ray.init(address=...)``); None starts a local cluster of ``workers`` CPUs.
 - ``resume``: keep every finished unit's result under ``<out>/tasks/<stage>-<config hash>/`` and, when the same
   command runs again (e.g. after an interruption), load those results instead of recomputing them. The hash
@@ -63,7 +63,7 @@ def all_saved(conf: dict, out_dir: str | Path | None, stage: str, keys) -> bool:
     """True when ``resume`` is on and every unit named in ``keys`` (the ``key`` strings given to
     :func:`run_conf_tasks`) already has its saved result: the caller can then skip the work that only feeds those
     units (e.g. extracting their features)."""
-    from ..parallel import result_path
+    from ..runtime.parallel import result_path
 
     folder = task_dir(conf, out_dir, stage) if out_dir is not None else None
     return folder is not None and all(result_path(folder, k).exists() for k in keys)
@@ -72,7 +72,7 @@ def all_saved(conf: dict, out_dir: str | Path | None, stage: str, keys) -> bool:
 def run_conf_tasks(fn: Callable, tasks: Sequence, conf: dict, out_dir: str | Path | None, stage: str, *,
                    shared: Any = None, kwargs: dict | None = None, key: Callable | None = None,
                    desc: str | None = None) -> list:
-    """:func:`convcorr.parallel.run_tasks` with the experiment's parallel options.
+    """:func:`convcorr.runtime.parallel.run_tasks` with the experiment's parallel options.
 
     Args:
         fn: module-level task function ``fn(task, shared, **kwargs)`` (``fn(task, **kwargs)`` without shared).
@@ -85,7 +85,7 @@ def run_conf_tasks(fn: Callable, tasks: Sequence, conf: dict, out_dir: str | Pat
     Returns:
         the results in task order.
     """
-    from ..parallel import run_tasks
+    from ..runtime.parallel import run_tasks
 
     folder = task_dir(conf, out_dir, stage) if out_dir is not None else None
     return run_tasks(fn, tasks, shared=shared, kwargs=kwargs, workers=int(conf.get("workers", 1) or 1),

@@ -1,15 +1,15 @@
-"""Matchers as one type: two :class:`~convcorr.dense.FeatureGrid` -> a dense :class:`Correspondence` in pixels.
+"""Matchers as one type: two :class:`~convcorr.features.base.FeatureGrid` -> a dense :class:`Correspondence` in pixels.
 
 A plug-in is one class (subclass of :class:`Matcher`) plus one registry line (``@register_matcher("name")``).
 It implements :meth:`Matcher.match_grid` (features -> per-column target positions, score, energy); the base
 class turns column matches into pixel maps: the displacement ``target_pixel(column match) - column centre`` is
 interpolated bilinearly between source column centres and held constant beyond the outermost ones (exactly
-:func:`convcorr.warp.dense_flow` with ``k=1``), so the pixel map is piecewise bilinear on the column lattice.
+:func:`convcorr.numerics.warp.dense_flow` with ``k=1``), so the pixel map is piecewise bilinear on the column lattice.
 
 Both directions: :meth:`Correspondence.transfer` moves source points to the target through the forward map
 (no inversion); :meth:`Correspondence.transfer_back` moves target points to the source through the reverse
 correspondence when the matcher computed one (``Matcher.match(..., both=True)``), else through the exact
-fold-correct inversion of the forward map (:func:`convcorr.warp.invert_lattice`).
+fold-correct inversion of the forward map (:func:`convcorr.numerics.warp.invert_lattice`).
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ..dense import FeatureGrid
-from ..geometry import RFGeometry
+from ..core.geometry import RFGeometry
+from ..features.base import FeatureGrid
 
 
 @dataclass
@@ -75,7 +75,7 @@ class Correspondence:
                 score=np.asarray(score, dtype=np.float64), score_kind=score_kind, energy=float(energy),
                 mask=np.asarray(mask, bool), grid_match=gm, details=dict(details or {}),
                 source_geometry=source.geometry, target_geometry=target.geometry, matcher=dict(matcher or {}))
-        from ..warp import dense_lattice
+        from ..numerics.warp import dense_lattice
 
         xs, ys, d = c.lattice()
         c.forward = dense_lattice(xs, ys, d, c.source_hw, sparse=c.sparse) + np.stack(
@@ -90,8 +90,8 @@ class Correspondence:
 
     def lattice(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(xs (nx,), ys (ny,), displacement (ny, nx, 2)) in source pixels on the extended column lattice
-        (:func:`convcorr.warp.extend_displacement`); NaN at unmatched columns."""
-        from ..warp import extend_displacement
+        (:func:`convcorr.numerics.warp.extend_displacement`); NaN at unmatched columns."""
+        from ..numerics.warp import extend_displacement
 
         if self.source_geometry is None or self.target_geometry is None:
             raise ValueError("this Correspondence carries no grid geometry (built without from_grid)")
@@ -112,7 +112,7 @@ class Correspondence:
     # --------------------------------------------------------------------------------------------------- use
     def transfer(self, xy_source: np.ndarray) -> np.ndarray:
         """(N, 2) source pixels -> (N, 2) target pixels through the forward map (bilinear; NaN where none)."""
-        from ..warp import sample_lattice
+        from ..numerics.warp import sample_lattice
 
         xy = np.asarray(xy_source, dtype=np.float64).reshape(-1, 2)
         if self.source_geometry is None:
@@ -131,9 +131,9 @@ class Correspondence:
 
     def invert(self, xy_target: np.ndarray) -> np.ndarray:
         """(N, 2) target pixels -> source pixels by inverting the forward map exactly
-        (:func:`convcorr.warp.invert_lattice`: correct where the field folds). Sparse maps are inverted over
+        (:func:`convcorr.numerics.warp.invert_lattice`: correct where the field folds). Sparse maps are inverted over
         their matched columns only (nearest-column pieces)."""
-        from ..warp import invert_lattice, transfer_points
+        from ..numerics.warp import invert_lattice, transfer_points
 
         xy = np.asarray(xy_target, dtype=np.float64).reshape(-1, 2)
         if self.source_geometry is None:
@@ -160,7 +160,7 @@ class Correspondence:
     def warp(self, target_image: np.ndarray, order: int = 1) -> np.ndarray:
         """The target image B resampled into the source frame A: ``out(p) = B(forward(p))`` (zeros where
         there is no match or outside B). Returns (Hs, Ws[, C]) of B's dtype."""
-        from ..warp import warp_image
+        from ..numerics.warp import warp_image
 
         img = np.asarray(target_image)
         if img.shape[:2] != tuple(self.target_hw):
@@ -180,7 +180,7 @@ class Correspondence:
 
 def _sample_dense(field_: np.ndarray, xy: np.ndarray) -> np.ndarray:
     """Bilinear samples of an (H, W, 2) pixel map at (N, 2) points (clamped to the image)."""
-    from ..warp import sample_lattice
+    from ..numerics.warp import sample_lattice
 
     H, W = field_.shape[:2]
     return sample_lattice(xy, np.arange(W, dtype=np.float64), np.arange(H, dtype=np.float64), field_,
@@ -254,7 +254,7 @@ def _check_pair(source, target, name: str) -> None:
 
 def cosine_similarity(source: FeatureGrid, target: FeatureGrid) -> np.ndarray:
     """(h*w, h2*w2) cosine similarities between every source and every target column (float32 BLAS)."""
-    from ..linalg import l2_normalize
+    from ..core.arrays import l2_normalize
 
     a = l2_normalize(source.features.reshape(-1, source.channels), dtype=np.float32)
     b = l2_normalize(target.features.reshape(-1, target.channels), dtype=np.float32)
@@ -279,7 +279,6 @@ def column_grid(index: np.ndarray, w: int) -> np.ndarray:
     """Flat column indices (...) of a grid w columns wide -> (..., 2) float (c, r)."""
     r, c = np.divmod(np.asarray(index), w)
     return np.stack([c, r], -1).astype(np.float64)
-
 
 
 def _link(fwd: Correspondence, rev: Correspondence) -> Correspondence:

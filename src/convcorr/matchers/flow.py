@@ -1,4 +1,4 @@
-"""``flow``: the paper's MRF (Long et al. 2014 Sec. 3), solved by :func:`convcorr.flow.bp_flow`.
+"""``flow``: the paper's MRF (Long et al. 2014 Sec. 3), solved by :func:`convcorr.numerics.mrf.solve.bp_flow`.
 
 Energy (unchanged): ``sum_p ||fs(p) - ft(p + w(p))||^2 + beta sum_{4-neighbours} ||w(p) - w(q)||^2`` over integer
 grid flows w, columns L2-normalised first (``normalize``). Per-column score: the data cost of the chosen match
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..dense import FeatureGrid
+from ..features.base import FeatureGrid
 from .base import Matcher, register_matcher
 
 
@@ -24,14 +24,14 @@ class FlowMatcher(Matcher):
             (``round(radius_px / stride)``, at least 1, at most the target grid's larger side - 1).
         n_iter: BP iterations; coarse_to_fine: solve on a feature pyramid (large grids); normalize:
             L2-normalise columns first.
-        **bp_kw: other :func:`convcorr.flow.bp_flow` options (damping, schedule, outside_cost, ...).
+        **bp_kw: other :func:`convcorr.numerics.mrf.solve.bp_flow` options (damping, schedule, outside_cost, ...).
     """
 
     def __init__(self, beta: float = 3e-3, radius: int | None = None, radius_px: float | None = None,
                  n_iter: int = 10, coarse_to_fine: bool = False, normalize: bool = True, **bp_kw):
         import inspect
 
-        from ..flow import bp_flow
+        from ..numerics.mrf.solve import bp_flow
 
         valid = set(inspect.signature(bp_flow).parameters) - {"fs", "ft", "volume"}
         unknown = set(bp_kw) - valid
@@ -55,8 +55,8 @@ class FlowMatcher(Matcher):
         return int(min(max(target.grid_hw) - 1, max(1, round(float(o["radius_px"]) / source.geometry.stride))))
 
     def match_grid(self, source: FeatureGrid, target: FeatureGrid) -> dict:
-        from ..flow import bp_flow
-        from ..linalg import l2_normalize
+        from ..core.arrays import l2_normalize
+        from ..numerics.mrf.solve import bp_flow
 
         o = self.options
         kw = dict(self.bp_kw)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..dense import FeatureGrid
+from ..features.base import FeatureGrid
 from .base import Correspondence, SimilarityMatcher, column_grid, lattice_columns, register_matcher
 
 
@@ -26,7 +26,7 @@ class NearestNeighbourMatcher(SimilarityMatcher):
     def transfer_points(self, source: FeatureGrid, target: FeatureGrid, xy: np.ndarray) -> np.ndarray:
         """Same result as ``match(source, target).transfer(xy)``, matching only the source columns the pixel map
         reads at the points (:func:`lattice_columns`): O(points x target columns) instead of O(columns^2)."""
-        from ..linalg import l2_normalize
+        from ..core.arrays import l2_normalize
         from .base import _check_pair
 
         _check_pair(source, target, self.name)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..dense import FeatureGrid
+from ..features.base import FeatureGrid
 from .base import SimilarityMatcher, register_matcher
 
 

@@ -3,7 +3,7 @@
 For a query instance: retrieve its k nearest training neighbours of the same category by a global feature
 (cosine similarity; the paper uses AlexNet fc7, here any backbone's ``global_features``, by default
 EfficientNet-Lite0 "pool", because the shared AlexNet copy has no fc6/fc7 weights), compute dense features of
-every crop (a :class:`convcorr.dense.DenseFeatures` plug-in, e.g. ``"alexnet:conv4"`` or ``"sift"``), match the
+every crop (a :class:`convcorr.features.base.DenseFeatures` plug-in, e.g. ``"alexnet:conv4"`` or ``"sift"``), match the
 query to each neighbour with a matcher (:mod:`convcorr.matchers`; the paper's MRF is ``"flow"``), move the
 neighbour's keypoints into the query through the correspondence, rank the neighbours by the correspondence's
 energy (lowest first), and predict each keypoint type as the coordinate-wise median over the ``top``
@@ -16,14 +16,14 @@ that has it).
 Frames. Every instance is cropped to its box enlarged by ``margin`` (a fraction of the box width/height on each
 side; outside the image is black) and resized to ``size x size`` pixels, the network input. A
 :class:`CropTransform` maps points exactly between ORIGINAL image pixels and crop pixels (pixel-centre
-convention, :func:`convcorr.geometry.scale_points`); feature geometries (:class:`convcorr.geometry.RFGeometry`)
+convention, :func:`convcorr.core.geometry.scale_points`); feature geometries (:class:`convcorr.core.geometry.RFGeometry`)
 are in crop pixels since the crop is fed to the network at its own size. Predictions are returned in the
 query's ORIGINAL image pixels, (x, y).
 
 Direction. The matcher is run with the QUERY as the source grid and the neighbour as the target (the paper's
 alignment energy lives on the query grid), so the pixel map is defined at every query pixel p. A neighbour
 keypoint q is transferred to the query pixel p with ``T(p) = q`` by the exact inverse of the piecewise-bilinear
-map (:meth:`convcorr.matchers.Correspondence.transfer_back` -> :func:`convcorr.warp.invert_lattice`): where the
+map (:meth:`convcorr.matchers.Correspondence.transfer_back` -> :func:`convcorr.numerics.warp.invert_lattice`): where the
 map folds back (a border column with a wild match), the unfolded preimage that follows the consensus motion is
 kept, so folded border columns cannot steal interior points. The neighbour image is resampled into the query
 frame by :meth:`~convcorr.matchers.Correspondence.warp`.
@@ -35,72 +35,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .geometry import scale_points
-from .types import Instance
-
-
-
-# --------------------------------------------------------------------------------------------------------- crops
-@dataclass(frozen=True)
-class CropTransform:
-    """Integer crop box [x0, x1) x [y0, y1) of the original image, resized to (size, size) pixels.
-
-    ``to_crop`` / ``from_crop`` map (N, 2) (x, y) points exactly both ways (pixel-centre convention of
-    resampling: pixel i of the crop box covers [i - 0.5, i + 0.5] and is stretched by size / box side).
-    """
-
-    x0: int
-    y0: int
-    x1: int
-    y1: int
-    size: int
-
-    @property
-    def box_hw(self) -> tuple[int, int]:
-        return (self.y1 - self.y0, self.x1 - self.x0)
-
-    @property
-    def scale(self) -> np.ndarray:
-        """(2,) crop pixels per original pixel along (x, y)."""
-        h, w = self.box_hw
-        return np.array([self.size / w, self.size / h])
-
-    def to_crop(self, xy: np.ndarray) -> np.ndarray:
-        """(N, 2) original pixels -> crop pixels (NaN stays NaN)."""
-        xy = np.asarray(xy, dtype=np.float64)
-        return scale_points(xy - [self.x0, self.y0], self.box_hw, (self.size, self.size))
-
-    def from_crop(self, xy: np.ndarray) -> np.ndarray:
-        """(N, 2) crop pixels -> original pixels (NaN stays NaN)."""
-        xy = np.asarray(xy, dtype=np.float64)
-        return scale_points(xy, (self.size, self.size), self.box_hw) + [self.x0, self.y0]
-
-
-def crop_box(bbox: Sequence[float], margin: float) -> tuple[int, int, int, int]:
-    """Integer box (x0, y0, x1, y1), x1/y1 exclusive, enclosing ``bbox`` enlarged by ``margin`` x its
-    width/height on every side."""
-    x0, y0, x1, y1 = [float(v) for v in bbox]
-    if margin < 0:
-        raise ValueError(f"crop margin must be >= 0, got {margin}")
-    mx, my = margin * (x1 - x0), margin * (y1 - y0)
-    return int(np.floor(x0 - mx)), int(np.floor(y0 - my)), int(np.ceil(x1 + mx)) + 1, int(np.ceil(y1 + my)) + 1
-
-
-def crop_instance(inst: Instance, margin: float = 0.1, size: int = 227) -> tuple[np.ndarray, CropTransform]:
-    """Crop the instance's box (+ margin; outside the image is black) and resize it.
-
-    Returns:
-        crop: (size, size, 3) uint8 RGB.
-        transform: :class:`CropTransform` between original and crop pixels.
-    """
-    from PIL import Image
-
-    if int(size) < 8:
-        raise ValueError(f"crop size must be >= 8 pixels, got {size}")
-    img = inst.load()
-    x0, y0, x1, y1 = crop_box(inst.bbox, margin)
-    crop = Image.fromarray(img).crop((x0, y0, x1, y1)).resize((int(size), int(size)), Image.BILINEAR)
-    return np.asarray(crop), CropTransform(x0, y0, x1, y1, int(size))
+from ..core.crops import CropTransform, crop_instance
+from ..core.types import Instance
 
 
 # ------------------------------------------------------------------------------------------------------- pieces
@@ -194,9 +130,9 @@ def transfer_keypoints(kp_neighbour: np.ndarray, t_neighbour: CropTransform, t_q
         alignment: a :class:`convcorr.matchers.Correspondence` from the query crop (source) to the neighbour crop
             (target), or an (S, S, 2) dense pixel flow (query crop -> neighbour crop). Either way the points go
             through the exact, fold-correct inverse of the query -> neighbour map
-            (:meth:`~convcorr.matchers.Correspondence.transfer_back`, :func:`convcorr.warp.transfer_points`).
+            (:meth:`~convcorr.matchers.Correspondence.transfer_back`, :func:`convcorr.numerics.warp.transfer_points`).
     """
-    from .warp import transfer_points
+    from ..numerics.warp import transfer_points
 
     pts = t_neighbour.to_crop(kp_neighbour)
     if hasattr(alignment, "transfer_back"):
@@ -214,7 +150,7 @@ class TransferConfig:
     Attributes:
         method: "align" (features + matcher, :class:`KeypointTransfer`) or "box-copy" (copy the nearest
             neighbour's keypoints in normalised box coordinates, :class:`BoxCopyTransfer`; no features).
-        features: dense-feature spec or object (:func:`convcorr.dense.get_features`), e.g. "alexnet:conv4",
+        features: dense-feature spec or object (:func:`convcorr.features.base.get_features`), e.g. "alexnet:conv4",
             "sift:step=8,bin=8".
         matcher: matcher name or object (:func:`convcorr.matchers.get_matcher`), e.g. "flow", "nn".
         matcher_options: options of the matcher (e.g. ``{"beta": 3e-3, "radius_px": 64, "n_iter": 10}`` for flow).
@@ -266,7 +202,7 @@ class FeatureCache:
     def global_features(self, insts: Sequence[Instance], backbone) -> np.ndarray:
         """(N, D) global features of the crops (computed in batches, once per instance); ``backbone`` is a name
         or a :class:`convcorr.backbones.Backbone`."""
-        from .backbones import get_backbone
+        from ..backbones import get_backbone
 
         key = _backbone_key(backbone)
         todo = [i for i in {i.id: i for i in insts}.values() if (i.id, key) not in self.glob]
@@ -279,7 +215,7 @@ class FeatureCache:
 
     def precompute(self, insts: Sequence[Instance], features) -> None:
         """Compute and cache the feature grids of several instances' crops (batched where the plug-in can)."""
-        from .dense import get_features
+        from ..features.base import get_features
 
         features = get_features(features)
         todo = [i for i in {i.id: i for i in insts}.values() if (i.id, features.cache_key) not in self.grids]
@@ -288,8 +224,8 @@ class FeatureCache:
                 self.grids[(i.id, features.cache_key)] = g
 
     def grid(self, inst: Instance, features):
-        """The :class:`convcorr.dense.FeatureGrid` of the instance's crop (geometry in crop pixels)."""
-        from .dense import get_features
+        """The :class:`convcorr.features.base.FeatureGrid` of the instance's crop (geometry in crop pixels)."""
+        from ..features.base import get_features
 
         features = get_features(features)
         key = (inst.id, features.cache_key)
@@ -380,8 +316,8 @@ class KeypointTransfer(_TransferBase):
     """
 
     def __init__(self, conf: TransferConfig | None = None, cache: FeatureCache | None = None, **kw):
-        from .dense import get_features
-        from .matchers import get_matcher
+        from ..features.base import get_features
+        from ..matchers import get_matcher
 
         super().__init__(conf, cache, **kw)
         self.features = get_features(self.conf.features)
@@ -392,7 +328,7 @@ class KeypointTransfer(_TransferBase):
         return f"{self.features.spec} + {self.matcher.name}"
 
     def grid(self, inst: Instance):
-        """The instance crop's :class:`convcorr.dense.FeatureGrid`."""
+        """The instance crop's :class:`convcorr.features.base.FeatureGrid`."""
         return self.cache.grid(inst, self.features)
 
     def align_pair(self, query: Instance, neighbour: Instance):

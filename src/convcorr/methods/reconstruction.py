@@ -46,8 +46,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .linalg import l2_normalize as _l2_normalize
-from .geometry import RFGeometry
+from ..core.arrays import l2_normalize as _l2_normalize
+from ..core.geometry import RFGeometry
 
 INDEX_TYPES = ("flat", "flat16", "sq8", "ivf", "ivf16", "hnsw")
 _IVF_KINDS = ("ivf", "ivf16")
@@ -368,10 +368,10 @@ class FeatureDatabase:
     # -- persistence ------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> tuple[Path, Path]:
         """Write ``<path>.npz`` (provenance, images, settings) and ``<path>.faiss`` (the index), each atomically
-        (:func:`convcorr.report.atomic_write`)."""
+        (:func:`convcorr.runtime.io.atomic_write`)."""
         import faiss
 
-        from .report import atomic_write
+        from ..runtime.io import atomic_write
 
         self.finalize()
         path = Path(path)
@@ -459,7 +459,7 @@ def _sampled_columns(backbone, images: Iterable[np.ndarray], layers: Sequence[st
     layer by layer, image by image. Stops early once every layer is full. ``timings["features_s"]`` accumulates
     the forward-pass seconds.
     """
-    from .report import progress
+    from ..runtime.progress import progress
 
     rng = np.random.default_rng(seed)
     layers = list(layers)
@@ -575,7 +575,7 @@ def spill_databases(backbone, images: Iterable[np.ndarray], layers: Sequence[str
 
     Args: as :func:`build_databases`; ``folder`` is created (existing files of the same names are overwritten).
     """
-    from .report import atomic_write_text
+    from ..runtime.io import atomic_write_text
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

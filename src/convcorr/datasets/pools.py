@@ -52,7 +52,8 @@ from typing import Any
 
 import numpy as np
 
-from .types import ConfigError, DataError, Instance, Pair
+from ..core.errors import ConfigError, DataError
+from ..core.types import Instance, Pair
 
 #: options that choose and load a data set (every experiment has them, via :func:`with_data_options`)
 SOURCE_OPTIONS: dict[str, Any] = {
@@ -98,7 +99,7 @@ def _need(conf: dict, key: str, what: str) -> Path:
 # ------------------------------------------------------------------------------------------------- real data
 def _real_instances(conf: dict) -> list[Instance]:
     """The real annotated instances of an instance data set (no warps), before category filtering."""
-    from . import datasets
+    from .. import datasets
 
     ds = conf.get("dataset", "embedded")
     if ds in ("embedded", "synthetic"):
@@ -153,7 +154,7 @@ def _real_instances(conf: dict) -> list[Instance]:
 
 
 def _listed_pairs(conf: dict) -> list[Pair]:
-    from . import datasets
+    from .. import datasets
 
     ds = conf["dataset"]
     if ds == "spair":
@@ -222,7 +223,7 @@ def build_pool(conf: dict) -> Pool:
     ``meta['split']`` ("train"/"test") when ``ImageSets/Main/val.txt`` exists. For pair lists (SPair, PF-*)
     the pool is the set of distinct instances of the listed pairs.
     """
-    from . import datasets
+    from .. import datasets
 
     notes: list[str] = []
     real = _real_instances(conf)
@@ -331,7 +332,7 @@ def build_pairs(conf: dict) -> list[Pair]:
     Returns a list with ``.notes`` (:func:`data_notes`); every pair's ``source.meta['pair_kind']`` says how it
     was made ("synthetic" same-instance warp, "cross" instance, "listed" by the data set).
     """
-    from . import datasets
+    from .. import datasets
 
     ds = conf.get("dataset", "embedded")
     seed = int(_opt(conf, "seed"))

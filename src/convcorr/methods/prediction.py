@@ -3,11 +3,11 @@
 Method (Long, Zhang & Darrell 2014, Sec. 5):
 
 1. Every instance's box (enlarged by ``margin``, default 0) is cropped and rescaled to ``size x size`` (500)
-   pixels (:func:`convcorr.transfer.crop_instance`, exact point maps both ways).
+   pixels (:func:`convcorr.core.crops.crop_instance`, exact point maps both ways).
 2. A feature grid is computed on the crop: AlexNet conv5 (30 x 30 columns of 256-d on 500 x 500, rf 163 px,
    stride 16) with every column described by its 3 x 3 neighbourhood of columns concatenated (9 x 256 = 2304-d,
    zero padding at the borders, :func:`neighbourhood_features`); or the baseline, dense SIFT (step 8, bin 8:
-   60 x 60 columns of 128-d, :func:`convcorr.sift.dense_sift_grid`). Column descriptors are L2-normalised.
+   60 x 60 columns of 128-d, :func:`convcorr.numerics.sift.dense_sift_grid`). Column descriptors are L2-normalised.
 3. Per keypoint type a linear SVM is trained (:func:`train_keypoint_svm`). Positives: per training instance the
    ``n_pos`` (10) columns whose rf centres are closest to the keypoint; negatives: every column whose receptive
    field does not contain the keypoint (:func:`positives_negatives`). Hard-negative mining: start from a random
@@ -27,7 +27,7 @@ Coordinates are (x, y) pixels; maps are (h, w) with row = y.
 
 The per-type SVMs are independent units: :meth:`KeypointPredictor.training_set` gathers what they need (the
 training grids, keypoints in crop pixels, SVM options; picklable, without the feature extractor) and
-:func:`fit_type_task` trains one type, e.g. in a worker process (``convcorr.parallel.run_tasks``);
+:func:`fit_type_task` trains one type, e.g. in a worker process (``convcorr.runtime.parallel.run_tasks``);
 :meth:`KeypointPredictor.fit` is the serial loop over the same function. Hard-negative mining draws its initial
 negatives from :func:`type_rng` (seeded by ``seed`` and the type's name), so a type's SVM is the same whichever
 other types are trained, in which order or process.
@@ -43,9 +43,10 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import LinearSVC
 
-from .linalg import l2_normalize as _l2_normalize
-from .geometry import RFGeometry
-from .types import Instance
+from ..core.arrays import l2_normalize as _l2_normalize
+from ..core.geometry import RFGeometry
+from ..core.types import Instance
+
 
 # --------------------------------------------------------------------------------------------- pure functions
 def neighbourhood_features(grid: np.ndarray, k: int = 3) -> np.ndarray:
@@ -207,7 +208,7 @@ class TrainingSet:
 
 
 def fit_type_task(task, shared) -> tuple | None:
-    """Task function (``convcorr.parallel.run_tasks``) training ONE keypoint type's SVM with hard-negative mining.
+    """Task function (``convcorr.runtime.parallel.run_tasks``) training ONE keypoint type's SVM with hard-negative mining.
 
     Args:
         task: ``(key, name)``: ``shared[key]`` is a :class:`TrainingSet`, ``name`` the keypoint type.
@@ -275,7 +276,7 @@ def predict_location(score_map: np.ndarray, geom: RFGeometry) -> np.ndarray:
 
 def transfer_keypoints(query_bbox: Sequence[float], neighbour: Instance) -> np.ndarray:
     """Neighbour's keypoints copied into the query box in normalised box coordinates -> (K, 2) query pixels
-    (NaN where the neighbour lacks the type): :func:`convcorr.transfer.nn_transfer`."""
+    (NaN where the neighbour lacks the type): :func:`convcorr.methods.transfer.nn_transfer`."""
     from .transfer import nn_transfer
 
     return nn_transfer(query_bbox, neighbour)
@@ -288,7 +289,7 @@ def global_descriptors(backbone, instances: Sequence[Instance], layer: str | Non
     ``layer`` names a spatial layer (flattened, e.g. AlexNet "pool5": 6 x 6 x 256 = 9216-d) or None / the
     backbone's ``global_layer`` for its global feature (EfficientNet-Lite0 "pool": 1280-d).
     """
-    from .transfer import crop_instance
+    from ..core.crops import crop_instance
 
     crops = [crop_instance(i, margin, backbone.input_size)[0] for i in instances]
     if layer is None or layer == backbone.global_layer:
@@ -309,7 +310,7 @@ class KeypointPredictor:
     """Per-keypoint-type linear SVMs over dense feature grids of box crops (conv5 3x3 neighbourhoods or dense SIFT).
 
     Args:
-        features: dense-feature spec or object (:func:`convcorr.dense.get_features`): "alexnet:conv5" (the paper),
+        features: dense-feature spec or object (:func:`convcorr.features.base.get_features`): "alexnet:conv5" (the paper),
             "sift:step=8,bin=8" (the baseline), any backbone layer; a bare layer name ("conv5") with ``backbone``.
         backbone: a :class:`convcorr.backbones.Backbone` for a bare layer name in ``features``.
         size: crop side in pixels (500); margin: box enlargement fraction per side (0 = the box itself).
@@ -326,7 +327,7 @@ class KeypointPredictor:
                  k: int = 3, n_pos: int = 10, C: float = 1.0, rounds: int = 3, n_init: int = 2000,
                  n_add: int = 2000, sigma: float = 22.0, eta: float = 0.1, positive: str = "sigmoid",
                  normalize: bool = True, seed: int = 0):
-        from .dense import get_features
+        from ..features.base import get_features
 
         try:
             self.features = get_features(features, **({"backbone": backbone} if backbone is not None else {}))
@@ -347,7 +348,7 @@ class KeypointPredictor:
     # ---- features ---------------------------------------------------------------------------------------
     def crop(self, inst: Instance):
         """(crop (size, size, 3) uint8, CropTransform)."""
-        from .transfer import crop_instance
+        from ..core.crops import crop_instance
 
         return crop_instance(inst, self.margin, self.size)
 
@@ -357,7 +358,7 @@ class KeypointPredictor:
 
     def precompute(self, instances: Sequence[Instance], batch_size: int = 8, desc: str | None = None) -> None:
         """Compute and cache the grids of all ``instances`` (in batches)."""
-        from .report import progress
+        from ..runtime.progress import progress
 
         todo = [i for i in dict((i.id, i) for i in instances).values() if i.id not in self.cache]
         if not todo:
@@ -407,7 +408,7 @@ class KeypointPredictor:
     def fit(self, instances: Sequence[Instance], names: Sequence[str] | None = None) -> "KeypointPredictor":
         """Train one SVM per keypoint type (``names``, default the first instance's) on ``instances``, one type
         after the other (:meth:`training_set` + :func:`fit_type_task`; parallel callers run the types as tasks)."""
-        from .report import progress
+        from ..runtime.progress import progress
 
         data = self.training_set(instances, names)
         return self.set_fitted({n: fit_type_task((0, n), {0: data})

@@ -18,7 +18,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.interpolate import RectBivariateSpline
 
-from .geometry import RFGeometry
+from ..core.geometry import RFGeometry
 
 
 def dense_flow(flow: np.ndarray, geom_src: RFGeometry, geom_tgt: RFGeometry, image_hw: tuple[int, int],

@@ -12,52 +12,15 @@ import datetime as _dt
 import json
 import os
 import platform
-import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..runtime.io import atomic_write, atomic_write_text
 
 #: marker file of a convcorr report folder: {"convcorr_report": 1, "experiment": name, "created": ...}
 MARKER = ".convcorr-report.json"
-
-
-def file_mode() -> int:
-    """Permission bits of a new regular file under the current umask (``tempfile.mkstemp`` makes 0600 files)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> Path:
-    """Write ``path`` atomically: ``write(fh)`` fills a unique temporary file in the same folder, which is then
-    fsynced and moved into place with ``os.replace``.
-
-    Readers see the old or the new content, never a partial file; concurrent writers never collide; a symlink at
-    ``path`` is replaced, not followed. On any error the temporary file is removed and the error re-raised.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (:func:`atomic_write`)."""
-    return atomic_write(path, lambda fh: fh.write(data))
 
 
 def save_figure(fig, path: str | Path, dpi: int = 110, **savefig_kw) -> Path:
@@ -70,11 +33,6 @@ def save_figure(fig, path: str | Path, dpi: int = 110, **savefig_kw) -> Path:
                                                          **savefig_kw))
     finally:
         plt.close(fig)
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """UTF-8 text version of :func:`atomic_write_bytes`."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def read_marker(out_dir: str | Path) -> dict | None:
@@ -96,7 +54,7 @@ def prepare_out_dir(out_dir: str | Path, experiment: str, force: bool = False) -
     marker of the same experiment (a foreign folder or another experiment's report). Always refused: a path under
     a file, or a file where the folder should be.
     """
-    from .types import ConfigError
+    from ..core.errors import ConfigError
 
     out_dir = Path(out_dir)
     if out_dir.is_symlink() and not force:
@@ -224,11 +182,11 @@ class Report:
         return atomic_write_text(self.out_dir / "report.md", md)
 
 
-def progress(iterable: Iterable, desc: str, total: int | None = None, **kw):
-    """tqdm progress bar on stderr (quiet when CONVCORR_QUIET=1)."""
-    import os
+def category_report(categories) -> tuple[str, list[dict]]:
+    """(Markdown section text, rows) of :func:`category_summary` for ``categories``: what the reports rest on."""
+    from ..datasets.embedded import category_summary
 
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, desc=desc, total=total, disable=os.environ.get("CONVCORR_QUIET") == "1",
-                dynamic_ncols=True, leave=False, **kw)
+    rows = category_summary(categories=list(categories))
+    return (markdown_table(rows) + "\nInstances whose object is cut off (box touching the image border while "
+            "keypoints are missing, or fewer than half the keypoints annotated) are dropped; `objects` < "
+            "`instances` where one object appears in several images (FreiHAND's backgrounds).", rows)

@@ -1,6 +1,6 @@
 """Receptive-field geometry (paper Table 1).
 
-Backbones get their geometry from :func:`trace_geometry` (module :mod:`convcorr.rf_trace`), which follows the
+Backbones get their geometry from :func:`trace_geometry` (module :mod:`convcorr.numerics.rf.trace`), which follows the
 actual computation (residual blocks along their main path, concatenations, token reshapes, attention -> global)
 and raises :class:`GeometryError` where it cannot. The functions below compose the classic recursion for a
 plain chain of convolutions / poolings given in order (no branches); they are kept for hand-built chains.
@@ -24,8 +24,8 @@ from typing import Iterable
 
 import torch.nn as nn
 
-from .geometry import RFGeometry
-from .rf_trace import GeometryError, trace_geometry  # noqa: F401  (re-exported)
+from ...core.geometry import RFGeometry
+from .trace import GeometryError
 
 _SPATIAL = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, nn.LPPool2d)
 # modules that change the spatial layout in ways this recursion does not model

@@ -57,7 +57,7 @@ from typing import Optional, Sequence
 import numpy as np
 from scipy import ndimage
 
-from .geometry import RFGeometry
+from ..core.geometry import RFGeometry
 
 N_ORI = 8
 N_BIN = 4

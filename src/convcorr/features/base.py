@@ -4,7 +4,7 @@ Everything downstream (matchers, flow, keypoint transfer, classification, predic
 :class:`FeatureGrid`, never a method name. A plug-in is one class plus one registry line in
 :data:`DENSE_FEATURES`; :func:`get_features` builds one from a spec string:
 
-- ``"sift"`` / ``"sift:step=8,bin=8"``: dense SIFT (VLFeat dsift conventions, :mod:`convcorr.sift`).
+- ``"sift"`` / ``"sift:step=8,bin=8"``: dense SIFT (VLFeat dsift conventions, :mod:`convcorr.numerics.sift`).
 - ``"<backbone>:<layer>"``: one layer of a registered backbone, e.g. ``"alexnet:conv4"``; the layer is the part
   after the LAST colon, so backbone names may contain colons (``"timm:resnet50:layer2"``).
 - ``"<backbone>:<layer>+<layer>..."``: several layers of one backbone as a hypercolumn (every layer resampled to
@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .geometry import RFGeometry
+from ..core.geometry import RFGeometry
 
 
 @dataclass
@@ -137,7 +137,7 @@ def parse_options(text: str, spec: str = "") -> dict:
 
 
 def _load_plugins() -> None:
-    from . import features  # noqa: F401  (registers "sift" and "backbone")
+    from . import backbone, sift  # noqa: F401  (each registers itself)
 
 
 def _build(factory, rest: str, options: dict):

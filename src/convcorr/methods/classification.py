@@ -18,11 +18,11 @@ from dataclasses import replace as _replace
 from typing import Callable, Sequence
 
 import numpy as np
-
-from .linalg import l2_normalize as _l2_normalize
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GroupKFold, StratifiedKFold
 from sklearn.svm import LinearSVC
+
+from ..core.arrays import l2_normalize as _l2_normalize
 
 DEFAULT_CS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.weak import WeakIdKeyDictionary
 
-from .geometry import RFGeometry
+from ...core.geometry import RFGeometry
 
 aten = torch.ops.aten
 INF = math.inf

@@ -1,12 +1,12 @@
 """Batched float32 loopy-BP flow solver in torch (CPU or GPU): the same MRF, messages and schedules as
-:mod:`convcorr.flow` (the float64 numba solver, kept as the reference), for a *batch* of pairs at once.
+:mod:`convcorr.numerics.mrf.kernels` (the float64 numba solver, kept as the reference), for a *batch* of pairs at once.
 
-Energy (see :mod:`convcorr.flow`)::
+Energy (see :mod:`convcorr.numerics.mrf.kernels`)::
 
     E(w) = sum_p ||fs(p) - ft(p + w(p))||^2  +  beta * sum_{(p, q) 4-neighbours} ||w(p) - w(q)||^2
 
 Messages are the exact min-convolution ``m(l_q) = min_{l_p} h(l_p) + beta ||w_q - w_p||^2`` (the squared
-Euclidean distance transform of :func:`convcorr.flow.distance_transform_sq`), computed separably, each 1-D pass as
+Euclidean distance transform of :func:`convcorr.numerics.mrf.kernels.distance_transform_sq`), computed separably, each 1-D pass as
 an explicit minimum over all parabolas (O(n^2) per line instead of the lower envelope's O(n), but fully
 vectorised over thousands of lines; :func:`distance_transform_sq_torch` is checked against the numba transform).
 
@@ -20,7 +20,7 @@ Two exact label layouts, chosen per problem:
 * ``window`` (the numba layout: labels = displacement window around a per-column centre; used for
   coarse-to-fine refinement, finite outside costs that take part in messages, or small radii on large grids).
 
-Everything else follows :func:`convcorr.flow._bp_solve`: messages normalised (the sender's h shifted to min 0),
+Everything else follows :func:`convcorr.numerics.mrf.kernels._bp_solve`: messages normalised (the sender's h shifted to min 0),
 optional damping, checkerboard (red-black) or synchronous schedule, the lowest-energy belief argmin over all
 iterations (including the unary argmin) kept, early stop per pair after ``tol_iters`` iterations without
 improvement (finished pairs leave the batch).
@@ -32,7 +32,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .flow import SCHEDULES, FlowResult, _pool2
+from .common import SCHEDULES, FlowResult
 
 # message k arrives at a node from its k-neighbour: 0 left, 1 right, 2 up, 3 down. The sender of message k sits
 # at receiver - OFF[k]; i.e. a node sends message k to its neighbour at + OFF[k] (numba: k_out).
@@ -233,7 +233,7 @@ def _update(prob: _Problem, msg: torch.Tensor, out: torch.Tensor, beta: float, s
     flow._bp_update); writes into ``out``. ``kernel="numba"``: the CPU kernel flow._bp_update_batch (lower
     envelope, O(labels) per message) on the tensors' memory; "torch": vectorised parabola minima (any device)."""
     if kernel == "numba":
-        from .flow import _bp_update_batch
+        from .kernels import _bp_update_batch
         grid = prob.layout == "grid"
         shifts = _NO_SHIFTS if grid else prob.shifts.numpy()
         mask = _NO_MASK if prob.send_mask is None else prob.send_mask.numpy()
@@ -340,7 +340,7 @@ def bp_flow_batch(fs, ft, beta: float = 3e-3, radius: int | None = None, n_iter:
                   schedule: str = "checkerboard", coarse_to_fine: bool = False, coarse_size: int = 12,
                   refine_radius: int = 2, max_radius: int = 40, device=None, layout: str = "auto",
                   kernel: str = "auto", volume=None) -> list[FlowResult]:
-    """Align a batch of pairs at once (float32, torch); same arguments and results as :func:`convcorr.flow.bp_flow`.
+    """Align a batch of pairs at once (float32, torch); same arguments and results as :func:`convcorr.numerics.mrf.solve.bp_flow`.
 
     Args:
         fs: (B, h, w, C) source grids (numpy or torch, or a list of equal-shape (h, w, C)); ft: (B, h2, w2, C).
@@ -350,9 +350,9 @@ def bp_flow_batch(fs, ft, beta: float = 3e-3, radius: int | None = None, n_iter:
             parallel over pairs x rows with numba's threads), "torch" (vectorised parabola minima, any device) or
             "auto" (numba on CPU, torch elsewhere).
         volume: optional precomputed (B, h, w, 2r+1, 2r+1) data volume (window layout; nothing forbidden).
-        others: see :func:`convcorr.flow.bp_flow`.
+        others: see :func:`convcorr.numerics.mrf.solve.bp_flow`.
     Returns:
-        One :class:`convcorr.flow.FlowResult` per pair (numpy int64 flows, float64 energies).
+        One :class:`convcorr.numerics.mrf.common.FlowResult` per pair (numpy int64 flows, float64 energies).
     """
     if schedule not in SCHEDULES:
         raise ValueError(f"bp_flow: schedule must be one of {SCHEDULES}, got {schedule!r}")

@@ -1,11 +1,15 @@
 """Run independent tasks (e.g. aligning image pairs) serially, on a local process pool, or on a Ray cluster, with
 one aggregated progress bar and resumable per-task results.
 
-    from convcorr.parallel import run_tasks, align_pair
+    from convcorr.runtime.parallel import run_tasks
+
+    def align(task, feats, **flow_kw):                        # a task function: (task, shared, **kwargs)
+        src, tgt = task
+        return bp_flow(feats[src], feats[tgt], **flow_kw)
+
     feats = {name: grid for ...}                              # features extracted ONCE per image by the caller
     tasks = [(src_name, tgt_name) for ...]
-    results = run_tasks(align_pair, tasks, shared=feats, workers=4, out_dir="runs/t2/pairs",
-                        kwargs=dict(beta=3e-3))
+    results = run_tasks(align, tasks, shared=feats, workers=4, out_dir="runs/t2/pairs", kwargs=dict(beta=3e-3))
 
 * ``executor="serial"`` (the default for ``workers <= 1``), ``"process"`` (local pool of ``workers`` processes,
   the default for ``workers > 1``) or ``"ray"`` (``ray.init(address=...)``; ``address=None`` starts a local
@@ -79,7 +83,7 @@ def _pool_task(i_task):
 
 
 def _save_atomic(path: Path, obj: Any) -> None:
-    from .report import atomic_write
+    from .io import atomic_write
 
     atomic_write(path, lambda fh: pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL))
 
@@ -122,7 +126,7 @@ def run_tasks(fn: Callable, tasks: Sequence, *, shared: Any = None, kwargs: dict
         mp_context: multiprocessing start method (default "forkserver" on Linux, else "spawn"; "fork" is unsafe
             once numba/torch ran parallel code in this process).
     """
-    from .report import progress
+    from .progress import progress
 
     tasks = list(tasks)
     kwargs = dict(kwargs or {})
@@ -253,13 +257,3 @@ def _run_ray(fn, tasks, todo, shared, kwargs, workers, threads, address, done, f
             nxt = next(it, None)
             if nxt is not None:
                 submit(nxt)
-
-
-# ----------------------------------------------------------------------------------------------------- tasks
-def align_pair(task, features, **flow_kw):
-    """Task function for :func:`run_tasks`: align ``features[src]`` to ``features[tgt]`` for ``task = (src, tgt)``
-    with :func:`convcorr.flow.bp_flow` (``flow_kw`` passed on) -> FlowResult."""
-    from .flow import bp_flow
-
-    src, tgt = task
-    return bp_flow(features[src], features[tgt], **flow_kw)

@@ -3,27 +3,27 @@ across backbones): how both images are prepared, the box-copy baseline, and the 
 
 - :func:`prepare`: ``crop="box"`` (the instance box + ``margin`` on every side, the paper's setting) or
   ``crop="image"`` (the whole image, as SPair/PF benchmarks do), resized to ``size`` x ``size`` pixels, with the
-  exact :class:`convcorr.transfer.CropTransform` between original and prepared pixels.
+  exact :class:`convcorr.core.crops.CropTransform` between original and prepared pixels.
 - :func:`box_copy`: the source keypoints copied into the target box in normalised box coordinates.
 - :func:`transfer_by_matcher`: the source keypoints moved to the target through a matcher's correspondence of
   the two feature grids, in original target pixels (the unit of work both experiments run in parallel), from the
   inputs :func:`transfer_inputs` gathers for one pair.
-- :func:`pair_record`: a :class:`convcorr.pck.PairKeypoints` of predicted target points (original pixels) for
-  :func:`convcorr.pck.evaluate`.
+- :func:`pair_record`: a :class:`convcorr.evaluation.pck.PairKeypoints` of predicted target points (original pixels) for
+  :func:`convcorr.evaluation.pck.evaluate`.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .pck import PairKeypoints
+from ..evaluation.pck import PairKeypoints
 
 CROPS = ("box", "image")
 
 
 def prepare(inst, crop: str, margin: float, size: int):
     """(image (size, size, 3) uint8, CropTransform) of an instance: its box + margin or the whole image, resized."""
-    from .transfer import CropTransform, crop_instance
-    from .types import resize_image
+    from ..core.crops import CropTransform, crop_instance
+    from ..core.images import resize_image
 
     if crop == "box":
         return crop_instance(inst, margin, size)
@@ -31,7 +31,7 @@ def prepare(inst, crop: str, margin: float, size: int):
         img = inst.load()
         H, W = img.shape[:2]
         return resize_image(img, (size, size)), CropTransform(0, 0, W, H, int(size))
-    from .types import ConfigError
+    from ..core.errors import ConfigError
 
     raise ConfigError(f"option 'crop' must be one of {list(CROPS)}, got {crop!r}")
 
@@ -50,7 +50,7 @@ def source_points(source) -> np.ndarray:
 
 
 def transfer_inputs(pair, prepared: dict) -> tuple:
-    """What :func:`transfer_by_matcher` needs of a :class:`convcorr.types.Pair`, small and picklable (a task's
+    """What :func:`transfer_by_matcher` needs of a :class:`convcorr.core.types.Pair`, small and picklable (a task's
     share of the work): (source id, target id, source keypoints (K, 2), transferable (K,) (:func:`source_points`),
     source crop transform, target crop transform); ``prepared``: {image id: (image, CropTransform)}
     (:func:`prepare`)."""
@@ -80,7 +80,7 @@ def transfer_by_matcher(matcher, grid_s, grid_t, keypoints: np.ndarray, visible:
 
 def pair_record(pair, pred: np.ndarray, tf_s, tf_t) -> PairKeypoints:
     """PCK record of (K, 2) predicted target points (original target pixels, one per SOURCE keypoint name) of a
-    :class:`convcorr.types.Pair`; ``tf_s`` / ``tf_t``: the two images' crop transforms (for
+    :class:`convcorr.core.types.Pair`; ``tf_s`` / ``tf_t``: the two images' crop transforms (for
     ``resolution="resized"`` protocols)."""
     s, t = pair.source, pair.target
     tidx = {n: i for i, n in enumerate(t.keypoint_names)}

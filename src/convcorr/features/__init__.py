@@ -1,0 +1,10 @@
+"""Dense features behind one interface (:class:`DenseFeatures` -> :class:`FeatureGrid`), built from spec strings.
+
+>>> get_features("alexnet:conv4")          # a backbone layer (hypercolumns: "alexnet:conv3+conv4")
+>>> get_features("sift:step=4,bin=6")      # dense SIFT
+
+Plug-ins register themselves with :func:`register_features` (built in: ``backbone``, ``sift``).
+"""
+from .base import DENSE_FEATURES, DenseFeatures, FeatureGrid, get_features, parse_options, register_features
+
+__all__ = ["DENSE_FEATURES", "DenseFeatures", "FeatureGrid", "get_features", "parse_options", "register_features"]
