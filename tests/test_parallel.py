@@ -5,12 +5,16 @@ import pickle
 import numpy as np
 import pytest
 
-from convcorr.numerics.mrf.solve import bp_flow
 from convcorr.runtime.parallel import run_tasks
 
 
 def align_pair(task, features, **flow_kw):
-    """Task function for run_tasks: align ``features[src]`` to ``features[tgt]`` for ``task = (src, tgt)``."""
+    """Task function for run_tasks: align ``features[src]`` to ``features[tgt]`` for ``task = (src, tgt)``.
+
+    The solver is imported here, in the worker, after run_tasks has limited its threads: numba's thread count
+    cannot change once its threads run."""
+    from convcorr.numerics.mrf.solve import bp_flow
+
     src, tgt = task
     return bp_flow(features[src], features[tgt], **flow_kw)
 
@@ -31,6 +35,8 @@ def same(a, b):
 
 
 def test_serial_equals_direct_calls(problem):
+    from convcorr.numerics.mrf.solve import bp_flow
+
     feats, tasks = problem
     res = run_tasks(align_pair, tasks, shared=feats, kwargs=dict(beta=0.01, n_iter=5))
     same(res, [bp_flow(feats[a], feats[b], beta=0.01, n_iter=5) for a, b in tasks])
