@@ -114,3 +114,49 @@ def test_markdown_table_escapes_pipes_in_cells():
     assert row == "| rho(a, b \\| c) | 0.500 |"
     # every row has the same number of unescaped separators as the header
     assert all(line.replace("\\|", "").count("|") == 3 for line in md.splitlines())
+
+
+def test_results_record_provenance_and_report_shows_it(tmp_path, monkeypatch):
+    import convcorr
+
+    monkeypatch.setattr("sys.argv", ["/venv/bin/convcorr", "experiment", "table9", "--set", "k=`3`"])
+    out = prepare_out_dir(tmp_path / "r", "table9")
+    Report(out, "Table 9", {"k": 3}).save()
+    d = json.loads((out / "results.json").read_text())
+    meta = d["meta"]
+    assert d["config"] == {"k": 3}
+    assert {"title", "created", "python", "machine", "torch", "device"} <= set(meta)  # the keys of older reports
+    assert meta["convcorr"] == convcorr.__version__
+    assert meta["command"] == ["/venv/bin/convcorr", "experiment", "table9", "--set", "k=`3`"]
+    assert meta["device"] in ("cpu", "cuda") and "gpu" in meta and meta["platform"]
+    assert meta["versions"]["numpy"] == np.__version__ and meta["torch"] == meta["versions"]["torch"]
+    assert meta["git"] is None or set(meta["git"]) == {"commit", "dirty"}
+    line = (out / "report.md").read_text().splitlines()[2]
+    assert line.startswith("_Generated ") and f"by convcorr {convcorr.__version__} (" in line
+    assert line.endswith("command `` convcorr experiment table9 --set 'k=`3`' ``._")  # a backtick inside the code
+    if meta["git"]:
+        assert f"commit {meta['git']['commit'][:12]}" in line
+
+
+def test_provenance_line_without_a_checkout():
+    line = rep_mod.provenance_line({"convcorr": "0.1.0", "git": None,
+                                    "command": ["/x/src/convcorr/cli.py", "experiment", "table1"]})
+    assert line == "convcorr 0.1.0 (not a git checkout), command `convcorr experiment table1`"
+    line = rep_mod.provenance_line({"convcorr": "0.1.0", "git": {"commit": "a" * 40, "dirty": True}, "command": []})
+    assert line == f"convcorr 0.1.0 (commit {'a' * 12}, modified), command unknown"
+
+
+def test_two_saves_compare_equal_apart_from_provenance_and_timings(tmp_path, monkeypatch):
+    from tests_helpers_results import strip_timings
+
+    docs = []
+    for i, argv in enumerate((["convcorr", "experiment", "t"], ["python", "-m", "convcorr.cli", "experiment", "t"])):
+        monkeypatch.setattr("sys.argv", argv)
+        monkeypatch.setattr("convcorr.provenance.git_state", lambda i=i: {"commit": str(i) * 40, "dirty": bool(i)})
+        r = Report(tmp_path / str(i), "T", {"a": 1})
+        r.results = {"pck": 0.5, "seconds": float(i), "timing": {"x": i}}
+        r.save()
+        docs.append(json.loads((tmp_path / str(i) / "results.json").read_text()))
+    assert docs[0] != docs[1] and strip_timings(docs[0]) == strip_timings(docs[1])
+    docs[1]["meta"]["versions"]["numpy"] = "0.0"  # a different library version is a difference
+    assert strip_timings(docs[0]) != strip_timings(docs[1])

@@ -2,15 +2,26 @@
 import json
 
 TIMING_KEYS = ("created", "seconds", "timing", "cpu_seconds")
+#: provenance facts of results.json's ``meta`` that may differ between two runs of the same code and data (the
+#: commit and its modified state, the command line); versions, platform and device stay compared
+PROVENANCE_KEYS = ("git", "command")
+
+
+def _strip_timing_keys(d):
+    if isinstance(d, dict):
+        return {k: _strip_timing_keys(v) for k, v in d.items() if k not in TIMING_KEYS and not k.endswith("_seconds")}
+    if isinstance(d, list):
+        return [_strip_timing_keys(v) for v in d]
+    return d
 
 
 def strip_timings(d):
     """A results.json document without the timestamp and timings (``created``, ``seconds``, ``timing``,
-    ``cpu_seconds`` and ``*_seconds`` keys, at any depth)."""
-    if isinstance(d, dict):
-        return {k: strip_timings(v) for k, v in d.items() if k not in TIMING_KEYS and not k.endswith("_seconds")}
-    if isinstance(d, list):
-        return [strip_timings(v) for v in d]
+    ``cpu_seconds`` and ``*_seconds`` keys, at any depth) and without the provenance facts of its ``meta`` block
+    that vary between runs (:data:`PROVENANCE_KEYS`)."""
+    d = _strip_timing_keys(d)
+    if isinstance(d, dict) and isinstance(d.get("meta"), dict):
+        d["meta"] = {k: v for k, v in d["meta"].items() if k not in PROVENANCE_KEYS}
     return d
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import platform
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -159,27 +158,39 @@ class Report:
         return path
 
     def save(self) -> Path:
-        meta = {
-            "title": self.title,
-            "created": _dt.datetime.now().isoformat(timespec="seconds"),
-            "python": platform.python_version(),
-            "machine": platform.machine(),
-        }
-        try:
-            import torch
+        """Write results.json (``meta``: title, time and :func:`convcorr.provenance.provenance`; ``config``;
+        ``results``; ``figures``) and report.md (title, provenance line, configuration, sections)."""
+        from ..runtime.device import default_device
+        from ..provenance import provenance
 
-            meta["torch"] = torch.__version__
-            meta["device"] = "cuda" if torch.cuda.is_available() else "cpu"
-        except Exception:  # pragma: no cover
-            pass
+        meta = {"title": self.title, "created": _dt.datetime.now().isoformat(timespec="seconds"),
+                **provenance(device=default_device())}
+        meta["torch"] = meta["versions"]["torch"]
         payload = {"meta": meta, "config": self.conf, "results": self.results, "figures": self.figures}
         atomic_write_text(self.out_dir / "results.json", json.dumps(_jsonable(payload), indent=2))
         conf_md = "\n".join(f"- `{k}`: `{v}`" for k, v in self.conf.items())
-        md = f"# {self.title}\n\n_Generated {meta['created']} by convcorr._\n\n"
+        md = f"# {self.title}\n\n_Generated {meta['created']} by {provenance_line(meta)}._\n\n"
         if conf_md:
             md += f"## Configuration\n\n{conf_md}\n\n"
         md += "\n".join(self.parts)
         return atomic_write_text(self.out_dir / "report.md", md)
+
+
+def provenance_line(meta: Mapping[str, Any]) -> str:
+    """One line for a report: ``convcorr 0.1.0 (commit 1a2b3c4d5e6f, modified), command `convcorr experiment ...```
+    from a results.json ``meta`` block."""
+    import shlex
+
+    git = meta.get("git")
+    commit = (f"commit {git['commit'][:12]}" + (", modified" if git.get("dirty") else "")) if git else "not a git checkout"
+    argv = list(meta.get("command") or [])
+    if argv:
+        argv[0] = Path(argv[0]).name
+        if argv[0] in ("cli.py", "__main__.py"):  # python -m convcorr.cli
+            argv[0] = "convcorr"
+    command = shlex.join(argv)
+    code = f"`` {command} ``" if "`" in command else f"`{command}`" if command else "unknown"  # `` fences a `
+    return f"convcorr {meta.get('convcorr') or '(unknown version)'} ({commit}), command {code}"
 
 
 def category_report(categories) -> tuple[str, list[dict]]:
