@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from ..runtime.device import default_device
-from .alexnet import AlexNet
+from .alexnet import AlexNet, default_alexnet_weights
 from .base import Backbone
 from .efficientnet import EfficientNetLite0
 from .mobilenet import MobileNetV1, MobileNetV2
@@ -47,7 +47,8 @@ def get_backbone(name: str, pretrained: bool = True, device: str | torch.device 
     if name not in BACKBONES and not zoo:
         raise KeyError(f"unknown backbone {name!r}; available: {sorted(BACKBONES)} or 'timm:<model>' / "
                        "'torchvision:<model>'")
-    w = (weights or _DEFAULT_WEIGHTS.get(name, "default")) if pretrained else None
+    default = default_alexnet_weights(kw.get("weights_dir")) if name == "alexnet" else _DEFAULT_WEIGHTS.get(name, "default")
+    w = (weights or default) if pretrained else None
     dev = torch.device(device) if device is not None else default_device()
     key = (name, w, str(dev), tuple(sorted((k, str(v)) for k, v in kw.items())))
     if cache and key in _CACHE:

@@ -6,8 +6,11 @@ fc6, fc7 (4096, ReLU), fc8 (1000). Named activations: conv1..conv5 after their R
 pool5 after pooling, fc7 after its ReLU. Input: BGR, 0..255, minus the mean (104, 117, 123), 227x227.
 
 Weights: the 8-bit copy in ``shared/weights/alexnet-caffe-q8`` (integers in Caffe blob order, float = int / 128;
-fc6/fc7 weights are absent there) or, for users with a network, torchvision's AlexNet (different layout: 64/192/
-384/256/256 channels, no LRN or groups, RGB ImageNet normalisation, 224x224).
+fc6/fc7 weights are absent there) or torchvision's AlexNet (different layout: 64/192/384/256/256 channels, no LRN or
+groups, RGB ImageNet normalisation, 224x224), downloaded once from its official URL into torch's hub cache and
+checked against the published sha256 prefix on every load. The default (:func:`default_alexnet_weights`) is the
+Caffe copy when the shared folder holds it, else torchvision's; without either (offline, no shared folder) loading
+fails with one line saying how to provide weights.
 """
 from __future__ import annotations
 
@@ -17,10 +20,14 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..runtime.paths import cache_dir, require_shared
-from .base import Backbone
+from ..runtime.paths import cache_dir, require_shared, shared_root
+from .base import Backbone, WeightsUnavailable
 
 TORCHVISION_ALEXNET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
+#: torchvision's checkpoint file name (``<torch hub dir>/checkpoints/<this>``; the sha256 prefix is in the name)
+TORCHVISION_ALEXNET_FILE = TORCHVISION_ALEXNET_URL.rsplit("/", 1)[1]
+#: the Caffe copy's folder below the shared folder
+CAFFE_Q8_DIR = ("weights", "alexnet-caffe-q8")
 CAFFE_MEAN_BGR = (104.0, 117.0, 123.0)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -199,6 +206,21 @@ def load_caffe_q8(folder: str | Path | None = None, use_cache: bool = True) -> d
     return out
 
 
+def default_alexnet_weights(weights_dir: str | Path | None = None) -> str:
+    """AlexNet's default weights: "caffe-q8" (the paper's Caffe network, which every experiment's numbers rest on)
+    when ``weights_dir`` is given or the shared folder holds ``weights/alexnet-caffe-q8``, else "torchvision"
+    (the official checkpoint, downloaded once into torch's hub cache, hash-checked)."""
+    if weights_dir is not None:
+        return "caffe-q8"
+    root = shared_root()
+    return "caffe-q8" if root is not None and root.joinpath(*CAFFE_Q8_DIR).is_dir() else "torchvision"
+
+
+def torchvision_checkpoint_path() -> Path:
+    """Where torchvision's AlexNet checkpoint is (or will be) in torch's hub cache ($TORCH_HOME/hub/checkpoints)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_ALEXNET_FILE
+
+
 def _sha256_prefix_ok(path: Path, prefix: str) -> bool:
     import hashlib
 
@@ -214,6 +236,8 @@ def load_checkpoint(url: str, model_dir: str | Path | None = None) -> dict:
     (the sha256 prefix in torchvision file names, ``name-<sha256 prefix>.pth``), read with ``weights_only=True``.
 
     A planted or corrupted file in the hub cache is therefore refused (DataError naming it) instead of executed.
+    A failed download (no network, proxy, HTTP error, unwritable cache) raises :class:`WeightsUnavailable`; a
+    download whose hash does not match raises DataError.
     """
     import re
 
@@ -228,8 +252,12 @@ def load_checkpoint(url: str, model_dir: str | Path | None = None) -> dict:
         try:
             folder.mkdir(parents=True, exist_ok=True)
             torch.hub.download_url_to_file(url, str(path), hash_prefix=prefix, progress=True)
-        except Exception as exc:  # no network, proxy, hash mismatch of the download ...
-            raise RuntimeError(f"could not download {url} ({exc})") from exc
+        except OSError as exc:  # URLError, HTTPError, timeouts, DNS, an unwritable hub folder
+            why = " ".join(str(exc).split())  # one line
+            raise WeightsUnavailable(f"could not download {url} ({type(exc).__name__}: {why})") from exc
+        except RuntimeError as exc:  # torch.hub: the downloaded file's sha256 does not match the prefix
+            raise DataError(f"{url}: the download does not match the published sha256 prefix {prefix} "
+                            f"({' '.join(str(exc).split())})") from exc
     if prefix is not None and not _sha256_prefix_ok(path, prefix):
         raise DataError(f"{path}: sha256 does not start with {prefix} as published in {url}; "
                         "the file is corrupt or was replaced: delete it to download it again")
@@ -246,7 +274,8 @@ class AlexNet(Backbone):
     """AlexNet with named layers conv1..conv5, pool5 and global feature fc7.
 
     Args:
-        weights: "caffe-q8" (shared 8-bit Caffe reference weights), "torchvision" (download), or None (random init).
+        weights: "caffe-q8" (shared 8-bit Caffe reference weights), "torchvision" (download), or None (random init);
+            :func:`convcorr.backbones.get_backbone` chooses :func:`default_alexnet_weights` when none is given.
         weights_dir: folder of the caffe-q8 weights (default: shared/weights/alexnet-caffe-q8).
     """
 
@@ -317,8 +346,12 @@ class AlexNet(Backbone):
 
         try:
             sd = load_checkpoint(TORCHVISION_ALEXNET_URL)
-        except RuntimeError as exc:  # no network, proxy, ...
-            raise RuntimeError(f"{exc}; use weights='caffe-q8' offline") from exc
+        except WeightsUnavailable as exc:  # no network, proxy, ...
+            raise WeightsUnavailable(
+                f"AlexNet weights unavailable: {exc}. Provide them: set CONVCORR_SHARED to a folder holding "
+                f"{'/'.join(CAFFE_Q8_DIR)} (then the default), or put torchvision's {TORCHVISION_ALEXNET_FILE} "
+                f"into {torchvision_checkpoint_path().parent} (torch's hub cache, $TORCH_HOME), or pass "
+                "weights='caffe-q8' with weights_dir=FOLDER (get_backbone) or pretrained=False") from None
         idx = {0: 0, 3: 1, 6: 2, 8: 3, 10: 4}
         pairs = [(self.conv[i].weight, f"features.{j}.weight") for j, i in idx.items()]
         pairs += [(self.conv[i].bias, f"features.{j}.bias") for j, i in idx.items()]
@@ -359,6 +392,13 @@ class AlexNet(Backbone):
 
     @classmethod
     def pretrained_status(cls) -> tuple[bool, str]:
+        """Offline availability of the default weights: the Caffe copy in the shared folder, else torchvision's
+        checkpoint in torch's hub cache."""
         from .base import _shared_status
 
-        return _shared_status("weights", "alexnet-caffe-q8")
+        ok, where = _shared_status(*CAFFE_Q8_DIR)
+        if ok:
+            return ok, where
+        if torchvision_checkpoint_path().is_file():
+            return True, f"torchvision checkpoint {torchvision_checkpoint_path()} ({where})"
+        return False, f"{where}; torchvision's {TORCHVISION_ALEXNET_FILE} is downloaded on first use (network)"

@@ -7,10 +7,16 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..core.errors import UserError
 from ..core.geometry import RFGeometry
 from ..core.images import resize_image
 from ..numerics.rf.trace import GeometryError, trace_geometry
 from ..runtime.progress import progress
+
+
+class WeightsUnavailable(UserError, RuntimeError):
+    """Pretrained weights cannot be obtained here (no network and no cached copy); the message says how to
+    provide them. A UserError: the CLI prints it as one line."""
 
 
 def _shared_status(*parts: str) -> tuple[bool, str]:

@@ -19,14 +19,10 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .base import Backbone
+from .base import Backbone, WeightsUnavailable
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class WeightsUnavailable(RuntimeError):
-    """Pretrained weights cannot be obtained here (no network and no cached copy)."""
 
 
 class _Stop(Exception):
