@@ -47,6 +47,36 @@ from ..runtime.progress import progress
 from ..viz.report import Report, markdown_table
 from .workers import all_saved, run_conf_tasks, unit_key, with_parallel_options
 
+#: the report's Protocol section, written for a reader (Markdown): what is measured, on which data, how it
+#: is scored, and what the paper did
+PROTOCOL = """\
+**Question.** Does how finely a layer's features localise keypoints follow the layer's receptive-field size, its
+stride, or neither? Every spatial layer of several backbones is measured twice, on the same data.
+
+**Keypoint transfer** (the pair benchmark's protocol). For every pair (by default two different objects of one
+category), both images are cropped to the instance box plus a margin and resized to the backbone's input side, the
+layer's feature grids are matched (by default cosine nearest neighbour), the source keypoints are moved through the
+match and mapped back to original target pixels. PCK: a keypoint is correct within alpha x the larger side of the
+target box (alpha 0.1, 0.05 and 0.025), averaged over keypoint types.
+
+**Keypoint classification** (Table 3's protocol). In each category, one-vs-all linear SVMs on the layer's feature at
+each keypoint (the column whose receptive-field centre is nearest) predict the keypoint type; the SVM cost is chosen
+by grouped cross-validation, and the test split is by photo where a category has at least 3 photos, else by warp.
+Accuracy is the mean over categories of the fraction of test keypoints assigned their true type.
+
+**Uncertainty and association.** Intervals are 95% cluster-bootstrap intervals over the independent units: pairs
+for transfer, test photos for classification, resampled within categories. The same replicates serve every layer,
+so the association of each measure with geometry gets an interval too: rank (Spearman) correlations over the layers
+(layers with a global receptive field left out) with the log receptive-field size and with the log stride, and
+partial rank correlations (receptive field given stride and backbone, stride given receptive field and backbone).
+Receptive field and stride grow together along every network, so only the partial correlations separate them; an
+interval that spans zero is reported as not resolved. Resampling adds noise to every layer's measure and so pulls
+the correlations towards zero: the intervals err on the side of "not resolved".
+
+**The paper.** Long, Zhang and Darrell (NIPS 2014) observed, for AlexNet alone, that conv features localise more
+finely than their receptive fields suggest. This study asks the same question across backbones and layers.
+"""
+
 _METHODS = {
     "backbones": ["alexnet", "efficientnet_lite0", "squeezenet1_0", "mobilenet_v1", "mobilenet_v2"],
     "layers": None, "pretrained": True, "matcher": "nn", "matcher_options": {}, "crop": "box", "margin": 0.1,
@@ -634,7 +664,7 @@ def render(res: BackbonesResults, out_dir: Path) -> Path:
     rep = Report(out_dir, "The study across backbones: localisation vs receptive field and stride", conf)
     a = res.alpha
     tc = res.counts["transfer"]
-    rep.section("Protocol", __doc__.split("\n\n", 1)[1].strip() + "\n\n" +
+    rep.section("Protocol", PROTOCOL + "\n\n" +
                 f"This run: dataset `{conf['dataset']}`, transfer on {tc['pairs']} pairs ({tc['points']} counted "
                 f"keypoints; matcher `{conf['matcher']}`, PCK protocol `{res.protocol['name']}`); classification "
                 "split: " + "; ".join(f"{c}: {s}" for c, s in res.splits.items() if c in res.counts["classification"])

@@ -20,6 +20,25 @@ from ..numerics.rf.trace import GeometryError
 from ..viz.report import Report, markdown_table
 from .workers import run_conf_tasks, with_parallel_options
 
+#: the report's Protocol section, written for a reader (Markdown): what is measured, on which data, how it
+#: is scored, and what the paper did
+PROTOCOL = """\
+**What is measured.** For every spatial layer of each backbone: the receptive-field size (the side, in input
+pixels, of the square of input pixels that can influence one feature column), the stride (input pixels between
+neighbouring columns) and the centre offset (the input coordinate of the centre of the first column's receptive
+field, with pixel centres at integer coordinates and the top-left pixel at 0). The grid size and the number of
+channels are those of the layer's output at the input size given in each table's heading.
+
+**How.** The geometry is traced through each network's actual layers (convolutions, pooling, padding and the main
+path of residual blocks), never typed in. Geometry does not depend on the weights, so the networks run with random
+weights and need no download. A layer after global mixing (attention, squeeze-and-excitation) sees the whole image:
+its receptive field is listed as "global". A layer the tracing cannot follow is listed with "?" and the reason.
+
+**The paper.** Table 1 of Long, Zhang and Darrell (NIPS 2014) lists the receptive-field sizes and strides of the
+Caffe reference AlexNet: conv1 11/4, conv2 51/8, conv3 99/16, conv4 131/16, conv5 163/16 and pool5 195/32 pixels.
+The AlexNet table shows them beside the traced values, and the Check section says whether they agree.
+"""
+
 PAPER = {"conv1": (11, 4), "conv2": (51, 8), "conv3": (99, 16), "conv4": (131, 16), "conv5": (163, 16),
          "pool5": (195, 32)}
 
@@ -104,6 +123,7 @@ def main(conf: dict, out_dir: Path) -> Path:
     import matplotlib.pyplot as plt
 
     rep = Report(out_dir, "Table 1: receptive-field geometry", conf)
+    rep.section("Protocol", PROTOCOL)
     names = list(conf["backbones"])
     if not names:
         raise ValueError("backbones: give at least one backbone name")

@@ -55,6 +55,47 @@ from ..runtime.progress import progress
 from ..viz.report import Report, markdown_table
 from .workers import run_conf_tasks, with_parallel_options
 
+#: the report's Protocol section, written for a reader (Markdown): what is measured, on which data, how it
+#: is scored, and what the paper did
+PROTOCOL = """\
+**What is measured.** How precisely keypoints can be transferred to a query image from similar annotated images by
+aligning dense features, and which features align best: conv layers of AlexNet or dense SIFT.
+
+**Method.** For every query instance, the k most similar training instances of its category are retrieved by the
+cosine similarity of a global image feature (the paper used AlexNet's fc7; the shared AlexNet copy has no fc6/fc7
+weights, so the retrieval backbone's global feature stands in). Each neighbour is aligned to the query by every
+configured matcher on every configured dense feature. The paper's matcher is an MRF flow as in SIFT Flow: a data
+term on feature distances plus a smoothness term weighted by beta, solved by loopy belief propagation. The
+neighbours' keypoints are carried through the alignment into the query, the neighbours are ranked by their alignment
+energy, and every keypoint type is predicted as the coordinate-wise median over the `top` best-aligned neighbours
+that show it. Before alignment every instance is cropped to its box plus a margin and resized to a square input;
+predictions are mapped back exactly to the original pixels.
+
+**Baselines.** Box-copy copies the keypoints of the single nearest neighbour in normalised box coordinates (the
+paper's nearest-neighbour transfer). "Random in box" places points uniformly at random in the query box.
+
+**beta.** When validated, beta is chosen for each (features, matcher) pair from a small grid by the best PCK at
+alpha 0.1 on validation queries, which are disjoint from the test queries and never serve as neighbours.
+
+**PCK.** A predicted keypoint is correct when it lies within alpha x max(box height, box width) of the true
+position, measured in original pixels, for alpha = 0.1, 0.05 and 0.025. The fraction of correct keypoints is
+computed for each keypoint type and averaged over the types. Every PCK carries a 95% bootstrap interval that
+resamples query photos within categories, and the numbers of keypoints, queries and photos it rests on; the deepest
+conv layer is compared with SIFT and with box-copy by paired differences on the same keypoints.
+
+**Data.** The embedded data (presets default, strict and same-source) are the few real annotated photos per
+category of the shared folder, each also present as several synthetic smooth warps (affine plus thin-plate
+deformation and a photometric change, with exact keypoints); the queries are warped copies. In presets default and
+strict everything derived from the query's object or photo is held out of its training pool, so every alignment is
+between different object instances, as in the paper. Preset same-source keeps the query's own photo and its other
+warps in the pool (an easier, same-instance alignment) and reports how often such neighbours are retrieved. Preset
+paper reads PASCAL VOC 2011 instances with the Berkeley keypoint annotations.
+
+**The paper.** Table 2 of Long, Zhang and Darrell (NIPS 2014): PASCAL VOC 2011 with the Berkeley keypoints, 25
+neighbours per query, the median over the 5 best-aligned ones, alignment on AlexNet conv1 to conv5 and on SIFT,
+scored by PCK at alpha 0.1, 0.05 and 0.025.
+"""
+
 #: uncertainty and beta validation (shared by the presets): ``validate_beta`` picks, per (features, matcher)
 #: with a ``beta`` option, the value of ``beta_grid`` with the best PCK@0.1 on ``n_val_queries`` validation
 #: queries per category (disjoint from the test queries); with ``validate_beta=False`` ``beta`` is used as is. ``normalize``: the flow matcher
@@ -491,7 +532,7 @@ def main(conf: dict, out_dir: Path) -> Path:
              "the query's own photo and its sibling warps stay in the training pool (only the query is held out)")
     beta_txt = (f"beta chosen per (features, matcher) by validation ({_beta_text(val)})" if val else
                 f"beta = {conf['beta']} (fixed)")
-    rep.section("Protocol", __doc__.split("\n\n", 1)[1].strip() + "\n\n"
+    rep.section("Protocol", PROTOCOL + "\n\n"
                 f"This run: dataset `{conf['dataset']}`, {len(qs)} queries ({', '.join(f'{c}: {sum(q.category == c for q in qs)}' for c in cats)}), "
                 f"pools {n_pool} instances per category from {n_photos} real photos ({n_objects} objects); {proto}. "
                 f"k = {conf['k']} neighbours by `{conf['retrieval_backbone']}` global features (cosine), median of "

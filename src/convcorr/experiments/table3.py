@@ -56,6 +56,43 @@ from ..runtime.progress import progress
 from ..viz.report import Report, markdown_table
 from .workers import run_conf_tasks, unit_key, with_parallel_options
 
+#: the report's Protocol section, written for a reader (Markdown): what is measured, on which data, how it
+#: is scored, and what the paper did
+PROTOCOL = """\
+**What is measured.** How well the feature at a keypoint tells which keypoint it is (left eye, nose, right
+wrist, ...): SIFT descriptors at several radii against the columns of each conv layer. Figure 4 then asks how
+finely each feature localises a keypoint.
+
+**Examples and features.** Every visible keypoint of every instance is one example. The instance's box, enlarged by
+a margin on every side, is cropped and resized to a square input (227 pixels, AlexNet's input). The feature of a
+keypoint is the SIFT descriptor of radius r centred exactly at it (bins of r / 2 pixels), or the feature of the
+conv-layer column whose receptive-field centre is nearest to it.
+
+**Classifier and accuracy.** One-vs-all linear SVMs on L2-normalised features predict the keypoint type. The SVM
+cost C is chosen by cross-validation on the training keypoints, with folds grouped like the test split so that no
+photo is on both sides of a fold. Accuracy is the fraction of test keypoints assigned their true type, per category
+and feature; chance is 1 / (number of types). Every accuracy carries a 95% bootstrap interval that resamples test
+photos (a photo's warps and keypoints move together), and conv4 is compared with SIFT at each radius by paired
+differences on the same test keypoints.
+
+**Localisation (Figure 4).** For test keypoints spread evenly over the types, the SVM of the true type is evaluated
+at every pixel of a window around the true position (21 x 21 pixels, as in the paper). SIFT is computed at every
+pixel; conv features at 1-pixel steps are computed exactly, by shifting the crop by every offset within one stride
+and running the network again (no interpolation). The histograms show where the response maxima lie relative to the
+true position; maxima on the window's border (the response still rising outside it) are left out and counted.
+
+**Data.** The embedded data (preset default) are the real annotated photos of each category plus random smooth
+warps of each. Categories with at least 3 photos are split by photo: the test photos and all their warps are never
+seen in training. Smaller categories are split by warp (the test instances are new deformations of training
+animals, which is easier), and the table marks them. Some categories keep an evenly spaced subset of their keypoint
+types to keep the run short. Preset paper reads PASCAL VOC 2011 with the Berkeley keypoints and splits by instance,
+half for testing.
+
+**The paper.** Table 3 and Figure 4 of Long, Zhang and Darrell (NIPS 2014): linear SVMs predicting the keypoint type
+from AlexNet conv1 to conv5 features and from SIFT at several radii, on PASCAL VOC 2011 with the Berkeley
+keypoints, and the offsets of the SVM response maxima in a 21 x 21 pixel window.
+"""
+
 _COMMON = {
     "radii": [10, 20, 40, 80, 160], "layers": ["conv1", "conv2", "conv3", "conv4", "conv5"],
     "backbone": "alexnet", "size": 227, "margin": 0.1, "Cs": list(DEFAULT_CS), "folds": 5, "seed": 0,
@@ -198,7 +235,7 @@ def main(conf: dict, out_dir: Path) -> Path:
     if 0 < len(by_photo) < len(rows):  # the harder, cross-instance protocol on its own
         table.append(mean_row("mean (photo splits)", by_photo))
 
-    rep.section("Protocol", __doc__.split("\n\n", 1)[1].strip())
+    rep.section("Protocol", PROTOCOL)
     shown = [{k: (f"**{v:.3f}**" if k in names and v == max(r[n] for n in names) else v) for k, v in r.items()}
              for r in table]
     if conf.get("dataset", "embedded") == "embedded":

@@ -54,6 +54,45 @@ from ..runtime.progress import progress
 from ..viz.report import Report, markdown_table
 from .workers import run_conf_tasks, unit_key, with_parallel_options
 
+#: the report's Protocol section, written for a reader (Markdown): what is measured, on which data, how it
+#: is scored, and what the paper did
+PROTOCOL = """\
+**What is measured.** How precisely a keypoint can be found in a new image by scanning it with a detector trained
+for that keypoint: AlexNet conv5 against dense SIFT, with and without a prior from the most similar training image.
+
+**Features.** Every instance's box (plus a margin, none by default) is rescaled to 500 x 500 pixels. Features are
+AlexNet (Caffe reference weights) conv5 columns, each described together with its 3 x 3 neighbourhood (2304
+numbers), or dense SIFT (8-pixel steps and bins, 128 numbers); every column descriptor is L2-normalised.
+
+**Detector.** For every keypoint type a linear SVM is trained on the training instances: the positives are the
+columns whose receptive-field centres are nearest the keypoint, the negatives columns whose receptive field does not
+contain it. Training starts from random negatives and adds, in a few rounds of hard-negative mining, the
+highest-scoring unused negatives. The prediction is the receptive-field centre of the best-scoring column, mapped
+back to original pixels.
+
+**Prior.** "+ prior" finds the nearest training instance by a global image feature (AlexNet pool5 of the box crop,
+cosine similarity; the shared AlexNet copy has no fc7), puts a Gaussian at each of its keypoints (in normalised box
+coordinates) and combines it with the detector: f = s^(1 - eta) x p^eta, with s the SVM score mapped to (0, 1) by a
+sigmoid and p the prior. "NN prior only", an extra row not in the paper, predicts the neighbour's keypoints
+themselves.
+
+**PCK.** A predicted keypoint is correct when it lies within 0.1 x max(box height, box width) of the true position,
+in original pixels. PCK counts every visible test keypoint, is averaged over keypoint types within each category,
+and "mean" averages the categories. Every number carries a 95% bootstrap interval that resamples test photos (within
+categories for the mean); "with vs without prior" and "conv5 vs SIFT" are paired differences on the same keypoints.
+
+**Data.** The embedded data (preset default) are the real annotated photos of each category plus random smooth
+warps of each. Categories with at least 3 photos are split by photo (test photos and all their warps are never seen
+in training); smaller ones by warp (the test instances are new deformations of training animals, which is much
+easier, and the nearest neighbour is then a warp of the same photo, which makes the prior strong). Some categories
+keep an evenly spaced subset of their keypoint types to keep the run short. Preset paper reads PASCAL VOC 2011 with
+the Berkeley keypoints.
+
+**The paper.** Table 4 of Long, Zhang and Darrell (NIPS 2014): keypoint prediction on PASCAL VOC 2011 with the
+Berkeley keypoints, conv5 (3 x 3 neighbourhoods) against SIFT, each with and without the nearest-neighbour prior,
+scored by PCK at alpha 0.1 per category.
+"""
+
 _COMMON = {
     "size": 500, "margin": 0.0, "features": ["sift:step=8,bin=8", "alexnet:conv5"], "neighbourhood": [1, 3],
     "prior_backbone": "alexnet", "prior_layer": "auto", "sigma": 22.0, "eta": 0.1, "positive": "sigmoid",
@@ -218,7 +257,7 @@ def main(conf: dict, out_dir: Path) -> Path:
         results[m]["mean"] = float(np.mean([results[m][c] for c in cats]))
     rows = [{"method": m, **results[m]} for m in methods]
 
-    rep.section("Protocol", __doc__.split("\n\n", 1)[1].strip() + "\n\nSplits: "
+    rep.section("Protocol", PROTOCOL + "\n\nSplits: "
                 + "; ".join(f"{c}: {kinds[c]}, {sum(i.category == c for i in train)} train / "
                             f"{sum(i.category == c for i in test)} test instances, "
                             f"{len(examples[c]['names'])} keypoint types" for c in cats))

@@ -56,6 +56,36 @@ from ..runtime.progress import progress
 from ..viz.report import Report, markdown_table
 from .workers import run_conf_tasks, task_dir, unit_key, with_parallel_options
 
+#: the report's Protocol section, written for a reader (Markdown): what is measured, on which data, how it
+#: is scored, and what the paper did
+PROTOCOL = """\
+**What is shown.** What a conv feature column "sees": each query image is rebuilt from patches of other images
+whose features are nearest to its own, layer by layer (Figure 1), and the average receptive-field patch of the
+nearest neighbours of a keypoint's feature shows how much of the image that feature pins down (Figure 2).
+
+**Database.** Every source photo (the embedded annotated photos and the plain photos of the shared folder) except
+the query photos, plus random smooth warps of each. Random square crops of these (random size, position and
+horizontal flip) are resized to the network input (227 x 227 for AlexNet) and fed through the network once; random
+feature columns of every layer, with where they came from, form that layer's database. A query photo is never in the
+database, so no image is rebuilt from its own patches.
+
+**Queries.** Held-out photos, cropped to a square around the object box with some margin and resized to the network
+input.
+
+**Reconstruction (Figure 1).** Every stride x stride patch of the query (one per feature column) is replaced by the
+mean of the corresponding patches of its k nearest database features (cosine similarity). A control with uniform
+receptive fields averages the neighbours' full receptive-field patches instead, pasted at the column's receptive
+field. Pixel error is the mean absolute difference (0 to 255) between the reconstruction and the query over the
+pixels the reconstruction covers.
+
+**Average receptive field (Figure 2).** The mean of the receptive-field patches of the nearest neighbours of the
+query feature at a keypoint, for every layer.
+
+**The paper.** Figures 1 and 2 of Long, Zhang and Darrell (NIPS 2014) reconstruct images from AlexNet features with
+a database of over a million conv features from a large natural-image collection; the differences of this run are
+listed in the next section.
+"""
+
 _LAYERS = ["conv1", "conv2", "conv3", "conv4", "conv5", "pool5"]
 _SEEDS = [["face/lenna", "p37"], ["face/lenna", "p31"], ["face/lenna", "p49"], ["face/lenna", "p9"]]
 
@@ -80,7 +110,6 @@ CONFIGS = {
 }
 #: parallel options (one unit of work per layer): ``workers``, ``executor``, ``ray_address``, ``resume``
 CONFIGS = with_parallel_options(CONFIGS)
-_PARALLEL_HEAD = "Parallel runs and memory"
 
 
 def slug(name: str) -> str:
@@ -284,7 +313,7 @@ def main(conf: dict, out_dir: Path) -> Path:
                           "reconstruct s (search + patches)": tot, "ms per query vector": 1000 * tot / max(nq, 1)})
     rss_rows = [{"layer": l, "task s": layer_times[l]["task_s"], "peak RSS MB": layer_times[l]["peak_rss_mb"],
                  "anonymous MB at the end": layer_times[l]["anon_mb"]} for l in layers]
-    rep.section("Protocol", __doc__.split("\n\n", 1)[1].split(_PARALLEL_HEAD, 1)[0].strip())
+    rep.section("Protocol", PROTOCOL)
     rep.section("Differences from the paper", (
         "The paper's database holds >= 1M conv features of a large natural-image collection; here the vectors come "
         f"from {len(db_photos)} shared photos, multiplied by random crops, flips and smooth warps, so neighbours "
