@@ -1,8 +1,9 @@
 """Provenance of a run: what produced a results file (code version and commit, command, machine, libraries).
 
 Imports nothing of convcorr's: the version is read from the already imported package (or the installed
-distribution's metadata), library versions from the imported modules or the distributions' metadata (no library is imported for it), the commit
-by asking git about the checkout this package was imported from. Nothing here raises: an unknown fact is None.
+distribution's metadata), library versions from the imported modules or the distributions' metadata (no library is
+imported for it), the commit by asking git about the checkout this package was imported from. Nothing here raises:
+an unknown fact is None.
 """
 from __future__ import annotations
 

@@ -47,7 +47,8 @@ def get_backbone(name: str, pretrained: bool = True, device: str | torch.device 
     if name not in BACKBONES and not zoo:
         raise KeyError(f"unknown backbone {name!r}; available: {sorted(BACKBONES)} or 'timm:<model>' / "
                        "'torchvision:<model>'")
-    default = default_alexnet_weights(kw.get("weights_dir")) if name == "alexnet" else _DEFAULT_WEIGHTS.get(name, "default")
+    default = (default_alexnet_weights(kw.get("weights_dir")) if name == "alexnet"
+               else _DEFAULT_WEIGHTS.get(name, "default"))
     w = (weights or default) if pretrained else None
     dev = torch.device(device) if device is not None else default_device()
     key = (name, w, str(dev), tuple(sorted((k, str(v)) for k, v in kw.items())))

@@ -182,7 +182,8 @@ def provenance_line(meta: Mapping[str, Any]) -> str:
     import shlex
 
     git = meta.get("git")
-    commit = (f"commit {git['commit'][:12]}" + (", modified" if git.get("dirty") else "")) if git else "not a git checkout"
+    dirty = ", modified" if git and git.get("dirty") else ""
+    commit = f"commit {git['commit'][:12]}{dirty}" if git else "not a git checkout"
     argv = list(meta.get("command") or [])
     if argv:
         argv[0] = Path(argv[0]).name
