@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import convcorr
-from convcorr import provenance as prov
+from convcorr.runtime import provenance as prov
 
 
 def test_provenance_records_version_command_machine_and_libraries():
@@ -35,7 +35,7 @@ def test_a_library_that_is_not_installed_is_none():
 
 
 def test_git_commit_of_this_checkout():
-    root = Path(prov.__file__).resolve().parents[2]
+    root = Path(prov.__file__).resolve().parents[3]  # <root>/src/convcorr/runtime/provenance.py
     if shutil.which("git") is None or not (root / ".git").exists():
         pytest.skip("not run from a git checkout")
     head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,

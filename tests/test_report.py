@@ -152,7 +152,7 @@ def test_two_saves_compare_equal_apart_from_provenance_and_timings(tmp_path, mon
     docs = []
     for i, argv in enumerate((["convcorr", "experiment", "t"], ["python", "-m", "convcorr.cli", "experiment", "t"])):
         monkeypatch.setattr("sys.argv", argv)
-        monkeypatch.setattr("convcorr.provenance.git_state", lambda i=i: {"commit": str(i) * 40, "dirty": bool(i)})
+        monkeypatch.setattr("convcorr.runtime.provenance.git_state", lambda i=i: {"commit": str(i) * 40, "dirty": bool(i)})
         r = Report(tmp_path / str(i), "T", {"a": 1})
         r.results = {"pck": 0.5, "seconds": float(i), "timing": {"x": i}}
         r.save()

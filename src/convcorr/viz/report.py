@@ -158,10 +158,10 @@ class Report:
         return path
 
     def save(self) -> Path:
-        """Write results.json (``meta``: title, time and :func:`convcorr.provenance.provenance`; ``config``;
-        ``results``; ``figures``) and report.md (title, provenance line, configuration, sections)."""
+        """Write results.json (``meta``: title, time and :func:`convcorr.runtime.provenance.provenance`;
+        ``config``; ``results``; ``figures``) and report.md (title, provenance line, configuration, sections)."""
         from ..runtime.device import default_device
-        from ..provenance import provenance
+        from ..runtime.provenance import provenance
 
         meta = {"title": self.title, "created": _dt.datetime.now().isoformat(timespec="seconds"),
                 **provenance(device=default_device())}
