@@ -10,7 +10,8 @@ import os
 from pathlib import Path
 from typing import Optional
 
-_REPO = Path(__file__).resolve().parents[2]
+#: the checkout this package runs from (<repo>/src/convcorr/runtime/paths.py), whose ../shared is looked up
+_REPO = Path(__file__).resolve().parents[3]
 
 
 def shared_root() -> Optional[Path]:
