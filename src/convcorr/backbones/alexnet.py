@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from ..runtime.paths import cache_dir, require_shared
-from .base import Backbone
+from .base import BACKBONES, Backbone, WeightsStatus, shared_weights_status
 
 TORCHVISION_ALEXNET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
 CAFFE_MEAN_BGR = (104.0, 117.0, 123.0)
@@ -242,6 +242,12 @@ def load_checkpoint(url: str, model_dir: str | Path | None = None) -> dict:
     return sd
 
 
+def caffe_q8_status() -> WeightsStatus:
+    """Whether the 8-bit Caffe weights are in the shared folder."""
+    return shared_weights_status("weights", "alexnet-caffe-q8")
+
+
+@BACKBONES.register("alexnet", default_weights="caffe-q8", offline_available=caffe_q8_status)
 class AlexNet(Backbone):
     """AlexNet with named layers conv1..conv5, pool5 and global feature fc7.
 
@@ -356,9 +362,3 @@ class AlexNet(Backbone):
 
     def classifier_head(self, glob: torch.Tensor) -> torch.Tensor:
         return self.fc8(glob)
-
-    @classmethod
-    def pretrained_status(cls) -> tuple[bool, str]:
-        from .base import _shared_status
-
-        return _shared_status("weights", "alexnet-caffe-q8")

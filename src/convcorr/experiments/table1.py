@@ -18,6 +18,7 @@ from pathlib import Path
 from ..backbones import get_backbone
 from ..numerics.rf.trace import GeometryError
 from ..viz.report import Report, markdown_table
+from . import register_experiment
 from .workers import run_conf_tasks, with_parallel_options
 
 PAPER = {"conv1": (11, 4), "conv2": (51, 8), "conv3": (99, 16), "conv4": (131, 16), "conv5": (163, 16),
@@ -97,6 +98,7 @@ def _draw_nested_squares(ax, name: str, rows: list[dict], size: int) -> None:
     ax.legend(fontsize=7, loc="upper right")
 
 
+@register_experiment("table1")
 def main(conf: dict, out_dir: Path) -> Path:
     import matplotlib
 
