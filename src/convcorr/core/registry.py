@@ -164,11 +164,14 @@ class Registry:
 
     def unknown(self, name: Any) -> UnknownName:
         """The error for an unknown ``name`` (also for callers that accept other spellings first)."""
+        return UnknownName(f"unknown {self.kind} {name!r}; {self.suggest(name)}")
+
+    def suggest(self, name: Any) -> str:
+        """"did you mean 'x'? available: ..." for an unknown ``name`` (the closest names first)."""
         known = self.names()
         near = closest(str(name), known)
         did = f"did you mean {' or '.join(repr(n) for n in near)}? " if near else ""
-        return UnknownName(f"unknown {self.kind} {name!r}; {did}available: {', '.join(sorted(known))}"
-                           + (f" {self.hint}" if self.hint else ""))
+        return f"{did}available: {', '.join(sorted(known))}" + (f" {self.hint}" if self.hint else "")
 
     # ----------------------------------------------------------------------------------------------- loading
     def _lookup(self, name: str) -> tuple[Any, dict]:

@@ -199,7 +199,7 @@ def check_conf(name: str, conf: dict, keys=None) -> None:
 
     def known_backbone(k, b):
         if not isinstance(b, str) or (b not in BACKBONES and ":" not in b):
-            bad(k, f"names {BACKBONES.unknown(b)}")
+            bad(k, f"names an unknown backbone {b!r}; {BACKBONES.suggest(b)}")
 
     for k in keys:
         v = conf.get(k)
@@ -220,12 +220,10 @@ def check_conf(name: str, conf: dict, keys=None) -> None:
         if k in conf and conf[k] not in COMMON_OPTION_CHOICES[k]:
             bad(k, f"must be one of {list(COMMON_OPTION_CHOICES[k])}, got {conf[k]!r}")
     if "dataset" in keys and conf.get("dataset") is not None:
-        try:
-            from ..datasets.pools import DATASET_KINDS
-        except ImportError:  # pragma: no cover
-            DATASET_KINDS = None
-        if DATASET_KINDS is not None and conf["dataset"] not in DATASET_KINDS:
-            bad("dataset", f"names an unknown data set {conf['dataset']!r}; choose from {list(DATASET_KINDS)}")
+        from ..datasets import DATASETS
+
+        if conf["dataset"] not in DATASETS:
+            bad("dataset", f"names an unknown data set {conf['dataset']!r}; {DATASETS.suggest(conf['dataset'])}")
     if "features" in keys and isinstance(conf.get("features"), (list, tuple)):
         from ..features.base import get_features
 
@@ -239,7 +237,7 @@ def check_conf(name: str, conf: dict, keys=None) -> None:
 
         unknown = [m for m in conf["matchers"] if m not in MATCHERS]
         if unknown:
-            bad("matchers", f"names {MATCHERS.unknown(unknown[0])}")
+            bad("matchers", f"names unknown matcher(s) {unknown}; {MATCHERS.suggest(unknown[0])}")
     if "baselines" in keys and isinstance(conf.get("baselines"), (list, tuple)):
         from ..methods.transfer import TRANSFER_METHODS
 
