@@ -360,7 +360,7 @@ def test_default_weights_and_offline_availability_are_separate_facts(monkeypatch
         assert {"default_weights", "offline_available"} <= set(facts), name
         assert isinstance(default_weights(name), str) and isinstance(offline_weights(name), WeightsStatus)
     # a missing shared folder changes the availability, never the default weights
-    monkeypatch.setattr("convcorr.paths.shared_root", lambda: None)
+    monkeypatch.setattr("convcorr.runtime.paths.shared_root", lambda: None)
     assert not offline_weights("alexnet") and "shared folder not found" in offline_weights("alexnet").where
     assert default_weights("alexnet") == BACKBONES.fact("alexnet", "default_weights") or callable(
         BACKBONES.fact("alexnet", "default_weights"))

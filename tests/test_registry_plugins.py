@@ -10,10 +10,10 @@ from click.testing import CliRunner
 from convcorr.backbones import BACKBONES
 from convcorr.cli import cli
 from convcorr.datasets import DATASETS
-from convcorr.dense import DENSE_FEATURES
+from convcorr.features import DENSE_FEATURES
 from convcorr.experiments import EXPERIMENTS
 from convcorr.matchers import MATCHERS
-from convcorr.registry import DuplicateName, PluginError, Registry, UnknownName
+from convcorr.core.registry import DuplicateName, PluginError, Registry, UnknownName
 
 REGISTRIES = (BACKBONES, MATCHERS, DATASETS, EXPERIMENTS, DENSE_FEATURES)
 
@@ -135,7 +135,7 @@ def test_entry_point_loaded_lazily(site):
                 pass
             """,
         "tests_registry_things.py": """
-            from convcorr.registry import Registry
+            from convcorr.core.registry import Registry
 
             THINGS = Registry("thing", group="convcorr.tests.things")
             """})
@@ -183,7 +183,7 @@ TOY_PLUGIN = '''
     from convcorr.backbones import BACKBONES, Backbone, WeightsStatus
     from convcorr.datasets import DATASETS
     from convcorr.matchers import MATCHERS, Matcher
-    from convcorr.types import Instance, Pair
+    from convcorr.core.types import Instance, Pair
 
     MATCHER_CALLS = []
 
@@ -251,7 +251,7 @@ TOY_EXPERIMENT = '''
     import numpy as np
 
     from convcorr.datasets import load_dataset
-    from convcorr.dense import get_features
+    from convcorr.features import get_features
     from convcorr.experiments import register_experiment
     from convcorr.matchers import get_matcher
 
@@ -307,7 +307,7 @@ def test_outside_plugins_run_through_the_cli(toy_plugin, tmp_path):
 
 
 def test_outside_dataset_through_the_data_options(toy_plugin):
-    from convcorr import protocols
+    from convcorr.datasets import pools as protocols
 
     pairs = protocols.build_pairs({"dataset": "toyset"})
     assert len(pairs) == 2 and all(p.source.meta["pair_kind"] == "listed" for p in pairs)
@@ -343,7 +343,7 @@ def test_builtin_plugins_are_registered_with_their_facts():
 
 
 def test_loader_arguments_map_the_data_options_in_one_place(tmp_path):
-    from convcorr.protocols import loader_arguments
+    from convcorr.datasets.pools import loader_arguments
 
     assert loader_arguments({"dataset": "coco", "json": "a.json", "images": "im", "root": None,
                              "strip_prefix": None, "truncate_names": False}) == {

@@ -48,10 +48,10 @@ class FlowMatcher(Matcher):
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:
-        """The named options plus the :func:`convcorr.flow.bp_flow` options passed through ``**bp_kw``."""
+        """The named options plus the :func:`convcorr.numerics.mrf.solve.bp_flow` options (through ``**bp_kw``)."""
         import inspect
 
-        from ..flow import bp_flow
+        from ..numerics.mrf.solve import bp_flow
 
         extra = [k for k in inspect.signature(bp_flow).parameters if k not in ("fs", "ft", "volume")]
         own = super().option_names()
