@@ -17,7 +17,6 @@ from __future__ import annotations
 import torch
 
 from ..runtime.device import default_device
-from . import alexnet, efficientnet, mobilenet, squeezenet  # noqa: F401  (built-ins: each registers itself)
 from .alexnet import AlexNet
 from .base import BACKBONES, Backbone, WeightsStatus
 from .efficientnet import EfficientNetLite0

@@ -1,11 +1,10 @@
 """Matchers (:class:`Matcher` plug-ins): flow (the paper's MRF), nn, mnn, softargmax.
 
-Each built-in registers itself in its own module (``@MATCHERS.register("name")``); importing this package imports
-them. Other packages add matchers through the entry-point group ``convcorr.matchers``.
+Each built-in registers itself in its own module (``@MATCHERS.register("name")``), imported on the first look-up;
+other packages add matchers through the entry-point group ``convcorr.matchers``.
 """
 from .base import (MATCHERS, Correspondence, Matcher, SimilarityMatcher, cosine_similarity, get_matcher,
                    matcher_option_names, register_matcher)
-from . import flow, mnn, nn, softargmax  # noqa: F401,E402  (built-ins: each registers itself)
 
 __all__ = ["MATCHERS", "Correspondence", "Matcher", "SimilarityMatcher", "cosine_similarity", "get_matcher",
            "matcher_option_names", "register_matcher"]

@@ -15,7 +15,7 @@ fold-correct inversion of the forward map (:func:`convcorr.numerics.warp.invert_
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -323,7 +323,8 @@ def _check_matcher(name: str, cls, facts: dict) -> None:
 
 #: name -> Matcher subclass; a plug-in registers itself with ``@MATCHERS.register("name")`` in its own file, other
 #: packages through the entry-point group ``convcorr.matchers`` (:class:`convcorr.core.registry.Registry`)
-MATCHERS = Registry("matcher", group="convcorr.matchers", on_register=_check_matcher)
+MATCHERS = Registry("matcher", group="convcorr.matchers", on_register=_check_matcher,
+                    builtins=[f"convcorr.matchers.{m}" for m in ("flow", "mnn", "nn", "softargmax")])
 
 
 def register_matcher(name: str, **facts):
