@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from convcorr.backbones import BACKBONES, AlexNet, get_backbone
+from convcorr.backbones import BACKBONES, AlexNet, default_weights, get_backbone, offline_weights
 from convcorr.core.errors import DataError
 from convcorr.core.images import load_image
 
@@ -339,8 +339,9 @@ def test_cli_backbones_lists_layers_rf_and_weights(shared):
 
     res = CliRunner().invoke(cli, ["backbones"])
     assert res.exit_code == 0, res.output
-    for name in BACKBONES:
-        assert f"== {name}: pretrained weights available" in res.output
+    for name in BACKBONES:  # what the backbone's offline_available fact says, not an assumption
+        st = offline_weights(name)
+        assert f"== {name}: pretrained weights {'available' if st else 'NOT available'}: {st.where}" in res.output
     rows = {l.split()[0]: l.split()[1:] for l in res.output.splitlines() if l.strip()}
     assert rows["pool5"] == ["195", "32", "33.0", "6x6", "256"]
     assert rows["Conv2d_13_pointwise"] == ["315", "32", "31.0", "7x7", "1024"]
@@ -348,3 +349,28 @@ def test_cli_backbones_lists_layers_rf_and_weights(shared):
     assert "timm:<model>" in res.output and "torchvision:<model>" in res.output
     bad = CliRunner().invoke(cli, ["backbones", "--with", "timm:no_such_net"])
     assert bad.exit_code != 0 and "no_such_net" in bad.output
+
+
+def test_default_weights_and_offline_availability_are_separate_facts(monkeypatch):
+    import convcorr.backbones as bbs
+    from convcorr.backbones import WeightsStatus
+
+    for name in BACKBONES:
+        facts = BACKBONES.facts(name)
+        assert {"default_weights", "offline_available"} <= set(facts), name
+        assert isinstance(default_weights(name), str) and isinstance(offline_weights(name), WeightsStatus)
+    # a missing shared folder changes the availability, never the default weights
+    monkeypatch.setattr("convcorr.runtime.paths.shared_root", lambda: None)
+    assert not offline_weights("alexnet") and "shared folder not found" in offline_weights("alexnet").where
+    assert default_weights("alexnet") == BACKBONES.fact("alexnet", "default_weights") or callable(
+        BACKBONES.fact("alexnet", "default_weights"))
+    # a callable default (e.g. "auto": whatever this machine has) is resolved when the backbone is built
+    monkeypatch.setitem(bbs.BACKBONES._entries, "alexnet", (AlexNet, dict(BACKBONES.facts("alexnet"),
+                                                                         default_weights=lambda: "torchvision")))
+    assert default_weights("alexnet") == "torchvision"
+    assert default_weights("timm:resnet18") == "default"
+
+
+def test_unknown_backbone_names_the_closest():
+    with pytest.raises(KeyError, match="did you mean 'alexnet'"):
+        get_backbone("alexnt", pretrained=False)

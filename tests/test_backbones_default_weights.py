@@ -9,7 +9,7 @@ import torch
 
 import convcorr
 from convcorr.backbones import alexnet as ax
-from convcorr.backbones import get_backbone
+from convcorr.backbones import get_backbone, offline_weights
 from convcorr.backbones.base import WeightsUnavailable
 from convcorr.core.errors import DataError, UserError
 
@@ -43,7 +43,8 @@ def test_default_is_torchvision_without_the_shared_folder(no_shared, tmp_path):
     assert ax.default_alexnet_weights() == "torchvision"
     assert ax.default_alexnet_weights(weights_dir=tmp_path) == "caffe-q8"  # an explicit Caffe folder
     assert ax.torchvision_checkpoint_path() == no_shared / "alexnet-owt-7be5be79.pth"
-    ok, why = ax.AlexNet.pretrained_status()
+    st = offline_weights("alexnet")
+    ok, why = bool(st), st.where
     assert not ok and "alexnet-owt-7be5be79.pth" in why and "network" in why
 
 
@@ -69,7 +70,7 @@ def test_a_cached_checkpoint_with_the_wrong_hash_is_refused(no_shared, monkeypat
     no_shared.mkdir(parents=True)
     torch.save({"features.0.weight": torch.zeros(64, 3, 11, 11)}, no_shared / "alexnet-owt-7be5be79.pth")
     assert hashlib.sha256((no_shared / "alexnet-owt-7be5be79.pth").read_bytes()).hexdigest()[:8] != "7be5be79"
-    assert ax.AlexNet.pretrained_status()[0]  # present in the hub cache (checked when loaded)
+    assert offline_weights("alexnet")  # present in the hub cache (checked when loaded)
     with pytest.raises(DataError, match="alexnet-owt-7be5be79.pth: sha256 does not start with 7be5be79"):
         get_backbone("alexnet", device="cpu", cache=False)
     assert calls == []  # the cached file is used (and checked), not downloaded again
@@ -116,4 +117,5 @@ def test_with_the_shared_folder_the_default_stays_caffe(shared):
     bb = get_backbone("alexnet", device="cpu")
     assert bb.variant == "caffe" and bb.input_size == 227
     assert get_backbone("alexnet", device="cpu") is get_backbone("alexnet", device="cpu", weights="caffe-q8")
-    assert ax.AlexNet.pretrained_status() == (True, "shared/weights/alexnet-caffe-q8")
+    st = offline_weights("alexnet")
+    assert (bool(st), st.where) == (True, "shared/weights/alexnet-caffe-q8")

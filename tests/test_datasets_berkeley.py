@@ -36,7 +36,7 @@ def test_cat_values_are_zero_based(xml_dir):
 
 
 def test_folder_categories_and_meta(xml_dir, tmp_path):
-    insts = load_berkeley_xml(xml_dir, image_root=tmp_path)
+    insts = load_berkeley_xml(xml_dir, images=tmp_path)
     assert [i.category for i in insts] == ["aeroplane", "cat", "person"]
     person = insts[2]
     np.testing.assert_allclose(person.bbox, [61, 189, 82, 242])  # xmin 62 ymin 190 w 21 h 53
@@ -45,7 +45,7 @@ def test_folder_categories_and_meta(xml_dir, tmp_path):
     assert insts[0].keypoint_names == tuple(sorted(insts[0].keypoint_names)) and len(insts[0].keypoint_names) == 14
     assert insts[1].image_path == tmp_path / "2007_000528.jpg"
     assert [i.id for i in load_berkeley_xml(xml_dir, category="person")] == ["person/2008_000003_0"]
-    assert len(load_dataset("berkeley", path=xml_dir)) == 3
+    assert len(load_dataset("berkeley", annotations=xml_dir)) == 3
 
 
 def test_occluded_points_keep_position(tmp_path):
@@ -78,15 +78,15 @@ def test_bad_input_names_the_file(xml_dir, tmp_path):
 
 
 def test_images_checked(xml_dir, tmp_path):
-    insts = load_berkeley_xml(xml_dir / "cat", image_root=tmp_path)
+    insts = load_berkeley_xml(xml_dir / "cat", images=tmp_path)
     with pytest.raises(DataError, match="2007_000528.jpg"):
         insts[0].load()  # missing image
     (tmp_path / "2007_000528.jpg").write_bytes(b"\xff\xd8 not a jpeg")
     with pytest.raises(DataError, match="2007_000528.jpg.*cannot decode"):
-        load_berkeley_xml(xml_dir / "cat", image_root=tmp_path, check_images=True)
+        load_berkeley_xml(xml_dir / "cat", images=tmp_path, check_images=True)
     Image.fromarray(np.zeros((100, 150, 3), np.uint8)).save(tmp_path / "2007_000528.jpg")
     with pytest.raises(DataError, match="2007_000528.jpg.*outside the 150x100 image"):
-        load_berkeley_xml(xml_dir / "cat", image_root=tmp_path, check_images=True)
+        load_berkeley_xml(xml_dir / "cat", images=tmp_path, check_images=True)
     Image.fromarray(np.zeros((375, 500, 3), np.uint8)).save(tmp_path / "2007_000528.jpg")  # the VOC image size
-    (cat,) = load_berkeley_xml(xml_dir / "cat", image_root=tmp_path, check_images=True)
+    (cat,) = load_berkeley_xml(xml_dir / "cat", images=tmp_path, check_images=True)
     assert cat.image.shape == (375, 500, 3)

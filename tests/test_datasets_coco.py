@@ -37,7 +37,7 @@ def test_300w_names_and_horse10_partial(mm):
     assert h[2].keypoint_names[0] == "Nose" and not h[2].visible[0]  # (0, 0, 0): not annotated
     np.testing.assert_allclose(h[2].bbox, [219, 46, 288, 143])
     assert len(load_coco_keypoints(mm / "horse10" / "test_horse10.json", min_keypoints=12)) == 2
-    z = load_dataset("coco", json_path=mm / "zebra" / "test_zebra.json", check_images=True)
+    z = load_dataset("coco", annotations=mm / "zebra" / "test_zebra.json", check_images=True)
     np.testing.assert_allclose(z[0].keypoints[0], [121.13823384782104, 64.42827920259212])
     assert load_coco_keypoints(mm / "ap10k" / "test_ap10k.json", category="antelope")[0].category == "antelope"
 

@@ -11,7 +11,7 @@ def test_categories_and_counts(shared):
     assert embedded_categories() == {
         "face": 8, "face19": 2, "person": 12, "hand": 11, "fly": 2, "zebra": 2, "horse10": 1, "animalpose-cat": 1,
         "animalpose-horse": 1, "ap10k-jaguar": 1, "ap10k-antelope": 1}
-    assert len(load_dataset("embedded", category="zebra")) == 2
+    assert len(load_dataset("embedded", categories=["zebra"])) == 2
     with pytest.raises(KeyError, match="categories"):
         embedded_instances("animalpose")
 

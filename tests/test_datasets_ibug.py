@@ -38,7 +38,7 @@ def test_folder_and_registry(d):
     faces = load_ibug_folder(d)
     assert [f.id for f in faces] == ["face/breakingbad", "face/einstein", "face/lenna", "face/takeo"]
     assert len(load_ibug_folder(d, n_points=None)) == 5
-    assert len(load_dataset("ibug", folder=d)) == 4
+    assert len(load_dataset("ibug", root=d)) == 4
 
 
 def test_bad_input_names_the_file(d, tmp_path):

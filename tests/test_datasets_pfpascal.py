@@ -27,7 +27,7 @@ def test_test_pairs(d, tmp_path):
     assert p.source.image_path == tmp_path / "PF-dataset-PASCAL/JPEGImages/2011_001407.jpg"
     assert {q.source.category for q in pairs} == set(VOC_CLASSES)
     assert all(len(q.source.keypoints) == len(q.target.keypoints) for q in pairs)
-    assert len(load_dataset("pf-pascal", csv_path=d / "test_pairs.csv")) == 299
+    assert len(load_dataset("pf-pascal", annotations=d / "test_pairs.csv")) == 299
 
 
 def test_val_has_no_keypoints(d):

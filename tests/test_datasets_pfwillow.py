@@ -47,7 +47,7 @@ def test_pf_willow_layout(csv_file, tmp_path):
     assert p.source.image_path == tmp_path / "PF-dataset/car(G)/2008_000021.png"
     assert pairs[1].source.category == "duck(S)"
     assert [q.source.category for q in load_pf_willow_pairs(csv_file, category="duck(S)")] == ["duck(S)"]
-    assert "pf-willow" in DATASETS and len(load_dataset("pf-willow", csv_path=csv_file)) == 2
+    assert "pf-willow" in DATASETS and len(load_dataset("pf-willow", annotations=csv_file)) == 2
 
 
 def test_pf_willow_strip_components_and_images(csv_file, tmp_path):

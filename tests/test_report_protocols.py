@@ -1,12 +1,11 @@
 """Every experiment's report explains its protocol in plain Markdown: no Sphinx markup reaches a reader."""
 import ast
-import importlib
 import re
 from pathlib import Path
 
 import pytest
 
-from convcorr.experiments import EXPERIMENTS
+from convcorr.experiments import EXPERIMENTS, get_experiment
 
 #: Sphinx / reST markup that means nothing in Markdown: roles (:func:`x`, :py:class:`x`) and double backticks
 SPHINX = re.compile(r":(?:py:)?(?:func|class|mod|meth|data|attr|obj|exc|ref|doc|term):`|``")
@@ -21,7 +20,7 @@ def test_the_markup_pattern():
 
 @pytest.mark.parametrize("name", sorted(EXPERIMENTS))
 def test_protocol_text_is_plain_markdown(name):
-    text = importlib.import_module(EXPERIMENTS[name]).PROTOCOL
+    text = get_experiment(name).PROTOCOL
     assert not SPHINX.search(text), SPHINX.search(text).group(0)
     assert "**The paper.**" in text
     assert len(text.split()) > 80 and "\n\n" in text  # paragraphs for a reader, not a one-liner
@@ -39,7 +38,7 @@ def _report_literals(path: Path) -> list[tuple[int, str]]:
 
 @pytest.mark.parametrize("name", sorted(EXPERIMENTS))
 def test_no_sphinx_markup_in_report_text(name):
-    path = Path(importlib.import_module(EXPERIMENTS[name]).__file__)
+    path = Path(get_experiment(name).__file__)
     bad = [(line, s[:80]) for line, s in _report_literals(path) if SPHINX.search(s)]
     assert bad == [], f"{path.name}: Sphinx markup in report text: {bad}"
     assert "__doc__" not in path.read_text()  # the module docstring is for developers, not the report

@@ -15,7 +15,6 @@ from pathlib import Path
 import click
 
 from .core.errors import ConfigError, UserError
-from .experiments import EXPERIMENTS
 
 # ------------------------------------------------------------------------------------------------- error handling
 #: OSError numbers that mean a problem with the user's paths or machine, not a bug
@@ -146,9 +145,31 @@ def check_backbone(ctx, param, value):
     from .backbones import BACKBONES
 
     if value is not None and value not in BACKBONES and ":" not in value:
-        raise click.BadParameter(f"unknown backbone {value!r}; available: {', '.join(sorted(BACKBONES))}",
-                                 ctx=ctx, param=param)
+        raise click.BadParameter(str(BACKBONES.unknown(value)), ctx=ctx, param=param)
     return value
+
+
+class ExperimentName(click.Choice):
+    """click type of an experiment name: the registered experiments (listed when first needed, so that
+    ``convcorr --help`` does not import them) and "all"; an unknown name names the closest ones."""
+
+    name = "experiment"
+
+    def __init__(self) -> None:
+        self.case_sensitive = True
+
+    @property
+    def choices(self) -> tuple[str, ...]:  # type: ignore[override]
+        from .experiments import EXPERIMENTS
+
+        return tuple(sorted(EXPERIMENTS.names())) + ("all",)
+
+    def convert(self, value, param, ctx):
+        from .experiments import EXPERIMENTS
+
+        if value == "all" or value in EXPERIMENTS:
+            return value
+        self.fail(str(EXPERIMENTS.unknown(value)), param, ctx)
 
 
 # ------------------------------------------------------------------------------------------------------ commands
@@ -189,13 +210,13 @@ def rf_cmd(backbone: str, input_size: int | None) -> None:
               help="Also describe a library model, e.g. --with timm:resnet50 (random weights; repeatable).")
 def backbones_cmd(input_size: int | None, extra: tuple[str, ...]) -> None:
     """List backbones: layers with rf size / stride / offset, and whether pretrained weights are on this machine."""
-    from .backbones import BACKBONES, ZOO_EXAMPLES, get_backbone
+    from .backbones import BACKBONES, ZOO_EXAMPLES, get_backbone, offline_weights
     from .numerics.rf.compose import format_rf_table
 
-    for name in list(BACKBONES) + list(extra):
+    for name in BACKBONES.names() + list(extra):
         if name in BACKBONES:
-            ok, where = BACKBONES[name].pretrained_status()
-            status = f"pretrained weights {'available: ' if ok else 'NOT available: '}{where}"
+            st = offline_weights(name)
+            status = f"pretrained weights {'available: ' if st else 'NOT available: '}{st.where}"
         else:
             status = "library model (weights download with a network; tables use random weights)"
         try:
@@ -212,7 +233,7 @@ def backbones_cmd(input_size: int | None, extra: tuple[str, ...]) -> None:
 
 
 @cli.command("experiment")
-@click.argument("name", type=click.Choice(sorted(EXPERIMENTS) + ["all"]))
+@click.argument("name", type=ExperimentName())
 @click.option("--out", "out_dir", default=None, type=click.Path(path_type=Path),
               help="Output folder (default: runs/NAME).")
 @click.option("--preset", default="default", show_default=True, help="Named configuration preset.")

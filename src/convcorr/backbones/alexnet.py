@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from ..runtime.paths import cache_dir, require_shared, shared_root
-from .base import Backbone, WeightsUnavailable
+from .base import BACKBONES, Backbone, WeightsStatus, WeightsUnavailable, shared_weights_status
 
 TORCHVISION_ALEXNET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
 #: torchvision's checkpoint file name (``<torch hub dir>/checkpoints/<this>``; the sha256 prefix is in the name)
@@ -270,6 +270,19 @@ def load_checkpoint(url: str, model_dir: str | Path | None = None) -> dict:
     return sd
 
 
+def default_weights_status() -> WeightsStatus:
+    """Whether the default weights (:func:`default_alexnet_weights`) are on this machine: the 8-bit Caffe copy in
+    the shared folder, else torchvision's checkpoint in torch's hub cache."""
+    status = shared_weights_status(*CAFFE_Q8_DIR)
+    if status:
+        return status
+    if torchvision_checkpoint_path().is_file():
+        return WeightsStatus(True, f"torchvision checkpoint {torchvision_checkpoint_path()} ({status.where})")
+    return WeightsStatus(False, f"{status.where}; torchvision's {TORCHVISION_ALEXNET_FILE} is downloaded on first use "
+                                "(network)")
+
+
+@BACKBONES.register("alexnet", default_weights=default_alexnet_weights, offline_available=default_weights_status)
 class AlexNet(Backbone):
     """AlexNet with named layers conv1..conv5, pool5 and global feature fc7.
 
@@ -389,16 +402,3 @@ class AlexNet(Backbone):
 
     def classifier_head(self, glob: torch.Tensor) -> torch.Tensor:
         return self.fc8(glob)
-
-    @classmethod
-    def pretrained_status(cls) -> tuple[bool, str]:
-        """Offline availability of the default weights: the Caffe copy in the shared folder, else torchvision's
-        checkpoint in torch's hub cache."""
-        from .base import _shared_status
-
-        ok, where = _shared_status(*CAFFE_Q8_DIR)
-        if ok:
-            return ok, where
-        if torchvision_checkpoint_path().is_file():
-            return True, f"torchvision checkpoint {torchvision_checkpoint_path()} ({where})"
-        return False, f"{where}; torchvision's {TORCHVISION_ALEXNET_FILE} is downloaded on first use (network)"

@@ -1,6 +1,7 @@
 """One interface for every backbone: named layer activations, rf geometry, global features."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch.nn as nn
 from ..core.errors import UserError
 from ..core.geometry import RFGeometry
 from ..core.images import resize_image
+from ..core.registry import Registry
 from ..numerics.rf.trace import GeometryError, trace_geometry
 from ..runtime.progress import progress
 
@@ -19,15 +21,27 @@ class WeightsUnavailable(UserError, RuntimeError):
     provide them. A UserError: the CLI prints it as one line."""
 
 
-def _shared_status(*parts: str) -> tuple[bool, str]:
-    """(present, description) of a path below the shared folder."""
+@dataclass(frozen=True)
+class WeightsStatus:
+    """Whether a backbone's default weights are on this machine (true as a bool when they are), and where from /
+    why not."""
+
+    available: bool
+    where: str
+
+    def __bool__(self) -> bool:
+        return self.available
+
+
+def shared_weights_status(*parts: str) -> WeightsStatus:
+    """Status of weights at a path below the shared folder (e.g. ``("weights", "alexnet-caffe-q8")``)."""
     from ..runtime.paths import shared_root
 
     root = shared_root()
     if root is None:
-        return False, "shared folder not found (set CONVCORR_SHARED)"
+        return WeightsStatus(False, "shared folder not found (set CONVCORR_SHARED)")
     p = root.joinpath(*parts)
-    return (True, f"shared/{'/'.join(parts)}") if p.exists() else (False, f"missing: {p}")
+    return WeightsStatus(True, f"shared/{'/'.join(parts)}") if p.exists() else WeightsStatus(False, f"missing: {p}")
 
 
 class Backbone(nn.Module):
@@ -35,11 +49,13 @@ class Backbone(nn.Module):
 
     Subclasses build ``self.stages`` (an ``nn.ModuleDict`` of consecutive stages
     whose outputs are the named layers, in order) and implement ``normalize``
-    (uint8 RGB batch -> network input) and optionally ``global_head``.
+    (uint8 RGB batch -> network input) and optionally ``global_head``. A registered
+    subclass (:data:`BACKBONES`) is built as ``cls(weights=<weight source or None>, **kw)``;
+    everything else is read from the built object.
 
     Attributes:
-        name: registry name.
-        layer_names: ordered names of the spatial layers.
+        name: registry name (set on registration when the class does not set it).
+        layer_names: ordered names of the spatial layers (on the object: they may depend on the built model).
         global_layer: name of the global (image-level) feature.
         input_size: default square input side in pixels.
     """
@@ -50,11 +66,6 @@ class Backbone(nn.Module):
     input_size: int = 224
 
     # ---- to implement -------------------------------------------------------------
-    @classmethod
-    def pretrained_status(cls) -> tuple[bool, str]:
-        """(available on this machine, where from / why not) for the default pretrained weights."""
-        return False, "no offline weights"
-
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) float RGB in 0..255 -> network input."""
         raise NotImplementedError
@@ -206,3 +217,29 @@ class Backbone(nn.Module):
         (clipped to the (h, w) grid when ``grid_hw`` is given). Its centre is within stride / 2 of the point
         unless clipped."""
         return self.rf(layer).pixel_to_column(xy_input, grid_hw)
+
+
+def _check_backbone(name: str, cls, facts: dict) -> None:
+    if not (isinstance(cls, type) and issubclass(cls, Backbone)):
+        raise TypeError(f"backbone {name!r} must be a subclass of convcorr.backbones.Backbone, got {cls!r}")
+    unknown = set(facts) - set(BACKBONE_FACTS)
+    if unknown:
+        raise ValueError(f"backbone {name!r}: unknown fact(s) {sorted(unknown)}; facts: {list(BACKBONE_FACTS)}")
+    if "name" not in cls.__dict__:
+        cls.name = name
+
+
+#: the facts a backbone may declare on registration (all optional)
+BACKBONE_FACTS = {
+    "default_weights": "weight source used when none is asked for (pretrained): a string, or a callable returning "
+                       "one (e.g. choosing what this machine has); default 'default'",
+    "offline_available": "callable -> WeightsStatus: whether the default weights are on this machine, where from / "
+                         "why not",
+}
+
+#: name -> Backbone subclass; a backbone registers itself in its own file with
+#: ``@BACKBONES.register("name", default_weights=..., offline_available=...)``, other packages through the
+#: entry-point group ``convcorr.backbones`` (:class:`convcorr.core.registry.Registry`)
+BACKBONES = Registry("backbone", group="convcorr.backbones", on_register=_check_backbone,
+                     builtins=[f"convcorr.backbones.{m}" for m in ("alexnet", "efficientnet", "squeezenet", "mobilenet")],
+                     hint="(or 'timm:<model>' / 'torchvision:<model>')")

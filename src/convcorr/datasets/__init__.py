@@ -1,5 +1,9 @@
 """Data sets in one schema (:class:`convcorr.core.types.Instance` / :class:`Pair`) and synthetic warped pairs.
 
+Registry (:data:`DATASETS`): every data set registers its loader in its own module with its kind ("instances"
+or "pairs") and takes the uniform arguments ``root`` / ``annotations`` / ``images`` (:func:`load_dataset`); other
+packages add data sets through the entry-point group ``convcorr.datasets``.
+
 Conventions (see each module): coordinates are (x, y) pixels with the top-left pixel centre at (0, 0); 1-based
 formats are shifted (Berkeley VOC XML, iBUG .pts); menpo .ljson (y, x) is swapped; COCO, PF-PASCAL, SPair-71k and
 CUB coordinates are kept as stored. Absent keypoints are NaN with ``visible`` False. Bad input raises
@@ -11,42 +15,36 @@ DataErrors naming the file.
 """
 from __future__ import annotations
 
-from .berkeley import load_berkeley_xml
-from .coco import load_coco_keypoints
-from .cub import load_cub
-from .embedded import embedded_categories, embedded_instances
-from .ibug import load_ibug, load_ibug_folder
-from .pfpascal import load_pf_pascal_pairs
-from .pfwillow import load_pf_willow_pairs
-from .spair import load_spair
+from ._util import DATASET_FACTS, DATASET_KINDS, DATASETS, MissingArgument
+from .berkeley import berkeley_dataset, load_berkeley_xml
+from .coco import ap10k_dataset, coco_dataset, load_coco_keypoints
+from .cub import cub_dataset, load_cub
+from .embedded import embedded_categories, embedded_dataset, embedded_instances, synthetic_dataset
+from .ibug import ibug_dataset, load_ibug, load_ibug_folder
+from .pfpascal import load_pf_pascal_pairs, pf_pascal_dataset
+from .pfwillow import load_pf_willow_pairs, pf_willow_dataset
+from .spair import load_spair, spair_dataset
 from .synthetic import Warp, random_warp, synthetic_instances, synthetic_pairs, warp_instance
 
-#: name -> loader; ``load_dataset(name, **kw)`` calls it
-DATASETS = {
-    "embedded": embedded_instances,
-    "berkeley": load_berkeley_xml,
-    "pf-pascal": load_pf_pascal_pairs,
-    "pf-willow": load_pf_willow_pairs,
-    "coco": load_coco_keypoints,
-    "ibug": load_ibug_folder,
-    "spair": load_spair,
-    "cub": load_cub,
-}
 
+def load_dataset(name: str, root=None, annotations=None, images=None, **options):
+    """Load a registered data set (:data:`DATASETS`) with the uniform arguments ``root`` (the data root),
+    ``annotations`` (the annotation file or folder) and ``images`` (the image folder), plus the loader's own options.
 
-def load_dataset(name: str, **kw):
-    """Load a data set by name (see :data:`DATASETS`) with loader-specific keyword arguments.
+    e.g. ``load_dataset("berkeley", root="VOC2011")``, ``load_dataset("pf-pascal", annotations="test_pairs.csv")``,
+    ``load_dataset("coco", annotations="person_keypoints.json", images="val2017")``, ``load_dataset("ibug",
+    root=...)``, ``load_dataset("spair", root=..., split="test")``, ``load_dataset("cub", root=...)``,
+    ``load_dataset("embedded", categories=["face"])``.
 
-    e.g. ``load_dataset("berkeley", path=..., image_root=...)``, ``load_dataset("pf-pascal", csv_path=...)``, ``load_dataset("pf-willow", csv_path=...)``,
-    ``load_dataset("coco", json_path=..., image_dir=...)``, ``load_dataset("ibug", folder=...)``,
-    ``load_dataset("spair", root=..., split="test")``, ``load_dataset("cub", root=...)``,
-    ``load_dataset("embedded", category="face")``.
+    Raises:
+        UnknownName (a KeyError): an unknown data set, with the closest names.
     """
-    if name not in DATASETS:
-        raise KeyError(f"unknown dataset {name!r}; available: {sorted(DATASETS)}")
-    return DATASETS[name](**kw)
+    return DATASETS.get(name)(root=root, annotations=annotations, images=images, **options)
 
 
-__all__ = ["DATASETS", "load_dataset", "load_berkeley_xml", "load_coco_keypoints", "load_cub", "load_ibug",
-           "load_ibug_folder", "load_pf_pascal_pairs", "load_pf_willow_pairs", "load_spair", "embedded_instances", "embedded_categories",
-           "Warp", "random_warp", "synthetic_instances", "synthetic_pairs", "warp_instance"]
+__all__ = ["DATASETS", "DATASET_KINDS", "DATASET_FACTS", "MissingArgument", "load_dataset", "load_berkeley_xml",
+           "load_coco_keypoints", "load_cub", "load_ibug", "load_ibug_folder", "load_pf_pascal_pairs",
+           "load_pf_willow_pairs", "load_spair", "embedded_instances", "embedded_categories", "Warp", "random_warp",
+           "synthetic_instances", "synthetic_pairs", "warp_instance", "embedded_dataset", "synthetic_dataset",
+           "coco_dataset", "ap10k_dataset", "cub_dataset", "berkeley_dataset", "spair_dataset", "pf_pascal_dataset",
+           "pf_willow_dataset", "ibug_dataset"]

@@ -16,7 +16,74 @@ from typing import Iterable
 import numpy as np
 
 from ..core.errors import DataError
+from ..core.registry import Registry
 from ..core.types import Instance
+
+
+# ---------------------------------------------------------------------------------------------------- registry
+def _check_dataset(name: str, loader, facts: dict) -> None:
+    if not callable(loader):
+        raise TypeError(f"dataset {name!r}: the loader must be callable, got {loader!r}")
+    if facts.get("kind") not in DATASET_KINDS:
+        raise ValueError(f"dataset {name!r}: declare kind='instances' or kind='pairs', got {facts.get('kind')!r}")
+    unknown = set(facts) - set(DATASET_FACTS)
+    if unknown:
+        raise ValueError(f"dataset {name!r}: unknown fact(s) {sorted(unknown)}; facts: {list(DATASET_FACTS)}")
+
+
+#: what a data set's loader returns: a list of Instance ("instances") or of Pair ("pairs")
+DATASET_KINDS = ("instances", "pairs")
+#: the facts a data set declares on registration (``kind`` is required)
+DATASET_FACTS = {
+    "kind": "'instances' (pairs are formed by convcorr) or 'pairs' (the data set lists its pairs)",
+    "options": "names of the loader's own keyword options that experiments pass from their configuration "
+               "(e.g. ('split',)); 'categories' means the loader selects categories itself",
+    "pair_by": "how instances are grouped into cross pairs by default (default 'category')",
+    "pairs": "the only kind of pairs the data set forms ('synthetic'), if restricted",
+}
+
+#: name -> loader ``loader(root=None, annotations=None, images=None, **options)`` returning a list of Instance or of
+#: Pair. ``root``: the data root; ``annotations``: the annotation file or folder; ``images``: the image folder;
+#: each loader documents which it needs and how it defaults the others from ``root``. A loader registers itself in
+#: its own module (``@DATASETS.register("name", kind="instances")``); other packages add data sets through the
+#: entry-point group ``convcorr.datasets``.
+DATASETS = Registry("dataset", group="convcorr.datasets", on_register=_check_dataset,
+                    builtins=[f"convcorr.datasets.{m}" for m in ("embedded", "coco", "cub", "berkeley", "spair",
+                                                                 "pfpascal", "pfwillow", "ibug")])
+
+
+class MissingArgument(FileNotFoundError):
+    """A data-set loader argument (``root``, ``annotations`` or ``images``) that the data set needs and did not get.
+
+    Attributes: ``dataset``, ``argument``, ``what`` (what the argument must point to).
+    """
+
+    def __init__(self, dataset: str, argument: str, what: str):
+        self.dataset, self.argument, self.what = dataset, argument, what
+        super().__init__(f"dataset {dataset!r} needs {argument}=... ({what})")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def data_path(value, dataset: str, argument: str, what: str) -> Path:
+    """``value`` as an existing Path; MissingArgument when not given, FileNotFoundError naming it when absent."""
+    if not value:
+        raise MissingArgument(dataset, argument, what)
+    p = Path(value)
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: not found ({argument} of dataset {dataset!r}: {what})")
+    return p
+
+
+def pair_list_paths(dataset: str, root, annotations, images) -> tuple[Path, Path]:
+    """(pair-list CSV, folder its image paths are relative to) of a PF-style data set: ``annotations`` (default
+    ``root/test_pairs.csv``) and ``images`` (default ``root``, else the CSV's folder)."""
+    if annotations:
+        csv = data_path(annotations, dataset, "annotations", "the pair list CSV")
+        return csv, Path(images or root or csv.parent)
+    folder = data_path(root, dataset, "root", "the data folder with test_pairs.csv")
+    return folder / "test_pairs.csv", Path(images or folder)
 
 #: annotation files larger than this are refused (a JSON/XML/CSV annotation of one data set is far smaller)
 MAX_ANNOTATION_BYTES = 2_000_000_000

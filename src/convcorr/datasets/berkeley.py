@@ -10,8 +10,8 @@ the category's standard list (:data:`BERKELEY_KEYPOINTS`, given for the four-leg
 known: the 16 points of Bourdev et al.'s animal annotations) and every name seen in the loaded files of that
 category; for other categories the union of the names seen (so load all files of a category together for a
 stable list). Types missing from a file are NaN and invisible. ``visible="0"`` points keep their annotated
-(occluded) position with ``visible`` False. Images: ``image_root/<image>.jpg`` (VOC ``JPEGImages`` layout), which
-must lie inside ``image_root`` (``allow_outside_root=True`` lifts this). A keypoint name given twice in one file,
+(occluded) position with ``visible`` False. Images: ``images/<image>.jpg`` (VOC ``JPEGImages`` layout), which
+must lie inside ``images`` (``allow_outside_root=True`` lifts this). A keypoint name given twice in one file,
 a non-finite coordinate or box value is a DataError naming the file.
 """
 from __future__ import annotations
@@ -21,9 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+from dataclasses import replace
+
 from ..core.errors import DataError
 from ..core.types import Instance
-from ._util import finite_float, make_instance, require_nonempty, resolve_image_path, validate_images
+from ._util import (DATASETS, MissingArgument, finite_float, make_instance, require_nonempty, resolve_image_path,
+                    validate_images)
 
 _ANIMAL = ("L_B_Elbow", "L_B_Paw", "L_EarBase", "L_Eye", "L_F_Elbow", "L_F_Paw", "Nose", "R_B_Elbow", "R_B_Paw",
            "R_EarBase", "R_Eye", "R_F_Elbow", "R_F_Paw", "TailBase", "Throat", "Withers")
@@ -70,20 +73,20 @@ def parse_berkeley_xml(path: str | Path) -> dict:
     return {"image": image, "category": category, "bbox": bbox, "keypoints": kps, "file": path, "meta": meta}
 
 
-def load_berkeley_xml(path: str | Path, image_root: str | Path | None = None, category: str | None = None,
+def load_berkeley_xml(annotations: str | Path, images: str | Path | None = None, category: str | None = None,
                       check_images: bool = False, allow_outside_root: bool = False) -> list[Instance]:
     """Load one XML file or every ``*.xml`` below a folder.
 
     Args:
-        path: XML file or folder (searched recursively).
-        image_root: folder holding ``<image>.jpg`` (VOC2011/JPEGImages); None leaves images unresolved.
+        annotations: XML file or folder (searched recursively).
+        images: folder holding ``<image>.jpg`` (VOC2011/JPEGImages); None leaves images unresolved.
         category: keep only this category.
         check_images: load every image now (DataError for missing/corrupt images, keypoints outside).
-        allow_outside_root: accept image names that lead outside ``image_root``.
+        allow_outside_root: accept image names that lead outside ``images``.
     Raises:
         DataError naming the file: malformed XML, escaping image names, no (matching) files.
     """
-    path = Path(path)
+    path, image_root = Path(annotations), images
     files = sorted(path.rglob("*.xml")) if path.is_dir() else [path]
     if not files:
         raise DataError(f"{path}: no Berkeley keypoint XML files found")
@@ -112,3 +115,27 @@ def load_berkeley_xml(path: str | Path, image_root: str | Path | None = None, ca
                                        **r["meta"]}))
     validate_images(out, check_images)
     return out
+
+
+@DATASETS.register("berkeley", kind="instances")
+def berkeley_dataset(root=None, annotations=None, images=None, **options) -> list[Instance]:
+    """PASCAL VOC 2011 with the Berkeley keypoints: ``root`` (the VOC2011 folder) with ``JPEGImages/`` (default
+    ``images``) and the XML in ``annotations/`` (default ``annotations``); or ``annotations`` alone (images then
+    unresolved unless ``images`` is given). With ``root``, ``meta['split']`` is "test" for the images listed in
+    ``root/ImageSets/Main/val.txt`` (the paper: neighbours from train, queries from val), else "train". Other
+    options as :func:`load_berkeley_xml`."""
+    if not root and not annotations:
+        raise MissingArgument("berkeley", "root", "the VOC2011 folder with JPEGImages/ and the Berkeley keypoint XML "
+                                                  "in annotations/; PASCAL images are not in the shared folder")
+    if root:
+        root = Path(root)
+        if not annotations and not (root / "annotations").is_dir() or not images and not (root / "JPEGImages").is_dir():
+            raise FileNotFoundError(f"{root}: expected JPEGImages/ and annotations/ (Berkeley keypoint XML) inside")
+    insts = load_berkeley_xml(annotations or root / "annotations", images or (root / "JPEGImages" if root else None),
+                              **options)
+    split = root / "ImageSets" / "Main" / "val.txt" if root else None
+    val = set(split.read_text().split()) if split is not None and split.is_file() else None
+    if val is None:
+        return insts
+    return [replace(i, meta=dict(i.meta, split="test" if Path(i.image_path).stem in val else "train"))
+            if i.image_path is not None else i for i in insts]

@@ -13,7 +13,7 @@ first names (Human-Art lists 21 names, each annotation holds the 17 COCO points)
 patterns (``fnmatch``) to a category (the Animal-Pose fixture labels its cat and its horse "cat":
 ``relabel={"ho*": "horse"}``). ``meta['supercategory']`` keeps the category's supercategory (AP-10K families).
 
-Images are ``image_dir/<file_name>`` and must lie inside ``image_dir`` (``allow_outside_root=True`` lifts this).
+Images are ``images/<file_name>`` and must lie inside ``images`` (``allow_outside_root=True`` lifts this).
 Duplicate keypoint names, unknown image/category ids, non-finite coordinates of annotated points or boxes, and a
 file without any (matching) annotation are DataErrors naming the file.
 """
@@ -26,22 +26,27 @@ import numpy as np
 
 from ..core.errors import DataError
 from ..core.types import Instance
-from ._util import check_names_unique, finite_float, make_instance, read_json, resolve_image_path, validate_images
+from ._util import (DATASETS, check_names_unique, data_path, finite_float, make_instance, read_json,
+                    resolve_image_path, validate_images)
 
 
-def load_coco_keypoints(json_path: str | Path, image_dir: str | Path | None = None, category: str | None = None,
+def load_coco_keypoints(annotations: str | Path, images: str | Path | None = None, category: str | None = None,
                         min_keypoints: int = 1, check_images: bool = False, strip_prefix: str | None = None,
                         truncate_names: bool = False, relabel: dict | None = None,
                         allow_outside_root: bool = False) -> list[Instance]:
     """Load every annotation with at least ``min_keypoints`` annotated points as an Instance.
 
+    Args:
+        annotations: the COCO keypoint JSON file.
+        images: the image folder (default: the JSON's folder).
     Raises:
-        DataError naming ``json_path`` for malformed files, escaping image names and when no annotation is left.
+        DataError naming ``annotations`` for malformed files, escaping image names and when no annotation is left.
     """
-    json_path = Path(json_path)
+    json_path = Path(annotations)
+    image_dir = images
     d = read_json(json_path)
     try:
-        images = {im["id"]: im for im in d["images"]}
+        image_list = {im["id"]: im for im in d["images"]}
         cats = {c["id"]: c for c in d["categories"]}
         anns = list(d["annotations"])
     except (KeyError, TypeError) as exc:
@@ -54,14 +59,14 @@ def load_coco_keypoints(json_path: str | Path, image_dir: str | Path | None = No
         try:
             if a["category_id"] not in cats:
                 raise DataError(f"{where} has an unknown category_id {a['category_id']!r}")
-            if a["image_id"] not in images:
+            if a["image_id"] not in image_list:
                 raise DataError(f"{where} has an unknown image_id {a['image_id']!r}")
             cat = cats[a["category_id"]]
             kp = np.asarray(a["keypoints"], dtype=np.float64).reshape(-1, 3)
             if len(a["bbox"]) != 4:
                 raise ValueError(f"bbox has {len(a['bbox'])} values")
             x, y, w, h = [finite_float(v, "bbox", where) for v in a["bbox"]]
-            im = images[a["image_id"]]
+            im = image_list[a["image_id"]]
             cname = str(cat["name"])
             file_name = im["file_name"]
             cat_names = cat.get("keypoints") or []
@@ -107,3 +112,27 @@ def load_coco_keypoints(json_path: str | Path, image_dir: str | Path | None = No
                         + (f" of category {category!r}" if category else ""))
     validate_images(out, check_images)
     return out
+
+
+#: options of the COCO reader that experiments pass from their configuration (files that differ from plain COCO)
+_COCO_OPTIONS = ("strip_prefix", "truncate_names", "relabel")
+
+
+@DATASETS.register("coco", kind="instances", options=_COCO_OPTIONS)
+def coco_dataset(root=None, annotations=None, images=None, min_keypoints: int = 2, **options) -> list[Instance]:
+    """Any COCO keypoint file: ``annotations`` (the JSON, required) with its image folder ``images`` (default: the
+    JSON's folder; ``root`` is not used). Instances with at least ``min_keypoints`` annotated points; other options
+    as :func:`load_coco_keypoints`."""
+    ann = data_path(annotations, "coco", "annotations", "a COCO keypoint JSON file")
+    return load_coco_keypoints(ann, images or ann.parent, min_keypoints=min_keypoints, **options)
+
+
+@DATASETS.register("ap10k", kind="instances", options=_COCO_OPTIONS)
+def ap10k_dataset(root=None, annotations=None, images=None, min_keypoints: int = 2, **options) -> list[Instance]:
+    """AP-10K (a COCO file): ``annotations`` or ``root/annotations/ap10k-test-split1.json``, images in ``images``
+    or ``root/data`` (with ``annotations`` given: the JSON's folder). Cross pairs by species (``pair_by="category"``)
+    or family (``"supercategory"``)."""
+    if not annotations:
+        folder = data_path(root, "ap10k", "root", "the AP-10K folder with annotations/ and data/")
+        annotations, images = folder / "annotations" / "ap10k-test-split1.json", images or folder / "data"
+    return coco_dataset(None, annotations, images, min_keypoints, **options)

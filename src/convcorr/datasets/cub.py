@@ -15,7 +15,8 @@ import numpy as np
 
 from ..core.errors import DataError
 from ..core.types import Instance
-from ._util import (check_names_unique, finite_float, make_instance, read_text, require_nonempty, resolve_image_path,
+from ._util import (DATASETS, check_names_unique, data_path, finite_float, make_instance, read_text, require_nonempty,
+                    resolve_image_path,
                     validate_images)
 
 
@@ -99,3 +100,10 @@ def load_cub(root: str | Path, limit: int | None = None, check_images: bool = Fa
                                  meta={"dataset": "cub", "class": name.split("/")[0]}))
     validate_images(out, check_images)
     return out
+
+
+@DATASETS.register("cub", kind="instances", pair_by="class")
+def cub_dataset(root=None, annotations=None, images=None, **options) -> list[Instance]:
+    """CUB-200-2011 at ``root`` (its tables and ``images/``; ``annotations`` / ``images`` are not used); cross pairs
+    of two birds of one species (``meta['class']``) by default. Other options as :func:`load_cub`."""
+    return load_cub(data_path(root, "cub", "root", "the CUB_200_2011 folder"), **options)

@@ -34,10 +34,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.errors import ConfigError
 from ..core.geometry import scale_points
 from ..core.images import resize_image
 from ..core.types import Instance
 from ..runtime.paths import require_shared
+from ._util import DATASETS
 from .coco import load_coco_keypoints
 from .ibug import load_ibug_folder
 
@@ -231,3 +233,29 @@ def category_summary(max_side: int = 400, categories=None) -> list[dict]:
                      "why dropped": "; ".join(f"{i.id}: {', '.join(i.meta['cut_off'])}" for i in allc
                                               if i.meta["cut_off"])})
     return rows
+
+
+def select_categories(categories=None) -> list[str]:
+    """Embedded category names for ``categories`` (None: all); a family name selects its species ("animalpose" ->
+    "animalpose-cat", "animalpose-horse", ...). Raises ConfigError naming an unknown category."""
+    known = list(embedded_categories())
+    cats: list[str] = []
+    for c in categories or known:
+        found = [c] if c in known else [k for k in known if k.startswith(f"{c}-")]
+        if not found:
+            raise ConfigError(f"unknown embedded category {c!r}; embedded categories: {sorted(known)}")
+        cats += [k for k in found if k not in cats]
+    return cats
+
+
+@DATASETS.register("embedded", kind="instances", options=("categories",))
+def embedded_dataset(root=None, annotations=None, images=None, categories=None, **options) -> list[Instance]:
+    """The real annotated photos of the shared folder (``root``, ``annotations`` and ``images`` are not used) of
+    ``categories`` (:func:`select_categories`), in that order. Other options as :func:`embedded_instances`."""
+    return [i for c in select_categories(categories) for i in embedded_instances(c, **options)]
+
+
+@DATASETS.register("synthetic", kind="instances", options=("categories",), pairs="synthetic")
+def synthetic_dataset(root=None, annotations=None, images=None, categories=None, **options) -> list[Instance]:
+    """The embedded photos (:func:`embedded_dataset`), paired only with warps of themselves (synthetic pairs)."""
+    return embedded_dataset(root, annotations, images, categories, **options)

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..core.errors import DataError
 from ..core.types import Instance
-from ._util import extent_box, make_instance, read_json, read_text, resolve_image_path, validate_images
+from ._util import DATASETS, data_path, extent_box, make_instance, read_json, read_text, resolve_image_path, validate_images
 
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp")
 
@@ -65,10 +65,10 @@ def _find_image(stem_path: Path, allow_outside: bool = False) -> Path | None:
     return None
 
 
-def load_ibug(path: str | Path, image_path: str | Path | None = None, check_images: bool = False,
+def load_ibug(annotations: str | Path, image_path: str | Path | None = None, check_images: bool = False,
               allow_outside_root: bool = False) -> Instance:
-    """Load one ``.pts`` or ``.ljson`` landmark file; the image is found beside it unless given."""
-    path = Path(path)
+    """Load one ``.pts`` or ``.ljson`` landmark file (``annotations``); the image is found beside it unless given."""
+    path = Path(annotations)
     pts = read_ljson(path) if path.suffix == ".ljson" else read_pts(path)
     img = Path(image_path) if image_path else _find_image(path, allow_outside_root)
     vis = np.all(np.isfinite(pts), axis=1)
@@ -79,14 +79,15 @@ def load_ibug(path: str | Path, image_path: str | Path | None = None, check_imag
     return inst
 
 
-def load_ibug_folder(folder: str | Path, n_points: int | None = 68, allow_outside_root: bool = False
+def load_ibug_folder(root: str | Path, n_points: int | None = 68, allow_outside_root: bool = False
                      ) -> list[Instance]:
-    """Every ``.pts`` / ``.ljson`` file of a folder (only those with ``n_points`` landmarks, if given).
+    """Every ``.pts`` / ``.ljson`` file of the folder ``root`` (only those with ``n_points`` landmarks, if given),
+    each image beside its landmark file.
 
     Raises:
         DataError naming the folder when it does not exist or holds no (matching) landmark file.
     """
-    folder = Path(folder)
+    folder = Path(root)
     if not folder.is_dir():
         raise DataError(f"{folder}: landmark folder not found")
     out = []
@@ -97,3 +98,11 @@ def load_ibug_folder(folder: str | Path, n_points: int | None = 68, allow_outsid
     if not out:
         raise DataError(f"{folder}: no .pts / .ljson landmark files" + (f" with {n_points} points" if n_points else ""))
     return out
+
+
+@DATASETS.register("ibug", kind="instances")
+def ibug_dataset(root=None, annotations=None, images=None, **options) -> list[Instance]:
+    """iBUG / 300-W style faces: the folder ``root`` (or ``annotations``) of ``.pts`` / ``.ljson`` files with their
+    images beside them (``images`` is not used). Other options as :func:`load_ibug_folder`."""
+    return load_ibug_folder(data_path(root or annotations, "ibug", "root", "the folder of .pts / .ljson files"),
+                            **options)

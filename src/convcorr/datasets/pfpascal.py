@@ -18,7 +18,7 @@ import numpy as np
 
 from ..core.errors import DataError
 from ..core.types import Pair
-from ._util import make_instance, read_text, resolve_image_path, validate_images
+from ._util import DATASETS, make_instance, pair_list_paths, read_text, resolve_image_path, validate_images
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
                "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
@@ -36,7 +36,7 @@ def _coords(s, where: str) -> np.ndarray:
     return a
 
 
-def load_pf_pascal_pairs(csv_path: str | Path, root: str | Path | None = None, require_keypoints: bool = True,
+def load_pf_pascal_pairs(annotations: str | Path, root: str | Path | None = None, require_keypoints: bool = True,
                          check_images: bool = False, allow_outside_root: bool = False) -> list[Pair]:
     """Read a PF-PASCAL pair CSV; images are resolved as ``root / <path in csv>`` (inside ``root``).
 
@@ -46,7 +46,7 @@ def load_pf_pascal_pairs(csv_path: str | Path, root: str | Path | None = None, r
     """
     import io
 
-    csv_path = Path(csv_path)
+    csv_path = Path(annotations)
     if not csv_path.is_file():
         raise DataError(f"{csv_path}: pair list not found")
     root = Path(root) if root else csv_path.parent
@@ -96,3 +96,11 @@ def load_pf_pascal_pairs(csv_path: str | Path, root: str | Path | None = None, r
         raise DataError(f"{csv_path}: no pairs found")
     validate_images([p.source for p in pairs] + [p.target for p in pairs], check_images)
     return pairs
+
+
+@DATASETS.register("pf-pascal", kind="pairs")
+def pf_pascal_dataset(root=None, annotations=None, images=None, **options) -> list[Pair]:
+    """PF-PASCAL: the pair list ``annotations`` (default ``root/test_pairs.csv``), its image paths relative to
+    ``images`` (default ``root``, else the list's folder). Other options as :func:`load_pf_pascal_pairs`."""
+    csv_path, folder = pair_list_paths("pf-pascal", root, annotations, images)
+    return load_pf_pascal_pairs(csv_path, root=folder, **options)

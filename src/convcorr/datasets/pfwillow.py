@@ -22,7 +22,7 @@ import numpy as np
 
 from ..core.errors import DataError
 from ..core.types import Pair
-from ._util import make_instance, read_text, resolve_image_path, validate_images
+from ._util import DATASETS, make_instance, pair_list_paths, read_text, resolve_image_path, validate_images
 
 N_POINTS = 10
 
@@ -37,7 +37,7 @@ def _numbers(row: list[str], where: str) -> np.ndarray:
     return v
 
 
-def load_pf_willow_pairs(csv_path: str | Path, root: str | Path | None = None, strip_components: int = 0,
+def load_pf_willow_pairs(annotations: str | Path, root: str | Path | None = None, strip_components: int = 0,
                          category: str | None = None, check_images: bool = False,
                          allow_outside_root: bool = False) -> list[Pair]:
     """Read the PF-WILLOW pair CSV as :class:`~convcorr.core.types.Pair` objects (optionally one category).
@@ -47,7 +47,7 @@ def load_pf_willow_pairs(csv_path: str | Path, root: str | Path | None = None, s
     """
     import io
 
-    csv_path = Path(csv_path)
+    csv_path = Path(annotations)
     if not isinstance(strip_components, int) or strip_components < 0:
         raise ValueError(f"strip_components must be an integer >= 0, got {strip_components!r}")
     if not csv_path.is_file():
@@ -94,3 +94,12 @@ def load_pf_willow_pairs(csv_path: str | Path, root: str | Path | None = None, s
         raise DataError(f"{csv_path}: no pairs" + (f" of category {category!r}" if category else ""))
     validate_images([p.source for p in pairs] + [p.target for p in pairs], check_images)
     return pairs
+
+
+@DATASETS.register("pf-willow", kind="pairs", options=("strip_components",))
+def pf_willow_dataset(root=None, annotations=None, images=None, **options) -> list[Pair]:
+    """PF-WILLOW: the pair list ``annotations`` (default ``root/test_pairs.csv``), its image paths relative to
+    ``images`` (default ``root``, else the list's folder); ``strip_components`` drops leading folders of the listed
+    paths. Other options as :func:`load_pf_willow_pairs`."""
+    csv_path, folder = pair_list_paths("pf-willow", root, annotations, images)
+    return load_pf_willow_pairs(csv_path, root=folder, **options)

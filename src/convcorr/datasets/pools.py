@@ -7,7 +7,8 @@ means the same everywhere.
 
 Data options (:data:`DATA_OPTIONS`, every key optional in a conf; defaults in brackets):
 
-- ``dataset`` ["embedded"]: one of :data:`DATASET_KINDS`:
+- ``dataset`` ["embedded"]: a registered data set (:data:`convcorr.datasets.DATASETS`; ``root`` / ``json`` or
+  ``csv`` / ``images`` set its loader's ``root`` / ``annotations`` / ``images``, :data:`LOADER_ARGUMENTS`):
 
   * ``embedded``: the real annotated photos of the shared folder (``datasets.embedded_instances``) plus
     ``n_warps`` random smooth warps of each (exact ground truth). For pairs: synthetic (photo, warp) pairs and
@@ -47,7 +48,6 @@ from __future__ import annotations
 import itertools
 import warnings
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -65,12 +65,6 @@ SOURCE_OPTIONS: dict[str, Any] = {
 PAIR_OPTIONS: dict[str, Any] = {"pairs": "both", "n_synthetic_pairs": 8, "max_pairs": None, "pair_by": None}
 DATA_OPTIONS: dict[str, Any] = {**SOURCE_OPTIONS, **PAIR_OPTIONS}
 
-#: data sets that are lists of instances (pairs are formed here) and lists of pairs (pools are their instances)
-INSTANCE_DATASETS = ("embedded", "synthetic", "coco", "ap10k", "cub", "berkeley")
-PAIR_DATASETS = ("spair", "pf-pascal", "pf-willow")
-DATASET_KINDS = INSTANCE_DATASETS + PAIR_DATASETS
-
-
 def with_data_options(conf: dict, pairs: bool = False) -> dict:
     """``conf`` plus every data-source option it lacks (so ``--set json=...`` is a known key everywhere); with
     ``pairs`` also the pair options. Tables 3-4 call their warps per photo ``n_synthetic``: they get no
@@ -86,91 +80,70 @@ def _opt(conf: dict, key: str):
     return DATA_OPTIONS[key] if v is None and key in ("strip_components", "n_warps", "strength", "seed") else v
 
 
-def _need(conf: dict, key: str, what: str) -> Path:
-    if not conf.get(key):
-        raise FileNotFoundError(f"dataset {conf.get('dataset')!r} needs --set {key}=... ({what}); these data are "
-                                "not in the shared folder: use dataset=embedded (the default) here")
-    p = Path(conf[key])
-    if not p.exists():
-        raise FileNotFoundError(f"{p}: not found (option {key!r} of dataset {conf.get('dataset')!r}: {what})")
-    return p
+#: the experiments' data options that set a data-set loader's uniform arguments (the one place they meet): the
+#: data root, the annotation file or folder (a COCO ``json`` or a pair-list ``csv``) and the image folder
+LOADER_ARGUMENTS = {"root": "root", "json": "annotations", "csv": "annotations", "images": "images"}
+
+
+def loader_arguments(conf: dict) -> dict:
+    """The keyword arguments of the configured data set's loader: ``root`` / ``annotations`` / ``images`` from the
+    data options (:data:`LOADER_ARGUMENTS`, unset ones left out) plus the options the data set declares
+    (``options`` fact, e.g. ``split``; None values left out)."""
+    from ._util import DATASETS
+
+    ds = conf.get("dataset", "embedded")
+    args: dict = {}
+    for opt, arg in LOADER_ARGUMENTS.items():
+        if not conf.get(opt):
+            continue
+        if arg in args and str(args[arg]) != str(conf[opt]):
+            both = [o for o, a in LOADER_ARGUMENTS.items() if a == arg and conf.get(o)]
+            raise ConfigError(f"options {both} both give the {arg} of dataset {ds!r}: set one")
+        args[arg] = conf[opt]
+    for opt in DATASETS.fact(ds, "options", ()):
+        if conf.get(opt) is not None:
+            args[opt] = conf[opt]
+    return args
+
+
+def load_data(conf: dict) -> list:
+    """The configured data set as its loader returns it (instances or pairs), before any filtering.
+
+    Raises FileNotFoundError naming the data option to set when the data set needs a path it did not get."""
+    from ._util import DATASETS, MissingArgument
+
+    ds = conf.get("dataset", "embedded")
+    loader = DATASETS.get(ds)
+    try:
+        return loader(**loader_arguments(conf))
+    except MissingArgument as exc:
+        opts = " or ".join(f"--set {o}=..." for o, a in LOADER_ARGUMENTS.items() if a == exc.argument)
+        raise FileNotFoundError(f"dataset {ds!r} needs {opts} ({exc.what}); these data are not in the shared "
+                                "folder: use dataset=embedded (the default) here") from exc
+
+
+def dataset_kind(conf_or_name) -> str:
+    """"instances" or "pairs" (the ``kind`` fact) of the configured data set (a conf or a name)."""
+    from ._util import DATASETS
+
+    name = conf_or_name.get("dataset", "embedded") if isinstance(conf_or_name, dict) else conf_or_name
+    return DATASETS.fact(name, "kind")
 
 
 # ------------------------------------------------------------------------------------------------- real data
 def _real_instances(conf: dict) -> list[Instance]:
-    """The real annotated instances of an instance data set (no warps), before category filtering."""
-    from .. import datasets
-
-    ds = conf.get("dataset", "embedded")
-    if ds in ("embedded", "synthetic"):
-        known = list(datasets.embedded_categories())
-        cats = []
-        for c in conf.get("categories") or known:
-            # a family name selects its species ("animalpose" -> "animalpose-cat", "animalpose-horse", ...)
-            found = [c] if c in known else [k for k in known if k.startswith(f"{c}-")]
-            if not found:
-                raise ConfigError(f"unknown embedded category {c!r}; embedded categories: {sorted(known)}")
-            cats += [k for k in found if k not in cats]
-        return [i for c in cats for i in datasets.embedded_instances(c)]
-    if ds in ("coco", "ap10k"):
-        if ds == "ap10k" and not conf.get("json"):
-            root = _need(conf, "root", "the AP-10K folder with annotations/ and data/")
-            js, images = root / "annotations" / "ap10k-test-split1.json", conf.get("images") or root / "data"
-        else:
-            js = _need(conf, "json", "a COCO keypoint JSON file")
-            images = conf.get("images") or js.parent
-        return datasets.load_coco_keypoints(js, images, min_keypoints=2, strip_prefix=conf.get("strip_prefix"),
-                                            truncate_names=bool(conf.get("truncate_names")),
-                                            relabel=conf.get("relabel"))
-    if ds == "cub":
-        return datasets.load_cub(_need(conf, "root", "the CUB_200_2011 folder"))
-    if ds == "berkeley":
-        if not conf.get("root"):
-            raise FileNotFoundError("dataset 'berkeley' needs --set root=/path/to/VOC2011 (with JPEGImages/ and the "
-                                    "Berkeley keypoint annotations in annotations/); PASCAL images are not in the "
-                                    "shared folder, use dataset=embedded here")
-        root = Path(conf["root"])
-        if not (root / "annotations").is_dir() or not (root / "JPEGImages").is_dir():
-            raise FileNotFoundError(f"{root}: expected JPEGImages/ and annotations/ (Berkeley keypoint XML) inside")
-        insts = datasets.load_berkeley_xml(root / "annotations", image_root=root / "JPEGImages")
-        split = root / "ImageSets" / "Main" / "val.txt"  # the paper: neighbours from train, queries from val
-        val = set(split.read_text().split()) if split.is_file() else None
-        out = []
-        for i in insts:
-            meta = dict(i.meta)
-            if val is not None and i.image_path is not None:
-                meta["split"] = "test" if Path(i.image_path).stem in val else "train"
-            out.append(replace(i, meta=meta))
-        return out
-    if ds in PAIR_DATASETS:
-        seen, out = set(), []
-        for p in _listed_pairs(conf):
-            for i in (p.source, p.target):
-                if i.id not in seen:
-                    seen.add(i.id)
-                    out.append(i)
-        return out
-    raise ConfigError(f"unknown dataset {ds!r}; choose from {list(DATASET_KINDS)}")
-
-
-def _listed_pairs(conf: dict) -> list[Pair]:
-    from .. import datasets
-
-    ds = conf["dataset"]
-    if ds == "spair":
-        root = _need(conf, "root", "the SPair-71k folder with PairAnnotation/ and JPEGImages/")
-        return datasets.load_spair(root, split=conf.get("split") or "test")
-    if ds in ("pf-pascal", "pf-willow"):
-        if conf.get("csv"):
-            csv = _need(conf, "csv", "the pair list CSV")
-            root = Path(conf["root"]) if conf.get("root") else csv.parent
-        else:
-            root = _need(conf, "root", "the data folder with test_pairs.csv")
-            csv = root / "test_pairs.csv"
-        if ds == "pf-pascal":
-            return datasets.load_pf_pascal_pairs(csv, root=root)
-        return datasets.load_pf_willow_pairs(csv, root=root, strip_components=int(_opt(conf, "strip_components")))
-    raise ConfigError(f"dataset {ds!r} is not a pair list; pair lists: {list(PAIR_DATASETS)}")
+    """The real annotated instances of the data set (no warps), before category filtering; for pair lists the
+    distinct instances of the listed pairs."""
+    data = load_data(conf)
+    if dataset_kind(conf) == "instances":
+        return list(data)
+    seen, out = set(), []
+    for p in data:
+        for i in (p.source, p.target):
+            if i.id not in seen:
+                seen.add(i.id)
+                out.append(i)
+    return out
 
 
 def _filter_categories(items: list, conf: dict, cat_of, notes: list) -> list:
@@ -224,10 +197,11 @@ def build_pool(conf: dict) -> Pool:
     the pool is the set of distinct instances of the listed pairs.
     """
     from .. import datasets
+    from ._util import DATASETS
 
     notes: list[str] = []
     real = _real_instances(conf)
-    if conf.get("dataset", "embedded") not in ("embedded", "synthetic"):
+    if "categories" not in DATASETS.fact(conf.get("dataset", "embedded"), "options", ()):  # else the loader chose
         real = _filter_categories(real, conf, lambda i: i.category, notes)
     real = _cap_per_category(real, conf.get("max_instances"))
     pool = Pool()
@@ -322,8 +296,11 @@ def cross_pairs(insts: list[Instance], pair_by: str = "category", max_pairs: int
 
 
 def default_pair_by(dataset: str) -> str:
-    """How instances are grouped into pairs when ``pair_by`` is None: CUB by species ("class"), else category."""
-    return "class" if dataset == "cub" else "category"
+    """How instances are grouped into pairs when ``pair_by`` is None: the data set's ``pair_by`` fact (CUB: by
+    species, "class"), else "category"."""
+    from ._util import DATASETS
+
+    return DATASETS.fact(dataset, "pair_by", "category")
 
 
 def build_pairs(conf: dict) -> list[Pair]:
@@ -338,16 +315,17 @@ def build_pairs(conf: dict) -> list[Pair]:
     seed = int(_opt(conf, "seed"))
     notes: list[str] = []
     out: list[Pair] = []
-    if ds in PAIR_DATASETS:
-        pairs = _filter_categories(_listed_pairs(conf), conf, lambda p: p.source.category, notes)
+    kind = dataset_kind(ds)
+    if kind == "pairs":
+        pairs = _filter_categories(load_data(conf), conf, lambda p: p.source.category, notes)
         for c in dict.fromkeys(p.source.category for p in pairs):
             ps = [p for p in pairs if p.source.category == c]
             if conf.get("max_pairs") and len(ps) > int(conf["max_pairs"]):
                 keep = np.sort(np.random.default_rng(seed).choice(len(ps), int(conf["max_pairs"]), replace=False))
                 ps = [ps[k] for k in keep]
             out += [Pair(replace(p.source, meta=dict(p.source.meta, pair_kind="listed")), p.target) for p in ps]
-    elif ds in INSTANCE_DATASETS:
-        kind = "synthetic" if ds == "synthetic" else conf.get("pairs", "both")
+    else:
+        kind = datasets.DATASETS.fact(ds, "pairs") or conf.get("pairs", "both")
         if kind not in ("synthetic", "cross", "both"):
             raise ConfigError(f"option 'pairs' must be 'synthetic', 'cross' or 'both', got {kind!r}")
         real = build_pool(dict(conf, n_warps=0))
@@ -366,8 +344,6 @@ def build_pairs(conf: dict) -> list[Pair]:
                 if not any(p.source.meta.get("group") == g for p in cp):
                     notes.append(f"{pair_by} {g!r}: no two different objects share a visible keypoint, no cross pairs")
             out += cp
-    else:
-        raise ConfigError(f"unknown dataset {ds!r}; choose from {list(DATASET_KINDS)}")
     if not out:
         raise DataError(f"dataset {ds!r}: no pairs (check categories / pairs / n_synthetic_pairs / pair_by)"
                         + (": " + "; ".join(notes) if notes else ""))

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..core.errors import DataError
 from ..core.types import Pair
-from ._util import make_instance, read_json, resolve_image_path, validate_images
+from ._util import DATASETS, data_path, make_instance, read_json, resolve_image_path, validate_images
 
 
 def load_spair(root: str | Path, split: str = "test", category: str | None = None,
@@ -68,3 +68,11 @@ def load_spair(root: str | Path, split: str = "test", category: str | None = Non
         raise DataError(f"{folder}: no pairs found" + (f" for category {category!r}" if category else ""))
     validate_images([p.source for p in pairs] + [p.target for p in pairs], check_images)
     return pairs
+
+
+@DATASETS.register("spair", kind="pairs", options=("split",))
+def spair_dataset(root=None, annotations=None, images=None, split: str | None = "test", **options) -> list[Pair]:
+    """SPair-71k at ``root`` (with ``PairAnnotation/`` and ``JPEGImages/``), the pairs of ``split`` (default
+    "test"). Other options as :func:`load_spair`."""
+    return load_spair(data_path(root, "spair", "root", "the SPair-71k folder with PairAnnotation/ and JPEGImages/"),
+                      split=split or "test", **options)

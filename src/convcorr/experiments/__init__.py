@@ -2,6 +2,10 @@
 preset configurations (``CONFIGS``) and ``main(conf, out_dir) -> Path`` that
 writes ``report.md``, ``results.json`` and figures into ``out_dir``.
 
+Registry (:data:`EXPERIMENTS`): an experiment module registers itself by decorating its ``main`` with
+``@register_experiment("name")``; the built-in modules are imported the first time an experiment is looked up or
+listed, other packages add experiments through the entry-point group ``convcorr.experiments``.
+
 Option types: an override must have the type of the option's values in the presets (an int where the presets
 hold ints, a list where they hold lists, ...; an int is accepted for a float and converted). An option whose
 presets are all None declares its type in the module's ``OPTION_TYPES`` (``{name: (type, ...)}``, ``None`` in the
@@ -9,24 +13,40 @@ tuple allowing None) or in :data:`COMMON_OPTION_TYPES`. Checks happen in :func:`
 """
 from __future__ import annotations
 
-import importlib
+import sys
+import types
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
-from ..runtime.parallel import EXECUTORS
 from ..core.errors import ConfigError, UserError
+from ..core.registry import Registry
+from ..runtime.parallel import EXECUTORS
 from .workers import PARALLEL_OPTION_TYPES
 
-#: experiment name -> module implementing it
-EXPERIMENTS = {
-    "table1": "convcorr.experiments.table1",
-    "table2": "convcorr.experiments.table2",
-    "table3": "convcorr.experiments.table3",
-    "table4": "convcorr.experiments.table4",
-    "visualize": "convcorr.experiments.visualize",
-    "pairs": "convcorr.experiments.pairs",
-    "backbones": "convcorr.experiments.backbones",
-}
+
+def _check_experiment(name: str, module, facts: dict) -> None:
+    if not isinstance(module, types.ModuleType):
+        raise TypeError(f"experiment {name!r} must be registered as a module (decorate its main with "
+                        f"@register_experiment({name!r})), got {module!r}")
+
+
+#: experiment name -> module implementing it (``CONFIGS`` and ``main``); built-ins in this order
+EXPERIMENTS = Registry("experiment", group="convcorr.experiments", on_register=_check_experiment,
+                       builtins=[f"{__name__}.{m}" for m in ("table1", "table2", "table3", "table4", "visualize",
+                                                                 "pairs", "backbones")])
+
+
+def register_experiment(name: str, **facts) -> Callable:
+    """Decorator of an experiment module's ``main(conf, out_dir)``: registers the module (with its ``CONFIGS``)
+    under ``name`` in :data:`EXPERIMENTS`; returns ``main`` unchanged."""
+
+    def deco(main):
+        if not callable(main):
+            raise TypeError(f"@register_experiment({name!r}) decorates the experiment's main function")
+        EXPERIMENTS.add(name, sys.modules[main.__module__], **facts)
+        return main
+
+    return deco
 
 #: declared types of options whose presets are all None (per-module ``OPTION_TYPES`` take precedence)
 COMMON_OPTION_TYPES: dict[str, tuple] = {
@@ -42,9 +62,13 @@ COMMON_OPTION_TYPES: dict[str, tuple] = {
 
 
 def get_experiment(name: str):
-    if name not in EXPERIMENTS:
-        raise ConfigError(f"unknown experiment {name!r}; choose from {sorted(EXPERIMENTS)}")
-    return importlib.import_module(EXPERIMENTS[name])
+    """The module of experiment ``name`` (``CONFIGS``, ``main``); an unknown name raises a ConfigError naming the
+    closest experiments."""
+    mod = EXPERIMENTS.get(name)
+    if not isinstance(getattr(mod, "CONFIGS", None), dict) or not callable(getattr(mod, "main", None)):
+        raise ConfigError(f"experiment {name!r} ({mod.__name__}) must define CONFIGS (a dict of presets) and "
+                          "main(conf, out_dir)")
+    return mod
 
 
 def _type_name(t) -> str:
@@ -156,13 +180,6 @@ BACKBONE_OPTIONS = ("backbone", "retrieval_backbone", "prior_backbone")
 LAYER_OPTIONS = ("layers", "recon_layers", "reference_layer")
 
 
-def _backbone_class(bname):
-    """The registered class of a backbone name, None for names the registry resolves otherwise (e.g. 'timm:...')."""
-    from ..backbones import BACKBONES
-
-    return BACKBONES.get(bname)
-
-
 def check_conf(name: str, conf: dict, keys=None) -> None:
     """Value checks before any work: finite numbers, non-negative counts (where every preset is >= 0), known
     backbone names and layers, usable feature specs (``features``: built once, which loads the backbone), known
@@ -182,7 +199,7 @@ def check_conf(name: str, conf: dict, keys=None) -> None:
 
     def known_backbone(k, b):
         if not isinstance(b, str) or (b not in BACKBONES and ":" not in b):
-            bad(k, f"names an unknown backbone {b!r}; available: {sorted(BACKBONES)}")
+            bad(k, f"names an unknown backbone {b!r}; {BACKBONES.suggest(b)}")
 
     for k in keys:
         v = conf.get(k)
@@ -203,12 +220,10 @@ def check_conf(name: str, conf: dict, keys=None) -> None:
         if k in conf and conf[k] not in COMMON_OPTION_CHOICES[k]:
             bad(k, f"must be one of {list(COMMON_OPTION_CHOICES[k])}, got {conf[k]!r}")
     if "dataset" in keys and conf.get("dataset") is not None:
-        try:
-            from ..datasets.pools import DATASET_KINDS
-        except ImportError:  # pragma: no cover
-            DATASET_KINDS = None
-        if DATASET_KINDS is not None and conf["dataset"] not in DATASET_KINDS:
-            bad("dataset", f"names an unknown data set {conf['dataset']!r}; choose from {list(DATASET_KINDS)}")
+        from ..datasets import DATASETS
+
+        if conf["dataset"] not in DATASETS:
+            bad("dataset", f"names an unknown data set {conf['dataset']!r}; {DATASETS.suggest(conf['dataset'])}")
     if "features" in keys and isinstance(conf.get("features"), (list, tuple)):
         from ..features.base import get_features
 
@@ -218,12 +233,11 @@ def check_conf(name: str, conf: dict, keys=None) -> None:
             except (ValueError, KeyError) as exc:
                 bad("features", f"has an unusable feature spec {spec!r} ({exc})")
     if "matchers" in keys and isinstance(conf.get("matchers"), (list, tuple)):
-        from ..matchers import MATCHERS, _load_plugins
+        from ..matchers import MATCHERS
 
-        _load_plugins()
         unknown = [m for m in conf["matchers"] if m not in MATCHERS]
         if unknown:
-            bad("matchers", f"names unknown matcher(s) {unknown}; available: {sorted(MATCHERS)}")
+            bad("matchers", f"names unknown matcher(s) {unknown}; {MATCHERS.suggest(unknown[0])}")
     if "baselines" in keys and isinstance(conf.get("baselines"), (list, tuple)):
         from ..methods.transfer import TRANSFER_METHODS
 
@@ -232,16 +246,17 @@ def check_conf(name: str, conf: dict, keys=None) -> None:
             bad("baselines", f"names unknown baseline(s) {unknown}; available: "
                              f"{sorted(set(TRANSFER_METHODS) - {'align'})}")
     bname = conf.get("backbone")
-    cls = _backbone_class(bname) if isinstance(bname, str) else None
-    if cls is not None:
-        layer_keys = set(LAYER_OPTIONS) if "backbone" in keys else set(LAYER_OPTIONS) & keys
+    layer_keys = set(LAYER_OPTIONS) if "backbone" in keys else set(LAYER_OPTIONS) & keys
+    layer_keys = {k for k in layer_keys if conf.get(k) is not None}
+    if isinstance(bname, str) and bname in BACKBONES and layer_keys:  # library models are checked when built
+        from ..backbones import layer_names
+
+        have = layer_names(bname)
         for k in sorted(layer_keys):
-            if k not in conf or conf[k] is None:
-                continue
             vals = [conf[k]] if isinstance(conf[k], str) else list(conf[k])
-            unknown = [l for l in vals if l not in cls.layer_names]
+            unknown = [l for l in vals if l not in have]
             if unknown:
-                bad(k, f"names layer(s) {unknown} that {bname} does not have; layers: {list(cls.layer_names)}")
+                bad(k, f"names layer(s) {unknown} that {bname} does not have; layers: {list(have)}")
     if conf.get("dataset", "embedded") == "embedded" and conf.get("categories") and (
             keys & {"categories", "dataset"}):
         from ..datasets import embedded_categories

@@ -45,6 +45,7 @@ from ..core.errors import ConfigError, DataError
 from ..datasets import pools
 from ..runtime.progress import progress
 from ..viz.report import Report, markdown_table
+from . import register_experiment
 from .workers import all_saved, run_conf_tasks, unit_key, with_parallel_options
 
 #: the report's Protocol section, written for a reader (Markdown): what is measured, on which data, how it
@@ -648,6 +649,7 @@ def answer(measure: str, fits: list) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------- rendering
+@register_experiment("backbones")
 def main(conf: dict, out_dir: Path) -> Path:
     """Run :func:`compute` and write report.md, results.json and the figures into ``out_dir``."""
     return render(compute(conf, out_dir), out_dir)

@@ -38,6 +38,7 @@ from ..datasets import pools
 from ..evaluation.pck import evaluate, get_protocol, pck_vs_alpha
 from ..methods.pair_transfer import box_copy, pair_record, prepare, transfer_by_matcher, transfer_inputs
 from ..viz.report import Report, markdown_table
+from . import register_experiment
 from .workers import all_saved, run_conf_tasks, with_parallel_options
 
 #: the report's Protocol section, written for a reader (Markdown): what is measured, on which data, how it
@@ -328,6 +329,7 @@ def _fmt_ci(d: dict) -> str:
     return "n/a" if v is None or not np.isfinite(v) else f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
+@register_experiment("pairs")
 def main(conf: dict, out_dir: Path) -> Path:
     import matplotlib
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from ..backbones import get_backbone
 from ..numerics.rf.trace import GeometryError
 from ..viz.report import Report, markdown_table
+from . import register_experiment
 from .workers import run_conf_tasks, with_parallel_options
 
 #: the report's Protocol section, written for a reader (Markdown): what is measured, on which data, how it
@@ -116,6 +117,7 @@ def _draw_nested_squares(ax, name: str, rows: list[dict], size: int) -> None:
     ax.legend(fontsize=7, loc="upper right")
 
 
+@register_experiment("table1")
 def main(conf: dict, out_dir: Path) -> Path:
     import matplotlib
 

@@ -53,6 +53,7 @@ from ..evaluation.stats import bootstrap_ci, paired_difference, type_mean, verdi
 from ..methods.transfer import FeatureCache, KeypointTransfer, TransferConfig, make_transfer, retrieve_neighbours
 from ..runtime.progress import progress
 from ..viz.report import Report, markdown_table
+from . import register_experiment
 from .workers import run_conf_tasks, with_parallel_options
 
 #: the report's Protocol section, written for a reader (Markdown): what is measured, on which data, how it
@@ -204,18 +205,22 @@ def candidate_mask(pool: list, queries: list[int], exclude_same_source: bool) ->
     return m
 
 
-def matcher_options(conf: dict, name: str) -> dict:
-    """Options of matcher ``name``: the top-level keys of ``conf`` that are named options of the matcher class
-    (e.g. ``beta``, ``n_iter``, ``radius_px``, ``coarse_to_fine`` for flow), overridden by
-    ``conf["matcher_options"][name]``."""
-    import inspect
+#: top-level options of this table that configure its matchers (the flow's): each reaches a matcher only when the
+#: matcher declares an option of that name (:func:`convcorr.matchers.matcher_option_names`); other top-level
+#: options (``k``, ``seed``, ...) never reach a matcher, whatever its parameters are called
+MATCHER_TOP_LEVEL = ("beta", "n_iter", "radius_px", "coarse_to_fine", "normalize")
 
-    from ..matchers import MATCHERS
+
+def matcher_options(conf: dict, name: str) -> dict:
+    """Options of matcher ``name``: the :data:`MATCHER_TOP_LEVEL` options of ``conf`` that the matcher declares
+    (e.g. ``beta``, ``n_iter``, ``radius_px``, ``coarse_to_fine``, ``normalize`` for flow), overridden by
+    ``conf["matcher_options"][name]``."""
+    from ..matchers import MATCHERS, matcher_option_names
+
     if name not in MATCHERS:
-        raise ConfigError(f"table2: unknown matcher {name!r}; available: {sorted(MATCHERS)}")
-    params = inspect.signature(MATCHERS[name].__init__).parameters
-    named = [k for k, p in params.items() if k != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    opts = {k: conf[k] for k in named if k in conf}
+        raise MATCHERS.unknown(name)
+    declared = set(matcher_option_names(name))
+    opts = {k: conf[k] for k in MATCHER_TOP_LEVEL if k in conf and k in declared}
     if "coarse_to_fine" in opts:
         opts["coarse_to_fine"] = as_bool(opts["coarse_to_fine"], "coarse_to_fine")
     opts.update((conf.get("matcher_options") or {}).get(name, {}))
@@ -412,6 +417,7 @@ def validate_beta(conf: dict, pool: list, cache: FeatureCache, glob: np.ndarray,
 # --------------------------------------------------------------------------------------------------------- main
 
 
+@register_experiment("table2")
 def main(conf: dict, out_dir: Path) -> Path:
     import matplotlib
 

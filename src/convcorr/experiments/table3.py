@@ -54,6 +54,7 @@ from ..methods.classification import (DEFAULT_CS, keypoint_dataset, l2_rows, res
                                       restrict_types, select_C, train_ova)
 from ..runtime.progress import progress
 from ..viz.report import Report, markdown_table
+from . import register_experiment
 from .workers import run_conf_tasks, unit_key, with_parallel_options
 
 #: the report's Protocol section, written for a reader (Markdown): what is measured, on which data, how it
@@ -174,6 +175,7 @@ def _datasets(insts: list, conf: dict, fobjs: dict, desc: str, group_by: str = "
     return out, y, g
 
 
+@register_experiment("table3")
 def main(conf: dict, out_dir: Path) -> Path:
     import matplotlib
 

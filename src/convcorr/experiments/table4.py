@@ -52,6 +52,7 @@ from ..methods.prediction import (KeypointPredictor, fit_type_task, global_descr
                                   transfer_keypoints)
 from ..runtime.progress import progress
 from ..viz.report import Report, markdown_table
+from . import register_experiment
 from .workers import run_conf_tasks, unit_key, with_parallel_options
 
 #: the report's Protocol section, written for a reader (Markdown): what is measured, on which data, how it
@@ -179,6 +180,7 @@ def _concat(pts: dict, cats: list) -> dict:
     return {k: np.concatenate([pts[c][k] for c in cats]) for k in ("correct", "types", "unit", "category")}
 
 
+@register_experiment("table4")
 def main(conf: dict, out_dir: Path) -> Path:
     import matplotlib
 

@@ -54,6 +54,7 @@ from ..core.errors import ConfigError
 from ..core.types import Instance
 from ..runtime.progress import progress
 from ..viz.report import Report, markdown_table
+from . import register_experiment
 from .workers import run_conf_tasks, task_dir, unit_key, with_parallel_options
 
 #: the report's Protocol section, written for a reader (Markdown): what is measured, on which data, how it
@@ -183,6 +184,7 @@ def view_generator(photos: list[Instance], n_views: int, conf: dict, size: int, 
         yield crop, s
 
 
+@register_experiment("visualize")
 def main(conf: dict, out_dir: Path) -> Path:
     import matplotlib
 

@@ -6,7 +6,7 @@ from typing import Sequence
 import numpy as np
 
 from ..core.geometry import RFGeometry
-from .base import DenseFeatures, FeatureGrid, register_features
+from .base import DENSE_FEATURES, DenseFeatures, FeatureGrid
 from .cache import weights_digest
 
 
@@ -29,7 +29,7 @@ def _resample_grid(a: np.ndarray, g: RFGeometry, centres_x: np.ndarray, centres_
     return (top * (1 - ty)[:, None, None] + bot * ty[:, None, None]).astype(np.float32)
 
 
-@register_features("backbone")
+@DENSE_FEATURES.register("backbone")
 class BackboneLayerFeatures(DenseFeatures):
     """One layer (or a hypercolumn of several layers) of a backbone as a plug-in.
 
@@ -80,9 +80,8 @@ class BackboneLayerFeatures(DenseFeatures):
 
     @property
     def cache_key(self) -> str:
-        w = getattr(self.backbone, "weights", None) or getattr(self.backbone, "variant", None)
         # the weights digest (issue #10): other weights under the same name never reuse cached features
-        return (f"{self.spec}[{w}]-w{weights_digest(self.backbone)}"
+        return (f"{self.spec}-w{weights_digest(self.backbone)}"
                 + ("" if self.normalize_layers or len(self.layers) == 1 else "-raw"))
 
     @property

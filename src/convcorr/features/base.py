@@ -1,8 +1,9 @@
 """Dense features as one type: a :class:`FeatureGrid` made by a :class:`DenseFeatures` plug-in.
 
 Everything downstream (matchers, flow, keypoint transfer, classification, prediction) takes a
-:class:`FeatureGrid`, never a method name. A plug-in is one class plus one registry line in
-:data:`DENSE_FEATURES`; :func:`get_features` builds one from a spec string:
+:class:`FeatureGrid`, never a method name. A plug-in is one class registered in its own file with
+``@DENSE_FEATURES.register("kind")`` (other packages: entry-point group ``convcorr.features``);
+:func:`get_features` builds one from a spec string:
 
 - ``"sift"`` / ``"sift:step=8,bin=8"``: dense SIFT (VLFeat dsift conventions, :mod:`convcorr.numerics.sift`).
 - ``"<backbone>:<layer>"``: one layer of a registered backbone, e.g. ``"alexnet:conv4"``; the layer is the part
@@ -17,11 +18,12 @@ centred at ``geometry.column_to_pixel((c, r))``. Coordinates are (x, y) pixels, 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from ..core.geometry import RFGeometry
+from ..core.registry import Registry
 
 
 @dataclass
@@ -99,20 +101,25 @@ class DenseFeatures:
         return f"{type(self).__name__}({self.spec!r})"
 
 
+def _check_features(kind: str, factory, facts: dict) -> None:
+    if not callable(factory):
+        raise TypeError(f"dense features {kind!r} must be a DenseFeatures class or a factory, got {factory!r}")
+    if kind != kind.lower() or ":" in kind:
+        raise ValueError(f"dense features kind {kind!r} must be lower case without ':' (it starts a spec)")
+
+
 #: kind -> plug-in class (or factory). A class with a ``from_spec(rest, **options)`` classmethod is built from it,
 #: else it is called as ``factory(rest, **options)``. "backbone" is the fallback kind for "<backbone>:<layer>"
-#: specs; other kinds are matched on the text before the first colon (e.g. "sift").
-DENSE_FEATURES: dict[str, Callable[..., DenseFeatures]] = {}
+#: specs; other kinds are matched on the text before the first colon (e.g. "sift"). Built-ins: ``sift`` and
+#: ``backbone`` (:mod:`convcorr.features.sift`, :mod:`convcorr.features.backbone`, imported on the first
+#: look-up).
+DENSE_FEATURES = Registry("dense features", group="convcorr.features", on_register=_check_features,
+                          builtins=["convcorr.features.sift", "convcorr.features.backbone"])
 
 
-def register_features(kind: str):
-    """Class decorator: ``@register_features("sift")`` adds a plug-in to :data:`DENSE_FEATURES`."""
-
-    def deco(cls):
-        DENSE_FEATURES[kind] = cls
-        return cls
-
-    return deco
+def register_features(kind: str, **facts):
+    """Class decorator: ``@register_features("sift")`` = ``@DENSE_FEATURES.register("sift")``."""
+    return DENSE_FEATURES.register(kind, **facts)
 
 
 def parse_options(text: str, spec: str = "") -> dict:
@@ -134,10 +141,6 @@ def parse_options(text: str, spec: str = "") -> dict:
         except (ValueError, SyntaxError):
             out[k] = v
     return out
-
-
-def _load_plugins() -> None:
-    from . import backbone, sift  # noqa: F401  (each registers itself)
 
 
 def _build(factory, rest: str, options: dict):
@@ -162,14 +165,13 @@ def get_features(spec, **options) -> DenseFeatures:
         return spec
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"features: expected a spec string such as 'alexnet:conv4' or 'sift', got {spec!r}")
-    _load_plugins()
     spec = spec.strip()
     kind, _, rest = spec.partition(":")
     kind = kind.strip().lower()
     if kind != "backbone" and kind in DENSE_FEATURES:
-        return _build(DENSE_FEATURES[kind], rest, options)
+        return _build(DENSE_FEATURES.get(kind), rest, options)
     if ":" not in spec and "backbone" not in options:
-        kinds = sorted(k for k in DENSE_FEATURES if k != "backbone")
+        kinds = sorted(k for k in DENSE_FEATURES.names() if k != "backbone")
         raise ValueError(f"features {spec!r}: unknown kind; use one of {kinds} or '<backbone>:<layer>' "
                          "(e.g. 'alexnet:conv4', hypercolumn 'alexnet:conv3+conv4')")
-    return _build(DENSE_FEATURES["backbone"], spec, options)
+    return _build(DENSE_FEATURES.get("backbone"), spec, options)

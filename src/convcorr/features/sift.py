@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..numerics.sift import radius_to_bin_size, sift_at_points
-from .base import DenseFeatures, FeatureGrid, parse_options, register_features
+from .base import DENSE_FEATURES, DenseFeatures, FeatureGrid, parse_options
 
 
-@register_features("sift")
+@DENSE_FEATURES.register("sift")
 class DenseSiftFeatures(DenseFeatures):
     """Dense SIFT (VLFeat ``vl_dsift`` conventions, :func:`convcorr.numerics.sift.dense_sift_grid`) as a plug-in.
 

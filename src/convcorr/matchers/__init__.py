@@ -1,11 +1,10 @@
-"""Matchers (:class:`Matcher` plug-ins): flow (the paper's MRF), nn, mnn, softargmax."""
-from .base import MATCHERS, Correspondence, Matcher, SimilarityMatcher, cosine_similarity, get_matcher, register_matcher
+"""Matchers (:class:`Matcher` plug-ins): flow (the paper's MRF), nn, mnn, softargmax.
 
+Each built-in registers itself in its own module (``@MATCHERS.register("name")``), imported on the first look-up;
+other packages add matchers through the entry-point group ``convcorr.matchers``.
+"""
+from .base import (MATCHERS, Correspondence, Matcher, SimilarityMatcher, cosine_similarity, get_matcher,
+                   matcher_option_names, register_matcher)
 
-def _load_plugins() -> None:
-    from . import flow, mnn, nn, softargmax  # noqa: F401  (each registers itself)
-
-
-_load_plugins()
-
-__all__ = ["MATCHERS", "Correspondence", "Matcher", "SimilarityMatcher", "cosine_similarity", "get_matcher", "register_matcher"]
+__all__ = ["MATCHERS", "Correspondence", "Matcher", "SimilarityMatcher", "cosine_similarity", "get_matcher",
+           "matcher_option_names", "register_matcher"]

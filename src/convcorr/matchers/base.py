@@ -1,6 +1,7 @@
 """Matchers as one type: two :class:`~convcorr.features.base.FeatureGrid` -> a dense :class:`Correspondence` in pixels.
 
-A plug-in is one class (subclass of :class:`Matcher`) plus one registry line (``@register_matcher("name")``).
+A plug-in is one class (subclass of :class:`Matcher`) registered in its own file with ``@MATCHERS.register("name")``
+(other packages: entry-point group ``convcorr.matchers``).
 It implements :meth:`Matcher.match_grid` (features -> per-column target positions, score, energy); the base
 class turns column matches into pixel maps: the displacement ``target_pixel(column match) - column centre`` is
 interpolated bilinearly between source column centres and held constant beyond the outermost ones (exactly
@@ -14,11 +15,12 @@ fold-correct inversion of the forward map (:func:`convcorr.numerics.warp.invert_
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 
 from ..core.geometry import RFGeometry
+from ..core.registry import Registry
 from ..features.base import FeatureGrid
 
 
@@ -198,6 +200,15 @@ class Matcher:
     #: True when the matcher leaves columns unmatched (mask)
     sparse: bool = False
 
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        """The options this matcher takes: the named parameters of its constructor (override to add more)."""
+        import inspect
+
+        params = inspect.signature(cls.__init__).parameters
+        return tuple(k for k, p in params.items()
+                     if k != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+
     def __init__(self, **options):
         if options:  # matchers with options define their own __init__ and set self.options
             raise TypeError(f"unknown option(s) {sorted(options)}; {type(self).__name__} takes none")
@@ -304,36 +315,42 @@ class SimilarityMatcher(Matcher):
         return _link(self._correspondence(source, target, self.from_similarity(sim, source, target)),
                      self._correspondence(target, source, self.from_similarity(sim.T, target, source)))
 
-#: name -> Matcher subclass
-MATCHERS: dict[str, Callable[..., Matcher]] = {}
+def _check_matcher(name: str, cls, facts: dict) -> None:
+    if not (isinstance(cls, type) and issubclass(cls, Matcher)):
+        raise TypeError(f"matcher {name!r} must be a subclass of convcorr.matchers.Matcher, got {cls!r}")
+    cls.name = name
 
 
-def register_matcher(name: str):
-    """Class decorator adding a matcher to :data:`MATCHERS`."""
+#: name -> Matcher subclass; a plug-in registers itself with ``@MATCHERS.register("name")`` in its own file, other
+#: packages through the entry-point group ``convcorr.matchers`` (:class:`convcorr.core.registry.Registry`)
+MATCHERS = Registry("matcher", group="convcorr.matchers", on_register=_check_matcher,
+                    builtins=[f"convcorr.matchers.{m}" for m in ("flow", "mnn", "nn", "softargmax")])
 
-    def deco(cls):
-        cls.name = name
-        MATCHERS[name] = cls
-        return cls
 
-    return deco
+def register_matcher(name: str, **facts):
+    """Class decorator adding a matcher to :data:`MATCHERS` (``@register_matcher("name")`` =
+    ``@MATCHERS.register("name")``)."""
+    return MATCHERS.register(name, **facts)
+
+
+def matcher_option_names(name: str) -> tuple[str, ...]:
+    """The options matcher ``name`` declares: its class's ``option_names()`` (default: the named parameters of
+    its constructor). Experiments pass a matcher only these (never any other option that shares a name)."""
+    return tuple(MATCHERS.get(name).option_names())
 
 
 def get_matcher(spec, **options) -> Matcher:
     """A matcher from its name (options as keywords) or a :class:`Matcher` passed through.
 
-    Raises ValueError naming the spec and the registered names when unknown, or an unknown option.
+    Raises ValueError naming the spec and the registered names when unknown (a ConfigError that suggests the
+    closest names), or an unknown option.
     """
     if isinstance(spec, Matcher):
         if options:
             raise ValueError(f"matcher: options {sorted(options)} given with an already built {spec!r}")
         return spec
-    from . import _load_plugins
-
-    _load_plugins()
-    if spec not in MATCHERS:
-        raise ValueError(f"unknown matcher {spec!r}; available: {sorted(MATCHERS)}")
+    cls = MATCHERS.get(spec)
     try:
-        return MATCHERS[spec](**options)
+        return cls(**options)
     except TypeError as exc:
         raise ValueError(f"matcher {spec!r}: {exc}") from exc

@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..features.base import FeatureGrid
-from .base import Matcher, register_matcher
+from .base import MATCHERS, Matcher
 
 
-@register_matcher("flow")
+@MATCHERS.register("flow")
 class FlowMatcher(Matcher):
     """MRF flow by loopy BP with distance-transform messages.
 
@@ -45,6 +45,17 @@ class FlowMatcher(Matcher):
         self.options = dict(beta=float(beta), radius=radius, radius_px=radius_px, n_iter=int(n_iter),
                          coarse_to_fine=bool(coarse_to_fine), normalize=bool(normalize), **bp_kw)
         self.bp_kw = bp_kw
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        """The named options plus the :func:`convcorr.numerics.mrf.solve.bp_flow` options (through ``**bp_kw``)."""
+        import inspect
+
+        from ..numerics.mrf.solve import bp_flow
+
+        extra = [k for k in inspect.signature(bp_flow).parameters if k not in ("fs", "ft", "volume")]
+        own = super().option_names()
+        return own + tuple(k for k in extra if k not in own)
 
     def radius_cells(self, source: FeatureGrid, target: FeatureGrid) -> int | None:
         o = self.options

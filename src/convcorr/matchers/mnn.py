@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..features.base import FeatureGrid
-from .base import SimilarityMatcher, column_grid, register_matcher
+from .base import MATCHERS, SimilarityMatcher, column_grid
 
 
 def _mnn_result(sim: np.ndarray, source: FeatureGrid, target: FeatureGrid) -> dict:
@@ -24,7 +24,7 @@ def _mnn_result(sim: np.ndarray, source: FeatureGrid, target: FeatureGrid) -> di
             "details": {"n_matches": int(mutual.sum())}}
 
 
-@register_matcher("mnn")
+@MATCHERS.register("mnn")
 class MutualNearestNeighbourMatcher(SimilarityMatcher):
     """Mutual nearest neighbours (sparse, with a mask). No options."""
 

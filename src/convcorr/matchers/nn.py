@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..features.base import FeatureGrid
-from .base import Correspondence, SimilarityMatcher, column_grid, lattice_columns, register_matcher
+from .base import MATCHERS, Correspondence, SimilarityMatcher, column_grid, lattice_columns
 
 
 def _nn_result(sim: np.ndarray, source: FeatureGrid, target: FeatureGrid) -> dict:
@@ -16,7 +16,7 @@ def _nn_result(sim: np.ndarray, source: FeatureGrid, target: FeatureGrid) -> dic
             "score_kind": "similarity", "energy": -float(best.mean())}
 
 
-@register_matcher("nn")
+@MATCHERS.register("nn")
 class NearestNeighbourMatcher(SimilarityMatcher):
     """Every source column -> the target column of highest cosine similarity (first on ties). No options."""
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..features.base import FeatureGrid
-from .base import SimilarityMatcher, register_matcher
+from .base import MATCHERS, SimilarityMatcher
 
 
-@register_matcher("softargmax")
+@MATCHERS.register("softargmax")
 class SoftArgmaxMatcher(SimilarityMatcher):
     """Window soft-argmax.
 
