@@ -1,11 +1,14 @@
 from click.testing import CliRunner
 
-from convcorr.cli import _parse_overrides, cli
+from convcorr.cli import cli, parse_set_options
 
 
-def test_parse_overrides_types():
-    o = _parse_overrides(("a=3", "b=0.5", "c=[1, 2]", "d=true", "e=False", "f=None", "g=conv4", "h=/data/voc"))
-    assert o == {"a": 3, "b": 0.5, "c": [1, 2], "d": True, "e": False, "f": None, "g": "conv4", "h": "/data/voc"}
+def test_parse_set_options_types():
+    o = parse_set_options(("a=3", "b=0.5", "c=[1, 2]", "d=true", "e=False", "f=None", "g=conv4", "h=/data/voc",
+                           "i=x=y"))
+    assert {k: v.parsed for k, v in o.items()} == {"a": 3, "b": 0.5, "c": [1, 2], "d": True, "e": False, "f": None,
+                                                   "g": "conv4", "h": "/data/voc", "i": "x=y"}
+    assert o["c"].raw == "[1, 2]"
 
 
 def test_cli_rf_and_errors():

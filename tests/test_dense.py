@@ -2,14 +2,13 @@ import numpy as np
 import pytest
 
 from convcorr.core.geometry import RFGeometry
-from convcorr.features.base import DENSE_FEATURES, DenseFeatures, FeatureGrid, get_features, parse_options
+from convcorr.features.base import DENSE_FEATURES, DenseFeatures, FeatureGrid, get_features
 
 
-def test_parse_options_literals():
-    assert parse_options("step=4, bin=6.5,smooth=false,name=x") == {"step": 4, "bin": 6.5, "smooth": False,
-                                                                    "name": "x"}
-    with pytest.raises(ValueError, match="KEY=VALUE"):
-        parse_options("step", "sift:step")
+def test_sift_spec_options_are_key_values():
+    assert get_features("sift:step=4, bin=6").spec == "sift:step=4,bin=6"
+    with pytest.raises(ValueError, match="'sift:step'.*KEY=VALUE"):
+        get_features("sift:step")
 
 
 def test_sift_spec_matches_dense_sift_grid():

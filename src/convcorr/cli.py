@@ -7,7 +7,6 @@ with exit status 2, and keeps internal errors (bugs) visible: their traceback is
 """
 from __future__ import annotations
 
-import ast
 import errno
 import traceback
 from pathlib import Path
@@ -68,38 +67,23 @@ class ConvcorrGroup(click.Group):
 
 
 # ----------------------------------------------------------------------------------------------- option parsing
-_WORDS = {"true": True, "false": False, "none": None, "null": None}
-
-
-def _parse_value(v: str):
-    if v.strip().lower() in _WORDS:
-        return _WORDS[v.strip().lower()]
-    try:
-        return ast.literal_eval(v.strip())
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return v
-
-
 def _split_set(item: str) -> tuple[str, str]:
-    if "=" not in item:
-        raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--set")
-    k, v = item.split("=", 1)
-    if not k.strip():
-        raise click.BadParameter(f"{item!r}: empty KEY in KEY=VALUE", param_hint="--set")
-    return k.strip(), v
+    """One ``--set KEY=VALUE`` item -> (KEY, VALUE text) (:func:`convcorr.core.options.split_key_value`)."""
+    from .core.options import split_key_value
 
-
-def _parse_overrides(items: tuple[str, ...]) -> dict:
-    """``--set KEY=VALUE`` items -> {key: value}: Python literals, true/false/none, else the text itself."""
-    return {k: _parse_value(v) for k, v in map(_split_set, items)}
+    try:
+        return split_key_value(item, "--set")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--set") from exc
 
 
 def parse_set_options(items: tuple[str, ...]) -> dict:
-    """``--set`` items -> {key: :class:`convcorr.experiments.CliValue`} (literal reading + raw text), to be checked
-    against each option's type by :func:`convcorr.experiments.resolve_conf`."""
+    """``--set`` items -> {key: :class:`convcorr.experiments.CliValue`} (:func:`convcorr.core.options.parse_value`
+    + raw text), to be checked against each option's type by :func:`convcorr.experiments.resolve_conf`."""
+    from .core.options import parse_value
     from .experiments import CliValue
 
-    return {k: CliValue(_parse_value(v), v) for k, v in map(_split_set, items)}
+    return {k: CliValue(parse_value(v), v) for k, v in map(_split_set, items)}
 
 
 def parallel_options(f):
@@ -403,17 +387,10 @@ def align_cmd(image_a: Path, image_b: Path, features: str, matcher: str, sets: t
 
     from .core.images import load_image
     from .correspondence import correspond
-    from .features.base import parse_options
+    from .core.options import parse_value
     from .viz.flow import save_flow_figure, save_pairs_figure
 
-    options: dict = {}
-    for item in sets:
-        if "=" not in item:
-            raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--set")
-        try:
-            options.update(parse_options(item, item))
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--set") from exc
+    options = {k: parse_value(v) for k, v in map(_split_set, sets)}
     img_a, img_b = load_image(image_a), load_image(image_b)
     pts_a = _align_points(points_path, img_a.shape[:2]) if points_path else _grid_points(img_a.shape[:2], grid_n)
     from .features.base import get_features

@@ -122,27 +122,6 @@ def register_features(kind: str, **facts):
     return DENSE_FEATURES.register(kind, **facts)
 
 
-def parse_options(text: str, spec: str = "") -> dict:
-    """``"step=8,bin=8"`` -> ``{"step": 8, "bin": 8}`` (values as Python literals when they parse, else strings;
-    ``true``/``false``/``none`` work too). Raises ValueError naming the spec on a malformed item."""
-    import ast
-
-    out: dict = {}
-    for item in filter(None, (t.strip() for t in text.split(","))):
-        if "=" not in item:
-            raise ValueError(f"features {spec!r}: option {item!r} must be KEY=VALUE")
-        k, v = (t.strip() for t in item.split("=", 1))
-        words = {"true": True, "false": False, "none": None}
-        if v.lower() in words:
-            out[k] = words[v.lower()]
-            continue
-        try:
-            out[k] = ast.literal_eval(v)
-        except (ValueError, SyntaxError):
-            out[k] = v
-    return out
-
-
 def _build(factory, rest: str, options: dict):
     make = getattr(factory, "from_spec", factory)
     return make(rest, **options)

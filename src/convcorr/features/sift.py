@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.options import parse_key_values
 from ..numerics.sift import radius_to_bin_size, sift_at_points
-from .base import DENSE_FEATURES, DenseFeatures, FeatureGrid, parse_options
+from .base import DENSE_FEATURES, DenseFeatures, FeatureGrid
 
 
 @DENSE_FEATURES.register("sift")
@@ -37,7 +38,7 @@ class DenseSiftFeatures(DenseFeatures):
 
     @classmethod
     def from_spec(cls, rest: str, **options) -> "DenseSiftFeatures":
-        return cls(**{**parse_options(rest, f"sift:{rest}"), **options})
+        return cls(**{**parse_key_values(rest, f"features 'sift:{rest}': option"), **options})
 
     def compute(self, image: np.ndarray) -> FeatureGrid:
         from ..numerics.sift import dense_sift_grid
