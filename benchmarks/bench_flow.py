@@ -47,8 +47,9 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from convcorr.core.arrays import l2_normalize  # noqa: E402
 from convcorr.numerics.mrf.batch import bp_flow_batch  # noqa: E402
-from convcorr.numerics.mrf.common import l2_normalize
+from convcorr.numerics.mrf.common import NORM_EPS  # noqa: E402
 from convcorr.numerics.mrf.kernels import _bp_solve, _data_cost, _energy_from_volume, distance_transform_sq
 from convcorr.numerics.mrf.solve import bp_flow
 
@@ -252,7 +253,7 @@ def main() -> None:
     small = 6 if quick else 12
     rs = small - 1
     fs2, ft2, _ = shifted_features(small, C, 2, -1, rng)
-    vol, _ = _data_cost(l2_normalize(fs2[0]), l2_normalize(ft2[0]), rs)
+    vol, _ = _data_cost(l2_normalize(fs2[0], NORM_EPS), l2_normalize(ft2[0], NORM_EPS), rs)
     it = 5
     zero = np.zeros((small, small, 2), np.int64)
     t = time.perf_counter()

@@ -2,10 +2,10 @@
 
 Times, on the same 227 x 227 crop and the same 13 x 13 grid flows (AlexNet conv4 geometry), for N keypoints:
 
-- ``kdtree`` (before): the previous ``warp.transfer_points``: a KD-tree over every crop pixel's image T(p),
+- ``kdtree`` (before): the previous ``warp.transfer_points`` (today ``warp.transfer_back``): a KD-tree over every crop pixel's image T(p),
   nearest T(p) to each keypoint, one Newton step (reimplemented here as the reference; it is also wrong where
   the flow folds);
-- ``pixel lattice``: today's ``warp.transfer_points(points, dense)``: exact, fold-correct inversion of the
+- ``pixel lattice``: today's ``warp.transfer_back(points, dense)``: exact, fold-correct inversion of the
   per-pixel bilinear map;
 - ``column lattice``: ``Correspondence.transfer_back`` (what keypoint transfer uses now): the same exact inverse
   computed on the 13 x 13 column lattice (no per-pixel work at all).
@@ -25,7 +25,7 @@ from scipy.spatial import cKDTree
 from convcorr.core.geometry import RFGeometry
 from convcorr.features.base import FeatureGrid
 from convcorr.matchers import Correspondence
-from convcorr.numerics.warp import dense_flow, transfer_points
+from convcorr.numerics.warp import dense_flow, transfer_back
 
 
 def kdtree_transfer(xy, dense):
@@ -77,7 +77,7 @@ def main() -> None:
         dense = dense_flow(flow, g, g, (S, S))
         pts = rng.uniform(20, 200, (a.points, 2))
         t0 = timeit(lambda: kdtree_transfer(pts, dense), a.repeat)
-        t1 = timeit(lambda: transfer_points(pts, dense), a.repeat)
+        t1 = timeit(lambda: transfer_back(pts, dense), a.repeat)
         t2 = timeit(lambda: corr.transfer_back(pts), a.repeat)
         print(f"{name:28s} {t0 * 1e3:13.2f} ms {t1 * 1e3:11.2f} ms {t2 * 1e3:12.2f} ms   {t0 / t2:6.1f}x")
     # fold regression: interior points must come back exactly (shift by -1 column: source = target + 16 px)
@@ -89,7 +89,7 @@ def main() -> None:
                                     np.zeros((n, n)), "cost", 0.0)
     dense = dense_flow(flow, g, g, (S, S))
     want = q + [16, 0]
-    for name, out in (("kdtree (before)", kdtree_transfer(q, dense)), ("pixel lattice", transfer_points(q, dense)),
+    for name, out in (("kdtree (before)", kdtree_transfer(q, dense)), ("pixel lattice", transfer_back(q, dense)),
                       ("column lattice", corr.transfer_back(q))):
         bad = np.linalg.norm(out - want, axis=1) > 1e-6
         print(f"fold regression, {name:16s}: {bad.sum()} of {len(q)} interior points wrong "

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from convcorr.core.types import Instance
-from convcorr.methods.classification import (accuracy, class_scores, keypoint_dataset, l2_rows, max_offset_histogram,
+from convcorr.methods.classification import (accuracy, class_scores, keypoint_dataset, max_offset_histogram,
                                              response_map, response_peak, select_C, train_ova)
 
 
@@ -112,10 +112,6 @@ def test_keypoint_dataset_visible_rows_and_groups():
     assert g.tolist() == ["i0", "i0", "i1", "i1", "i1"]
     with pytest.raises(ValueError, match="i0"):
         keypoint_dataset(insts[:1], lambda i: np.zeros((3, 2)))
-
-
-def test_l2_rows():
-    np.testing.assert_allclose(l2_rows(np.array([[3.0, 4.0], [0, 0]])), [[0.6, 0.8], [0, 0]])
 
 
 def test_train_ova_is_deterministic():

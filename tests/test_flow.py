@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from convcorr.numerics.mrf.common import l2_normalize
+from convcorr.core.arrays import l2_normalize
+from convcorr.numerics.mrf.common import NORM_EPS
 from convcorr.numerics.mrf.kernels import _dt1d, _dt_buffers, data_cost, distance_transform_sq, dt_sq_1d, flow_energy
 from convcorr.numerics.mrf.solve import bp_flow
 
@@ -97,7 +98,7 @@ def test_skipping_outside_labels_is_exact(backend, rtol):
     rng = np.random.default_rng(6)
     fs, ft = rng.standard_normal((7, 9, 8)), rng.standard_normal((6, 8, 8))
     a = bp_flow(fs, ft, beta=0.05, radius=4, n_iter=8, tol_iters=99, backend=backend)
-    vol = data_cost(l2_normalize(fs), l2_normalize(ft), 4)
+    vol = data_cost(l2_normalize(fs, NORM_EPS), l2_normalize(ft, NORM_EPS), 4)
     b = bp_flow(fs, ft, beta=0.05, radius=4, n_iter=8, tol_iters=99, volume=vol, backend=backend)
     np.testing.assert_array_equal(a.flow, b.flow)
     np.testing.assert_allclose(a.energies, b.energies, rtol=rtol)
@@ -139,7 +140,7 @@ def test_beta_zero_gives_unary_argmin_and_monotone_energy():
     rng = np.random.default_rng(2)
     fs, ft = rng.standard_normal((6, 7, 8)), rng.standard_normal((6, 7, 8))
     res = bp_flow(fs, ft, beta=0.0, radius=3, n_iter=6, tol_iters=10)
-    vol = data_cost(l2_normalize(fs), l2_normalize(ft), 3)
+    vol = data_cost(l2_normalize(fs, NORM_EPS), l2_normalize(ft, NORM_EPS), 3)
     idx = vol.reshape(6, 7, -1).argmin(-1)
     dy, dx = np.divmod(idx, 7)
     np.testing.assert_array_equal(res.flow, np.stack([dx - 3, dy - 3], -1))

@@ -3,9 +3,8 @@ import pytest
 
 from convcorr.core.geometry import RFGeometry
 from convcorr.core.types import Instance
-from convcorr.methods.prediction import (KeypointPredictor, combine, gaussian_prior, l2_normalize, nearest_neighbours,
-                                         neighbourhood_features, positives_negatives, predict_location, to_positive,
-                                         train_keypoint_svm, transfer_keypoints)
+from convcorr.methods.prediction import (KeypointPredictor, combine, gaussian_prior, neighbourhood_features,
+                                         positives_negatives, predict_location, to_positive, train_keypoint_svm)
 
 
 # ------------------------------------------------------------------------------------------ neighbourhoods
@@ -119,16 +118,6 @@ def test_predict_location_maps_argmax_column_through_geometry():
     m = np.zeros((30, 30))
     m[4, 7] = 5.0  # row 4, column 7
     np.testing.assert_allclose(predict_location(m, geom), [17 + 16 * 7, 17 + 16 * 4])
-
-
-def test_transfer_keypoints_normalised_box_and_nearest_neighbours():
-    nb = Instance("n", "c", (0, 0, 100, 50), ("a", "b"), np.array([[50.0, 25.0], [0.0, 0.0]]), np.array([True, False]))
-    out = transfer_keypoints((10, 20, 30, 60), nb)
-    np.testing.assert_allclose(out[0], [20.0, 40.0])
-    assert np.all(np.isnan(out[1]))
-    db = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
-    np.testing.assert_array_equal(nearest_neighbours(np.array([[5.0, 0.2], [0.1, 3.0]]), db), [0, 1])
-    np.testing.assert_allclose(np.linalg.norm(l2_normalize(db), axis=1), 1.0)
 
 
 # ------------------------------------------------------------------------------------------- predictor

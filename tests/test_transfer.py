@@ -3,9 +3,8 @@ import pytest
 
 from convcorr.core.crops import CropTransform, crop_instance, margin_box
 from convcorr.core.types import Instance
-from convcorr.methods.transfer import (BoxCopyTransfer, KeypointTransfer, TransferConfig, first_available,
-                                       make_transfer, median_of_top, nn_transfer, retrieve_neighbours,
-                                       transfer_keypoints)
+from convcorr.methods.transfer import (BoxCopyTransfer, KeypointTransfer, TransferConfig, box_copy, first_available,
+                                       make_transfer, median_of_top, retrieve_neighbours, transfer_back_keypoints)
 
 
 def test_crop_transform_roundtrip_and_by_hand():
@@ -30,11 +29,15 @@ def test_crop_instance_maps_a_dot_exactly():
     np.testing.assert_allclose(c, t.to_crop(inst.keypoints)[0], atol=0.3)
 
 
-def test_nn_transfer_box_coordinates():
+def test_box_copy_box_coordinates():
     nn = Instance("n", "c", (0, 0, 10, 20), ("a", "b", "c"), [[5, 10], [np.nan, np.nan], [2, 4]], [True, False, False])
-    out = nn_transfer((100, 100, 200, 150), nn)  # x scale 10, y scale 2.5
+    out = box_copy(nn, (100, 100, 200, 150))  # x scale 10, y scale 2.5
     np.testing.assert_allclose(out[0], [150, 125])
     assert np.isnan(out[1:]).all()  # absent and invisible types are not copied
+    nb = Instance("n", "c", (0, 0, 100, 50), ("a", "b"), np.array([[50.0, 25.0], [0.0, 0.0]]), np.array([True, False]))
+    out = box_copy(nb, (10, 20, 30, 60))  # box centre to box centre
+    np.testing.assert_allclose(out[0], [20.0, 40.0])
+    assert np.all(np.isnan(out[1]))
 
 
 def test_box_copy_falls_back_to_next_neighbour_per_type():
@@ -48,13 +51,13 @@ def test_box_copy_falls_back_to_next_neighbour_per_type():
     np.testing.assert_allclose(first_available(np.array([[[np.nan, 1.0]], [[3.0, 4.0]]])), [[3, 4]])
 
 
-def test_transfer_keypoints_through_a_constant_flow():
+def test_transfer_back_keypoints_through_a_constant_flow():
     tq = CropTransform(0, 0, 100, 100, 50)   # query: 100 px box -> 50 px crop (scale 0.5)
     tn = CropTransform(10, 20, 60, 70, 50)   # neighbour: 50 px box -> 50 px crop (scale 1)
     dense = np.zeros((50, 50, 2))
     dense[..., 0] = 3.0                      # query-crop pixel p corresponds to neighbour-crop pixel p + (3, 0)
     kp_n = np.array([[30.0, 40.0], [np.nan, np.nan]])  # neighbour crop (20, 20) -> query crop (17, 20)
-    out = transfer_keypoints(kp_n, tn, tq, dense)
+    out = transfer_back_keypoints(kp_n, tn, tq, dense)
     np.testing.assert_allclose(out[0], tq.from_crop(np.array([[17.0, 20.0]]))[0], atol=1e-9)
     np.testing.assert_allclose(out[0], [34.5, 40.5])
     assert np.isnan(out[1]).all()
@@ -75,6 +78,8 @@ def test_retrieve_neighbours_cosine_and_mask():
     assert retrieve_neighbours(q, db, 2).tolist() == [[2, 0]]  # cosine: (10,1) is closest in angle
     assert retrieve_neighbours(q, db, 3, mask=np.array([[False, True, True]])).tolist() == [[2, 1, -1]]
     assert retrieve_neighbours(q, db, 5).tolist() == [[2, 0, 1, -1, -1]]  # k > N pads with -1
+    db = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])  # the single nearest neighbour of several queries
+    assert retrieve_neighbours(np.array([[5.0, 0.2], [0.1, 3.0]]), db, 1).tolist() == [[0], [1]]
 
 
 @pytest.mark.parametrize("features", ["sift", "alexnet:conv4"])

@@ -1,7 +1,7 @@
 import numpy as np
 
 from convcorr.core.geometry import RFGeometry
-from convcorr.numerics.warp import dense_flow, transfer_points, warp_image
+from convcorr.numerics.warp import dense_flow, transfer_back, warp_image
 
 
 def test_constant_flow_gives_constant_dense_and_shifted_image():
@@ -17,7 +17,7 @@ def test_constant_flow_gives_constant_dense_and_shifted_image():
     np.testing.assert_array_equal(out[:96 - 32, :128 - 16], tgt[32:, 16:])
     assert np.all(out[96 - 32:, :] == 0)  # outside the target: black
     q = np.array([[50.0, 60.0], [np.nan, 1.0]])
-    p = transfer_points(q, dense)
+    p = transfer_back(q, dense)
     np.testing.assert_allclose(p[0], [34, 28])
     assert np.isnan(p[1]).all()
 
@@ -26,7 +26,7 @@ def test_identity():
     g = RFGeometry(size=11, stride=4, offset=5)
     dense = dense_flow(np.zeros((10, 12, 2), int), g, g, (40, 48))
     assert np.abs(dense).max() == 0
-    np.testing.assert_allclose(transfer_points(np.array([[3.2, 7.9]]), dense), [[3.2, 7.9]])
+    np.testing.assert_allclose(transfer_back(np.array([[3.2, 7.9]]), dense), [[3.2, 7.9]])
 
 
 def test_affine_flow_reproduced_at_pixel_level():
@@ -90,8 +90,8 @@ def test_transfer_inverts_an_affine_scaling_flow():
     dense = dense_flow(np.zeros((5, 6, 2), int), gs, gt, (80, 96))
     p = np.array([[40.3, 50.7], [20.0, 30.0], [70.9, 12.2]])
     q = p / 2 - 0.25
-    np.testing.assert_allclose(transfer_points(q, dense), p, atol=1e-9)
-    coarse = transfer_points(q, dense, refine=False)
+    np.testing.assert_allclose(transfer_back(q, dense), p, atol=1e-9)
+    coarse = transfer_back(q, dense, refine=False)
     assert np.all(np.abs(coarse - p) <= 1.0) and np.all(coarse == np.round(coarse))
 
 
@@ -121,13 +121,13 @@ def _fold_field():
     return g, flow
 
 
-def test_transfer_points_is_fold_correct():
+def test_transfer_back_is_fold_correct():
     # regression: the old nearest-T(p) search let the folded border column steal interior points
     g, flow = _fold_field()
     dense = dense_flow(flow, g, g, (227, 227))
     c = g.column_centers(13)
     q = np.stack(np.meshgrid(np.linspace(c[0], c[11], 34), np.linspace(0, 226, 9)), -1).reshape(-1, 2)
-    out = transfer_points(q, dense)
+    out = transfer_back(q, dense)
     np.testing.assert_allclose(out, q + [16, 0], atol=1e-9)  # every interior point exactly
     # the fold exists: target x = c[1] also has the folded preimage inside source cell [c0, c1]
     assert (dense[:, 17 + 8, 0] + 17 + 8 > c[1]).all()

@@ -329,7 +329,8 @@ def _layer_task(task: tuple, shared: dict) -> dict:
         float 0/1, chosen C)}, "grid_hw": (h, w) columns of the pair images, "channels": feature dimension,
         "seconds": time of this task}.
     """
-    from ..methods.classification import l2_rows, select_C, train_ova
+    from ..core.arrays import l2_normalize
+    from ..methods.classification import select_C, train_ova
     from ..methods.pair_transfer import transfer_by_matcher
 
     _, grids, kp = task
@@ -344,7 +345,7 @@ def _layer_task(task: tuple, shared: dict) -> dict:
         Xte = np.concatenate([kp[i] for i in d["test"]])
         C = float(Cs[0]) if len(Cs) == 1 else select_C(Xtr, d["ytr"], Cs, shared["folds"], d["gtr"])[0]
         model = train_ova(Xtr, d["ytr"], C)
-        cls[c] = ((model.predict(l2_rows(Xte)) == d["yte"]).astype(float), C)
+        cls[c] = ((model.predict(l2_normalize(Xte)) == d["yte"]).astype(float), C)
     hw = next(iter(grids.values())).grid_hw if grids else (0, 0)
     return {"predictions": preds, "classification": cls, "grid_hw": tuple(int(x) for x in hw),
             "channels": int(next(iter(kp.values())).shape[1]), "seconds": time.perf_counter() - t0}
@@ -364,7 +365,8 @@ def compute(conf: dict, out_dir: str | Path | None = None) -> BackbonesResults:
     from ..features.base import FeatureGrid
     from ..matchers import get_matcher
     from ..methods.classification import restrict_types
-    from ..methods.pair_transfer import box_copy, pair_record, transfer_inputs
+    from ..methods.pair_transfer import pair_record, transfer_inputs
+    from ..methods.transfer import box_copy
     from ..numerics.rf.trace import GeometryError
 
     conf = dict(conf)
@@ -568,7 +570,7 @@ def compute(conf: dict, out_dir: str | Path | None = None) -> BackbonesResults:
     # floors: box-copy transfer (same pairs, same statistic) and classification at chance
     t0 = time.perf_counter()
     first = next(iter(prepared_cache.values()))[0]  # crop transforms (only "resized" protocols read them)
-    bc_recs = [pair_record(p, box_copy(p.source, p.target), first[p.source.id][1], first[p.target.id][1])
+    bc_recs = [pair_record(p, box_copy(p.source, p.target.bbox), first[p.source.id][1], first[p.target.id][1])
                for p in pairs]
     bc_err = np.concatenate([pair_errors(r, proto)[0] for r in bc_recs]) if bc_recs else np.zeros(0)
     stat = type_mean(transfer_rows[0]) if proto.averages[0] == "type" else weighted_mean

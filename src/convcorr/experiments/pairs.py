@@ -36,7 +36,8 @@ import numpy as np
 from ..core.errors import ConfigError
 from ..datasets import pools
 from ..evaluation.pck import evaluate, get_protocol, pck_vs_alpha
-from ..methods.pair_transfer import box_copy, pair_record, prepare, transfer_by_matcher, transfer_inputs
+from ..methods.pair_transfer import pair_record, prepare, transfer_by_matcher, transfer_inputs
+from ..methods.transfer import box_copy
 from ..viz.report import Report, markdown_table
 from . import register_experiment
 from .workers import all_saved, run_conf_tasks, with_parallel_options
@@ -230,7 +231,7 @@ def compute(conf: dict, out_dir: str | Path | None = None) -> PairsResults:
                 records[label][k] = pair_record(p, pred, tf_s, tf_t)
             for b in baselines:
                 t0 = time.perf_counter()
-                pred = box_copy(s, t)
+                pred = box_copy(s, t.bbox)
                 seconds[b] += time.perf_counter() - t0
                 preds[b][k] = pred
                 records[b][k] = pair_record(p, pred, tf_s, tf_t)

@@ -44,14 +44,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.arrays import l2_normalize
 from ..core.crops import crop_instance
 from ..core.errors import ConfigError
 from ..datasets import pools
 from ..evaluation.stats import bootstrap_ci, paired_difference, type_mean, verdict
 from ..features.cache import array_digest, cached
 from ..features.sampling import features_at_pixels, features_at_points
-from ..methods.classification import (DEFAULT_CS, keypoint_dataset, l2_rows, response_map, response_peak,
-                                      restrict_types, select_C, train_ova)
+from ..methods.classification import (DEFAULT_CS, keypoint_dataset, response_map, response_peak, restrict_types,
+                                      select_C, train_ova)
 from ..runtime.progress import progress
 from ..viz.report import Report, markdown_table
 from . import register_experiment
@@ -279,7 +280,7 @@ def _svm_task(task: tuple, shared: dict, Cs: list, folds: int) -> dict:
     ytr, gtr, yte = shared["labels"][c]
     best, scores = select_C(Xtr, ytr, Cs, folds, gtr, n_jobs=1)
     model = train_ova(Xtr, ytr, best)
-    hits = (model.predict(l2_rows(Xte)) == yte).astype(float) if len(yte) else np.zeros(0)
+    hits = (model.predict(l2_normalize(Xte)) == yte).astype(float) if len(yte) else np.zeros(0)
     return {"C": best, "scores": scores, "model": model, "hits": hits}
 
 

@@ -48,8 +48,8 @@ from ..datasets.pools import split_pool
 from ..evaluation.pck import PCKProtocol, pck
 from ..evaluation.stats import bootstrap_ci, paired_difference, type_mean, verdict
 from ..methods.classification import kept_types
-from ..methods.prediction import (KeypointPredictor, fit_type_task, global_descriptors, nearest_neighbours,
-                                  transfer_keypoints)
+from ..methods.prediction import KeypointPredictor, fit_type_task, global_descriptors
+from ..methods.transfer import box_copy, retrieve_neighbours
 from ..runtime.progress import progress
 from ..viz.report import Report, markdown_table
 from . import register_experiment
@@ -210,8 +210,8 @@ def main(conf: dict, out_dir: Path) -> Path:
         names = tuple(names_all[k] for k in keep)
         t1 = time.perf_counter()
         glob = global_descriptors(pbb, tr + te, prior_layer(conf, pbb), conf["margin"])
-        nn = nearest_neighbours(glob[len(tr):], glob[: len(tr)])
-        priors = [transfer_keypoints(i.bbox, tr[n])[keep] for i, n in zip(te, nn)]
+        nn = retrieve_neighbours(glob[len(tr):], glob[: len(tr)], 1)[:, 0]
+        priors = [box_copy(tr[n], i.bbox)[keep] for i, n in zip(te, nn)]
         timing[f"{c}: prior retrieval"] = time.perf_counter() - t1
         results["NN prior only"][c] = _score(priors, te, keep, names)
         pts["NN prior only"][c] = _points(priors, te, keep, names, c)

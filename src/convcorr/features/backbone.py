@@ -5,6 +5,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..core.arrays import l2_normalize
 from ..core.geometry import RFGeometry
 from .base import DENSE_FEATURES, DenseFeatures, FeatureGrid
 from .cache import weights_digest
@@ -108,7 +109,7 @@ class BackboneLayerFeatures(DenseFeatures):
             for l in self.layers:
                 a = _resample_grid(acts[l][i], self.geoms[l], cx, cy)
                 if self.normalize_layers:
-                    a = a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-12)
+                    a = l2_normalize(a, dtype=a.dtype)
                 parts.append(a.astype(np.float32))
             out.append(FeatureGrid(np.concatenate(parts, -1), geom, image_hw, self.spec))
         return out

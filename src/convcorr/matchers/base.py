@@ -135,11 +135,11 @@ class Correspondence:
         """(N, 2) target pixels -> source pixels by inverting the forward map exactly
         (:func:`convcorr.numerics.warp.invert_lattice`: correct where the field folds). Sparse maps are inverted over
         their matched columns only (nearest-column pieces)."""
-        from ..numerics.warp import invert_lattice, transfer_points
+        from ..numerics.warp import invert_lattice, transfer_back
 
         xy = np.asarray(xy_target, dtype=np.float64).reshape(-1, 2)
         if self.source_geometry is None:
-            return transfer_points(xy, self.displacement)
+            return transfer_back(xy, self.displacement)
         xs, ys, d = self.lattice()
         if self.sparse:
             ok = self.mask

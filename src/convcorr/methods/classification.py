@@ -22,14 +22,9 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GroupKFold, StratifiedKFold
 from sklearn.svm import LinearSVC
 
-from ..core.arrays import l2_normalize as _l2_normalize
+from ..core.arrays import l2_normalize
 
 DEFAULT_CS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
-
-
-def l2_rows(X: np.ndarray) -> np.ndarray:
-    """Rows divided by their L2 norm, float64 (zero rows stay zero)."""
-    return _l2_normalize(X, dtype=np.float64)
 
 
 def keypoint_dataset(instances: Sequence, feature_fn: Callable, group_by: str = "source"
@@ -89,7 +84,7 @@ def train_ova(X: np.ndarray, y: np.ndarray, C: float, max_iter: int = 2000, tol:
     ``random_state`` seeds liblinear's coordinate order (the dual solver shuffles it), so that the same data give
     the same model in every run.
     """
-    X = l2_rows(X)
+    X = l2_normalize(X)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         # liblinear: the dual solver is faster with fewer examples than dimensions or small C (few support
@@ -100,7 +95,7 @@ def train_ova(X: np.ndarray, y: np.ndarray, C: float, max_iter: int = 2000, tol:
 
 def accuracy(model: LinearSVC, X: np.ndarray, y: np.ndarray) -> float:
     """Fraction of rows whose predicted type equals y (NaN when empty)."""
-    return float(np.mean(model.predict(l2_rows(X)) == np.asarray(y))) if len(y) else float("nan")
+    return float(np.mean(model.predict(l2_normalize(X)) == np.asarray(y))) if len(y) else float("nan")
 
 
 def cv_splits(y: np.ndarray, folds: int = 5, groups: np.ndarray | None = None, seed: int = 0) -> list:
@@ -146,7 +141,7 @@ def class_scores(model: LinearSVC, X: np.ndarray, label) -> np.ndarray:
     classes = list(model.classes_)
     if label not in classes:
         raise KeyError(f"class_scores: type {label!r} not among the model's classes")
-    s = model.decision_function(l2_rows(X))
+    s = model.decision_function(l2_normalize(X))
     if s.ndim == 1:  # binary problem: positive = classes_[1]
         return s if label == classes[1] else -s
     return s[:, classes.index(label)]

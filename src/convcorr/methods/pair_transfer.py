@@ -4,7 +4,7 @@ across backbones): how both images are prepared, the box-copy baseline, and the 
 - :func:`prepare`: ``crop="box"`` (the instance box + ``margin`` on every side, the paper's setting) or
   ``crop="image"`` (the whole image, as SPair/PF benchmarks do), resized to ``size`` x ``size`` pixels, with the
   exact :class:`convcorr.core.crops.CropTransform` between original and prepared pixels.
-- :func:`box_copy`: the source keypoints copied into the target box in normalised box coordinates.
+- the box-copy baseline is :func:`convcorr.methods.transfer.box_copy` (``box_copy(source, target.bbox)``).
 - :func:`transfer_by_matcher`: the source keypoints moved to the target through a matcher's correspondence of
   the two feature grids, in original target pixels (the unit of work both experiments run in parallel), from the
   inputs :func:`transfer_inputs` gathers for one pair.
@@ -34,14 +34,6 @@ def prepare(inst, crop: str, margin: float, size: int):
     from ..core.errors import ConfigError
 
     raise ConfigError(f"option 'crop' must be one of {list(CROPS)}, got {crop!r}")
-
-
-def box_copy(source, target) -> np.ndarray:
-    """(K, 2) source keypoints copied into the target box in normalised box coordinates (NaN where not
-    visible)."""
-    from .transfer import nn_transfer
-
-    return nn_transfer(target.bbox, source)
 
 
 def source_points(source) -> np.ndarray:

@@ -17,7 +17,7 @@ Method (Long, Zhang & Darrell 2014, Sec. 5):
    best column, mapped back to original image pixels (:func:`predict_location`).
 5. Prior: the test instance's nearest training neighbour by a global feature (AlexNet pool5 flattened, cosine;
    :func:`global_descriptors`) contributes, for each type, a Gaussian of ``sigma`` (22) px in the crop frame
-   centred at that neighbour's keypoint transferred in normalised box coordinates (:func:`gaussian_prior`);
+   centred at that neighbour's keypoint box-copied (:func:`convcorr.methods.transfer.box_copy`; :func:`gaussian_prior`);
    ``f = s^(1 - eta) * p^eta`` (eta = 0.1, :func:`combine`). The SVM scores are mapped to positive values by the
    logistic sigmoid ``1 / (1 + exp(-score))`` (an uncalibrated Platt mapping with slope 1: the SVM margin
    +-1 becomes 0.73 / 0.27) -- chosen over per-map min-max scaling because it does not depend on the other
@@ -43,7 +43,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import LinearSVC
 
-from ..core.arrays import l2_normalize as _l2_normalize
+from ..core.arrays import l2_normalize
 from ..core.geometry import RFGeometry
 from ..core.types import Instance
 
@@ -71,11 +71,6 @@ def neighbourhood_features(grid: np.ndarray, k: int = 3) -> np.ndarray:
     pad = np.zeros((h + 2 * r, w + 2 * r, C), grid.dtype)
     pad[r:r + h, r:r + w] = grid
     return np.concatenate([pad[dy:dy + h, dx:dx + w] for dy in range(k) for dx in range(k)], axis=-1)
-
-
-def l2_normalize(X: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """Rows (last axis) scaled to unit L2 norm, float32 (all-zero rows stay zero)."""
-    return _l2_normalize(X, eps, dtype=np.float32)
 
 
 def positives_negatives(geom: RFGeometry, grid_hw: tuple[int, int], xy: np.ndarray,
@@ -274,14 +269,6 @@ def predict_location(score_map: np.ndarray, geom: RFGeometry) -> np.ndarray:
     return geom.column_to_pixel(np.array([c, r], dtype=np.float64))
 
 
-def transfer_keypoints(query_bbox: Sequence[float], neighbour: Instance) -> np.ndarray:
-    """Neighbour's keypoints copied into the query box in normalised box coordinates -> (K, 2) query pixels
-    (NaN where the neighbour lacks the type): :func:`convcorr.methods.transfer.nn_transfer`."""
-    from .transfer import nn_transfer
-
-    return nn_transfer(query_bbox, neighbour)
-
-
 def global_descriptors(backbone, instances: Sequence[Instance], layer: str | None = "pool5", margin: float = 0.0,
                        batch_size: int = 16) -> np.ndarray:
     """(N, D) global descriptor of each instance's box crop at the backbone's input size (227 for AlexNet).
@@ -296,13 +283,6 @@ def global_descriptors(backbone, instances: Sequence[Instance], layer: str | Non
         return backbone.global_features(crops, batch_size=batch_size)
     a = backbone.extract(crops, [layer], batch_size=batch_size)[layer]
     return a.reshape(len(crops), -1)
-
-
-def nearest_neighbours(query: np.ndarray, db: np.ndarray) -> np.ndarray:
-    """(Q,) index of the most cosine-similar row of ``db`` (N, D) for each row of ``query`` (Q, D)."""
-    from .transfer import retrieve_neighbours
-
-    return retrieve_neighbours(np.asarray(query), np.asarray(db), 1)[:, 0]
 
 
 # ------------------------------------------------------------------------------------------------------ class
@@ -354,7 +334,7 @@ class KeypointPredictor:
 
     def _finish(self, raw: np.ndarray) -> np.ndarray:
         g = neighbourhood_features(raw, self.k)
-        return l2_normalize(g) if self.normalize else g.astype(np.float32)
+        return l2_normalize(g, dtype=np.float32) if self.normalize else g.astype(np.float32)
 
     def precompute(self, instances: Sequence[Instance], batch_size: int = 8, desc: str | None = None) -> None:
         """Compute and cache the grids of all ``instances`` (in batches)."""
@@ -440,7 +420,7 @@ class KeypointPredictor:
 
         Args:
             prior_xy: optional (K, 2) prior keypoints in the instance's original pixels (e.g.
-                :func:`transfer_keypoints` of its nearest training neighbour); combined as
+                :func:`convcorr.methods.transfer.box_copy` of its nearest training neighbour); combined as
                 ``s^(1-eta) p^eta``.
             return_maps: also return {"s": raw scores, "p": priors or None, "f": final maps} each (K, h, w).
         """

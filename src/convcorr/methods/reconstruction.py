@@ -46,7 +46,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..core.arrays import l2_normalize as _l2_normalize
+from ..core.arrays import l2_normalize
 from ..core.geometry import RFGeometry
 
 INDEX_TYPES = ("flat", "flat16", "sq8", "ivf", "ivf16", "hnsw")
@@ -54,11 +54,6 @@ _IVF_KINDS = ("ivf", "ivf16")
 
 
 # ------------------------------------------------------------------------------------------------- small helpers
-def l2_normalize(x: np.ndarray) -> np.ndarray:
-    """Rows of (N, D) scaled to unit L2 norm (float32); zero rows stay zero."""
-    return _l2_normalize(x, dtype=np.float32)
-
-
 def patch_start(centers: np.ndarray, size: int) -> np.ndarray:
     """Integer top-left pixel ``floor(c - (size - 1) / 2)`` of size-S patches centred at ``centers`` (any shape)."""
     return np.floor(np.asarray(centers, dtype=np.float64) - (size - 1) / 2.0 + 1e-6).astype(np.int64)
@@ -228,7 +223,7 @@ class FeatureDatabase:
         self._prov["group"].append(np.array(group))
         self._prov_cat = None
         t = time.perf_counter()
-        f = l2_normalize(f)
+        f = l2_normalize(f, dtype=np.float32)
         if not self.index.is_trained:  # ivf / ivf16 / sq8: buffer until train_size vectors
             self._pending.append(f)
             if sum(len(p) for p in self._pending) >= self.train_size:
@@ -315,7 +310,7 @@ class FeatureDatabase:
         import faiss
 
         self.finalize()
-        q = l2_normalize(np.asarray(queries).reshape(-1, self.dim))
+        q = l2_normalize(np.asarray(queries).reshape(-1, self.dim), dtype=np.float32)
         k = int(k)
         if k < 1:
             raise ValueError(f"k={k}: must be >= 1")
@@ -808,5 +803,4 @@ def average_rf(db: FeatureDatabase, seed_feature: np.ndarray, k: int, geom: RFGe
 
 
 __all__ = ["FeatureDatabase", "build_database", "build_databases", "spill_databases", "SpilledDatabases",
-           "reconstruct", "uniform_rf_reconstruct", "average_rf", "extract_patches", "patch_start", "l2_normalize",
-           "stack_images"]
+           "reconstruct", "uniform_rf_reconstruct", "average_rf", "extract_patches", "patch_start", "stack_images"]

@@ -9,7 +9,8 @@ neighbour's keypoints into the query through the correspondence, rank the neighb
 energy (lowest first), and predict each keypoint type as the coordinate-wise median over the ``top``
 best-ranked neighbours in which that type is visible (:class:`KeypointTransfer`).
 Baseline "box-copy" (:class:`BoxCopyTransfer`, no features, no matcher): copy the keypoints of the single
-nearest neighbour (by the global feature) in normalised box coordinates,
+nearest neighbour (by the global feature) in normalised box coordinates (:func:`box_copy`, the one box copy of
+the package: the pair benchmark and Table 4's prior use it too),
 ``x' = (x - x0_nn) / w_nn * w_q + x0_q`` (a type the nearest neighbour lacks is taken from the next neighbour
 that has it).
 
@@ -35,6 +36,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..core.arrays import l2_normalize
 from ..core.crops import CropTransform, crop_instance
 from ..core.types import Instance
 
@@ -54,9 +56,7 @@ def retrieve_neighbours(query: np.ndarray, db: np.ndarray, k: int, mask: np.ndar
     db = np.atleast_2d(np.asarray(db, dtype=np.float64))
     if query.shape[1] != db.shape[1]:
         raise ValueError(f"query features have {query.shape[1]} dims, database {db.shape[1]}")
-    q = query / np.maximum(np.linalg.norm(query, axis=1, keepdims=True), 1e-12)
-    d = db / np.maximum(np.linalg.norm(db, axis=1, keepdims=True), 1e-12)
-    sim = q @ d.T
+    sim = l2_normalize(query) @ l2_normalize(db).T
     if mask is not None:
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != sim.shape:
@@ -77,16 +77,17 @@ def visible_keypoints(inst: Instance) -> np.ndarray:
     return kp
 
 
-def nn_transfer(query_bbox: Sequence[float], nn: Instance) -> np.ndarray:
-    """Copy ``nn``'s visible keypoints into the query box in normalised box coordinates.
+def box_copy(source: Instance, target_bbox: Sequence[float]) -> np.ndarray:
+    """The box-copy baseline: ``source``'s visible keypoints copied into ``target_bbox`` in normalised box
+    coordinates.
 
-    ``x' = (x - x0_nn) / w_nn * w_q + x0_q`` (likewise y). Returns (K, 2) in the query's original pixels,
-    NaN where the type is not visible in ``nn``.
+    ``x' = (x - x0_s) / w_s * w_t + x0_t`` (likewise y). Returns (K, 2) in the target's original pixels,
+    NaN where the type is not visible in ``source``.
     """
-    qx0, qy0, qx1, qy1 = [float(v) for v in query_bbox]
-    nx0, ny0, nx1, ny1 = [float(v) for v in nn.bbox]
-    u = (visible_keypoints(nn) - [nx0, ny0]) / [nx1 - nx0, ny1 - ny0]
-    return u * [qx1 - qx0, qy1 - qy0] + [qx0, qy0]
+    tx0, ty0, tx1, ty1 = [float(v) for v in target_bbox]
+    sx0, sy0, sx1, sy1 = [float(v) for v in source.bbox]
+    u = (visible_keypoints(source) - [sx0, sy0]) / [sx1 - sx0, sy1 - sy0]
+    return u * [tx1 - tx0, ty1 - ty0] + [tx0, ty0]
 
 
 def first_available(candidates: np.ndarray) -> np.ndarray:
@@ -120,9 +121,11 @@ def median_of_top(transferred: np.ndarray, energies: np.ndarray, top: int) -> np
     return out
 
 
-def transfer_keypoints(kp_neighbour: np.ndarray, t_neighbour: CropTransform, t_query: CropTransform,
-                       alignment) -> np.ndarray:
-    """Neighbour keypoints (K, 2) in ITS original pixels -> query ORIGINAL pixels through an alignment.
+def transfer_back_keypoints(kp_neighbour: np.ndarray, t_neighbour: CropTransform, t_query: CropTransform,
+                            alignment) -> np.ndarray:
+    """Neighbour keypoints (K, 2) in ITS original pixels -> query ORIGINAL pixels, back through an alignment
+    from the query (source) to the neighbour (target): neighbour crop -> the query crop points that map onto
+    them -> query original pixels.
 
     Args:
         kp_neighbour: (K, 2) (NaN rows stay NaN).
@@ -130,15 +133,15 @@ def transfer_keypoints(kp_neighbour: np.ndarray, t_neighbour: CropTransform, t_q
         alignment: a :class:`convcorr.matchers.Correspondence` from the query crop (source) to the neighbour crop
             (target), or an (S, S, 2) dense pixel flow (query crop -> neighbour crop). Either way the points go
             through the exact, fold-correct inverse of the query -> neighbour map
-            (:meth:`~convcorr.matchers.Correspondence.transfer_back`, :func:`convcorr.numerics.warp.transfer_points`).
+            (:meth:`~convcorr.matchers.Correspondence.transfer_back`, :func:`convcorr.numerics.warp.transfer_back`).
     """
-    from ..numerics.warp import transfer_points
+    from ..numerics.warp import transfer_back
 
     pts = t_neighbour.to_crop(kp_neighbour)
     if hasattr(alignment, "transfer_back"):
         in_q_crop = alignment.transfer_back(pts)
     else:
-        in_q_crop = transfer_points(pts, alignment)
+        in_q_crop = transfer_back(pts, alignment)
     return t_query.from_crop(in_q_crop)
 
 
@@ -290,7 +293,7 @@ class _TransferBase:
 
 class BoxCopyTransfer(_TransferBase):
     """Baseline "box-copy": copy the keypoints of the nearest neighbour (by the global feature) in normalised box
-    coordinates (:func:`nn_transfer`); a type the nearest neighbour lacks comes from the next one that has it.
+    coordinates (:func:`box_copy`); a type the nearest neighbour lacks comes from the next one that has it.
     Uses no dense features and no matcher. ``top`` is 1 (the single nearest neighbour)."""
 
     label = "box-copy"
@@ -298,7 +301,7 @@ class BoxCopyTransfer(_TransferBase):
     def predict_from_neighbours(self, query: Instance, neighbours: Sequence[Instance], return_details: bool = False):
         """(K, 2) prediction (query original pixels) from already retrieved ``neighbours`` (most similar first)."""
         self._check(query, neighbours)
-        trans = np.stack([nn_transfer(query.bbox, n) for n in neighbours])
+        trans = np.stack([box_copy(n, query.bbox) for n in neighbours])
         pred = first_available(trans)
         det = {"alignments": [], "transferred": trans, "energies": np.arange(len(neighbours), dtype=float),
                "order": np.arange(len(neighbours)), "top": 1}
@@ -338,8 +341,8 @@ class KeypointTransfer(_TransferBase):
 
     def transfer(self, query: Instance, neighbour: Instance, alignment) -> np.ndarray:
         """Neighbour's visible keypoints -> query ORIGINAL pixels through the alignment, (K, 2)."""
-        return transfer_keypoints(visible_keypoints(neighbour), self.crop(neighbour)[1], self.crop(query)[1],
-                                  alignment)
+        return transfer_back_keypoints(visible_keypoints(neighbour), self.crop(neighbour)[1], self.crop(query)[1],
+                                       alignment)
 
     def warped_neighbour(self, query: Instance, neighbour: Instance, alignment) -> np.ndarray:
         """The neighbour's crop resampled into the query's crop frame (for figures)."""

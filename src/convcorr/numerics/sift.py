@@ -57,6 +57,7 @@ from typing import Optional, Sequence
 import numpy as np
 from scipy import ndimage
 
+from ..core.arrays import l2_normalize
 from ..core.geometry import RFGeometry
 
 N_ORI = 8
@@ -209,9 +210,9 @@ def normalize_descriptors(d: np.ndarray, contrast_threshold: float = DEFAULT_CON
         raise ValueError(f"d: expected (N, D) descriptors, got shape {d.shape}")
     n = np.linalg.norm(d, axis=1, keepdims=True)
     low = (n[:, 0] < contrast_threshold) | (n[:, 0] <= 0)
-    d /= np.maximum(n, 1e-30)
+    d = l2_normalize(d, 1e-30, dtype=np.float32)
     np.minimum(d, 0.2, out=d)
-    d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-30)
+    d = l2_normalize(d, 1e-30, dtype=np.float32)
     d[low] = 0
     return d
 

@@ -92,7 +92,7 @@ def warp_image(target_img: np.ndarray, dense: np.ndarray, order: int = 1) -> np.
     return out.astype(img.dtype)
 
 
-def transfer_points(xy_target: np.ndarray, dense: np.ndarray, refine: bool = True) -> np.ndarray:
+def transfer_back(xy_target: np.ndarray, dense: np.ndarray, refine: bool = True) -> np.ndarray:
     """Move target points into the source frame through the flow (the inverse of ``p -> p + dense(p)``).
 
     The pixel map ``T(p) = p + dense(p)`` is taken as bilinear between pixel centres and inverted exactly by
@@ -111,7 +111,7 @@ def transfer_points(xy_target: np.ndarray, dense: np.ndarray, refine: bool = Tru
     """
     dense = np.asarray(dense, dtype=np.float64)
     if dense.ndim != 3 or dense.shape[2] != 2:
-        raise ValueError(f"transfer_points: dense must be (H, W, 2), got shape {dense.shape}")
+        raise ValueError(f"transfer_back: dense must be (H, W, 2), got shape {dense.shape}")
     H, W = dense.shape[:2]
     xs, ys = np.arange(W, dtype=np.float64), np.arange(H, dtype=np.float64)
     T = np.stack(np.meshgrid(xs, ys), -1) + dense

@@ -32,7 +32,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .common import SCHEDULES, FlowResult
+from .common import NORM_EPS, SCHEDULES, FlowResult
 
 # message k arrives at a node from its k-neighbour: 0 left, 1 right, 2 up, 3 down. The sender of message k sits
 # at receiver - OFF[k]; i.e. a node sends message k to its neighbour at + OFF[k] (numba: k_out).
@@ -96,7 +96,9 @@ def _pair_costs(fs: torch.Tensor, ft: torch.Tensor) -> torch.Tensor:
     return D.clamp_(min=0)
 
 
-def _normalize(f: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+def l2_normalize_torch(f: torch.Tensor, eps: float = NORM_EPS) -> torch.Tensor:
+    """Torch twin of :func:`convcorr.core.arrays.l2_normalize`: every vector along the last axis scaled to unit
+    L2 norm (norms floored at ``eps``, so zero vectors stay zero), same dtype and device."""
     return f / f.norm(dim=-1, keepdim=True).clamp(min=eps)
 
 
@@ -398,7 +400,7 @@ def bp_flow_batch(fs, ft, beta: float = 3e-3, radius: int | None = None, n_iter:
         return _results(prob, beta, n_iter, schedule, damping, tol_iters, kernel)
     if not coarse_to_fine:
         if normalize:
-            fs, ft = _normalize(fs), _normalize(ft)
+            fs, ft = l2_normalize_torch(fs), l2_normalize_torch(ft)
         prob = _make_problem(fs, ft, r, None, outside_cost, layout)
         return _results(prob, beta, n_iter, schedule, damping, tol_iters, kernel)
     # coarse-to-fine: the pyramid of flow.bp_flow, solved level by level for the whole batch
@@ -408,8 +410,8 @@ def bp_flow_batch(fs, ft, beta: float = 3e-3, radius: int | None = None, n_iter:
         pyr_s.append(_pool2_t(pyr_s[-1]))
         pyr_t.append(_pool2_t(pyr_t[-1]))
     if normalize:
-        pyr_s = [_normalize(f) for f in pyr_s]
-        pyr_t = [_normalize(f) for f in pyr_t]
+        pyr_s = [l2_normalize_torch(f) for f in pyr_s]
+        pyr_t = [l2_normalize_torch(f) for f in pyr_t]
     flow = None
     for lev in range(len(pyr_s) - 1, -1, -1):
         s, t = pyr_s[lev], pyr_t[lev]

@@ -5,9 +5,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...core.arrays import l2_normalize as _l2_normalize
-
 BIG = 1e9
+#: the solvers' floor on feature norms when they L2-normalise features (``normalize=True``; numpy
+#: :func:`convcorr.core.arrays.l2_normalize` and torch :func:`convcorr.numerics.mrf.batch.l2_normalize_torch` alike)
+NORM_EPS = 1e-8
 
 
 # ------------------------------------------------------------------------------------------------ input checks
@@ -37,12 +38,6 @@ def _check_grids(fn: str, fs: np.ndarray, ft: np.ndarray) -> None:
         if not np.all(np.isfinite(f)):
             n = int(np.size(f) - np.count_nonzero(np.isfinite(f)))
             raise ValueError(f"{fn}: {name} contains {n} non-finite values (NaN/inf); clean the features first")
-
-
-# ----------------------------------------------------------------------------------------------------- data term
-def l2_normalize(f: np.ndarray, eps: float = 1e-8) -> np.ndarray:
-    """Divide every column (last axis) by its L2 norm, float64 (zero columns stay zero)."""
-    return _l2_normalize(f, eps, dtype=np.float64)
 
 
 # ---------------------------------------------------------------------------------------------- belief propagation

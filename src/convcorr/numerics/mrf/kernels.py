@@ -31,7 +31,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .common import SCHEDULES, _check_grids, _check_number, l2_normalize
+from ...core.arrays import l2_normalize
+from .common import NORM_EPS, SCHEDULES, _check_grids, _check_number
 
 
 # ----------------------------------------------------------------------------------------------- distance transform
@@ -240,7 +241,7 @@ def flow_energy(fs: np.ndarray, ft: np.ndarray, flow: np.ndarray, beta: float = 
     if not np.all(np.isfinite(np.asarray(flow, dtype=np.float64))):
         raise ValueError("flow_energy: flow contains non-finite values")
     if normalize:
-        fs, ft = l2_normalize(fs), l2_normalize(ft)
+        fs, ft = l2_normalize(fs, NORM_EPS), l2_normalize(ft, NORM_EPS)
     flow = np.asarray(flow).astype(np.int64)
     if flow.shape != fs.shape[:2] + (2,):
         raise ValueError(f"flow_energy: flow must have shape {fs.shape[:2] + (2,)}, got {flow.shape}")

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import BACKENDS, FlowResult, _check_grids, _check_number, _pool2, l2_normalize
+from ...core.arrays import l2_normalize
+from .common import BACKENDS, NORM_EPS, FlowResult, _check_grids, _check_number, _pool2
 from .kernels import _bp_solve, _data_cost, _energy_from_volume
 
 
@@ -73,7 +74,7 @@ def bp_flow(fs: np.ndarray, ft: np.ndarray, beta: float = 3e-3, radius: int | No
     h, w = fs.shape[:2]
     if not coarse_to_fine:
         if normalize:
-            fs, ft = l2_normalize(fs), l2_normalize(ft)
+            fs, ft = l2_normalize(fs, NORM_EPS), l2_normalize(ft, NORM_EPS)
         vol, forbid = _data_cost(fs, ft, r, outside_cost) if volume is None else (np.asarray(volume), np.inf)
         if vol.shape != (h, w, 2 * r + 1, 2 * r + 1):
             raise ValueError(f"bp_flow: volume shape {vol.shape} does not match grid {(h, w)} and radius {r}")
@@ -87,8 +88,8 @@ def bp_flow(fs: np.ndarray, ft: np.ndarray, beta: float = 3e-3, radius: int | No
             pyr_s.append(_pool2(pyr_s[-1]))
             pyr_t.append(_pool2(pyr_t[-1]))
         if normalize:
-            pyr_s = [l2_normalize(f) for f in pyr_s]
-            pyr_t = [l2_normalize(f) for f in pyr_t]
+            pyr_s = [l2_normalize(f, NORM_EPS) for f in pyr_s]
+            pyr_t = [l2_normalize(f, NORM_EPS) for f in pyr_t]
         n_lev = len(pyr_s)
         flow = None
         for lev in range(n_lev - 1, -1, -1):
