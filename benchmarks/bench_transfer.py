@@ -2,9 +2,9 @@
 
 Times, on the same 227 x 227 crop and the same 13 x 13 grid flows (AlexNet conv4 geometry), for N keypoints:
 
-- ``kdtree`` (before): the previous ``warp.transfer_points`` (today ``warp.transfer_back``): a KD-tree over every crop pixel's image T(p),
-  nearest T(p) to each keypoint, one Newton step (reimplemented here as the reference; it is also wrong where
-  the flow folds);
+- ``kdtree`` (before): the previous ``warp.transfer_points`` (today ``warp.transfer_back``): a KD-tree over every
+  crop pixel's image T(p), nearest T(p) to each keypoint, one Newton step (reimplemented here as the reference; it
+  is also wrong where the flow folds);
 - ``pixel lattice``: today's ``warp.transfer_back(points, dense)``: exact, fold-correct inversion of the
   per-pixel bilinear map;
 - ``column lattice``: ``Correspondence.transfer_back`` (what keypoint transfer uses now): the same exact inverse

@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from convcorr.features.cache import (FEATURE_CODE_VERSION, backbone_cache_tag, cache_path, cached, read_cache_entry,
-                                     weights_digest, write_cache_entry)
+from convcorr.features.cache import (FEATURE_CODE_VERSION, cache_path, cached, read_cache_entry, weights_digest,
+                                     write_cache_entry)
+
+
+def backbone_cache_tag(backbone, layer: str, size: int, margin: float) -> str:
+    """A cache name of a backbone layer's features: backbone name, weights digest, layer, input size, crop margin."""
+    return f"{backbone.name}-w{weights_digest(backbone)}-{layer}-s{size}-m{margin:g}"
 
 
 class _Net(torch.nn.Module):

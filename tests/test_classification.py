@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from convcorr.core.types import Instance
-from convcorr.methods.classification import (accuracy, class_scores, keypoint_dataset, max_offset_histogram,
-                                             response_map, response_peak, select_C, train_ova)
+from convcorr.methods.classification import (accuracy, class_scores, keypoint_dataset, response_map, response_peak,
+                                             select_C, train_ova)
 
 
 def blobs(n=40, seed=0):
@@ -84,14 +84,6 @@ def test_response_map_of_known_linear_classifier_peaks_where_computed():
     assert np.unravel_index(np.argmax(s), s.shape) == (1, 3)
     sb = response_map(m, "b", grid)
     assert np.unravel_index(np.argmax(sb), sb.shape) == (3, 6)
-
-
-def test_max_offset_histogram():
-    hist, edges = max_offset_histogram(np.array([[2, -2], [0, 0], [0, 0]]), 2)
-    assert hist.shape == (5, 5) and hist[2, 2] == 2 and hist[0, 4] == 1  # indexed [dy, dx]
-    np.testing.assert_allclose(edges, np.arange(-2.5, 3.0))
-    hist, edges = max_offset_histogram(np.array([[1, 0], [-3, 2]]))  # window = largest |offset| = 3
-    assert hist.shape == (7, 7) and hist.sum() == 2 and hist[3 + 2, 3 - 3] == 1
 
 
 def test_keypoint_dataset_visible_rows_and_groups():

@@ -61,11 +61,11 @@ def test_pairs_compute_synthetic_and_cross(shared):
 def test_pairs_box_copy_is_exact_on_a_pure_box_scaling(shared):
     """box-copy moves keypoints by the box map: exact when the target is the source scaled inside its box."""
     from convcorr.core.types import Instance
-    from convcorr.methods.pair_transfer import box_copy as _box_copy
+    from convcorr.methods.transfer import box_copy
 
     s = Instance("s", "c", (10, 20, 110, 70), ("a", "b"), [[10, 20], [60, 45]], [1, 1])
     t = Instance("t", "c", (0, 0, 50, 100), ("a", "b"), [[0, 0], [25, 50]], [1, 1])
-    np.testing.assert_allclose(_box_copy(s, t), t.keypoints)
+    np.testing.assert_allclose(box_copy(s, t.bbox), t.keypoints)
 
 
 def _coco_fixture(tmp_path, shared):

@@ -4,8 +4,18 @@ import pytest
 from convcorr.core.crops import crop_instance
 from convcorr.core.types import Instance
 from convcorr.features.cache import array_digest, cache_path, cached
-from convcorr.features.sampling import PixelConvFeatures, conv_features_at, dense_conv_grid, sift_features_at
+from convcorr.core.geometry import RFGeometry
+from convcorr.features.sampling import PixelConvFeatures, conv_features_at, sift_features_at
 from convcorr.numerics.sift import sift_at_points
+
+
+def dense_conv_grid(backbone, crop: np.ndarray, layer: str, pixel_stride: bool = False):
+    """One layer on one crop fed at its own size: (features, geometry), the native grid or the exact 1-pixel-stride
+    map of :class:`PixelConvFeatures` with ``RFGeometry(size, 1, 0)``."""
+    g = backbone.rf(layer)
+    if pixel_stride:
+        return PixelConvFeatures(backbone, crop, [layer]).grid(layer), RFGeometry(g.size, 1.0, 0.0)
+    return backbone.extract([crop], [layer], size=None)[layer][0], g
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,17 @@ import pytest
 
 from convcorr.core.arrays import l2_normalize
 from convcorr.numerics.mrf.common import NORM_EPS
-from convcorr.numerics.mrf.kernels import _dt1d, _dt_buffers, data_cost, distance_transform_sq, dt_sq_1d, flow_energy
+from convcorr.numerics.mrf.kernels import _dt1d, _dt_buffers, data_cost, distance_transform_sq, flow_energy
 from convcorr.numerics.mrf.solve import bp_flow
+
+
+def dt_sq_1d(f: np.ndarray, weight: float) -> np.ndarray:
+    """The numba 1-D squared distance transform ``out[q] = min_p f[p] + weight * (q - p)^2`` on one (n,) line."""
+    f = np.ascontiguousarray(f, dtype=np.float64)
+    out = np.empty_like(f)
+    v, z, g, recip, _, _ = _dt_buffers(max(len(f), 1))
+    _dt1d(f, float(weight), out, v, z, 0, g, recip)
+    return out
 
 
 def brute_dt2(f, w):

@@ -3,6 +3,13 @@ import numpy as np
 from convcorr.core.geometry import RFGeometry, scale_points
 
 
+def unpadded_grid_shape(g: RFGeometry, input_hw: tuple[int, int]) -> tuple[int, int]:
+    """(h, w) columns whose whole rf lies inside an (H, W) input: the output size of an unpadded layer."""
+    half = (g.size - 1) / 2.0
+    f = lambda n: int(np.floor((n - 1 - half - g.offset) / g.stride)) + 1
+    return f(input_hw[0]), f(input_hw[1])
+
+
 def test_column_pixel_roundtrip_by_hand():
     g = RFGeometry(size=11, stride=4, offset=5)  # AlexNet conv1
     assert g.column_centers(3).tolist() == [5, 9, 13]
@@ -10,7 +17,7 @@ def test_column_pixel_roundtrip_by_hand():
     # (12, 6.9) is nearest to the centres x=13 (col 2) and y=5 (row 0)
     assert g.pixel_to_column(np.array([[12.0, 6.9]])).tolist() == [[2, 0]]
     assert g.pixel_to_column(np.array([[1000.0, -50.0]]), grid_hw=(55, 55)).tolist() == [[54, 0]]
-    assert g.grid_shape((227, 227)) == (55, 55)
+    assert unpadded_grid_shape(g, (227, 227)) == (55, 55)  # AlexNet conv1 on 227 x 227
 
 
 def test_rf_contains():

@@ -1,17 +1,7 @@
 import numpy as np
 import pytest
 
-from convcorr.evaluation.pck import correct, normaliser, pck, pck_curve, per_type_pck
-
-
-def test_normaliser_bbox_and_image():
-    assert normaliser(bbox=(10, 20, 110, 70)) == 100.0  # w=100, h=50
-    assert normaliser(bbox=(0, 0, 30, 80)) == 80.0
-    assert normaliser(image_shape=(480, 640, 3), norm="image") == 640.0
-    with pytest.raises(ValueError):
-        normaliser(bbox=(0, 0, 0, 10))
-    with pytest.raises(ValueError):
-        normaliser(bbox=(0, 0, 1, 1), norm="diag")
+from convcorr.evaluation.pck import correct, pck, pck_curve
 
 
 def test_correct_threshold_inclusive():
@@ -28,7 +18,6 @@ def test_pck_type_vs_point_average_by_hand():
     types = ["a", "a", "a", "b"]
     assert pck(pred, gt, 100, 0.1, average="point") == pytest.approx(0.75)
     assert pck(pred, gt, 100, 0.1, types=types, average="type") == pytest.approx(0.5)  # (1 + 0) / 2
-    assert per_type_pck(pred, gt, 100, 0.1, types) == {"a": 1.0, "b": 0.0}
 
 
 def test_pck_per_point_normaliser():
@@ -60,7 +49,7 @@ def test_pck_input_validation_names_the_argument():
     import numpy as np
     import pytest
 
-    from convcorr.evaluation.pck import correct, normaliser, pck
+    from convcorr.evaluation.pck import correct, pck
 
     p = np.zeros((2, 2))
     for bad in (0.0, -1.0, 1.5, float("nan"), "x"):
@@ -72,10 +61,6 @@ def test_pck_input_validation_names_the_argument():
             correct(p, p, bad, 0.1)
     with pytest.raises(ValueError, match="L: PCK normaliser must be a scalar or one value per point"):
         correct(p, p, [1.0, 2.0, 3.0], 0.1)
-    with pytest.raises(ValueError, match="bbox: non-finite"):
-        normaliser(bbox=(0, 0, float("nan"), 5))
-    with pytest.raises(ValueError, match="positive"):
-        normaliser(image_shape=(0, 0), norm="image")
 
 
 # ------------------------------------------------------------------------------------------- protocol engine

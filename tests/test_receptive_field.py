@@ -98,11 +98,11 @@ def test_grid_sizes_match_geometry_alexnet():
         assert g.offset + g.stride * (h - 1) == pytest.approx(226 - g.offset)
 
 
-def test_columns_for_points_nearest():
+def test_pixel_to_column_nearest_on_alexnet_conv4():
     bb = get_backbone("alexnet", pretrained=False, device="cpu")
     xy = np.random.default_rng(0).uniform(20, 200, (50, 2))
     g = bb.rf("conv4")
-    cr = bb.columns_for_points("conv4", xy, (13, 13))
+    cr = g.pixel_to_column(xy, (13, 13))
     assert np.all(np.abs(g.column_to_pixel(cr) - xy) <= g.stride / 2 + 1e-9)
 
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from convcorr.core.geometry import RFGeometry
-from convcorr.methods.reconstruction import (FeatureDatabase, average_rf, build_database, build_databases,
-                                             extract_patches, patch_start, reconstruct, uniform_rf_reconstruct)
+from convcorr.methods.reconstruction import (FeatureDatabase, average_rf, build_databases, extract_patches, patch_start,
+                                             reconstruct, uniform_rf_reconstruct)
 
 COLOURS = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [200, 100, 50]], np.uint8)
 
@@ -201,7 +201,7 @@ class FakeBackbone:
 def test_build_database_provenance_and_caps():
     rng = np.random.default_rng(0)
     imgs = [rng.integers(0, 256, (8, 12, 3), dtype=np.uint8) for _ in range(5)]
-    db = build_database(FakeBackbone(), iter(imgs), "x", groups=range(5), n_images=5, batch_size=2)
+    db = build_databases(FakeBackbone(), iter(imgs), ["x"], groups=range(5), n_images=5, batch_size=2)["x"]
     assert len(db) == 5 * 6 and db.images.shape == (5, 8, 12, 3)
     # each vector's stride patch is the cell it was computed from
     j = 13

@@ -211,13 +211,6 @@ class Backbone(nn.Module):
             raise self._geom_cache[self._hw(input_size)][1][layer]
         return geoms[layer]
 
-    def columns_for_points(self, layer: str, xy_input: np.ndarray,
-                           grid_hw: tuple[int, int] | None = None) -> np.ndarray:
-        """(N, 2) (x, y) in network-input pixels -> (N, 2) int (col, row) of the column whose rf centre is nearest
-        (clipped to the (h, w) grid when ``grid_hw`` is given). Its centre is within stride / 2 of the point
-        unless clipped."""
-        return self.rf(layer).pixel_to_column(xy_input, grid_hw)
-
 
 def _check_backbone(name: str, cls, facts: dict) -> None:
     if not (isinstance(cls, type) and issubclass(cls, Backbone)):

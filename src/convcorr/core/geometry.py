@@ -70,15 +70,6 @@ class RFGeometry:
         d = np.abs(np.asarray(xy, dtype=np.float64) - c)
         return np.all(d <= half + 1e-9, axis=-1)
 
-    def grid_shape(self, input_hw: tuple[int, int]) -> tuple[int, int]:
-        """(h, w) columns whose whole rf lies inside an (H, W) input: the output size of an unpadded layer."""
-        H, W = input_hw
-        if self.is_global:
-            raise ValueError("grid_shape: a global layer's columns all see the whole input (no unpadded grid)")
-        half = (self.size - 1) / 2.0
-        f = lambda n: int(np.floor((n - 1 - half - self.offset) / self.stride)) + 1
-        return f(H), f(W)
-
 
 def scale_points(xy: np.ndarray, from_hw: tuple[int, int], to_hw: tuple[int, int]) -> np.ndarray:
     """Map (N, 2) (x, y) pixel coordinates between two resolutions of the same image.

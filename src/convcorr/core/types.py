@@ -6,7 +6,7 @@ in the same frame. Images are (H, W, 3) uint8 RGB arrays.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -70,9 +70,6 @@ class Instance:
         """max(box height, box width) in pixels: the PCK normaliser of the paper."""
         x0, y0, x1, y1 = self.bbox
         return float(max(x1 - x0, y1 - y0))
-
-    def with_image(self, image: np.ndarray) -> "Instance":
-        return replace(self, image=image)
 
 
 @dataclass

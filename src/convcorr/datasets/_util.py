@@ -113,13 +113,6 @@ def read_json(path: str | Path):
         raise DataError(f"{path}: malformed JSON ({str(exc)[:200]})") from exc
 
 
-def require_file(path: str | Path, what: str = "file") -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: {what} not found")
-    return path
-
-
 def resolve_image_path(root: str | Path, name, where: str | Path, allow_outside: bool = False) -> Path:
     """Path of an image named inside an annotation file, resolved below its data ``root``.
 

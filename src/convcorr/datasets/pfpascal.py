@@ -4,7 +4,8 @@ XA/YA/XB/YB are ';'-separated coordinate lists of corresponding points (source A
 in the file (MATLAB annotations; most evaluation code uses them unshifted). Keypoints are named ``kp0..kpN``
 per pair (PF-PASCAL points are matched by order within a pair). The PF-PASCAL protocol normalises PCK by the
 image size or by the object box; without the box annotation we store the keypoint extent as ``bbox`` (use
-``pck.normaliser(norm="image")`` with the loaded image for the image protocol). The validation list has no
+the PCK protocol's ``threshold="target-image"`` (:class:`convcorr.evaluation.pck.PCKProtocol`) for the image
+protocol). The validation list has no
 keypoint columns: such rows raise a DataError (``require_keypoints=False`` returns pairs without keypoints).
 Image paths must lie inside ``root`` (``allow_outside_root=True`` lifts this); class indices outside 1..20,
 non-finite coordinates and a list without pairs are DataErrors naming the file and line.

@@ -2,9 +2,9 @@
 
 A predicted keypoint (x, y) is correct when its Euclidean distance to the
 ground truth is at most ``alpha * L``, where ``L`` is the normaliser of its
-instance: ``max(bbox height, bbox width)`` (``norm="bbox"``, the paper's
-choice) or ``max(image height, image width)`` (``norm="image"``, used by
-PF-PASCAL / SPair style protocols).
+instance: ``max(bbox height, bbox width)`` (:attr:`convcorr.core.types.Instance.bbox_size`,
+the paper's choice) or ``max(image height, image width)`` (used by PF-PASCAL / SPair
+style protocols; the engine's ``threshold`` and ``size``).
 
 Averaging:
   * ``average="type"`` (the paper): PCK is computed separately for every
@@ -24,35 +24,6 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 
 PAPER_ALPHAS = (0.1, 0.05, 0.025)
-
-
-def normaliser(bbox: Optional[Sequence[float]] = None, image_shape: Optional[Sequence[int]] = None,
-               norm: str = "bbox") -> float:
-    """The PCK length L in pixels.
-
-    Args:
-        bbox: (x0, y0, x1, y1) in pixels, for ``norm="bbox"``.
-        image_shape: (H, W, ...) of the image, for ``norm="image"``.
-        norm: "bbox" or "image".
-    """
-    if norm == "bbox":
-        if bbox is None:
-            raise ValueError("norm='bbox' needs a bbox (x0, y0, x1, y1)")
-        x0, y0, x1, y1 = [float(v) for v in bbox]
-        if not np.all(np.isfinite([x0, y0, x1, y1])):
-            raise ValueError(f"bbox: non-finite bounding box {[x0, y0, x1, y1]}")
-        if not (x1 > x0 and y1 > y0):
-            raise ValueError(f"empty bounding box {[x0, y0, x1, y1]}")
-        L = max(x1 - x0, y1 - y0)
-    elif norm == "image":
-        if image_shape is None:
-            raise ValueError("norm='image' needs image_shape (H, W)")
-        L = float(max(float(image_shape[0]), float(image_shape[1])))
-    else:
-        raise ValueError(f"unknown norm {norm!r}: use 'bbox' or 'image'")
-    if not (L > 0 and np.isfinite(L)):
-        raise ValueError(f"PCK normaliser must be positive and finite, got {L}")
-    return float(L)
 
 
 def check_alpha(alpha) -> float:
@@ -110,7 +81,7 @@ def pck(pred: np.ndarray, gt: np.ndarray, L: np.ndarray | float, alpha: float = 
 
     Args:
         pred, gt: (N, 2) (x, y) in pixels.
-        L: scalar or (N,) normaliser in pixels (see :func:`normaliser`).
+        L: scalar or (N,) normaliser in pixels (e.g. ``Instance.bbox_size``).
         alpha: threshold fraction.
         types: (N,) keypoint-type labels; required for ``average="type"``.
         average: "type" (mean over keypoint types of per-type PCK) or "point".
@@ -137,14 +108,6 @@ def pck_curve(pred: np.ndarray, gt: np.ndarray, L: np.ndarray | float,
               average: str = "type") -> dict[float, float]:
     """PCK at several alphas: {alpha: pck}."""
     return {float(a): pck(pred, gt, L, a, types=types, average=average) for a in alphas}
-
-
-def per_type_pck(pred: np.ndarray, gt: np.ndarray, L: np.ndarray | float, alpha: float,
-                 types: Sequence) -> dict:
-    """{type: PCK of that type} at one alpha."""
-    ok = correct(pred, gt, L, alpha)
-    types = np.asarray(types)
-    return {t.item() if hasattr(t, "item") else t: float(ok[types == t].mean()) for t in np.unique(types)}
 
 
 # ================================================================================================ protocol engine

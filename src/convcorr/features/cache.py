@@ -82,16 +82,6 @@ def weights_digest(model) -> str:
     return d
 
 
-def backbone_cache_tag(backbone, layer: str, size: int | None = None, margin: float | None = None) -> str:
-    """Cache name of a backbone layer's features: backbone name, weights digest, layer, input size and crop margin."""
-    parts = [getattr(backbone, "name", type(backbone).__name__), f"w{weights_digest(backbone)}", layer]
-    if size is not None:
-        parts.append(f"s{size}")
-    if margin is not None:
-        parts.append(f"m{margin:g}")
-    return "-".join(parts)
-
-
 _warned_dirs: set = set()
 
 
@@ -140,8 +130,9 @@ def cached(inst_id: str, name: str, compute: Callable[[], np.ndarray], digest: s
            root: Path | None = None, enabled: bool = True, version: str = FEATURE_CODE_VERSION) -> np.ndarray:
     """``compute()`` once per (instance id, feature name, digest, code version); later calls load the NPZ.
 
-    ``name`` must encode everything the value depends on besides the input content: for backbone features use
-    :func:`backbone_cache_tag` (backbone, weights digest, layer, input size, crop margin); ``digest`` (e.g.
+    ``name`` must encode everything the value depends on besides the input content: for dense features their
+    :attr:`~convcorr.features.base.DenseFeatures.cache_key` (spec and, for backbone layers, the weights digest)
+    plus input size and crop margin when they vary; ``digest`` (e.g.
     :func:`array_digest` of the crop and points) covers the input. ``version`` (default
     :data:`FEATURE_CODE_VERSION`) is the code version of the feature function.
 

@@ -10,11 +10,12 @@ features are computed on.
   (``backbone.rf(layer).pixel_to_column``; the crop is fed to the network at its own size).
 - :func:`sift_features_at`: SIFT descriptor of the paper's "radius" r (bin size r / 2, 4 x 4 bins span 2r px)
   centred exactly at each point (:func:`convcorr.numerics.sift.sift_at_points`).
-- :func:`dense_conv_grid`: a layer on one crop, either at its native stride or at 1-pixel stride
-  (:class:`PixelConvFeatures`: exact, the crop is shifted by every offset within one stride and re-run).
-- :func:`cached`: a tiny on-disk NPZ cache in ``cache_dir()/features`` keyed by instance id + feature name
-  (:func:`backbone_cache_tag`: backbone, weights digest, layer, size, margin) + a content digest of the input +
-  the feature code version; written atomically, corrupt entries rebuilt, an unusable folder means no caching.
+- :class:`PixelConvFeatures`: a layer on one crop at 1-pixel stride (exact: the crop is shifted by every offset
+  within one stride and re-run).
+- :func:`convcorr.features.cache.cached`: a tiny on-disk NPZ cache in ``cache_dir()/features`` keyed by instance id
+  + feature name (a plug-in's :attr:`~convcorr.features.base.DenseFeatures.cache_key`: spec and weights digest,
+  plus input size) + a content digest of the input + the feature code version; written atomically, corrupt
+  entries rebuilt, an unusable folder means no caching.
 """
 from __future__ import annotations
 
@@ -22,7 +23,6 @@ from typing import Sequence
 
 import numpy as np
 
-from ..core.geometry import RFGeometry
 from ..numerics.sift import radius_to_bin_size, sift_at_points
 from .backbone import BackboneLayerFeatures
 
@@ -123,21 +123,6 @@ class PixelConvFeatures:
         H, W = self.image_hw
         xs, ys = np.meshgrid(np.arange(W), np.arange(H))
         return self.at(layer, np.stack([xs.ravel(), ys.ravel()], 1)).reshape(H, W, -1)
-
-
-def dense_conv_grid(backbone, crop: np.ndarray, layer: str, pixel_stride: bool = False
-                    ) -> tuple[np.ndarray, RFGeometry]:
-    """One layer of ``backbone`` on one crop fed at its own size.
-
-    Returns:
-        (features (h, w, C) float32, geometry): with ``pixel_stride=False`` the native grid and
-        ``backbone.rf(layer)``; with ``pixel_stride=True`` the exact 1-pixel-stride map (H, W, C) of
-        :class:`PixelConvFeatures` and ``RFGeometry(size, 1, 0)`` (column (x, y) centred at pixel (x, y)).
-    """
-    g = backbone.rf(layer)
-    if pixel_stride:
-        return PixelConvFeatures(backbone, crop, [layer]).grid(layer), RFGeometry(g.size, 1.0, 0.0)
-    return backbone.extract([crop], [layer], size=None)[layer][0], g
 
 
 def _group_by_backbone(feats: dict) -> tuple[dict, dict]:

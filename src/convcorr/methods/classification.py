@@ -9,7 +9,7 @@ fall on both sides of a fold); without groups the folds are stratified by type.
 
 Figure 4: :func:`response_map` evaluates the classifier of one type on a dense feature grid (e.g. 1-pixel
 stride), :func:`response_peak` gives the offset of its maximum from the window centre and
-:func:`max_offset_histogram` bins those offsets.
+:func:`convcorr.viz.figures.offset_histograms` bins those offsets.
 """
 from __future__ import annotations
 
@@ -161,20 +161,3 @@ def response_peak(scores: np.ndarray, window: int | None = None) -> np.ndarray:
     cy, cx = (h // 2, w // 2) if window is None else (window, window)
     iy, ix = np.unravel_index(int(np.argmax(scores)), scores.shape)
     return np.array([ix - cx, iy - cy])
-
-
-def max_offset_histogram(offsets: np.ndarray, window: int | None = None, bins: int | None = None):
-    """2-D histogram of peak offsets (N, 2) (dx, dy) over [-window, window]^2 (1-px bins by default).
-
-    Returns:
-        (hist (bins, bins) counts indexed [dy, dx], edges (bins + 1,)), the same edges for x and y.
-        ``window`` defaults to the largest |offset| (at least 1).
-    """
-    offsets = np.asarray(offsets, dtype=np.float64).reshape(-1, 2)
-    if window is None:
-        window = int(np.ceil(np.abs(offsets).max())) if len(offsets) else 1
-        window = max(window, 1)
-    bins = bins or 2 * window + 1
-    edges = np.linspace(-window - 0.5, window + 0.5, bins + 1)
-    hist, _, _ = np.histogram2d(offsets[:, 1], offsets[:, 0], bins=[edges, edges])
-    return hist, edges

@@ -704,12 +704,6 @@ class SpilledDatabases:
         return db
 
 
-def build_database(backbone, images: Iterable[np.ndarray], layer: str, groups: Iterable[int] | None = None,
-                   **kw) -> FeatureDatabase:
-    """Feature database of one layer (see :func:`build_databases` for the arguments)."""
-    return build_databases(backbone, images, [layer], groups, **kw)[layer]
-
-
 # --------------------------------------------------------------------------------------------- reconstructions
 def _paste(canvas: np.ndarray, weight: np.ndarray | None, patch: np.ndarray, x0: int, y0: int) -> None:
     """Add ``patch`` (h, w, 3) into ``canvas`` at top-left (x0, y0), clipped to the canvas."""
@@ -802,5 +796,5 @@ def average_rf(db: FeatureDatabase, seed_feature: np.ndarray, k: int, geom: RFGe
     return m if as_float else _to_uint8(m)
 
 
-__all__ = ["FeatureDatabase", "build_database", "build_databases", "spill_databases", "SpilledDatabases",
+__all__ = ["FeatureDatabase", "build_databases", "spill_databases", "SpilledDatabases",
            "reconstruct", "uniform_rf_reconstruct", "average_rf", "extract_patches", "patch_start", "stack_images"]

@@ -339,8 +339,9 @@ class KeypointTransfer(_TransferBase):
         (its energy ranks the neighbour)."""
         return self.matcher.match(self.grid(query), self.grid(neighbour))
 
-    def transfer(self, query: Instance, neighbour: Instance, alignment) -> np.ndarray:
-        """Neighbour's visible keypoints -> query ORIGINAL pixels through the alignment, (K, 2)."""
+    def transfer_back(self, query: Instance, neighbour: Instance, alignment) -> np.ndarray:
+        """Neighbour's visible keypoints -> query ORIGINAL pixels, back through the query -> neighbour alignment
+        (:func:`transfer_back_keypoints`), (K, 2)."""
         return transfer_back_keypoints(visible_keypoints(neighbour), self.crop(neighbour)[1], self.crop(query)[1],
                                        alignment)
 
@@ -365,7 +366,7 @@ class KeypointTransfer(_TransferBase):
         """
         self._check(query, neighbours)
         aligns = [self.align_pair(query, n) for n in neighbours]
-        trans = np.stack([self.transfer(query, n, a) for n, a in zip(neighbours, aligns)])
+        trans = np.stack([self.transfer_back(query, n, a) for n, a in zip(neighbours, aligns)])
         energies = np.array([self._rank_value(a) for a in aligns])
         pred = median_of_top(trans, energies, self.conf.top)
         if return_details:

@@ -122,17 +122,6 @@ def _dt_batch(cost, w, out):
         _dt2d(cost[b], w, out[b], bufs, 0, 0)
 
 
-def dt_sq_1d(f: np.ndarray, weight: float) -> np.ndarray:
-    """1-D squared distance transform: ``out[q] = min_p f[p] + weight * (q - p)^2``. (n,) -> (n,)."""
-    f = np.ascontiguousarray(f, dtype=np.float64)
-    out = np.empty_like(f)
-    if f.ndim != 1:
-        raise ValueError(f"dt_sq_1d: f must be 1-D, got shape {f.shape}")
-    v, z, g, recip, _, _ = _dt_buffers(max(len(f), 1))
-    _dt1d(f, float(weight), out, v, z, 0, g, recip)
-    return out
-
-
 def distance_transform_sq(cost: np.ndarray, weight: float) -> np.ndarray:
     """2-D squared Euclidean distance transform over the last two axes, batched over the leading ones.
 
