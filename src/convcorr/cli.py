@@ -72,7 +72,7 @@ def _split_set(item: str) -> tuple[str, str]:
     from .core.options import split_key_value
 
     try:
-        return split_key_value(item, "--set")
+        return split_key_value(item)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--set") from exc
 
