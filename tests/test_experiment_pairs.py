@@ -200,6 +200,8 @@ def test_pairs_curves_gallery_and_render(tmp_path, monkeypatch, shared):
         # the curve at alpha 0.1 is the protocol's own PCK@0.1 (first average)
         assert curves["curves"][m]["all pairs"][19] == pytest.approx(head[m]["overall"]["type"][0.1])
         assert curves["curves"][m]["zebra"] == pck_vs_alpha(head[m]["per_pair"], curves["alphas"], "type").tolist()
+    for m in res.methods:  # every point of these dense matchers and of box-copy gets a prediction
+        assert res.predicted[res.headline][m] == 1.0
     g = res.gallery
     assert g["method"] == "alexnet:conv4 + nn" and g["alpha"] == 0.1  # the first matcher method
     scores = [p["pck"][0.1] for p in head[g["method"]]["per_pair"]]

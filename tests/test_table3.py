@@ -90,6 +90,8 @@ def test_table3_compute_and_render(tmp_path, monkeypatch, shared):
     r = res.response
     assert r.window == 4 and r.offsets["conv1"].shape == (2, 2) and np.abs(r.offsets["conv1"]).max() <= 4
     assert r.per_category["face"]["conv1"].shape == (2, 2) and len(r.units) == len(r.types) == 2
+    assert r.mean_distance_per_category["face"]["conv1"] == pytest.approx(
+        np.linalg.norm(r.per_category["face"]["conv1"], axis=1).mean())
     assert [s["feature"] for s in r.stats] == res.names and r.stats[0]["maxima"] == 2
     for ex in r.examples:  # the measured maps, their maxima at the recorded peaks
         m = ex["maps"]["conv1"]

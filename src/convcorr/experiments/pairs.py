@@ -124,6 +124,7 @@ class PairsResults:
         gallery: the gallery's pairs: {"method", "alpha", "picks": [("best" / "worst", pair index)]} ({} when
             ``n_gallery`` is 0 or no pair has points).
         pair_list: the :class:`convcorr.core.types.Pair` objects (for figures; not written to JSON).
+        predicted: {protocol name: {method: fraction of the counted points with a prediction}}.
         total_seconds: the time :func:`compute` took.
     """
 
@@ -141,6 +142,7 @@ class PairsResults:
     curves: dict = field(default_factory=dict)
     gallery: dict = field(default_factory=dict)
     pair_list: list = field(default_factory=list, repr=False)
+    predicted: dict = field(default_factory=dict)
     total_seconds: float = 0.0
 
 
@@ -221,6 +223,7 @@ def compute(conf: dict, out_dir: str | Path | None = None) -> PairsResults:
     res.confidence = confidence_intervals(res, int(conf.get("n_boot", 1000)), int(conf.get("seed", 0)))
     res.curves = pck_curves(res, avg)
     res.gallery = gallery_picks(res, conf)
+    res.predicted = {n: {m: predicted_fraction(r) for m, r in per_m.items()} for n, per_m in pck.items()}
     res.total_seconds = time.perf_counter() - t0
     return res
 
@@ -306,6 +309,12 @@ def gallery_picks(res: PairsResults, conf: dict) -> dict:
     return {"method": m, "alpha": a, "picks": [("best", k) for k in best] + [("worst", k) for k in worst]}
 
 
+def predicted_fraction(r: dict) -> float:
+    """Fraction of the counted points with a finite prediction (errors are +inf where there is none)."""
+    e = np.concatenate([np.asarray(p["errors"], float) for p in r["per_pair"]]) if r["per_pair"] else np.zeros(0)
+    return float(np.isfinite(e).mean()) if len(e) else float("nan")
+
+
 # ------------------------------------------------------------------------------------------------- uncertainty
 def _rows(r: dict, avg: str, alpha: float):
     """(values, groups, strata, statistic kind) of one method's per-pair records for a bootstrap."""
@@ -370,12 +379,6 @@ def _fmt_alpha(a: float) -> str:
     return f"{a:g}"
 
 
-def predicted_fraction(r: dict) -> float:
-    """Fraction of the counted points with a finite prediction (errors are +inf where there is none)."""
-    e = np.concatenate([np.asarray(p["errors"], float) for p in r["per_pair"]]) if r["per_pair"] else np.zeros(0)
-    return float(np.isfinite(e).mean()) if len(e) else float("nan")
-
-
 def _fmt_ci(d: dict) -> str:
     lo, hi = d.get("ci95", [float("nan")] * 2)
     v = d["value"]
@@ -427,7 +430,7 @@ def render(res: PairsResults, out_dir: Path) -> Path:
         p = next(iter(per_m.values()))["protocol"]
         cols = ["method"] + [f"{avg} PCK@{_fmt_alpha(a)}" for avg in p["averages"] for a in p["alphas"]]
         rows = [{"method": m, **{f"{avg} PCK@{_fmt_alpha(a)}": r["overall"][avg][a] for avg in p["averages"]
-                                 for a in p["alphas"]}, "predicted": predicted_fraction(r), "seconds": res.seconds[m]}
+                                 for a in p["alphas"]}, "predicted": res.predicted[pname][m], "seconds": res.seconds[m]}
                 for m, r in per_m.items()]
         rep.section(f"PCK, protocol `{pname}`" + (" (headline)" if pname == res.headline else ""),
                     markdown_table(rows, cols + (["predicted", "seconds"] if pname == res.headline else [])) +

@@ -186,6 +186,8 @@ class ResponseResults:
         offsets: {feature name: (N, 2) offsets (dx, dy) of the response maxima from the ground truth}, the N
             keypoints pooled over categories.
         per_category: {category: {feature name: (N_c, 2) offsets}}.
+        mean_distance_per_category: {category: {feature name: mean |offset| (px) of all its maxima, boundary
+            maxima included; NaN without keypoints}}.
         units: (N,) test photo of each keypoint; types: (N,) "category/name".
         stats: one dict per feature: "feature", "maxima", "on boundary (excluded)" and the Estimates "mean |offset|
             (px)", "within 2 px", "within 5 px" (95% bootstrap over the photos, boundary maxima excluded).
@@ -198,6 +200,7 @@ class ResponseResults:
     window: int
     offsets: dict
     per_category: dict
+    mean_distance_per_category: dict
     units: np.ndarray
     types: list
     stats: list
@@ -450,8 +453,10 @@ def _response_maps(conf: dict, out_dir, test: list, cats: list, models: dict, na
     offsets = {n: np.array(v) for n, v in offsets.items()}
     per_cat = {c: {n: np.array(v, dtype=float).reshape(-1, 2) for n, v in d_.items()} for c, d_ in per_cat.items()}
     unit = np.array(unit)
-    return ResponseResults(W, offsets, per_cat, unit, types, _peak_stats(conf, names, offsets, unit, W), examples,
-                           offset_histograms(offsets, W))
+    mean_dist = {c: {n: float(np.mean(np.linalg.norm(v, axis=1))) if len(v) else float("nan") for n, v in d_.items()}
+                 for c, d_ in per_cat.items()}
+    return ResponseResults(W, offsets, per_cat, mean_dist, unit, types, _peak_stats(conf, names, offsets, unit, W),
+                           examples, offset_histograms(offsets, W))
 
 
 def _peak_stats(conf: dict, names: list, offsets: dict, unit: np.ndarray, W: int) -> list:
@@ -583,9 +588,7 @@ def _render_response(rep: Report, r: ResponseResults, names: list, cats: list) -
         s["feature"]: {"maxima": s["maxima"], "on_boundary": s["on boundary (excluded)"],
                        **{k: s[k].to_dict() for k in keys}} for s in r.stats}
     rep.results["response_peak_mean_distance_px"] = {s["feature"]: s["mean |offset| (px)"].value for s in r.stats}
-    rep.results["response_peak_mean_distance_px_per_category"] = {
-        c: {n: float(np.mean(np.linalg.norm(v, axis=1))) if len(v) else float("nan") for n, v in d_.items()}
-        for c, d_ in r.per_category.items()}
+    rep.results["response_peak_mean_distance_px_per_category"] = r.mean_distance_per_category
     n_types = len(set(types))
     rep.section("Localisation of classifier responses (Figure 4)",
                 f"Window {2 * W + 1} x {2 * W + 1} crop px around each ground-truth keypoint, 1-pixel stride; offsets "
