@@ -90,6 +90,26 @@ def test_render_writes_report_json_and_figures(tiny, tmp_path):
     assert (tmp_path / "correlations.png").stat().st_size > 0
 
 
+
+def test_render_computes_nothing_and_renders_a_pickled_copy(tiny, tmp_path, monkeypatch):
+    from convcorr.experiments import backbones
+    from tests_helpers_results import render_twice
+
+    conf, res = tiny
+    out = render_twice(backbones, res, tmp_path, monkeypatch,
+                       ("run_conf_tasks", "_measure_backbone", "_fits", "_floors", "answer",
+                        "partial_rank_correlation"))
+    assert out["layers"] == _results_like([r.to_dict() for r in res.layers])
+    assert out["chance"] == res.chance
+
+
+def _results_like(x):
+    """``x`` as it reads back from results.json (JSON types, no timings)."""
+    from convcorr.viz.report import _jsonable
+    from tests_helpers_results import strip_timings
+
+    return strip_timings(json.loads(json.dumps(_jsonable(x))))
+
 def test_partial_rank_correlation_by_hand():
     x = np.array([1.0, 2.0, 3.0, 4.0])
     assert partial_rank_correlation(x, x) == pytest.approx(1.0)

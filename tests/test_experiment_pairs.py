@@ -184,3 +184,31 @@ def test_pairs_on_ray_equal_serial(tmp_path, shared):
     """--executor ray (a local Ray cluster of 2 CPUs) gives the serial results."""
     pytest.importorskip("ray")
     assert_ray_equals_serial("pairs", tmp_path, dict(SMALL, matchers=["nn"], n_gallery=0, n_boot=50))
+
+
+def test_pairs_curves_gallery_and_render(tmp_path, monkeypatch, shared):
+    from convcorr.evaluation.pck import pck_vs_alpha
+    from convcorr.experiments import pairs
+    from tests_helpers_results import render_twice
+
+    res = compute(resolve_conf("pairs", "default", dict(SMALL, n_gallery=1, n_boot=50)))
+    curves = res.curves
+    assert len(curves["alphas"]) == 40 and curves["alphas"][-1] == pytest.approx(0.2)
+    head = res.pck[res.headline]
+    for m in res.methods:
+        assert set(curves["curves"][m]) == {"all pairs", "zebra"}
+        # the curve at alpha 0.1 is the protocol's own PCK@0.1 (first average)
+        assert curves["curves"][m]["all pairs"][19] == pytest.approx(head[m]["overall"]["type"][0.1])
+        assert curves["curves"][m]["zebra"] == pck_vs_alpha(head[m]["per_pair"], curves["alphas"], "type").tolist()
+    for m in res.methods:  # every point of these dense matchers and of box-copy gets a prediction
+        assert res.predicted[res.headline][m] == 1.0
+    g = res.gallery
+    assert g["method"] == "alexnet:conv4 + nn" and g["alpha"] == 0.1  # the first matcher method
+    scores = [p["pck"][0.1] for p in head[g["method"]]["per_pair"]]
+    (tag0, best), *rest = g["picks"]
+    assert tag0 == "best" and scores[best] == max(scores)
+    assert all(t == "worst" and scores[k] == min(scores) for t, k in rest)
+    out = render_twice(pairs, res, tmp_path, monkeypatch, ("run_conf_tasks", "evaluate", "pck_vs_alpha",
+                                                           "confidence_intervals", "prepare"))
+    assert out["pck_vs_alpha"]["alphas"] == curves["alphas"]
+    assert (tmp_path / "a" / "gallery.png").stat().st_size > 1000

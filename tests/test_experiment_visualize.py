@@ -80,3 +80,28 @@ def test_process_pool_equals_serial_and_resumes(tmp_path, shared):
     assert _results(pool) == a
     assert saved["conv3"].is_file() and all(saved[l].stat().st_mtime_ns == t for l, t in kept.items())
     assert "reused with `resume`" in (pool / "report.md").read_text()  # no forward passes the second time
+
+
+def test_compute_and_render(tmp_path, monkeypatch, shared):
+    from tests_helpers_results import render_twice
+
+    over = dict(db_size=600, n_warps=0, layers=["conv1", "conv5"], recon_layers=["conv1"], queries=["face/lenna"],
+                seeds=[["face/lenna", "p31"]], k_rf=3, batch_size=8)
+    res = vis.compute(experiments.resolve_conf("visualize", "default", over))
+    assert isinstance(res, vis.VisualizeResults)
+    assert res.layers == ["conv1", "conv5"] and res.recon_layers == ["conv1"]
+    assert "face/lenna" in res.held_out and "face/lenna" not in res.db_photos
+    crop = res.query_crops["face/lenna"]
+    rec = res.reconstructions["face/lenna"]["conv1"]
+    assert crop.shape == rec.shape == res.uniform_rf["face/lenna"]["conv1"].shape == (227, 227, 3)
+    # the pixel error is the mean |difference| over the pixels the reconstruction covers
+    covered = rec.any(-1)
+    want = np.abs(rec.astype(np.float32) - crop.astype(np.float32))[covered].mean()
+    assert res.pixel_error["face/lenna"]["conv1"]["pixel_error"] == pytest.approx(want)
+    (q, name, xy, rfs), = res.seeds
+    assert (q, name) == ("face/lenna", "p31") and xy.shape == (2,)
+    assert rfs["conv1"].shape[:2] == (11, 11) and set(rfs) == {"conv1", "conv5"}  # conv1's rf is 11 px
+    assert res.database["conv1"]["vectors"] == 600 and res.database["conv1"]["stride"] == 4
+    out = render_twice(vis, res, tmp_path, monkeypatch, ("run_conf_tasks", "view_generator", "sources"))
+    assert out["pixel_error"] == res.pixel_error and out["n_views"] == res.n_views
+    _png_ok(tmp_path / "a" / "reconstruction_face_lenna.png")

@@ -55,3 +55,24 @@ def test_plan_all():
         plan_all("strct")
     with pytest.raises(ConfigError, match="experiment 'table2': option 'n_warps' expects int"):
         plan_all("default", {"n_warps": "x"})
+
+
+BUILTIN = ("table1", "table2", "table3", "table4", "visualize", "pairs", "backbones")
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_every_builtin_experiment_computes_apart_from_rendering(name):
+    # compute(conf, out_dir=None) -> a Results dataclass; render(results, out_dir) writes it; main = both
+    import dataclasses
+    import inspect
+    import typing
+
+    mod = experiments.get_experiment(name)
+    assert list(inspect.signature(mod.compute).parameters) == ["conf", "out_dir"]
+    assert inspect.signature(mod.compute).parameters["out_dir"].default is None
+    results = typing.get_type_hints(mod.compute)["return"]
+    assert dataclasses.is_dataclass(results) and "conf" in {f.name for f in dataclasses.fields(results)}
+    assert list(inspect.signature(mod.render).parameters) == ["res", "out_dir"]
+    assert typing.get_type_hints(mod.render)["res"] is results
+    src = inspect.getsource(mod.main)
+    assert "render(compute(conf, out_dir), out_dir)" in src

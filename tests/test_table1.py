@@ -65,3 +65,20 @@ def test_table1_process_pool_equals_serial_and_resumes(tmp_path):
     run("table1", tmp_path / "pool", "default", dict(over, resume=True))  # resumes: only squeezenet1_0 traced again
     c = _strip(json.loads((tmp_path / "pool" / "results.json").read_text()))
     assert c["results"] == a["results"] and saved[1].is_file() and saved[0].stat().st_mtime_ns == kept
+
+
+def test_table1_compute_and_render(tmp_path, monkeypatch):
+    from convcorr.experiments import table1
+    from tests_helpers_results import render_twice
+
+    res = table1.compute(resolve_conf("table1", "paper"))
+    assert isinstance(res, table1.Table1Results)
+    assert res.backbones == ["alexnet"] and res.sizes == {"alexnet": 227}
+    assert [r["rf size"] for r in res.rows["alexnet"]] == [11, 51, 99, 131, 163, 195]
+    assert [r["stride"] for r in res.rows["alexnet"]] == [4, 8, 16, 16, 16, 32]
+    assert res.alexnet_matches_paper is True
+    assert res.summary == [{"backbone": "alexnet", "input": "227x227", "layers": 6, "largest finite rf": 195,
+                            "global layers": 0, "not followed": 0, "final stride": 32}]
+    out = render_twice(table1, res, tmp_path, monkeypatch, ("run_conf_tasks", "get_backbone", "rf_rows"))
+    assert out["alexnet"] == res.rows["alexnet"] and out["alexnet_matches_paper"] is True
+    assert (tmp_path / "a" / "rf_sizes.png").stat().st_size > 1000

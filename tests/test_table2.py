@@ -193,3 +193,44 @@ def test_table2_resumes_an_interrupted_run_and_runs_on_ray(tmp_path, shared):
         ray.shutdown()
     assert r.exit_code == 0, r.output
     assert results("ray") == results("serial")
+
+
+def test_table2_compute_and_render(tmp_path, monkeypatch, shared):
+    from convcorr.experiments import table2
+    from tests_helpers_results import render_twice
+
+    conf = resolve_conf("table2", "default", {"categories": ["face"], "n_queries": 2, "k": 2, "top": 1,
+                                              "n_warps": 1, "features": ["alexnet:conv4"], "n_iter": 3,
+                                              "validate_beta": False, "n_boot": 50})
+    res = table2.compute(conf)
+    assert isinstance(res, table2.Table2Results)
+    flow = "alexnet:conv4 + flow"
+    assert res.methods == [flow, "box-copy"] and res.aligned == [flow] and res.categories == ["face"]
+    assert res.validation is None and res.betas == {flow: 3e-3}
+    assert len(res.queries) == len(res.per_query) == 2
+    for m in res.methods:
+        # PCK by hand: mean over keypoint types of the fraction within alpha * max(box side) of the ground truth
+        for a in (0.1, 0.05, 0.025):
+            ok = {}
+            for q, rec in zip(res.queries, res.per_query):
+                p = np.array(rec["methods"][m]["prediction"])
+                for k in np.flatnonzero(q.visible):
+                    d = np.linalg.norm(p[k] - q.keypoints[k])
+                    ok.setdefault(q.keypoint_names[k], []).append(d <= a * q.bbox_size)
+            assert res.pck[m][a] == pytest.approx(np.mean([np.mean(v) for v in ok.values()]))
+        assert res.per_category["face"][m] == res.pck[m]
+        assert res.pck_ci[m][0.1].value == pytest.approx(res.pck[m][0.1])
+    assert set(res.differences) == {(flow, "box-copy")}
+    assert res.point_counts[flow] == res.counts and res.counts["queries"] == 2
+    fig = res.figures
+    assert fig["method"] == flow and set(fig["picks"]) == {"good", "typical", "bad"}
+    for p in fig["picks"].values():
+        assert p["crop"].shape == (227, 227, 3) and len(p["neighbours"]) == 2
+        assert len(p["methods"][flow]["images"]) == 2 and p["methods"][flow]["images"][0].shape[:2] == (227, 227)
+    out = render_twice(table2, res, tmp_path, monkeypatch,
+                       ("run_conf_tasks", "make_transfer", "bootstrap_ci", "paired_difference",
+                        "retrieve_neighbours", "FeatureCache"))
+    assert out["pck"][flow] == {str(a): v for a, v in res.pck[flow].items()}
+    assert out["pck_protocol"]["alphas"] == [0.1, 0.05, 0.025]
+    for f in ("pck_vs_alpha.png", "alignment_good.png"):
+        assert (tmp_path / "a" / f).stat().st_size > 500

@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 from tests_helpers_results import lose_and_resume
 from tests_helpers_results import strip_timings as _strip
@@ -65,3 +66,41 @@ def test_table3_has_no_n_jobs_option():
     assert conf["workers"] == 2 and "n_jobs" not in conf
     with pytest.raises(KeyError):
         resolve_conf("table3", "default", {"n_jobs": 2})
+
+
+def test_table3_compute_and_render(tmp_path, monkeypatch, shared):
+    from convcorr.experiments import table3
+    from tests_helpers_results import render_twice
+
+    conf = resolve_conf("table3", "default", {"categories": ["face"], "n_synthetic": 1, "radii": [20],
+                                              "layers": ["conv1"], "folds": 2, "Cs": [0.1, 10.0], "n_response": 2,
+                                              "n_response_instances": 1, "response_window": 4, "max_types": 6,
+                                              "n_boot": 50})
+    res = table3.compute(conf)
+    assert isinstance(res, table3.Table3Results)
+    assert res.names == ["SIFT r20", "conv1"] and res.categories == ["face"]
+    row = res.rows[0]
+    assert row["category"] == "face" and row["types"] == 6 and row["chance"] == pytest.approx(1 / 6)
+    assert all(0 <= row[n] <= 1 and row[f"C {n}"] in (0.1, 10.0) for n in res.names)
+    assert [r["category"] for r in res.table] == ["face", "mean"]
+    assert set(res.cv["face"]["conv1"]) == {0.1, 10.0}
+    assert res.accuracy_ci["face"]["conv1"].value == pytest.approx(row["conv1"])
+    assert res.mean_ci["conv1"].value == pytest.approx(row["conv1"])  # one category: the mean is its accuracy
+    assert set(res.differences) == {("conv1", "SIFT r20")}
+    r = res.response
+    assert r.window == 4 and r.offsets["conv1"].shape == (2, 2) and np.abs(r.offsets["conv1"]).max() <= 4
+    assert r.per_category["face"]["conv1"].shape == (2, 2) and len(r.units) == len(r.types) == 2
+    assert r.mean_distance_per_category["face"]["conv1"] == pytest.approx(
+        np.linalg.norm(r.per_category["face"]["conv1"], axis=1).mean())
+    assert [s["feature"] for s in r.stats] == res.names and r.stats[0]["maxima"] == 2
+    for ex in r.examples:  # the measured maps, their maxima at the recorded peaks
+        m = ex["maps"]["conv1"]
+        assert m.shape == (9, 9)
+        assert tuple(np.unravel_index(np.argmax(m), m.shape)[::-1]) == tuple(ex["peaks"]["conv1"] + 4)
+    assert set(r.histograms["hist"]) == set(res.names)
+    out = render_twice(table3, res, tmp_path, monkeypatch,
+                       ("run_conf_tasks", "bootstrap_ci", "paired_difference", "features_at_points", "crop_instance"))
+    assert out["accuracy"]["face"] == {n: row[n] for n in res.names}
+    assert out["response_peak_offsets"]["conv1"] == r.offsets["conv1"].tolist()
+    for f in ("accuracy.png", "cv_accuracy.png", "max_histograms.png"):
+        assert (tmp_path / "a" / f).stat().st_size > 500

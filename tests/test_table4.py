@@ -75,3 +75,38 @@ def test_table4_process_pool_equals_serial_and_resumes(tmp_path, shared):
     lost = saved[1:3]
     lose_and_resume("table4", tmp_path / "pool", over, saved, lost)
     assert res(tmp_path / "pool") == serial
+
+
+def test_table4_compute_and_render(tmp_path, monkeypatch, shared):
+    from convcorr.experiments import table4
+    from tests_helpers_results import render_twice
+
+    conf = resolve_conf("table4", "default", {"categories": ["face"], "n_synthetic": 1, "max_types": 4,
+                                              "mining_rounds": 1, "size": 260, "n_init": 300, "n_add": 300,
+                                              "n_figure": 2, "n_boot": 50})
+    res = table4.compute(conf)
+    assert isinstance(res, table4.Table4Results)
+    assert res.categories == ["face"] and set(res.methods) == ROWS and len(res.types["face"]) == 4
+    for m in res.methods:
+        pts = res.points[m]["face"]
+        assert len(pts["correct"]) == res.counts["face"]["test points"] == len(pts["types"])
+        assert res.pck[m]["mean"] == res.pck[m]["face"]
+        # PCK@0.1 is the mean over keypoint types of the per-type fraction of correct test keypoints
+        by_type = [pts["correct"][pts["types"] == t].mean() for t in np.unique(pts["types"])]
+        assert res.pck[m]["face"] == pytest.approx(np.mean(by_type))
+        assert res.pck_ci[m]["face"].value == pytest.approx(res.pck[m]["face"])
+    assert ("alexnet:conv5 + prior", "alexnet:conv5") in res.differences
+    assert len(res.examples) == 2 and list(res.examples[0]["predictions"]) == ["alexnet:conv5 + prior",
+                                                                              "sift:step=8,bin=8 + prior"]
+    assert res.examples[0]["predictions"]["alexnet:conv5 + prior"].shape == (4, 2)
+    sm = res.score_maps
+    assert [r["feature"] for r in sm["rows"]] == ["alexnet:conv5", "sift:step=8,bin=8"]
+    for r in sm["rows"]:
+        assert r["crop"].shape == (260, 260, 3) and r["maps"]["s"].shape == r["maps"]["f"].shape
+        assert np.all(np.isfinite(r["gt"])) and set(r["best"]) == {"s", "p", "f"}
+    out = render_twice(table4, res, tmp_path, monkeypatch,
+                       ("run_conf_tasks", "bootstrap_ci", "paired_difference", "KeypointPredictor",
+                        "global_descriptors"))
+    assert out["pck@0.1"] == {m: dict(v) for m, v in res.pck.items()}
+    for f in ("pck.png", "predictions.png", "score_maps.png"):
+        assert (tmp_path / "a" / f).stat().st_size > 500

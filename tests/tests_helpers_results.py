@@ -68,3 +68,24 @@ def lose_and_resume(name, out, over, saved, lost):
         f.unlink()
     rerun_resumed(name, out, over)
     assert all(f.exists() for f in lost) and {f: f.stat().st_mtime_ns for f in kept} == kept
+
+
+def render_twice(mod, res, tmp_path, monkeypatch, forbidden=("run_conf_tasks",)):
+    """Render the Results ``res`` of experiment module ``mod`` and a pickled copy of it, with the module's
+    computing functions ``forbidden`` (names in ``mod``) replaced by ones that fail: ``render`` must only write.
+    Returns the ``results`` of the first rendering (after checking that both renderings wrote the same)."""
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(res))
+
+    def fail(*a, **k):
+        raise AssertionError("render computed something")
+
+    for name in forbidden:
+        monkeypatch.setattr(mod, name, fail)
+    mod.render(res, tmp_path / "a")
+    mod.render(copy, tmp_path / "b")
+    a, b = results_of(tmp_path / "a"), results_of(tmp_path / "b")
+    assert a == b
+    assert (tmp_path / "a" / "report.md").is_file()
+    return a

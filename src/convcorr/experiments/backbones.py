@@ -359,20 +359,60 @@ def compute(conf: dict, out_dir: str | Path | None = None) -> BackbonesResults:
     Each backbone's layers run through :func:`convcorr.experiments.workers.run_conf_tasks` (options
     ``workers``, ``executor``, ``ray_address``, ``resume``; with ``resume`` every layer's result is kept under
     ``out_dir/tasks/layers-<config hash>/``). Results are the same for every setting."""
-    from ..backbones import get_backbone
-    from ..evaluation.pck import evaluate, get_protocol, pair_errors
-    from ..evaluation.stats import bootstrap_ci, bootstrap_weights, type_mean, weighted_mean
-    from ..features.base import FeatureGrid
-    from ..matchers import get_matcher
-    from ..methods.classification import restrict_types
-    from ..methods.pair_transfer import pair_record, transfer_inputs
-    from ..methods.transfer import box_copy
-    from ..numerics.rf.trace import GeometryError
-
     conf = dict(conf)
     t_all = time.perf_counter()
     seconds: dict = {}
     notes: list = []
+    proto, alpha, matcher, nets = _methods(conf)
+    t0 = time.perf_counter()
+    data = _data(conf, notes)
+    seconds["data"] = time.perf_counter() - t0
+    pairs, cats, cls_rows = data["pairs"], data["cats"], data["cls_rows"]
+    # the shared bootstrap: counted transfer points (the same for every layer), units, weights, replicates
+    boot = {"n_boot": int(conf.get("n_boot", 1000)), "seed": int(conf.get("seed", 0)), "transfer_rows": None,
+            "W_t": None, "W_c": None, "pck": [], "acc": [],
+            "cat_of": np.concatenate([[c] * len(cls_rows[c]["yte"]) for c in cats]),
+            "units_cls": np.concatenate([[f"{c}|{u}" for u in cls_rows[c]["ute"]] for c in cats])}
+    results: list[LayerResult] = []
+    prepared_cache: dict = {}
+    for bb, wanted in nets:
+        results += _measure_backbone(conf, out_dir, bb, wanted, data, matcher, proto, alpha, boot, prepared_cache,
+                                     seconds, notes)
+    if not results:
+        raise DataError("backbones: no layer could be measured")
+    transfer_rows, units_cls = boot["transfer_rows"], boot["units_cls"]
+    measure_pck = f"transfer PCK@{alpha:g}"
+    fits = _fits(results, {measure_pck: np.array(boot["pck"]), "classification accuracy": np.array(boot["acc"])},
+                 {measure_pck: [r.pck[alpha] for r in results],
+                  "classification accuracy": [r.accuracy for r in results]},
+                 {measure_pck: len(np.unique(transfer_rows[1])) if transfer_rows else 0,
+                  "classification accuracy": len(np.unique(units_cls))})
+    answers = {m: answer(m, [f for f in fits if f.measure == m]) for m in (measure_pck, "classification accuracy")}
+    n_glob = sum(r.is_global for r in results)
+    if n_glob:
+        notes.append(f"{n_glob} layer(s) with a global receptive field (size inf) are shown but left out of the fits")
+    counts = {"transfer": {"pairs": len(pairs), "points": int(len(transfer_rows[0])) if transfer_rows else 0,
+                           "per_category": {c: {"pairs": sum(p.source.category == c for p in pairs),
+                                                "points": int(np.sum(transfer_rows[2] == c))}
+                                            for c in dict.fromkeys(p.source.category for p in pairs)}},
+              "classification": {c: {"train points": len(cls_rows[c]["ytr"]), "test points": len(cls_rows[c]["yte"]),
+                                     "test photos": len(np.unique(cls_rows[c]["ute"])),
+                                     "types": len(np.unique(cls_rows[c]["ytr"]))} for c in cats}}
+    t0 = time.perf_counter()
+    box, chance = _floors(pairs, cats, cls_rows, next(iter(prepared_cache.values()))[0], proto, boot)
+    seconds["baselines"] = time.perf_counter() - t0
+    seconds["total"] = time.perf_counter() - t_all
+    return BackbonesResults(conf, results, fits, answers, tuple(proto.alphas), alpha, proto.to_dict(), counts,
+                            data["splits"], box, chance, notes, seconds)
+
+
+def _methods(conf: dict):
+    """The PCK protocol, the alpha of the fits, the matcher and [(backbone, its layers)], checked before any
+    data is loaded."""
+    from ..backbones import get_backbone
+    from ..evaluation.pck import get_protocol
+    from ..matchers import get_matcher
+
     proto = get_protocol(conf.get("pck_protocol") or "paper")
     if proto.overall != "pooled" or proto.averages[0] not in ("type", "point"):
         raise ConfigError(f"backbones: pck_protocol {proto.name!r} must pool over categories with a 'type' or "
@@ -383,10 +423,6 @@ def compute(conf: dict, out_dir: str | Path | None = None) -> BackbonesResults:
     if not conf.get("backbones"):
         raise ConfigError("backbones: option 'backbones' is empty")
     matcher = get_matcher(conf["matcher"], **(conf.get("matcher_options") or {}))
-    n_boot, seed = int(conf.get("n_boot", 1000)), int(conf.get("seed", 0))
-    crop, margin = conf.get("crop", "box"), float(conf["margin"])
-
-    # backbones and their layers, checked before any data is loaded
     nets = []
     for name in conf["backbones"]:
         try:
@@ -394,9 +430,15 @@ def compute(conf: dict, out_dir: str | Path | None = None) -> BackbonesResults:
         except KeyError as exc:
             raise ConfigError(f"backbones: option 'backbones': {exc.args[0] if exc.args else exc}") from exc
         nets.append((bb, backbone_layers(bb, conf)))
+    return proto, alpha, matcher, nets
 
-    # ---- data (the same for every backbone)
-    t0 = time.perf_counter()
+
+def _data(conf: dict, notes: list) -> dict:
+    """The data, the same for every backbone: {"pairs", "train", "test", "splits", "cats" (categories with a
+    classification split), "pair_insts" {id: Instance}, "cls_rows" {category: train / test instances, train
+    types and CV groups, test types and photos}}."""
+    from ..methods.classification import restrict_types
+
     pairs = pools.build_pairs(conf)
     notes += pools.data_notes(pairs)
     train, test, splits = pools.split_pool(conf)
@@ -413,8 +455,6 @@ def compute(conf: dict, out_dir: str | Path | None = None) -> BackbonesResults:
     for p in pairs:
         for i in (p.source, p.target):
             pair_insts.setdefault(i.id, i)
-    seconds["data"] = time.perf_counter() - t0
-
     # classification rows (the same for every layer): labels, CV groups, test units
     cls_rows = {}
     for c in cats:
@@ -427,160 +467,164 @@ def compute(conf: dict, out_dir: str | Path | None = None) -> BackbonesResults:
         yte = np.concatenate([np.asarray(i.keypoint_names)[_visible(i)] for i in te])
         ute = np.concatenate([[_photo(i)] * int(_visible(i).sum()) for i in te])
         cls_rows[c] = {"train": tr, "test": te, "ytr": ytr, "gtr": gtr, "yte": yte, "ute": ute}
-    cat_of = np.concatenate([[c] * len(cls_rows[c]["yte"]) for c in cats])
-    units_cls = np.concatenate([[f"{c}|{u}" for u in cls_rows[c]["ute"]] for c in cats])
+    return {"pairs": pairs, "train": train, "test": test, "splits": splits, "cats": cats, "pair_insts": pair_insts,
+            "cls_rows": cls_rows}
+
+
+def _measure_backbone(conf: dict, out_dir, bb, wanted: list, data: dict, matcher, proto, alpha: float, boot: dict,
+                      prepared_cache: dict, seconds: dict, notes: list) -> list:
+    """Every traceable layer of ``bb``: features once per image, the layers as units of work, then their
+    statistics (:func:`_layer_result`) -> [LayerResult]."""
+    from ..core.crops import crop_instance
+    from ..methods.pair_transfer import transfer_inputs
+    from ..numerics.rf.trace import GeometryError
+
+    t_bb = time.perf_counter()
+    size = int(conf.get("size") or bb.input_size)
+    layers = []
+    for l in wanted:
+        try:
+            bb.rf(l, size)
+            layers.append(l)
+        except GeometryError as exc:
+            notes.append(f"{bb.name}:{l}: left out, its receptive field cannot be traced ({exc})")
+    if not layers:
+        return []
+    geoms = {l: bb.rf(l, size) for l in layers}
+    pairs, cats, cls_rows, train, test = (data[k] for k in ("pairs", "cats", "cls_rows", "train", "test"))
+    crop, margin = conf.get("crop", "box"), float(conf["margin"])
+    if size not in prepared_cache:
+        prepared_cache[size] = (_prepare_all(data["pair_insts"], crop, margin, size),
+                                {i.id: crop_instance(i, margin, size) for i in train + test})
+    prep_pairs, prep_cls = prepared_cache[size]
+    # one forward pass per image for all layers (skipped when ``resume`` finds every layer of this backbone
+    # already measured: a resumed run does not recompute finished backbones' features)
+    grids: dict = {l: {} for l in layers}
+    kp: dict = {l: {} for l in layers}
+    if not all_saved(conf, out_dir, "layers", [layer_key(bb.name, l) for l in layers]):
+        _extract(bb, layers, geoms, prep_pairs, prep_cls, {i.id: i for i in train + test}, crop == "box",
+                 int(conf.get("batch_size", 16)), grids, kp)
+    seconds[f"{bb.name}: features"] = time.perf_counter() - t_bb
+    # the layers are the units of work (serially, on a process pool or on Ray: ``workers`` / ``executor``):
+    # each task carries its own layer's grids and keypoint features (needed by that task only, so sent once),
+    # ``shared`` what every layer needs (pairs, classification labels, matcher)
+    shared = {"matcher": matcher, "Cs": list(conf["Cs"]), "folds": int(conf["folds"]),
+              "pairs": [transfer_inputs(p, prep_pairs) for p in pairs],
+              "classification": {c: {k: cls_rows[c][k] for k in ("ytr", "gtr", "yte")} |
+                                 {"train": [i.id for i in cls_rows[c]["train"]],
+                                  "test": [i.id for i in cls_rows[c]["test"]]} for c in cats}}
+    tasks = [(l, grids[l], kp[l]) for l in layers]
+    measured = run_conf_tasks(_layer_task, tasks, conf, out_dir, "layers", shared=shared,
+                              key=lambda t, b=bb.name: layer_key(b, t[0]), desc=f"{bb.name}: layers")
+    out = [_layer_result(bb.name, l, size, geoms[l], res, data, prep_pairs, proto, alpha, boot)
+           for l, res in zip(layers, measured)]
+    seconds[f"{bb.name}: total"] = time.perf_counter() - t_bb
+    return out
+
+
+def _extract(bb, layers: list, geoms: dict, prep_pairs: dict, prep_cls: dict, cls_by_id: dict, shared_img: bool,
+             bs: int, grids: dict, kp: dict) -> None:
+    """One forward pass per image for all layers: FeatureGrids of the pair images into ``grids`` {layer: {id:
+    grid}}, the keypoint features of the classification instances into ``kp`` {layer: {id: (V, C)}} (a real
+    photo that is both in a pair and in the classification data goes through once when the crops are the same,
+    ``shared_img``: crop="box")."""
+    from ..features.base import FeatureGrid
+
+    images = {("cls", k): v[0] for k, v in prep_cls.items()}
+    images.update({("pair", k): v[0] for k, v in prep_pairs.items() if not (shared_img and k in prep_cls)})
+    keys = list(images)
+    for j in progress(range(0, len(keys), bs), f"{bb.name}: features", total=-(-len(keys) // bs)):
+        chunk = keys[j:j + bs]
+        acts = bb.extract([images[key] for key in chunk], layers, size=None, batch_size=bs)
+        for n, (role, k) in enumerate(chunk):
+            hw = images[(role, k)].shape[:2]
+            for l in layers:
+                a = acts[l][n]
+                if role == "pair" or (shared_img and k in prep_pairs):
+                    grids[l][k] = FeatureGrid(a.copy(), geoms[l], hw, f"{bb.name}:{l}")
+                if role == "cls":
+                    inst = cls_by_id[k]
+                    xy = prep_cls[k][1].to_crop(inst.keypoints[_visible(inst)])
+                    cr = geoms[l].pixel_to_column(xy, a.shape[:2])
+                    kp[l][k] = a[cr[:, 1], cr[:, 0]].copy()
+        del acts
+
+
+def _layer_result(bname: str, l: str, size: int, g, out: dict, data: dict, prep_pairs: dict, proto, alpha: float,
+                  boot: dict) -> LayerResult:
+    """One layer's transfer PCK (:func:`convcorr.evaluation.pck.evaluate` and bootstrap intervals over pairs)
+    and classification accuracy (intervals over test photos) from its unit's ``out``; appends the layer's
+    bootstrap replicates (shared weights) to ``boot``."""
+    from ..evaluation.pck import evaluate, pair_errors
+    from ..evaluation.stats import bootstrap_ci, bootstrap_weights, type_mean, weighted_mean
+    from ..methods.pair_transfer import pair_record
+
+    pairs, cats, cls_rows = data["pairs"], data["cats"], data["cls_rows"]
+    n_boot, seed = boot["n_boot"], boot["seed"]
+    # -- transfer
+    records = [pair_record(p, pred, prep_pairs[p.source.id][1], prep_pairs[p.target.id][1])
+               for p, pred in zip(pairs, out["predictions"])]
+    ev = evaluate(records, proto)
+    errs, types, units, strata = [], [], [], []
+    for k, r in enumerate(records):
+        e, idx = pair_errors(r, proto)
+        errs.append(e)
+        types += [f"{r.category}/{r.names[i]}" for i in idx]
+        units += [k] * len(idx)
+        strata += [r.category] * len(idx)
+    errs = np.concatenate(errs) if errs else np.zeros(0)
+    rows = (np.array(types), np.array(units), np.array(strata))
+    if boot["transfer_rows"] is None:
+        boot["transfer_rows"] = rows
+        boot["W_t"] = bootstrap_weights(rows[1], n_boot, seed, rows[2]) if len(errs) else None
+    elif not all(np.array_equal(a, b) for a, b in zip(rows, boot["transfer_rows"])):
+        raise RuntimeError("backbones: the counted transfer points differ between layers")
+    stat = type_mean(rows[0]) if proto.averages[0] == "type" else weighted_mean
+    pck = {a: bootstrap_ci((errs <= a).astype(float), rows[1], stat, n_boot, seed, strata=rows[2])
+           for a in proto.alphas}
+    W_t = boot["W_t"]
+    boot["pck"].append(stat((errs <= alpha).astype(float), W_t) if W_t is not None else np.full(n_boot, np.nan))
+    # -- classification
+    hits, chosen, n_tr = [], {}, 0
+    per_cat = {}
+    for c in cats:
+        h, C = out["classification"][c]
+        per_cat[c] = bootstrap_ci(h, cls_rows[c]["ute"], n_boot=n_boot, seed=seed)
+        hits.append(h)
+        chosen[c] = C
+        n_tr += len(cls_rows[c]["ytr"])
+    hits = np.concatenate(hits)
+    units_cls, cat_of = boot["units_cls"], boot["cat_of"]
     acc_stat = type_mean(cat_of)  # mean over categories of each category's accuracy
+    if boot["W_c"] is None:
+        boot["W_c"] = bootstrap_weights(units_cls, n_boot, seed, cat_of)
+    acc = bootstrap_ci(hits, units_cls, acc_stat, n_boot, seed, strata=cat_of)
+    boot["acc"].append(acc_stat(hits, boot["W_c"]))
+    return LayerResult(bname, l, size, float(g.size), float(g.stride), float(g.offset), out["channels"],
+                       out["grid_hw"], pck, ev.overall[proto.averages[0]],
+                       {c: v[proto.averages[0]] for c, v in ev.per_category.items()}, acc, per_cat, chosen,
+                       len(records), int(len(errs)), n_tr, int(len(hits)), int(len(np.unique(units_cls))),
+                       out["seconds"])
 
-    results: list[LayerResult] = []
-    transfer_rows = None  # (types, units, strata) of the counted transfer points (the same for every layer)
-    reps_pck, reps_acc = [], []  # per layer (B,) bootstrap replicates (shared weights)
-    W_t = W_c = None
-    prepared_cache: dict = {}
-    for bb, wanted in nets:
-        t_bb = time.perf_counter()
-        size = int(conf.get("size") or bb.input_size)
-        layers = []
-        for l in wanted:
-            try:
-                bb.rf(l, size)
-                layers.append(l)
-            except GeometryError as exc:
-                notes.append(f"{bb.name}:{l}: left out, its receptive field cannot be traced ({exc})")
-        if not layers:
-            continue
-        geoms = {l: bb.rf(l, size) for l in layers}
-        if size not in prepared_cache:
-            from ..core.crops import crop_instance
 
-            prepared_cache[size] = (
-                _prepare_all(pair_insts, crop, margin, size),
-                {i.id: crop_instance(i, margin, size) for i in train + test})
-        prep_pairs, prep_cls = prepared_cache[size]
-        # one forward pass per image for all layers (skipped when ``resume`` finds every layer of this backbone
-        # already measured: a resumed run does not recompute finished backbones' features)
-        done = all_saved(conf, out_dir, "layers", [layer_key(bb.name, l) for l in layers])
-        grids: dict = {l: {} for l in layers}
-        kp: dict = {l: {} for l in layers}
-        if not done:
-            # one forward pass per image for all layers: grids of pair images, keypoint features of the others
-            # (a real photo that is both in a pair and in the classification data goes through once when the crops
-            # are the same, crop="box")
-            cls_by_id = {i.id: i for i in train + test}
-            images = {("cls", k): v[0] for k, v in prep_cls.items()}
-            shared_img = crop == "box"
-            images.update({("pair", k): v[0] for k, v in prep_pairs.items() if not (shared_img and k in prep_cls)})
-            keys = list(images)
-            bs = int(conf.get("batch_size", 16))
-            for j in progress(range(0, len(keys), bs), f"{bb.name}: features", total=-(-len(keys) // bs)):
-                chunk = keys[j:j + bs]
-                acts = bb.extract([images[key] for key in chunk], layers, size=None, batch_size=bs)
-                for n, (role, k) in enumerate(chunk):
-                    hw = images[(role, k)].shape[:2]
-                    for l in layers:
-                        a = acts[l][n]
-                        if role == "pair" or (shared_img and k in prep_pairs):
-                            grids[l][k] = FeatureGrid(a.copy(), geoms[l], hw, f"{bb.name}:{l}")
-                        if role == "cls":
-                            inst = cls_by_id[k]
-                            xy = prep_cls[k][1].to_crop(inst.keypoints[_visible(inst)])
-                            cr = geoms[l].pixel_to_column(xy, a.shape[:2])
-                            kp[l][k] = a[cr[:, 1], cr[:, 0]].copy()
-                del acts
-        seconds[f"{bb.name}: features"] = time.perf_counter() - t_bb
+def _floors(pairs: list, cats: list, cls_rows: dict, prep_pairs: dict, proto, boot: dict) -> tuple[dict, float]:
+    """Box-copy transfer ({alpha: Estimate}, the same pairs and statistic as the layers) and classification at
+    chance (mean over categories of 1 / types)."""
+    from ..evaluation.pck import pair_errors
+    from ..evaluation.stats import bootstrap_ci, type_mean, weighted_mean
+    from ..methods.pair_transfer import pair_record
+    from ..methods.transfer import box_copy
 
-        # the layers are the units of work (serially, on a process pool or on Ray: ``workers`` / ``executor``):
-        # each task carries its own layer's grids and keypoint features (needed by that task only, so sent once),
-        # ``shared`` what every layer needs (pairs, classification labels, matcher)
-        shared = {"matcher": matcher, "Cs": list(conf["Cs"]), "folds": int(conf["folds"]),
-                  "pairs": [transfer_inputs(p, prep_pairs) for p in pairs],
-                  "classification": {c: {k: cls_rows[c][k] for k in ("ytr", "gtr", "yte")} |
-                                     {"train": [i.id for i in cls_rows[c]["train"]],
-                                      "test": [i.id for i in cls_rows[c]["test"]]} for c in cats}}
-        tasks = [(l, grids[l], kp[l]) for l in layers]
-        measured = run_conf_tasks(_layer_task, tasks, conf, out_dir, "layers", shared=shared,
-                                  key=lambda t, b=bb.name: layer_key(b, t[0]), desc=f"{bb.name}: layers")
-        for l, out in zip(layers, measured):
-            # -- transfer
-            records = [pair_record(p, pred, prep_pairs[p.source.id][1], prep_pairs[p.target.id][1])
-                       for p, pred in zip(pairs, out["predictions"])]
-            ev = evaluate(records, proto)
-            errs, types, units, strata = [], [], [], []
-            for k, r in enumerate(records):
-                e, idx = pair_errors(r, proto)
-                errs.append(e)
-                types += [f"{r.category}/{r.names[i]}" for i in idx]
-                units += [k] * len(idx)
-                strata += [r.category] * len(idx)
-            errs = np.concatenate(errs) if errs else np.zeros(0)
-            rows = (np.array(types), np.array(units), np.array(strata))
-            if transfer_rows is None:
-                transfer_rows = rows
-                W_t = bootstrap_weights(rows[1], n_boot, seed, rows[2]) if len(errs) else None
-            elif not all(np.array_equal(a, b) for a, b in zip(rows, transfer_rows)):
-                raise RuntimeError("backbones: the counted transfer points differ between layers")
-            stat = type_mean(rows[0]) if proto.averages[0] == "type" else weighted_mean
-            pck = {a: bootstrap_ci((errs <= a).astype(float), rows[1], stat, n_boot, seed, strata=rows[2])
-                   for a in proto.alphas}
-            reps_pck.append(stat((errs <= alpha).astype(float), W_t) if W_t is not None else np.full(n_boot, np.nan))
-            # -- classification
-            hits, chosen, n_tr = [], {}, 0
-            per_cat = {}
-            for c in cats:
-                h, C = out["classification"][c]
-                per_cat[c] = bootstrap_ci(h, cls_rows[c]["ute"], n_boot=n_boot, seed=seed)
-                hits.append(h)
-                chosen[c] = C
-                n_tr += len(cls_rows[c]["ytr"])
-            hits = np.concatenate(hits)
-            if W_c is None:
-                W_c = bootstrap_weights(units_cls, n_boot, seed, cat_of)
-            acc = bootstrap_ci(hits, units_cls, acc_stat, n_boot, seed, strata=cat_of)
-            reps_acc.append(acc_stat(hits, W_c))
-            g = geoms[l]
-            results.append(LayerResult(
-                bb.name, l, size, float(g.size), float(g.stride), float(g.offset), out["channels"],
-                out["grid_hw"], pck,
-                ev.overall[proto.averages[0]],
-                {c: v[proto.averages[0]] for c, v in ev.per_category.items()}, acc, per_cat, chosen,
-                len(records), int(len(errs)), n_tr, int(len(hits)), int(len(np.unique(units_cls))),
-                out["seconds"]))
-        del tasks, shared
-        seconds[f"{bb.name}: total"] = time.perf_counter() - t_bb
-        del grids, kp
-
-    if not results:
-        raise DataError("backbones: no layer could be measured")
-    measure_pck = f"transfer PCK@{alpha:g}"
-    fits = _fits(results, {measure_pck: np.array(reps_pck), "classification accuracy": np.array(reps_acc)},
-                 {measure_pck: [r.pck[alpha] for r in results],
-                  "classification accuracy": [r.accuracy for r in results]},
-                 {measure_pck: len(np.unique(transfer_rows[1])) if transfer_rows else 0,
-                  "classification accuracy": len(np.unique(units_cls))})
-    answers = {m: answer(m, [f for f in fits if f.measure == m]) for m in (measure_pck, "classification accuracy")}
-    n_glob = sum(r.is_global for r in results)
-    if n_glob:
-        notes.append(f"{n_glob} layer(s) with a global receptive field (size inf) are shown but left out of the fits")
-    counts = {"transfer": {"pairs": len(pairs), "points": int(len(transfer_rows[0])) if transfer_rows else 0,
-                           "per_category": {c: {"pairs": sum(p.source.category == c for p in pairs),
-                                                "points": int(np.sum(transfer_rows[2] == c))}
-                                            for c in dict.fromkeys(p.source.category for p in pairs)}},
-              "classification": {c: {"train points": len(cls_rows[c]["ytr"]), "test points": len(cls_rows[c]["yte"]),
-                                     "test photos": len(np.unique(cls_rows[c]["ute"])),
-                                     "types": len(np.unique(cls_rows[c]["ytr"]))} for c in cats}}
-    # floors: box-copy transfer (same pairs, same statistic) and classification at chance
-    t0 = time.perf_counter()
-    first = next(iter(prepared_cache.values()))[0]  # crop transforms (only "resized" protocols read them)
-    bc_recs = [pair_record(p, box_copy(p.source, p.target.bbox), first[p.source.id][1], first[p.target.id][1])
+    transfer_rows, n_boot, seed = boot["transfer_rows"], boot["n_boot"], boot["seed"]
+    # crop transforms of the first input side (only "resized" protocols read them)
+    bc_recs = [pair_record(p, box_copy(p.source, p.target.bbox), prep_pairs[p.source.id][1], prep_pairs[p.target.id][1])
                for p in pairs]
     bc_err = np.concatenate([pair_errors(r, proto)[0] for r in bc_recs]) if bc_recs else np.zeros(0)
     stat = type_mean(transfer_rows[0]) if proto.averages[0] == "type" else weighted_mean
     box = {a: bootstrap_ci((bc_err <= a).astype(float), transfer_rows[1], stat, n_boot, seed, strata=transfer_rows[2])
            for a in proto.alphas}
     chance = float(np.mean([1.0 / len(np.unique(cls_rows[c]["ytr"])) for c in cats]))
-    seconds["baselines"] = time.perf_counter() - t0
-    seconds["total"] = time.perf_counter() - t_all
-    return BackbonesResults(conf, results, fits, answers, tuple(proto.alphas), alpha, proto.to_dict(), counts,
-                            splits, box, chance, notes, seconds)
+    return box, chance
 
 
 #: a fit needs at least this many layers beyond its intercept and covariates (else it is reported as too few)

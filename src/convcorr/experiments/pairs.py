@@ -107,7 +107,7 @@ BOX_COPY = "box-copy"
 
 @dataclass
 class PairsResults:
-    """What :func:`compute` measured (rendering lives in :func:`main`).
+    """What :func:`compute` measured (rendering lives in :func:`render`).
 
     Attributes:
         conf: the configuration.
@@ -120,7 +120,13 @@ class PairsResults:
         notes: data decisions (categories ignored ...).
         headline: name of the headline protocol (the first of ``pck_protocols``).
         confidence: bootstrap CIs over pairs, {} until convcorr.evaluation.stats fills it.
+        curves: PCK against alpha under the headline protocol's first average: {"alphas": [A], "curves":
+            {method: {"all pairs" or category: [A] PCK}}} (figure pck_vs_alpha.png).
+        gallery: the gallery's pairs: {"method", "alpha", "picks": [("best" / "worst", pair index)]} ({} when
+            ``n_gallery`` is 0 or no pair has points).
         pair_list: the :class:`convcorr.core.types.Pair` objects (for figures; not written to JSON).
+        predicted: {protocol name: {method: fraction of the counted points with a prediction}}.
+        total_seconds: the time :func:`compute` took.
     """
 
     conf: dict
@@ -134,7 +140,11 @@ class PairsResults:
     notes: list
     headline: str
     confidence: dict = field(default_factory=dict)
+    curves: dict = field(default_factory=dict)
+    gallery: dict = field(default_factory=dict)
     pair_list: list = field(default_factory=list, repr=False)
+    predicted: dict = field(default_factory=dict)
+    total_seconds: float = 0.0
 
 
 def method_label(features: str, matcher: str) -> str:
@@ -171,11 +181,11 @@ def compute(conf: dict, out_dir: str | Path | None = None) -> PairsResults:
     from ..features.base import get_features
     from ..matchers import get_matcher
 
+    t0 = time.perf_counter()
     conf = dict(conf)
     pcks = [get_protocol(p) for p in (conf.get("pck_protocols") or ["paper"])]
     pairs = pools.build_pairs(conf)
     notes = pools.data_notes(pairs)
-    size, crop, margin = int(conf["size"]), conf["crop"], float(conf["margin"])
     baselines = list(conf.get("baselines") or [])
     bad = [b for b in baselines if b != BOX_COPY]
     if bad:
@@ -186,11 +196,8 @@ def compute(conf: dict, out_dir: str | Path | None = None) -> PairsResults:
 
     methods = [method_label(f, m) for f in feats for m in matchers] + baselines
     n = len(pairs)
-    preds = {m: [None] * n for m in methods}
-    records = {m: [None] * n for m in methods}
-    seconds = {m: 0.0 for m in methods}
-    feature_seconds = {f: 0.0 for f in feats}
-    info = [None] * n
+    acc = {"preds": {m: [None] * n for m in methods}, "records": {m: [None] * n for m in methods},
+           "seconds": {m: 0.0 for m in methods}, "feature_seconds": {f: 0.0 for f in feats}, "info": [None] * n}
     # one category at a time: features of its images only are held in memory (SPair: ~100 images per category);
     # they are computed here, once per image, and handed to the workers once per category (``shared``); the
     # pairs are the units of work (serially, on a process pool or on Ray: ``workers`` / ``executor``)
@@ -198,44 +205,8 @@ def compute(conf: dict, out_dir: str | Path | None = None) -> PairsResults:
     for k, p in enumerate(pairs):
         by_cat.setdefault(p.source.category, []).append(k)
     for cat, idx in by_cat.items():
-        insts = {}
-        for k in idx:
-            for i in (pairs[k].source, pairs[k].target):
-                insts.setdefault(i.id, i)
-        prepared = {key: prepare(i, crop, margin, size) for key, i in insts.items()}
-        ids = list(prepared)
-        grids = {f: {} for f in feats}
-        # a resumed run does not recompute the features of a category whose pairs are all saved
-        done = all_saved(conf, out_dir, "pairs", [pair_key(k, pairs[k]) for k in idx])
-        for f, fe in ({} if done else feats).items():
-            t0 = time.perf_counter()
-            out = []
-            for j in range(0, len(ids), 16):
-                out += fe.compute_many([prepared[i][0] for i in ids[j:j + 16]])
-            grids[f] = dict(zip(ids, out))
-            feature_seconds[f] += time.perf_counter() - t0
-        units = {k: transfer_inputs(pairs[k], prepared) for k in idx}
-        shared = {"grids": grids, "matchers": matchers, "units": units}
-        matched = run_conf_tasks(_match_pair, idx, conf, out_dir, "pairs", shared=shared,
-                                 key=lambda k: pair_key(k, pairs[k]), desc=f"pairs ({cat})")
-        for k, res_k in zip(idx, matched):
-            p = pairs[k]
-            s, t = p.source, p.target
-            (_, tf_s), (_, tf_t) = prepared[s.id], prepared[t.id]
-            kind = s.meta.get("pair_kind", "listed")
-            info[k] = {"pair_id": f"{s.id} -> {t.id}", "category": s.category, "kind": kind, "source": s.id,
-                       "target": t.id}
-            for label, (pred, sec) in res_k.items():
-                seconds[label] += sec
-                preds[label][k] = pred
-                records[label][k] = pair_record(p, pred, tf_s, tf_t)
-            for b in baselines:
-                t0 = time.perf_counter()
-                pred = box_copy(s, t.bbox)
-                seconds[b] += time.perf_counter() - t0
-                preds[b][k] = pred
-                records[b][k] = pair_record(p, pred, tf_s, tf_t)
-        del grids, shared
+        _match_category(conf, out_dir, cat, idx, pairs, feats, matchers, baselines, acc)
+    preds, records, info = acc["preds"], acc["records"], acc["info"]
 
     pck = {}
     for proto in pcks:
@@ -248,10 +219,101 @@ def compute(conf: dict, out_dir: str | Path | None = None) -> PairsResults:
         for kind in dict.fromkeys(i["kind"] for i in info):
             sub = [r for r, i in zip(records[m], info) if i["kind"] == kind]
             by_kind[m][kind] = evaluate(sub, head).overall[avg]
-    res = PairsResults(conf, methods, info, preds, pck, by_kind, seconds, feature_seconds, notes, head.name,
-                       pair_list=list(pairs))
+    res = PairsResults(conf, methods, info, preds, pck, by_kind, acc["seconds"], acc["feature_seconds"], notes,
+                       head.name, pair_list=list(pairs))
     res.confidence = confidence_intervals(res, int(conf.get("n_boot", 1000)), int(conf.get("seed", 0)))
+    res.curves = pck_curves(res, avg)
+    res.gallery = gallery_picks(res, conf)
+    res.predicted = {n: {m: predicted_fraction(r) for m, r in per_m.items()} for n, per_m in pck.items()}
+    res.total_seconds = time.perf_counter() - t0
     return res
+
+
+def _match_category(conf: dict, out_dir, cat: str, idx: list, pairs: list, feats: dict, matchers: dict,
+                    baselines: list, acc: dict) -> None:
+    """The pairs ``idx`` of category ``cat``: its images prepared and their feature grids computed once (unless a
+    resumed run has every pair saved), the pairs matched as units of work, the baselines run, and everything
+    stored into ``acc`` (predictions, PCK records, pair info and seconds by pair index)."""
+    size, crop, margin = int(conf["size"]), conf["crop"], float(conf["margin"])
+    insts = {}
+    for k in idx:
+        for i in (pairs[k].source, pairs[k].target):
+            insts.setdefault(i.id, i)
+    prepared = {key: prepare(i, crop, margin, size) for key, i in insts.items()}
+    ids = list(prepared)
+    grids = {f: {} for f in feats}
+    # a resumed run does not recompute the features of a category whose pairs are all saved
+    done = all_saved(conf, out_dir, "pairs", [pair_key(k, pairs[k]) for k in idx])
+    for f, fe in ({} if done else feats).items():
+        t0 = time.perf_counter()
+        out = []
+        for j in range(0, len(ids), 16):
+            out += fe.compute_many([prepared[i][0] for i in ids[j:j + 16]])
+        grids[f] = dict(zip(ids, out))
+        acc["feature_seconds"][f] += time.perf_counter() - t0
+    units = {k: transfer_inputs(pairs[k], prepared) for k in idx}
+    shared = {"grids": grids, "matchers": matchers, "units": units}
+    matched = run_conf_tasks(_match_pair, idx, conf, out_dir, "pairs", shared=shared,
+                             key=lambda k: pair_key(k, pairs[k]), desc=f"pairs ({cat})")
+    preds, records, seconds = acc["preds"], acc["records"], acc["seconds"]
+    for k, res_k in zip(idx, matched):
+        p = pairs[k]
+        s, t = p.source, p.target
+        (_, tf_s), (_, tf_t) = prepared[s.id], prepared[t.id]
+        kind = s.meta.get("pair_kind", "listed")
+        acc["info"][k] = {"pair_id": f"{s.id} -> {t.id}", "category": s.category, "kind": kind, "source": s.id,
+                          "target": t.id}
+        for label, (pred, sec) in res_k.items():
+            seconds[label] += sec
+            preds[label][k] = pred
+            records[label][k] = pair_record(p, pred, tf_s, tf_t)
+        for b in baselines:
+            t0 = time.perf_counter()
+            pred = box_copy(s, t.bbox)
+            seconds[b] += time.perf_counter() - t0
+            preds[b][k] = pred
+            records[b][k] = pair_record(p, pred, tf_s, tf_t)
+
+
+def pck_curves(res: PairsResults, avg: str) -> dict:
+    """PCK against alpha (40 values in (0, 0.2]) under the headline protocol, all pairs and per category, from
+    the per-pair errors: {"alphas": [A], "curves": {method: {"all pairs" or category: [A]}}}."""
+    head = res.pck[res.headline]
+    alphas = np.linspace(0.0, 0.2, 41)[1:]
+    cats = list(next(iter(head.values()))["counts"]["per_category"])
+    curves = {}
+    for title, sel in [("all pairs", None)] + [(c, c) for c in cats]:
+        for m in res.methods:
+            pp = [p for p in head[m]["per_pair"] if sel is None or p["category"] == sel]
+            curves.setdefault(m, {})[title] = pck_vs_alpha(pp, alphas, avg).tolist()
+    return {"alphas": alphas.tolist(), "curves": curves}
+
+
+def gallery_picks(res: PairsResults, conf: dict) -> dict:
+    """The gallery's pairs: the ``n_gallery`` best and worst pairs of ``gallery_method`` (default: the first
+    matcher method) by PCK at the headline protocol's first alpha, ties broken by the mean clipped error."""
+    n = int(conf.get("n_gallery") or 0)
+    if n <= 0:
+        return {}
+    head = res.pck[res.headline]
+    m = conf.get("gallery_method") or next((x for x in res.methods if x != BOX_COPY), res.methods[0])
+    if m not in head:
+        raise ConfigError(f"pairs: gallery_method {m!r} is not among the methods {res.methods}")
+    a = head[m]["protocol"]["alphas"][0]
+    scored = [(k, p["pck"][a], float(np.mean(np.minimum(p["errors"], 10.0)))) for k, p in enumerate(head[m]["per_pair"])
+              if p["n_points"]]
+    if not scored:
+        return {}
+    scored.sort(key=lambda x: (-x[1], x[2]))
+    best = [k for k, _, _ in scored[:n]]
+    worst = [k for k, _, _ in scored[::-1][:n] if k not in best]
+    return {"method": m, "alpha": a, "picks": [("best", k) for k in best] + [("worst", k) for k in worst]}
+
+
+def predicted_fraction(r: dict) -> float:
+    """Fraction of the counted points with a finite prediction (errors are +inf where there is none)."""
+    e = np.concatenate([np.asarray(p["errors"], float) for p in r["per_pair"]]) if r["per_pair"] else np.zeros(0)
+    return float(np.isfinite(e).mean()) if len(e) else float("nan")
 
 
 # ------------------------------------------------------------------------------------------------- uncertainty
@@ -318,12 +380,6 @@ def _fmt_alpha(a: float) -> str:
     return f"{a:g}"
 
 
-def predicted_fraction(r: dict) -> float:
-    """Fraction of the counted points with a finite prediction (errors are +inf where there is none)."""
-    e = np.concatenate([np.asarray(p["errors"], float) for p in r["per_pair"]]) if r["per_pair"] else np.zeros(0)
-    return float(np.isfinite(e).mean()) if len(e) else float("nan")
-
-
 def _fmt_ci(d: dict) -> str:
     lo, hi = d.get("ci95", [float("nan")] * 2)
     v = d["value"]
@@ -332,37 +388,50 @@ def _fmt_ci(d: dict) -> str:
 
 @register_experiment("pairs")
 def main(conf: dict, out_dir: Path) -> Path:
+    """:func:`compute`, then :func:`render` into ``out_dir``."""
+    return render(compute(conf, out_dir), out_dir)
+
+
+def _protocol_text(res: PairsResults) -> str:
+    conf = res.conf
+    counts = next(iter(res.pck[res.headline].values()))["counts"]
+    kinds = {}
+    for i in res.pairs:
+        kinds[i["kind"]] = kinds.get(i["kind"], 0) + 1
+    return (PROTOCOL + "\n\n"
+            f"This run: dataset `{conf['dataset']}`, {counts['pairs']} pairs "
+            f"({', '.join(f'{n} {k}' for k, n in kinds.items())}), {counts['points']} keypoints counted under "
+            f"the headline protocol; crop `{conf['crop']}` (margin {conf['margin']}) resized to "
+            f"{conf['size']} x {conf['size']} px.\n\n" +
+            "PCK protocols (first = headline):\n\n" +
+            "\n".join(f"- `{n}`: threshold {p0['protocol']['threshold']} ({p0['protocol']['size']} side), "
+                      f"alphas {p0['protocol']['alphas']}, averages {p0['protocol']['averages']} then "
+                      f"{p0['protocol']['overall']}, {p0['protocol']['resolution']} resolution, "
+                      f"{'visible in both' if p0['protocol']['visible_in_both'] else 'all target points'}; "
+                      f"source: {p0['protocol']['reference'] or '-'}"
+                      for n, d in res.pck.items() for p0 in [next(iter(d.values()))]) +
+            ("\n\nData notes: " + "; ".join(res.notes) if res.notes else ""))
+
+
+def render(res: PairsResults, out_dir: Path) -> Path:
+    """report.md (protocols, PCK tables, intervals, per category and pair kind), results.json, pck_vs_alpha.png
+    and gallery.png of computed results."""
     import matplotlib
 
     matplotlib.use("Agg")
     t0 = time.perf_counter()
+    conf = res.conf
     rep = Report(out_dir, "Pair benchmark: dense features x matchers, PCK under explicit protocols", conf)
-    res = compute(conf, out_dir)
     head = res.pck[res.headline]
     proto = next(iter(head.values()))["protocol"]
     alphas = proto["alphas"]
     counts = next(iter(head.values()))["counts"]
-    kinds = {}
-    for i in res.pairs:
-        kinds[i["kind"]] = kinds.get(i["kind"], 0) + 1
-    rep.section("Protocol", PROTOCOL + "\n\n"
-                f"This run: dataset `{conf['dataset']}`, {counts['pairs']} pairs "
-                f"({', '.join(f'{n} {k}' for k, n in kinds.items())}), {counts['points']} keypoints counted under "
-                f"the headline protocol; crop `{conf['crop']}` (margin {conf['margin']}) resized to "
-                f"{conf['size']} x {conf['size']} px.\n\n" +
-                "PCK protocols (first = headline):\n\n" +
-                "\n".join(f"- `{n}`: threshold {p0['protocol']['threshold']} ({p0['protocol']['size']} side), "
-                          f"alphas {p0['protocol']['alphas']}, averages {p0['protocol']['averages']} then "
-                          f"{p0['protocol']['overall']}, {p0['protocol']['resolution']} resolution, "
-                          f"{'visible in both' if p0['protocol']['visible_in_both'] else 'all target points'}; "
-                          f"source: {p0['protocol']['reference'] or '-'}"
-                          for n, d in res.pck.items() for p0 in [next(iter(d.values()))]) +
-                ("\n\nData notes: " + "; ".join(res.notes) if res.notes else ""))
+    rep.section("Protocol", _protocol_text(res))
     for pname, per_m in res.pck.items():
         p = next(iter(per_m.values()))["protocol"]
         cols = ["method"] + [f"{avg} PCK@{_fmt_alpha(a)}" for avg in p["averages"] for a in p["alphas"]]
         rows = [{"method": m, **{f"{avg} PCK@{_fmt_alpha(a)}": r["overall"][avg][a] for avg in p["averages"]
-                                 for a in p["alphas"]}, "predicted": predicted_fraction(r), "seconds": res.seconds[m]}
+                                 for a in p["alphas"]}, "predicted": res.predicted[pname][m], "seconds": res.seconds[m]}
                 for m, r in per_m.items()]
         rep.section(f"PCK, protocol `{pname}`" + (" (headline)" if pname == res.headline else ""),
                     markdown_table(rows, cols + (["predicted", "seconds"] if pname == res.headline else [])) +
@@ -398,7 +467,7 @@ def main(conf: dict, out_dir: Path) -> Path:
                 markdown_table(kind_rows) + "\nSynthetic pairs are one photo and a random smooth warp of it (exact "
                 "ground truth, same object); cross pairs are two different objects of one category.")
     _curves(rep, res, avg)
-    _gallery(rep, res, conf)
+    _gallery(rep, res)
     rep.results.update({
         "headline_protocol": res.headline,
         "pck_protocols": {n: next(iter(d.values()))["protocol"] for n, d in res.pck.items()},
@@ -407,7 +476,7 @@ def main(conf: dict, out_dir: Path) -> Path:
         "notes": res.notes, "confidence": res.confidence,
         "predictions": {m: [p.tolist() for p in v] for m, v in res.predictions.items()},
     })
-    total = time.perf_counter() - t0
+    total = res.total_seconds + time.perf_counter() - t0
     rep.results["total_seconds"] = total
     rep.section("Runtime", f"{total:.1f} s in total; features: " +
                 ", ".join(f"{f} {s:.1f} s" for f, s in res.feature_seconds.items()) + "; matching: " +
@@ -419,20 +488,17 @@ def _curves(rep: Report, res: PairsResults, avg: str) -> None:
     import matplotlib.pyplot as plt
 
     head = res.pck[res.headline]
-    alphas = np.linspace(0.0, 0.2, 41)[1:]
-    cats = list(next(iter(head.values()))["counts"]["per_category"])
-    n = 1 + len(cats)
+    alphas, curves = np.array(res.curves["alphas"]), res.curves["curves"]
+    titles = list(next(iter(curves.values())))
+    n = len(titles)
     ncol = min(n, 3)
     nrow = int(np.ceil(n / ncol))
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.2 * nrow), squeeze=False)
-    curves = {}
-    for k, (title, sel) in enumerate([("all pairs", None)] + [(c, c) for c in cats]):
+    for k, title in enumerate(titles):
         ax = axes.flat[k]
         for m in res.methods:
-            pp = [p for p in head[m]["per_pair"] if sel is None or p["category"] == sel]
-            y = pck_vs_alpha(pp, alphas, avg)
-            curves.setdefault(m, {})[title] = y.tolist()
-            ax.plot(alphas, y, "--" if m == BOX_COPY else "-", label=m, color="0.5" if m == BOX_COPY else None)
+            ax.plot(alphas, curves[m][title], "--" if m == BOX_COPY else "-", label=m,
+                    color="0.5" if m == BOX_COPY else None)
         for a in next(iter(head.values()))["protocol"]["alphas"]:
             ax.axvline(a, color="0.85", lw=0.8, zorder=0)
         ax.set_title(title, fontsize=9)
@@ -443,31 +509,19 @@ def _curves(rep: Report, res: PairsResults, avg: str) -> None:
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7, loc="lower right")
-    rep.results["pck_vs_alpha"] = {"alphas": alphas.tolist(), "curves": curves}
+    rep.results["pck_vs_alpha"] = res.curves
     rep.figure(fig, "pck_vs_alpha.png", f"PCK vs alpha under `{res.headline}` ({avg} average; vertical lines: the "
                "protocol's alphas), all pairs and per category.")
 
 
-def _gallery(rep: Report, res: PairsResults, conf: dict) -> None:
+def _gallery(rep: Report, res: PairsResults) -> None:
     import matplotlib.pyplot as plt
 
-    n = int(conf.get("n_gallery") or 0)
-    if n <= 0:
+    if not res.gallery:
         return
     head = res.pck[res.headline]
-    m = conf.get("gallery_method") or next((x for x in res.methods if x != BOX_COPY), res.methods[0])
-    if m not in head:
-        raise ConfigError(f"pairs: gallery_method {m!r} is not among the methods {res.methods}")
-    a = head[m]["protocol"]["alphas"][0]
-    scored = [(k, p["pck"][a], float(np.mean(np.minimum(p["errors"], 10.0)))) for k, p in enumerate(head[m]["per_pair"])
-              if p["n_points"]]
-    if not scored:
-        return
-    scored.sort(key=lambda x: (-x[1], x[2]))
-    best = [k for k, _, _ in scored[:n]]
-    worst = [k for k, _, _ in scored[::-1][:n] if k not in best]
+    m, a, sel = res.gallery["method"], res.gallery["alpha"], res.gallery["picks"]
     pairs = res.pair_list
-    sel = [("best", k) for k in best] + [("worst", k) for k in worst]
     fig, axes = plt.subplots(len(sel), 2, figsize=(6.0, 2.8 * len(sel)), squeeze=False)
     for row, (tag, k) in enumerate(sel):
         p = pairs[k]

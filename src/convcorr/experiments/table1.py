@@ -13,6 +13,7 @@ figures are drawn afterwards in the calling process; results are identical for e
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..backbones import get_backbone
@@ -117,85 +118,142 @@ def _draw_nested_squares(ax, name: str, rows: list[dict], size: int) -> None:
     ax.legend(fontsize=7, loc="upper right")
 
 
+@dataclass
+class Table1Results:
+    """What :func:`compute` measured (rendering lives in :func:`render`).
+
+    Attributes:
+        conf: the configuration.
+        backbones: backbone names, in the configured order.
+        rows: {backbone: :func:`rf_rows` (one dict per layer)}.
+        sizes: {backbone: input side (pixels) the layers were traced at}.
+        summary: one row per backbone: input, layers, largest finite rf, global layers, layers not followed,
+            final stride.
+        alexnet_matches_paper: whether AlexNet's rf sizes and strides equal the paper's (None without AlexNet).
+    """
+
+    conf: dict
+    backbones: list
+    rows: dict
+    sizes: dict
+    summary: list
+    alexnet_matches_paper: bool | None = None
+
+
+def compute(conf: dict, out_dir: str | Path | None = None) -> Table1Results:
+    """Trace every configured backbone (one unit of work each: :func:`_backbone_task`, through
+    :func:`convcorr.experiments.workers.run_conf_tasks`; with ``resume`` each backbone's rows are kept under
+    ``out_dir/tasks/backbones-<config hash>/``)."""
+    names = list(conf["backbones"])
+    if not names:
+        raise ValueError("backbones: give at least one backbone name")
+    traced = run_conf_tasks(_backbone_task, names, conf, out_dir, "backbones",
+                            kwargs={"input_size": conf["input_size"]}, desc="tracing backbones")
+    rows = {n: r for n, (r, _) in zip(names, traced)}
+    sizes = {n: s for n, (_, s) in zip(names, traced)}
+    summary = [_summary_row(n, rows[n], sizes[n]) for n in names]
+    ok = all(r.get("matches paper", True) for r in rows["alexnet"]) if "alexnet" in rows else None
+    return Table1Results(dict(conf), names, rows, sizes, summary, ok)
+
+
+def _summary_row(name: str, rows: list[dict], size: int) -> dict:
+    finite = [r for r in rows if isinstance(r["rf size"], (int, float))]
+    return {"backbone": name, "input": f"{size}x{size}", "layers": len(rows),
+            "largest finite rf": max((r["rf size"] for r in finite), default="-"),
+            "global layers": sum(r["rf size"] == "global" for r in rows),
+            "not followed": sum("note" in r for r in rows), "final stride": rows[-1]["stride"]}
+
+
 @register_experiment("table1")
 def main(conf: dict, out_dir: Path) -> Path:
+    """:func:`compute`, then :func:`render` into ``out_dir``."""
+    return render(compute(conf, out_dir), out_dir)
+
+
+def render(res: Table1Results, out_dir: Path) -> Path:
+    """report.md (one table per backbone, summary, check against the paper), results.json, rf_sizes.png and
+    rf_vs_stride.png of computed results."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rep = Report(out_dir, "Table 1: receptive-field geometry", conf)
+    rep = Report(out_dir, "Table 1: receptive-field geometry", res.conf)
     rep.section("Protocol", PROTOCOL)
-    names = list(conf["backbones"])
-    if not names:
-        raise ValueError("backbones: give at least one backbone name")
-    n = len(names)
-    traced = run_conf_tasks(_backbone_task, names, conf, out_dir, "backbones",
-                            kwargs={"input_size": conf["input_size"]}, desc="tracing backbones")
+    n = len(res.backbones)
     fig, axes = plt.subplots(2, n, figsize=(5.5 * n, 10), squeeze=False)
-    summary = []
-    for j, (name, (rows, size)) in enumerate(zip(names, traced)):
-        ax = axes[0, j]
+    for j, name in enumerate(res.backbones):
+        rows, size = res.rows[name], res.sizes[name]
         rep.results[name] = rows
-        note = ""
-        if name == "alexnet":
-            note = ("\n\nThe paper's Table 1 (AlexNet, 227x227) lists rf size / stride: "
-                    + ", ".join(f"{k} {v[0]}/{v[1]}" for k, v in PAPER.items())
-                    + "; the column `paper rf/stride` repeats it beside the computed values.")
-        cols = [c for c in rows[0] if c != "note"]
-        notes = [f"- {r['layer']}: {r['note']}" for r in rows if "note" in r]
-        rep.section(f"{name} at {size}x{size}",
-                    "Traced through the network's actual computation (residual blocks along their main path; "
-                    "`global` = the layer mixes the whole image, e.g. attention or squeeze-excitation; its stride / "
-                    "offset locate its patches). Column (c, r) of a layer is centred at input pixel offset + stride * "
-                    "(c, r); grid = output size at this input." + note + "\n\n" +
-                    markdown_table(rows, columns=cols, floatfmt="{:.1f}") +
-                    ("\nNot followed:\n" + "\n".join(notes) + "\n" if notes else ""))
-        vals = [_numeric(r, size) for r in rows]
-        idx = [i for i, v in enumerate(vals) if v is not None]
-        glob = [i for i in idx if rows[i]["rf size"] == "global"]
-        ax.bar(idx, [vals[i] for i in idx], color=["tab:gray" if i in glob else "tab:blue" for i in idx],
-               label="rf size (grey: global)")
-        ax.bar([i for i in idx], [float(rows[i]["stride"]) for i in idx], color="tab:orange", label="stride")
-        if name == "alexnet":
-            ax.plot([i for i, r in enumerate(rows) if r["layer"] in PAPER],
-                    [PAPER[r["layer"]][0] for r in rows if r["layer"] in PAPER], "k_", ms=20, mew=2,
-                    label="paper rf size")
-        ax.axhline(size, color="k", ls="--", lw=1, label=f"input {size}px")
-        ax.set_xticks(range(len(rows)), [r["layer"] for r in rows], rotation=60, fontsize=7, ha="right")
-        ax.set_ylabel("pixels")
-        ax.set_title(name)
-        ax.legend(fontsize=8)
+        rep.section(f"{name} at {size}x{size}", _backbone_text(name, rows))
+        _draw_bars(axes[0, j], name, rows, size)
         _draw_nested_squares(axes[1, j], name, rows, size)
-        finite = [r for r in rows if isinstance(r["rf size"], (int, float))]
-        summary.append({"backbone": name, "input": f"{size}x{size}", "layers": len(rows),
-                        "largest finite rf": max((r["rf size"] for r in finite), default="-"),
-                        "global layers": len(glob), "not followed": len(notes),
-                        "final stride": rows[-1]["stride"]})
     fig.tight_layout()
-    rep.section("Summary", markdown_table(summary))
-    if "alexnet" in rep.results:
-        ok = all(r.get("matches paper", True) for r in rep.results["alexnet"])
+    rep.section("Summary", markdown_table(res.summary))
+    if res.alexnet_matches_paper is not None:
+        ok = res.alexnet_matches_paper
         rep.results["alexnet_matches_paper"] = ok
         rep.section("Check", f"AlexNet rf sizes and strides {'match' if ok else 'DO NOT match'} the paper's Table 1.")
     rep.figure(fig, "rf_sizes.png", "Top: receptive-field size (grey: global) and stride per layer. Bottom: "
                "receptive fields of the central column of each layer, drawn on the input canvas.")
     plt.close(fig)
-    if n > 1:  # all backbones on one axis: rf size against stride
-        fig2, ax2 = plt.subplots(figsize=(6.5, 5))
-        for name in names:
-            rows = [r for r in rep.results[name] if isinstance(r["rf size"], (int, float))]
-            if rows:
-                ax2.plot([r["stride"] for r in rows], [r["rf size"] for r in rows], "o-", label=name, alpha=0.8)
-        ax2.set_xscale("log", base=2)
-        ax2.set_yscale("log")
-        ax2.set_xlabel("stride (px)")
-        ax2.set_ylabel("rf size (px)")
-        ax2.grid(True, which="both", alpha=0.3)
-        ax2.legend(fontsize=8)
-        ax2.set_title("Receptive-field size against stride, every layer (finite rfs)", fontsize=9)
-        fig2.tight_layout()
-        rep.figure(fig2, "rf_vs_stride.png", "Receptive-field size against stride for every layer of every "
-                   "backbone (log-log; global layers omitted).")
-        plt.close(fig2)
+    if n > 1:
+        _draw_rf_vs_stride(rep, res)
     return rep.save()
+
+
+def _backbone_text(name: str, rows: list[dict]) -> str:
+    note = ""
+    if name == "alexnet":
+        note = ("\n\nThe paper's Table 1 (AlexNet, 227x227) lists rf size / stride: "
+                + ", ".join(f"{k} {v[0]}/{v[1]}" for k, v in PAPER.items())
+                + "; the column `paper rf/stride` repeats it beside the computed values.")
+    cols = [c for c in rows[0] if c != "note"]
+    notes = [f"- {r['layer']}: {r['note']}" for r in rows if "note" in r]
+    return ("Traced through the network's actual computation (residual blocks along their main path; "
+            "`global` = the layer mixes the whole image, e.g. attention or squeeze-excitation; its stride / "
+            "offset locate its patches). Column (c, r) of a layer is centred at input pixel offset + stride * "
+            "(c, r); grid = output size at this input." + note + "\n\n" +
+            markdown_table(rows, columns=cols, floatfmt="{:.1f}") +
+            ("\nNot followed:\n" + "\n".join(notes) + "\n" if notes else ""))
+
+
+def _draw_bars(ax, name: str, rows: list[dict], size: int) -> None:
+    """rf size (grey: global) and stride per layer; the paper's AlexNet rf sizes as black marks."""
+    vals = [_numeric(r, size) for r in rows]
+    idx = [i for i, v in enumerate(vals) if v is not None]
+    glob = [i for i in idx if rows[i]["rf size"] == "global"]
+    ax.bar(idx, [vals[i] for i in idx], color=["tab:gray" if i in glob else "tab:blue" for i in idx],
+           label="rf size (grey: global)")
+    ax.bar([i for i in idx], [float(rows[i]["stride"]) for i in idx], color="tab:orange", label="stride")
+    if name == "alexnet":
+        ax.plot([i for i, r in enumerate(rows) if r["layer"] in PAPER],
+                [PAPER[r["layer"]][0] for r in rows if r["layer"] in PAPER], "k_", ms=20, mew=2,
+                label="paper rf size")
+    ax.axhline(size, color="k", ls="--", lw=1, label=f"input {size}px")
+    ax.set_xticks(range(len(rows)), [r["layer"] for r in rows], rotation=60, fontsize=7, ha="right")
+    ax.set_ylabel("pixels")
+    ax.set_title(name)
+    ax.legend(fontsize=8)
+
+
+def _draw_rf_vs_stride(rep: Report, res: Table1Results) -> None:
+    """All backbones on one axis: rf size against stride (finite rfs)."""
+    import matplotlib.pyplot as plt
+
+    fig2, ax2 = plt.subplots(figsize=(6.5, 5))
+    for name in res.backbones:
+        rows = [r for r in res.rows[name] if isinstance(r["rf size"], (int, float))]
+        if rows:
+            ax2.plot([r["stride"] for r in rows], [r["rf size"] for r in rows], "o-", label=name, alpha=0.8)
+    ax2.set_xscale("log", base=2)
+    ax2.set_yscale("log")
+    ax2.set_xlabel("stride (px)")
+    ax2.set_ylabel("rf size (px)")
+    ax2.grid(True, which="both", alpha=0.3)
+    ax2.legend(fontsize=8)
+    ax2.set_title("Receptive-field size against stride, every layer (finite rfs)", fontsize=9)
+    fig2.tight_layout()
+    rep.figure(fig2, "rf_vs_stride.png", "Receptive-field size against stride for every layer of every "
+               "backbone (log-log; global layers omitted).")
+    plt.close(fig2)

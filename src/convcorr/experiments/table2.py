@@ -41,7 +41,7 @@ Protocols.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -414,32 +414,83 @@ def validate_beta(conf: dict, pool: list, cache: FeatureCache, glob: np.ndarray,
             "counts": counts(pt) if pt is not None else {}}
 
 
-# --------------------------------------------------------------------------------------------------------- main
+# ------------------------------------------------------------------------------------------------------ results
+@dataclass
+class Table2Results:
+    """What :func:`compute` measured (rendering lives in :func:`render`).
+
+    Attributes:
+        conf: the configuration (flags read as bools).
+        methods: method labels ("<features> + <matcher>", then the baselines); aligned: the aligned ones.
+        feature_specs: the aligned methods' feature specs; matcher_options: {matcher: its resolved options}.
+        betas: {aligned method: beta used} (those with a beta option).
+        validation: beta validation (:func:`validate_beta`: grid, curves of Estimates, chosen, queries, counts)
+            or None.
+        queries: the test query Instances; categories: their categories in order.
+        pck: {method: {alpha: PCK}} (mean over keypoint types, all queries) at :data:`TABLE2_PCK`'s alphas;
+            random: the same for "random in box".
+        per_category: {category: {method: {alpha: PCK}}}; per_category_ci: {category: {method: {alpha: dict}}}.
+        pck_ci: {method or "random in box": {alpha: Estimate}} (95% bootstrap over query photos).
+        point_counts: {method or "random in box": keypoints / queries / photos}; counts: the first method's.
+        differences: {(a, b): {alpha: Estimate}} paired differences (:func:`headline_pairs`).
+        rows, ci_rows, category_rows, difference_rows: the report's tables (statistics per row).
+        same_source_k: fraction of the k retrieved neighbours from the query's object;
+            same_source_top: {method: fraction of the used neighbours from it}.
+        per_query: one dict per query: ids, neighbours, ground truth, every method's prediction, energies, rank and
+            PCK@0.1.
+        pool_sizes, photos, objects: {category: instances in the pool / real photos / objects}.
+        figures: Figure 3's inputs (:func:`_figure_inputs`) or None.
+        data: (Markdown, rows) of the embedded categories' summary, else None.
+        seconds: {method: alignment + transfer time}; retrieval_seconds, validation_seconds, total_seconds.
+    """
+
+    conf: dict
+    methods: list
+    aligned: list
+    feature_specs: list
+    matcher_options: dict
+    betas: dict
+    validation: dict | None
+    queries: list
+    categories: list
+    pck: dict
+    random: dict
+    per_category: dict
+    per_category_ci: dict
+    pck_ci: dict
+    point_counts: dict
+    counts: dict
+    differences: dict
+    rows: list
+    ci_rows: list
+    category_rows: list
+    difference_rows: list
+    same_source_k: float
+    same_source_top: dict
+    per_query: list
+    pool_sizes: dict
+    photos: dict
+    objects: dict
+    figures: dict | None
+    data: tuple | None
+    seconds: dict
+    retrieval_seconds: float
+    validation_seconds: float
+    total_seconds: float = 0.0
 
 
-@register_experiment("table2")
-def main(conf: dict, out_dir: Path) -> Path:
-    import matplotlib
+# ---------------------------------------------------------------------------------------------------- compute
+def compute(conf: dict, out_dir: str | Path | None = None) -> Table2Results:
+    """Retrieval, beta validation, the alignment of every query by every method, PCK with bootstrap intervals and
+    paired differences, and Figure 3's inputs.
 
-    matplotlib.use("Agg")
-
+    The aligned queries run through :func:`convcorr.experiments.workers.run_conf_tasks` (options ``workers``,
+    ``executor``, ``ray_address``, ``resume``; with ``resume`` every query's result is kept under
+    ``out_dir/tasks/queries-<config hash>/``). Results are the same for every setting."""
     t0 = time.perf_counter()
     conf = dict(conf, exclude_same_source=as_bool(conf["exclude_same_source"], "exclude_same_source"))
-    rep = Report(out_dir, "Table 2: keypoint transfer by alignment (features x matchers vs box-copy)", conf)
-    rep.results["pck_protocol"] = TABLE2_PCK.to_dict()
-    pool = build_pool(conf)
-    queries = select_queries(pool, conf)
-    if not queries:
-        raise ConfigError("table2: no queries (check categories / n_queries / n_warps)")
-    method_configs(conf)  # validate the options before any work
-    mask = candidate_mask(pool, queries, conf["exclude_same_source"])
-    cache = FeatureCache(conf["input_size"], conf["margin"])
-    for i in progress(pool, "crops"):
-        cache.crop(i)
-    glob = cache.global_features(pool, conf["retrieval_backbone"])
-    nbrs = retrieve_neighbours(glob[queries], glob, conf["k"], mask)
+    pool, queries, cache, glob, nbrs = _retrieve(conf)
     t_retrieval = time.perf_counter() - t0
-
     t1 = time.perf_counter()
     val = None
     if as_bool(conf.get("validate_beta", False), "validate_beta"):
@@ -455,7 +506,6 @@ def main(conf: dict, out_dir: Path) -> Path:
     convs = [m for m, kt in aligned.items() if not kt.features.spec.startswith("sift")]
     sifts = [m for m, kt in aligned.items() if kt.features.spec.startswith("sift")]
     fig_methods = (convs[-1:] + sifts[:1]) or list(aligned)[:2]
-
     # alignments of every query (the expensive part) as independent tasks: serially, on a process pool or Ray;
     # features are computed above once per instance and sent once per worker with the methods
     shared = {"pool": pool, "queries": queries, "nbrs": nbrs, "methods": methods, "fig_methods": fig_methods}
@@ -463,8 +513,52 @@ def main(conf: dict, out_dir: Path) -> Path:
     first = _transfer_task(0, shared, full=True)
     rest = run_conf_tasks(_transfer_task, list(range(1, len(queries))), conf, out_dir, "queries", shared=shared,
                           key=lambda qi: f"q{qi:05d}", desc="aligned queries")
-    results = [first] + rest
+    col = _collect(pool, queries, nbrs, methods, [first] + rest)
+    qs = [pool[q] for q in queries]
+    st = _statistics(conf, qs, col, methods, aligned)
+    cats = st.pop("categories")
+    real = lambda c: [i for i in pool if i.category == c and i.meta.get("real")]
+    data = None
+    if conf.get("dataset", "embedded") == "embedded":
+        from ..viz.report import category_report
 
+        data = category_report(cats)
+    res = Table2Results(
+        conf, list(methods), list(aligned), list({kt.features.spec: kt for kt in aligned.values()}),
+        {m: matcher_options(conf, m) for m in conf.get("matchers") or []},
+        {m: kt.conf.matcher_options["beta"] for m, kt in aligned.items() if "beta" in kt.conf.matcher_options},
+        val, qs, cats, **st, same_source_k=float(np.mean(col["same_src_k"])),
+        same_source_top={m: float(np.mean(v)) for m, v in col["same_src_top"].items()},
+        per_query=col["per_query"], pool_sizes={c: sum(i.category == c for i in pool) for c in cats},
+        photos={c: len({i.meta.get("photo", i.meta["source_id"]) for i in real(c)}) for c in cats},
+        objects={c: len({i.meta["source_id"] for i in real(c)}) for c in cats},
+        figures=_figure_inputs(methods, col["fig_data"], col["per_query"], qs, {i.id: i for i in pool}),
+        data=data, seconds=col["seconds"], retrieval_seconds=t_retrieval, validation_seconds=t_val)
+    res.total_seconds = time.perf_counter() - t0
+    return res
+
+
+def _retrieve(conf: dict):
+    """The pool, the test queries, the crops and global features (a FeatureCache) and every query's k nearest
+    allowed training instances -> (pool, queries, cache, global features (N, D), neighbours (Q, k))."""
+    pool = build_pool(conf)
+    queries = select_queries(pool, conf)
+    if not queries:
+        raise ConfigError("table2: no queries (check categories / n_queries / n_warps)")
+    method_configs(conf)  # validate the options before any work
+    mask = candidate_mask(pool, queries, conf["exclude_same_source"])
+    cache = FeatureCache(conf["input_size"], conf["margin"])
+    for i in progress(pool, "crops"):
+        cache.crop(i)
+    glob = cache.global_features(pool, conf["retrieval_backbone"])
+    nbrs = retrieve_neighbours(glob[queries], glob, conf["k"], mask)
+    return pool, queries, cache, glob, nbrs
+
+
+def _collect(pool: list, queries: list, nbrs: np.ndarray, methods: dict, results: list) -> dict:
+    """The per-query task results gathered: {"preds": {method: [(query, prediction)]}, "per_query": [record],
+    "fig_data": [{method: Figure-3 record}], "seconds": {method: s}, "same_src_top": {method: [fraction]},
+    "same_src_k": [fraction]}."""
     preds = {m: [] for m in methods}
     per_query, fig_data, seconds = [], [], {m: 0.0 for m in methods}
     same_src_top = {m: [] for m in methods}
@@ -480,7 +574,7 @@ def main(conf: dict, out_dir: Path) -> Path:
                "photo": query.meta.get("photo"), "neighbours": [n.id for n in nb], "same_source": is_same.tolist(),
                "ground_truth": np.where(query.visible[:, None], query.keypoints, np.nan).tolist(), "methods": {}}
         fd = {}
-        for m, kt in methods.items():
+        for m in methods:
             p, det, sec = results[qi][m]
             seconds[m] += sec
             top = det["order"][: det["top"]]
@@ -492,26 +586,30 @@ def main(conf: dict, out_dir: Path) -> Path:
                 fd[m] = det["figure"]
         fig_data.append(fd)
         per_query.append(rec)
+    return {"preds": preds, "per_query": per_query, "fig_data": fig_data, "seconds": seconds,
+            "same_src_top": same_src_top, "same_src_k": same_src_k}
 
-    qs = [pool[q] for q in queries]
+
+def _statistics(conf: dict, qs: list, col: dict, methods: dict, aligned: dict) -> dict:
+    """PCK (all queries and per category), the random-in-box reference, bootstrap intervals, paired differences
+    and the report's tables -> the matching :class:`Table2Results` fields (and "categories"). ``col``:
+    :func:`_collect`'s output."""
+    alphas, preds = TABLE2_PCK.alphas, col["preds"]
     rand_preds = random_predictions(qs, conf["seed"])
-    rand = _pck_of(list(zip(qs, rand_preds)))
-    curves = {m: _pck_of(lst) for m, lst in preds.items()}
+    rand = _pck_of(list(zip(qs, rand_preds)), alphas)
+    curves = {m: _pck_of(lst, alphas) for m, lst in preds.items()}
     nb_, sd = int(conf.get("n_boot", 1000)), conf["seed"]
-    pts = {m: point_table(lst) for m, lst in preds.items()}
-    pts["random in box"] = point_table(list(zip(qs, rand_preds)))
-    ests = {m: pck_estimates(pt, PAPER_ALPHAS, nb_, sd) for m, pt in pts.items()}
-    cnt = counts(pts[next(iter(methods))])
-    a0, a1, a2 = (float(a) for a in PAPER_ALPHAS)
-    cols = ["method", f"PCK@{a0}", f"PCK@{a1}", f"PCK@{a2}"]
+    pts = {m: point_table(lst, alphas) for m, lst in preds.items()}
+    pts["random in box"] = point_table(list(zip(qs, rand_preds)), alphas)
+    ests = {m: pck_estimates(pt, alphas, nb_, sd) for m, pt in pts.items()}
+    a0 = float(alphas[0])
     rows = [{"method": m, **{f"PCK@{a}": v for a, v in c.items()},
-             "top nbrs from query's photo": float(np.mean(same_src_top[m])), "seconds": seconds[m]}
+             "top nbrs from query's photo": float(np.mean(col["same_src_top"][m])), "seconds": col["seconds"][m]}
             for m, c in curves.items()]
     rows.append({"method": "random in box", **{f"PCK@{a}": v for a, v in rand.items()}})
     ci_rows = [{"method": m, "beta": (methods[m].conf.matcher_options.get("beta", "") if m in aligned else ""),
                 **{f"PCK@{a}": e.fmt() for a, e in ests[m].items()}, **counts(pts[m])} for m in pts]
-    pairs = headline_pairs(methods)
-    diffs = {(a, b): paired_pck(pts[a], pts[b], PAPER_ALPHAS, nb_, sd) for a, b in pairs}
+    diffs = {(a, b): paired_pck(pts[a], pts[b], alphas, nb_, sd) for a, b in headline_pairs(methods)}
     diff_rows = [{"comparison": f"{a} - {b}", **{f"PCK@{al}": e.fmt(signed=True) for al, e in d.items()},
                   "resolved at 0.1": "no (spans 0)" if d[a0].spans_zero else "yes"} for (a, b), d in diffs.items()]
     cats = list(dict.fromkeys(q.category for q in qs))
@@ -519,81 +617,135 @@ def main(conf: dict, out_dir: Path) -> Path:
     for c in cats:
         per_cat[c], per_cat_ci[c] = {}, {}
         for m, lst in preds.items():
-            cv = _pck_of([r for r in lst if r[0].category == c])
-            per_cat[c][m] = cv
-            ptc = point_table([r for r in lst if r[0].category == c])
-            e = pck_estimates(ptc, PAPER_ALPHAS, nb_, sd)
+            per_cat[c][m] = _pck_of([r for r in lst if r[0].category == c], alphas)
+            ptc = point_table([r for r in lst if r[0].category == c], alphas)
+            e = pck_estimates(ptc, alphas, nb_, sd)
             per_cat_ci[c][m] = {a: x.to_dict() for a, x in e.items()}
             cat_rows.append({"category": c, "method": m, **{f"PCK@{a}": x.fmt() for a, x in e.items()},
                              **counts(ptc)})
-        rnd = _pck_of([(q, r) for q, r in zip(qs, rand_preds) if q.category == c])
+        rnd = _pck_of([(q, r) for q, r in zip(qs, rand_preds) if q.category == c], alphas)
         cat_rows.append({"category": c, "method": "random in box", **{f"PCK@{a}": v for a, v in rnd.items()}})
+    return {"pck": curves, "random": rand, "per_category": per_cat, "per_category_ci": per_cat_ci,
+            "pck_ci": ests, "point_counts": {m: counts(pt) for m, pt in pts.items()},
+            "counts": counts(pts[next(iter(methods))]), "differences": diffs, "rows": rows, "ci_rows": ci_rows,
+            "category_rows": cat_rows, "difference_rows": diff_rows, "categories": cats}
 
-    n_pool = {c: sum(i.category == c for i in pool) for c in cats}
-    n_photos = {c: len({i.meta.get("photo", i.meta["source_id"]) for i in pool if i.category == c and
-                        i.meta.get("real")}) for c in cats}
-    n_objects = {c: len({i.meta["source_id"] for i in pool if i.category == c and i.meta.get("real")}) for c in cats}
-    proto = ("strict cross-instance: everything derived from the query's object or photo is held out"
-             if conf["exclude_same_source"] else
-             "the query's own photo and its sibling warps stay in the training pool (only the query is held out)")
-    beta_txt = (f"beta chosen per (features, matcher) by validation ({_beta_text(val)})" if val else
-                f"beta = {conf['beta']} (fixed)")
-    rep.section("Protocol", PROTOCOL + "\n\n"
-                f"This run: dataset `{conf['dataset']}`, {len(qs)} queries ({', '.join(f'{c}: {sum(q.category == c for q in qs)}' for c in cats)}), "
-                f"pools {n_pool} instances per category from {n_photos} real photos ({n_objects} objects); {proto}. "
-                f"k = {conf['k']} neighbours by `{conf['retrieval_backbone']}` global features (cosine), median of "
-                f"the top {conf['top']} by alignment energy; {beta_txt}; crops: box + {conf['margin']} margin -> "
-                f"{conf['input_size']} px; features: "
-                + ", ".join(f"`{kt.features.spec}`" for kt in {kt.features.spec: kt for kt in aligned.values()}.values())
-                + "; matchers: " + ", ".join(f"`{m}` {matcher_options(conf, m)}" for m in conf.get("matchers") or [])
-                + f"; baselines: {', '.join(conf.get('baselines') or []) or '-'}.\n\n"
-                f"Retrieved neighbours from the query's own object: {np.mean(same_src_k):.0%} of the k.")
-    if conf.get("dataset", "embedded") == "embedded":
-        from ..viz.report import category_report
 
-        md, rep.results["data"] = category_report(cats)
+def _figure_inputs(methods: dict, fig_data: list, per_query: list, qs: list, by_id: dict) -> dict | None:
+    """Figure 3's inputs: queries ranked by the deepest conv method's mean normalised error, the good / typical /
+    bad one with its crop and ground truth, its five neighbours' crops and keypoints and every shown method's
+    warped neighbours (None when no method recorded figure data)."""
+    from ..viz.figures import pick_by_rank
+
+    if not fig_data or not fig_data[0]:
+        return None
+    conv = next(iter(fig_data[0]))
+    # rank queries by the deepest conv layer's mean normalised error of its prediction (lower = better)
+    err = []
+    for q, rec in zip(qs, per_query):
+        p = np.array(rec["methods"][conv]["prediction"], float)
+        v = q.visible
+        err.append(-float(np.nanmean(np.linalg.norm(p[v] - q.keypoints[v], axis=1)) / q.bbox_size))
+    kt0 = methods[conv]
+    picks = {}
+    for kind, qi in pick_by_rank(err).items():
+        q = qs[qi]
+        crop_q, tq = kt0.crop(q)
+        nbrs = []
+        for j, nid in enumerate(per_query[qi]["neighbours"][:5]):
+            n = by_id[nid]
+            nbrs.append((kt0.crop(n)[0], kt0.crop(n)[1].to_crop(np.where(n.visible[:, None], n.keypoints, np.nan)),
+                         f"neighbour {j + 1}\n{_short(nid)}"))
+        picks[kind] = {"query": q.id, "index": qi, "rank": sorted(err, reverse=True).index(err[qi]) + 1,
+                       "crop": crop_q, "ground_truth": tq.to_crop(np.where(q.visible[:, None], q.keypoints, np.nan)),
+                       "neighbours": nbrs, "methods": dict(fig_data[qi])}
+    return {"method": conv, "errors": err, "picks": picks}
+
+
+# ---------------------------------------------------------------------------------------------------- rendering
+@register_experiment("table2")
+def main(conf: dict, out_dir: Path) -> Path:
+    """:func:`compute`, then :func:`render` into ``out_dir``."""
+    return render(compute(conf, out_dir), out_dir)
+
+
+def render(res: Table2Results, out_dir: Path) -> Path:
+    """report.md, results.json, pck_vs_alpha.png, beta_validation.png and the Figure-3 panels
+    (alignment_<kind>.png) of computed results."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    t0 = time.perf_counter()
+    conf, val, cnt = res.conf, res.validation, res.counts
+    rep = Report(out_dir, "Table 2: keypoint transfer by alignment (features x matchers vs box-copy)", conf)
+    rep.results["pck_protocol"] = TABLE2_PCK.to_dict()
+    cols = ["method"] + [f"PCK@{float(a)}" for a in TABLE2_PCK.alphas]
+    rep.section("Protocol", _protocol_text(res))
+    if res.data is not None:
+        md, rep.results["data"] = res.data
         rep.section("Data (real photos before warping)", md)
+    nb_ = int(conf.get("n_boot", 1000))
     rep.section("PCK with 95% intervals (mean over keypoint types)",
-                markdown_table(ci_rows, ["method", "beta", *cols[1:], "points", "queries", "photos"]) +
+                markdown_table(res.ci_rows, ["method", "beta", *cols[1:], "points", "queries", "photos"]) +
                 f"\nIntervals: 95% percentile bootstrap ({nb_} replicates) resampling the queries' PHOTOS (the "
                 "independent unit: all keypoints of one photo's warps move together) within each category; with "
                 "few photos per category (below ~10) percentile intervals are too narrow, read them as a lower "
                 "bound on the uncertainty. "
                 f"These numbers rest on {cnt['points']} keypoints of {cnt['queries']} queries from {cnt['photos']} "
                 "distinct photos.")
+    a0 = float(TABLE2_PCK.alphas[0])
     rep.section("Paired differences (same keypoints, photos resampled jointly)",
-                markdown_table(diff_rows, ["comparison", *cols[1:], "resolved at 0.1"]) + "\n"
-                + "\n".join(f"- {verdict(d[a0], a, b)}" for (a, b), d in diffs.items()))
+                markdown_table(res.difference_rows, ["comparison", *cols[1:], "resolved at 0.1"]) + "\n"
+                + "\n".join(f"- {verdict(d[a0], a, b)}" for (a, b), d in res.differences.items()))
     rep.section("PCK (mean over keypoint types), all queries: point estimates and timing",
-                markdown_table(rows, cols + ["top nbrs from query's photo", "seconds"]) +
+                markdown_table(res.rows, cols + ["top nbrs from query's photo", "seconds"]) +
                 "\n`top nbrs from query's photo`: fraction of the neighbours actually used (the top by energy; the "
                 "single nearest for box-copy) that are warps/the photo of the query's own object. `seconds`: "
                 "alignment + transfer time of the method.")
     rep.section("PCK per category (95% intervals over the category's query photos)",
-                markdown_table(cat_rows, ["category"] + cols + ["points", "queries", "photos"]))
+                markdown_table(res.category_rows, ["category"] + cols + ["points", "queries", "photos"]))
     rep.results.update({
-        "pck": curves, "random": rand, "per_category": per_cat, "rows": rows, "category_rows": cat_rows,
-        "pck_ci": {m: {a: e.to_dict() for a, e in v.items()} for m, v in ests.items()},
-        "per_category_ci": per_cat_ci, "counts": cnt,
+        "pck": res.pck, "random": res.random, "per_category": res.per_category, "rows": res.rows,
+        "category_rows": res.category_rows,
+        "pck_ci": {m: {a: e.to_dict() for a, e in v.items()} for m, v in res.pck_ci.items()},
+        "per_category_ci": res.per_category_ci, "counts": cnt,
         "paired_differences": [{"a": a, "b": b, "alpha": al, **e.to_dict(), "resolved": not e.spans_zero}
-                               for (a, b), d in diffs.items() for al, e in d.items()],
-        "beta": {m: kt.conf.matcher_options["beta"] for m, kt in aligned.items() if "beta" in kt.conf.matcher_options},
+                               for (a, b), d in res.differences.items() for al, e in d.items()],
+        "beta": res.betas,
         "beta_validation": None if val is None else {
             "grid": val["grid"], "chosen": val["chosen"], "queries": val["queries"], "counts": val["counts"],
             "pck@0.1": {m: [e.to_dict() for e in v] for m, v in val["curves"].items()}},
-        "same_source_fraction_k": float(np.mean(same_src_k)),
-        "same_source_fraction_top": {m: float(np.mean(v)) for m, v in same_src_top.items()},
-        "per_query": per_query, "n_queries": len(qs), "pool_sizes": n_pool, "photos": n_photos,
-        "objects": n_objects, "method_seconds": seconds, "retrieval_seconds": t_retrieval,
-        "validation_seconds": t_val,
+        "same_source_fraction_k": res.same_source_k, "same_source_fraction_top": res.same_source_top,
+        "per_query": res.per_query, "n_queries": len(res.queries), "pool_sizes": res.pool_sizes,
+        "photos": res.photos, "objects": res.objects, "method_seconds": res.seconds,
+        "retrieval_seconds": res.retrieval_seconds, "validation_seconds": res.validation_seconds,
     })
-    _plots(rep, ests, methods, val, fig_data, per_query, qs, {i.id: i for i in pool})
-    total = time.perf_counter() - t0
+    _plots(rep, res)
+    total = res.total_seconds + time.perf_counter() - t0
     rep.results["seconds"] = total
-    rep.section("Runtime", f"{total:.1f} s in total ({t_retrieval:.1f} s crops + global features, {t_val:.1f} s "
-                "beta validation); per method: " + ", ".join(f"{m} {s:.1f} s" for m, s in seconds.items())
-                + ".")
+    rep.section("Runtime", f"{total:.1f} s in total ({res.retrieval_seconds:.1f} s crops + global features, "
+                f"{res.validation_seconds:.1f} s beta validation); per method: "
+                + ", ".join(f"{m} {s:.1f} s" for m, s in res.seconds.items()) + ".")
     return rep.save()
+
+
+def _protocol_text(res: Table2Results) -> str:
+    conf, qs, cats = res.conf, res.queries, res.categories
+    proto = ("strict cross-instance: everything derived from the query's object or photo is held out"
+             if conf["exclude_same_source"] else
+             "the query's own photo and its sibling warps stay in the training pool (only the query is held out)")
+    beta_txt = (f"beta chosen per (features, matcher) by validation ({_beta_text(res.validation)})"
+                if res.validation else f"beta = {conf['beta']} (fixed)")
+    return (PROTOCOL + "\n\n"
+            f"This run: dataset `{conf['dataset']}`, {len(qs)} queries "
+            f"({', '.join(f'{c}: {sum(q.category == c for q in qs)}' for c in cats)}), "
+            f"pools {res.pool_sizes} instances per category from {res.photos} real photos ({res.objects} objects); "
+            f"{proto}. k = {conf['k']} neighbours by `{conf['retrieval_backbone']}` global features (cosine), median "
+            f"of the top {conf['top']} by alignment energy; {beta_txt}; crops: box + {conf['margin']} margin -> "
+            f"{conf['input_size']} px; features: " + ", ".join(f"`{f}`" for f in res.feature_specs)
+            + "; matchers: " + ", ".join(f"`{m}` {o}" for m, o in res.matcher_options.items())
+            + f"; baselines: {', '.join(conf.get('baselines') or []) or '-'}.\n\n"
+            f"Retrieved neighbours from the query's own object: {res.same_source_k:.0%} of the k.")
 
 
 def _short(iid: str, n: int = 30) -> str:
@@ -619,11 +771,11 @@ def _figure_record(kt: KeypointTransfer, query, nb: list, det: dict, pred: np.nd
                        for j in range(min(n, len(nb)))]}
 
 
-def _plots(rep: Report, ests: dict, methods: dict, val: dict | None, fig_data: list, per_query: list,
-           qs: list, by_id: dict) -> None:
-    from ..viz.figures import alignment_panels, draw_bars_with_ci, draw_curves_with_ci, draw_panels, pick_by_rank
+def _plots(rep: Report, res: Table2Results) -> None:
+    from ..viz.figures import alignment_panels, draw_bars_with_ci, draw_curves_with_ci, draw_panels
 
-    alphas = [float(a) for a in PAPER_ALPHAS]
+    ests, val = res.pck_ci, res.validation
+    alphas = [float(a) for a in TABLE2_PCK.alphas]
     series = {m: [ests[m][a] for a in alphas] for m in ests}
     draw_bars_with_ci([f"alpha = {a}" for a in alphas], series, rep.out_dir / "pck_vs_alpha.png",
                       "PCK (mean over keypoint types)", ylim="auto", colors={"random in box": "0.6"})
@@ -639,35 +791,19 @@ def _plots(rep: Report, ests: dict, methods: dict, val: dict | None, fig_data: l
         rep.parts.append("![beta validation](beta_validation.png)\n\nValidation curve: PCK@0.1 of each flow feature "
                          "against beta on the validation queries (band: 95% bootstrap interval over their photos); "
                          "circled: the chosen beta.\n")
-    if not fig_data or not fig_data[0]:
+    if res.figures is None:
         return
-    conv = next(iter(fig_data[0]))
-    # rank queries by the deepest conv layer's mean normalised error of its prediction (lower = better)
-    err = []
-    for q, rec in zip(qs, per_query):
-        p = np.array(rec["methods"][conv]["prediction"], float)
-        v = q.visible
-        err.append(-float(np.nanmean(np.linalg.norm(p[v] - q.keypoints[v], axis=1)) / q.bbox_size))
-    picks = pick_by_rank(err)
-    kt0 = methods[conv]
-    for kind, qi in picks.items():
-        q, fd = qs[qi], fig_data[qi]
-        crop_q, tq = kt0.crop(q)
-        nbrs = []
-        for j, nid in enumerate(per_query[qi]["neighbours"][:5]):
-            n = by_id[nid]
-            nbrs.append((kt0.crop(n)[0], kt0.crop(n)[1].to_crop(np.where(n.visible[:, None], n.keypoints, np.nan)),
-                         f"neighbour {j + 1}\n{_short(nid)}"))
-        panels = alignment_panels(crop_q, tq.to_crop(np.where(q.visible[:, None], q.keypoints, np.nan)), nbrs,
-                                  {m: d for m, d in fd.items()}, f"query ({kind})\n{_short(q.id)}")
+    conv, err = res.figures["method"], res.figures["errors"]
+    for kind, p in res.figures["picks"].items():
+        panels = alignment_panels(p["crop"], p["ground_truth"], p["neighbours"], p["methods"],
+                                  f"query ({kind})\n{_short(p['query'])}")
         name = f"alignment_{kind}.png"
         draw_panels(panels, rep.out_dir / name, panel_in=2.0)
         rep.figures.append(name)
-        rep.parts.append(f"![alignment {kind}]({name})\n\nA {kind} query (rank {sorted(err, reverse=True).index(err[qi]) + 1}"
-                         f" of {len(err)} by {conv}'s mean error, {-err[qi]:.3f} of the box size; as the "
+        rep.parts.append(f"![alignment {kind}]({name})\n\nA {kind} query (rank {p['rank']}"
+                         f" of {len(err)} by {conv}'s mean error, {-err[p['index']]:.3f} of the box size; as the "
                          "paper's Figure 3). Top row: the query with its ground truth (green) and its five nearest "
                          "neighbours by the global feature with their keypoints (yellow). Further rows: each "
                          "method's prediction (red x) and the neighbours warped into the query frame by its flow, "
                          "with their transferred keypoints (yellow); titles give each neighbour's alignment energy "
                          "and its rank by energy.\n")
-

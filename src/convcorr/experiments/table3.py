@@ -40,6 +40,7 @@ Results are identical for every setting.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -176,14 +177,86 @@ def _datasets(insts: list, conf: dict, fobjs: dict, desc: str, group_by: str = "
     return out, y, g
 
 
-@register_experiment("table3")
-def main(conf: dict, out_dir: Path) -> Path:
-    import matplotlib
+# ------------------------------------------------------------------------------------------------------ results
+@dataclass
+class ResponseResults:
+    """Figure 4's measurements: response maxima around test keypoints.
 
-    matplotlib.use("Agg")
+    Attributes:
+        window: w (the window is (2w+1) x (2w+1) crop px).
+        offsets: {feature name: (N, 2) offsets (dx, dy) of the response maxima from the ground truth}, the N
+            keypoints pooled over categories.
+        per_category: {category: {feature name: (N_c, 2) offsets}}.
+        mean_distance_per_category: {category: {feature name: mean |offset| (px) of all its maxima, boundary
+            maxima included; NaN without keypoints}}.
+        units: (N,) test photo of each keypoint; types: (N,) "category/name".
+        stats: one dict per feature: "feature", "maxima", "on boundary (excluded)" and the Estimates "mean |offset|
+            (px)", "within 2 px", "within 5 px" (95% bootstrap over the photos, boundary maxima excluded).
+        examples: up to 3 dicts, one per category, of keypoints whose window lies inside the crop: "crop" (S, S, 3)
+            uint8, "centre" (2,) ground truth in crop px, "category", "label" ("category/name"), "maps" {feature
+            name: (2w+1, 2w+1) response map}, "peaks" {feature name: (2,) offset of the map's maximum}.
+        histograms: :func:`convcorr.figures.offset_histograms` of ``offsets``.
+    """
 
+    window: int
+    offsets: dict
+    per_category: dict
+    mean_distance_per_category: dict
+    units: np.ndarray
+    types: list
+    stats: list
+    examples: list
+    histograms: dict
+
+
+@dataclass
+class Table3Results:
+    """What :func:`compute` measured (rendering lives in :func:`render`).
+
+    Attributes:
+        conf: the configuration.
+        names: feature (column) names: ``SIFT r<r>`` then the conv layers.
+        categories: the categories with training and test instances; splits: {category: split description}.
+        rows: one dict per category: split, types, train / test points, chance, accuracy per feature name and
+            the chosen C per feature (``C <name>``).
+        table: ``rows`` plus the "mean" row (and "mean (photo splits)" when only some categories are split by
+            photo).
+        cv: {category: {feature name: {C: cross-validated accuracy}}}.
+        counts: {category: test points / instances / photos, train points / photos}.
+        accuracy_ci: {category: {feature name: Estimate}} (95% bootstrap over test photos).
+        mean_ci: {feature name: Estimate} of the mean over categories.
+        differences: {(conv layer, SIFT radius): Estimate of the paired difference of the means}.
+        response: Figure 4's :class:`ResponseResults` (None when no keypoint was drawn).
+        data: (Markdown, rows) of :func:`convcorr.datasets.embedded.category_report` (embedded data), else None.
+        timing: {step: seconds}; seconds: total.
+    """
+
+    conf: dict
+    names: list
+    categories: list
+    splits: dict
+    rows: list
+    table: list
+    cv: dict
+    counts: dict
+    accuracy_ci: dict
+    mean_ci: dict
+    differences: dict
+    response: ResponseResults | None
+    data: tuple | None
+    timing: dict
+    seconds: float
+
+
+# ---------------------------------------------------------------------------------------------------- compute
+def compute(conf: dict, out_dir: str | Path | None = None) -> Table3Results:
+    """Keypoint features, SVMs per (category, feature) with C by cross-validation, accuracies with bootstrap
+    intervals and paired differences, and Figure 4's response maps.
+
+    The SVMs and the response maps run through :func:`convcorr.experiments.workers.run_conf_tasks` (options
+    ``workers``, ``executor``, ``ray_address``, ``resume``; with ``resume`` every unit's result is kept under
+    ``out_dir/tasks/``). Results are the same for every setting."""
     t0 = time.perf_counter()
-    rep = Report(out_dir, "Table 3: keypoint classification accuracy (SIFT radii vs conv layers)", conf)
     names = feature_names(conf)
     if not names:
         raise ConfigError("table3: no features (both 'radii' and 'layers' are empty)")
@@ -192,10 +265,41 @@ def main(conf: dict, out_dir: Path) -> Path:
     cats = [c for c in dict.fromkeys(i.category for i in train) if any(i.category == c for i in test)]
     if not cats:
         raise ConfigError("table3: no category has both training and test instances")
+    timing: dict = {}
+    rows, labels, tasks, units, counts = _keypoint_data(conf, cats, train, test, kinds, names, timing)
+    t1 = time.perf_counter()
+    fits = run_conf_tasks(_svm_task, tasks, conf, out_dir, "svms", shared={"labels": labels},
+                          kwargs={"Cs": [float(C) for C in conf["Cs"]], "folds": int(conf["folds"])},
+                          key=lambda t: unit_key("svm", t[0], t[1]), desc="SVMs (CV over C)")
+    timing["SVMs"] = time.perf_counter() - t1
+    by_cat = {r["category"]: r for r in rows}
+    models, hits, cv = {}, {}, {}
+    for (c, n, _, _), fit in zip(tasks, fits):
+        models[(c, n)] = fit["model"]
+        hits.setdefault(c, {})[n] = fit["hits"]
+        by_cat[c][n] = float(fit["hits"].mean()) if len(fit["hits"]) else float("nan")
+        by_cat[c][f"C {n}"] = fit["C"]
+        cv.setdefault(c, {})[n] = fit["scores"]
+    data = None
+    if conf.get("dataset", "embedded") == "embedded":
+        from ..viz.report import category_report
+
+        data = category_report(cats)
+    est, mean, diffs = _intervals(conf, names, cats, hits, units)
+    t1 = time.perf_counter()
+    response = _response_maps(conf, out_dir, test, cats, models, names)
+    timing["response maps"] = time.perf_counter() - t1
+    return Table3Results(dict(conf), names, cats, kinds, rows, _accuracy_table(rows, names), cv, counts, est, mean,
+                         diffs, response, data, timing, time.perf_counter() - t0)
+
+
+def _keypoint_data(conf: dict, cats: list, train: list, test: list, kinds: dict, names: list, timing: dict):
+    """Per category: the keypoint features of its training and test instances (extracted here, once per
+    instance). Returns (rows: one table row per category, labels: {category: (train types, train CV groups,
+    test types)}, tasks: one SVM unit (category, feature name, X train, X test) per (category, feature),
+    units: {category: test photo of every test keypoint}, counts: {category: what the numbers rest on})."""
     fobjs = feature_objects(conf)
-    rows, cv, models, timing = [], {}, {}, {}
-    hits, units, counts = {}, {}, {}  # per category: {feature: (N,) correct}, (N,) test photo, counts
-    labels, tasks = {}, []
+    rows, labels, tasks, units, counts = [], {}, [], {}, {}
     for c in cats:
         t1 = time.perf_counter()
         tr = [i for i in train if i.category == c]
@@ -214,18 +318,11 @@ def main(conf: dict, out_dir: Path) -> Path:
         counts[c] = {"test points": len(yte), "test instances": sum(bool(_visible(i).any()) for i in te),
                      "test photos": len(set(units[c])), "train points": len(ytr),
                      "train photos": len(set(_photo_of_rows(tr)))}
-    t1 = time.perf_counter()
-    fits = run_conf_tasks(_svm_task, tasks, conf, out_dir, "svms", shared={"labels": labels},
-                          kwargs={"Cs": [float(C) for C in conf["Cs"]], "folds": int(conf["folds"])},
-                          key=lambda t: unit_key("svm", t[0], t[1]), desc="SVMs (CV over C)")
-    timing["SVMs"] = time.perf_counter() - t1
-    by_cat = {r["category"]: r for r in rows}
-    for (c, n, _, _), fit in zip(tasks, fits):
-        models[(c, n)] = fit["model"]
-        hits.setdefault(c, {})[n] = fit["hits"]
-        by_cat[c][n] = float(fit["hits"].mean()) if len(fit["hits"]) else float("nan")
-        by_cat[c][f"C {n}"] = fit["C"]
-        cv.setdefault(c, {})[n] = fit["scores"]
+    return rows, labels, tasks, units, counts
+
+
+def _accuracy_table(rows: list, names: list) -> list:
+    """``rows`` plus the mean over categories (and over the photo-split categories when only some are)."""
 
     def mean_row(label: str, rs: list) -> dict:
         m = {"category": label, "split": "", "types": "", "train pts": sum(r["train pts"] for r in rs),
@@ -237,36 +334,7 @@ def main(conf: dict, out_dir: Path) -> Path:
     by_photo = [r for r in rows if r["split"].startswith("by photo")]
     if 0 < len(by_photo) < len(rows):  # the harder, cross-instance protocol on its own
         table.append(mean_row("mean (photo splits)", by_photo))
-
-    rep.section("Protocol", PROTOCOL)
-    shown = [{k: (f"**{v:.3f}**" if k in names and v == max(r[n] for n in names) else v) for k, v in r.items()}
-             for r in table]
-    if conf.get("dataset", "embedded") == "embedded":
-        from ..viz.report import category_report
-
-        md, rep.results["data"] = category_report(cats)
-        rep.section("Data (real photos before warping)", md)
-    rep.section("Accuracy (fraction of test keypoints classified to the right type; best per row in bold)",
-                markdown_table(shown, ["category", *names, "chance", "split", "types", "train pts", "test pts"]))
-    rep.section("C chosen by cross-validation",
-                markdown_table([{"category": r["category"], **{n: r[f"C {n}"] for n in names}} for r in rows],
-                               floatfmt="{:g}"))
-    rep.results.update({"accuracy": {r["category"]: {n: r[n] for n in names} for r in table},
-                        "chance": {r["category"]: r["chance"] for r in table}, "splits": kinds,
-                        "chosen_C": {r["category"]: {n: r[f"C {n}"] for n in names} for r in rows},
-                        "cv_accuracy": cv,
-                        "n_points": {r["category"]: {"train": r["train pts"], "test": r["test pts"]} for r in rows}})
-    _intervals(rep, conf, names, cats, hits, units, counts)
-    _cv_figure(rep, cv, names, cats, solid={f"SIFT r{r:g}" for r in conf["radii"]})
-    t1 = time.perf_counter()
-    _response_figures(rep, conf, test, cats, models, names)
-    timing["response maps"] = time.perf_counter() - t1
-    total = time.perf_counter() - t0
-    rep.results["seconds"] = total
-    rep.results["timing"] = timing
-    rep.section("Runtime", f"{total:.1f} s in total on this machine.\n\n"
-                + markdown_table([{"step": k, "seconds": v} for k, v in timing.items()], floatfmt="{:.1f}"))
-    return rep.save()
+    return table
 
 
 def _svm_task(task: tuple, shared: dict, Cs: list, folds: int) -> dict:
@@ -332,8 +400,9 @@ def reference_pairs(names: list[str]) -> list[tuple[str, str]]:
     return [(ref, s) for s in sift]
 
 
-def _intervals(rep: Report, conf: dict, names: list, cats: list, hits: dict, units: dict, counts: dict) -> None:
-    """Accuracy with 95% bootstrap intervals over test photos, counts, and paired conv - SIFT differences."""
+def _intervals(conf: dict, names: list, cats: list, hits: dict, units: dict) -> tuple[dict, dict, dict]:
+    """Accuracy with 95% bootstrap intervals over test photos: ({category: {feature: Estimate}}, {feature:
+    Estimate of the mean over categories}, {(conv, SIFT): Estimate of the paired difference of the means})."""
     nb, sd = int(conf.get("n_boot", 1000)), conf["seed"]
     est = {c: {n: bootstrap_ci(hits[c][n], units[c], n_boot=nb, seed=sd) for n in names} for c in cats}
     # "mean": the mean over categories of each category's accuracy, photos resampled within categories
@@ -342,52 +411,70 @@ def _intervals(rep: Report, conf: dict, names: list, cats: list, hits: dict, uni
     stat = type_mean(cat_of)
     H = {n: np.concatenate([hits[c][n] for c in cats]) for n in names}
     mean = {n: bootstrap_ci(H[n], U, stat, nb, sd, strata=cat_of) for n in names}
-    table = [{"feature": n, **{c: est[c][n].fmt() for c in cats}, "mean over categories": mean[n].fmt()}
-             for n in names]
     diffs = {(a, b): paired_difference(H[a], H[b], U, stat, nb, sd, strata=cat_of) for a, b in reference_pairs(names)}
-    crow = [{"category": c, **counts[c]} for c in cats]
-    rep.section("Accuracy with 95% intervals",
-                markdown_table(table, ["feature", *cats, "mean over categories"]) +
-                f"\nIntervals: 95% percentile bootstrap ({nb} replicates) resampling the TEST PHOTOS (all keypoints of "
-                "a photo and of its warps move together; for the mean, within each category). A category with "
-                "1-3 test photos gives a degenerate or too narrow interval: read it as a lower bound on the "
-                "uncertainty. What each number rests on:\n\n" + markdown_table(crow, floatfmt="{:g}"))
-    from ..viz.figures import draw_bars_with_ci
-
-    draw_bars_with_ci(names, {**{c: [est[c][n] for n in names] for c in cats}, "mean": [mean[n] for n in names]},
-                      rep.out_dir / "accuracy.png", "test accuracy", ylim=(0, 1),
-                      figsize=(max(6.0, 0.9 * len(names)), 3.4))
-    rep.figures.append("accuracy.png")
-    rep.parts.append("![accuracy](accuracy.png)\n\nTest accuracy per feature and category; error bars: 95% "
-                     "bootstrap intervals over test photos.\n")
-    if diffs:
-        drow = [{"comparison": f"{a} - {b}", "difference (mean over categories)": d.fmt(signed=True),
-                 "resolved": "no (spans 0)" if d.spans_zero else "yes"} for (a, b), d in diffs.items()]
-        rep.section("Paired differences (same test keypoints, photos resampled jointly)",
-                    markdown_table(drow) + "\n" + "\n".join(f"- {verdict(d, a, b)}" for (a, b), d in diffs.items()))
-    rep.results.update({
-        "accuracy_ci": {c: {n: est[c][n].to_dict() for n in names} for c in cats} | {
-            "mean": {n: mean[n].to_dict() for n in names}},
-        "counts": counts,
-        "paired_differences": [{"a": a, "b": b, **d.to_dict(), "resolved": not d.spans_zero}
-                               for (a, b), d in diffs.items()]})
+    return est, mean, diffs
 
 
-def _cv_figure(rep: Report, cv: dict, names: list, cats: list, solid: set = frozenset()) -> None:
-    import matplotlib.pyplot as plt
+def _response_maps(conf: dict, out_dir, test: list, cats: list, models: dict, names: list) -> ResponseResults | None:
+    """Figure 4: response maps at 1-pixel stride around test keypoints, the offsets of their maxima and their
+    statistics (None when no keypoint was drawn)."""
+    from ..viz.figures import offset_histograms
 
-    fig, axes = plt.subplots(1, len(cats), figsize=(4.2 * len(cats), 3.4), squeeze=False, layout="constrained")
-    for ax, c in zip(axes[0], cats):
-        for n in names:
-            Cs = sorted(cv[c][n])
-            ax.plot(Cs, [cv[c][n][C] for C in Cs], "o-" if n in solid else "s--", ms=3, label=n)
-        ax.set_xscale("log")
-        ax.set_xlabel("C")
-        ax.set_ylabel("CV accuracy")
-        ax.set_title(c, fontsize=9)
-    axes[0, -1].legend(fontsize=6, ncol=2)
-    rep.figure(fig, "cv_accuracy.png", "Cross-validated accuracy (grouped folds on the training keypoints) "
-               "against the SVM's C, per category and feature.")
+    W, S = int(conf["response_window"]), int(conf["size"])
+    rng = np.random.default_rng(conf["seed"])  # which keypoints are shown: drawn here, before the parallel loop
+    jobs = [(c, inst, kps) for c in cats for inst, kps in _pick(test, c, conf, rng)] if conf["n_response"] else []
+    tasks = []
+    for c, inst, kps in jobs:  # crops here (the images are read once, in this process); the maps are the units
+        crop, tf = crop_instance(inst, conf["margin"], S)
+        to_crop = tf.to_crop
+        tasks.append({"category": c, "crop": crop, "centres": np.rint(to_crop(inst.keypoints[kps])).astype(int),
+                      "labels": [inst.keypoint_names[k] for k in kps]})
+    specs = feature_specs(conf)
+    shared = {"specs": {n: specs[n] for n in names},
+              "models": {(c, n): models[(c, n)] for c in cats for n in names}}
+    maps_of = run_conf_tasks(_response_task, tasks, conf, out_dir, "response", shared=shared,
+                             kwargs={"window": W}, desc="response maps (1-px stride)")
+    offsets = {n: [] for n in names}
+    per_cat = {c: {n: [] for n in names} for c in cats}
+    unit, types = [], []
+    examples = []  # up to 3 keypoints of different types whose window lies inside the crop
+    for (c, inst, kps), task, res in zip(jobs, tasks, maps_of):
+        for j, (label, maps, inside) in enumerate(zip(task["labels"], res["maps"], res["inside"])):
+            peaks = {n: response_peak(maps[n], W) for n in names}
+            for n in names:
+                offsets[n].append(peaks[n])
+                per_cat[c][n].append(peaks[n])
+            unit.append(str(inst.meta.get("photo", inst.meta.get("source_id", inst.id))))
+            types.append(f"{c}/{label}")
+            if len(examples) < 3 and inside and c not in [e["category"] for e in examples]:  # one per category
+                examples.append({"crop": task["crop"], "centre": task["centres"][j], "category": c,
+                                 "label": f"{c}/{label}", "maps": maps, "peaks": peaks})
+    if not offsets[names[0]]:
+        return None
+    offsets = {n: np.array(v) for n, v in offsets.items()}
+    per_cat = {c: {n: np.array(v, dtype=float).reshape(-1, 2) for n, v in d_.items()} for c, d_ in per_cat.items()}
+    unit = np.array(unit)
+    mean_dist = {c: {n: float(np.mean(np.linalg.norm(v, axis=1))) if len(v) else float("nan") for n, v in d_.items()}
+                 for c, d_ in per_cat.items()}
+    return ResponseResults(W, offsets, per_cat, mean_dist, unit, types, _peak_stats(conf, names, offsets, unit, W),
+                           examples, offset_histograms(offsets, W))
+
+
+def _peak_stats(conf: dict, names: list, offsets: dict, unit: np.ndarray, W: int) -> list:
+    """Per feature: maxima, maxima on the window boundary (excluded) and bootstrap Estimates (over photos) of
+    the mean distance of the others from the ground truth and of the fractions within 2 and 5 px."""
+    nb, sd = int(conf.get("n_boot", 1000)), conf["seed"]
+    stats = []
+    for n in names:
+        o = np.array(offsets[n], dtype=float).reshape(-1, 2)
+        on_b = np.any(np.abs(o) >= W, axis=1)
+        dist = np.linalg.norm(o[~on_b], axis=1)
+        u = unit[~on_b]
+        stats.append({"feature": n, "maxima": len(o), "on boundary (excluded)": int(on_b.sum()),
+                      "mean |offset| (px)": bootstrap_ci(dist, u, n_boot=nb, seed=sd),
+                      "within 2 px": bootstrap_ci((dist <= 2).astype(float), u, n_boot=nb, seed=sd),
+                      "within 5 px": bootstrap_ci((dist <= 5).astype(float), u, n_boot=nb, seed=sd)})
+    return stats
 
 
 def _pick(test: list, cat: str, conf: dict, rng: np.random.Generator) -> list[tuple]:
@@ -412,101 +499,156 @@ def _pick(test: list, cat: str, conf: dict, rng: np.random.Generator) -> list[tu
     return out
 
 
-def _response_figures(rep: Report, conf: dict, test: list, cats: list, models: dict,
-                      names: list) -> None:
-    """Figure 4: response maps at 1-pixel stride around test keypoints and histograms of their maxima."""
-    import matplotlib.pyplot as plt
+# ---------------------------------------------------------------------------------------------------- rendering
+@register_experiment("table3")
+def main(conf: dict, out_dir: Path) -> Path:
+    """:func:`compute`, then :func:`render` into ``out_dir``."""
+    return render(compute(conf, out_dir), out_dir)
 
-    from ..viz.figures import draw_offset_histograms, offset_histograms
 
-    W, S = int(conf["response_window"]), int(conf["size"])
-    rng = np.random.default_rng(conf["seed"])  # which keypoints are shown: drawn here, before the parallel loop
-    offsets = {n: [] for n in names}
-    per_cat = {c: {n: [] for n in names} for c in cats}
-    unit, types = [], []
-    examples = []  # up to 3 keypoints of different types whose window lies inside the crop
-    jobs = [(c, inst, kps) for c in cats for inst, kps in _pick(test, c, conf, rng)] if conf["n_response"] else []
-    tasks = []
-    for c, inst, kps in jobs:  # crops here (the images are read once, in this process); the maps are the units
-        crop, tf = crop_instance(inst, conf["margin"], S)
-        to_crop = tf.to_crop
-        tasks.append({"category": c, "crop": crop, "centres": np.rint(to_crop(inst.keypoints[kps])).astype(int),
-                      "labels": [inst.keypoint_names[k] for k in kps]})
-    specs = feature_specs(conf)
-    shared = {"specs": {n: specs[n] for n in names},
-              "models": {(c, n): models[(c, n)] for c in cats for n in names}}
-    maps_of = run_conf_tasks(_response_task, tasks, conf, rep.out_dir, "response", shared=shared,
-                             kwargs={"window": W}, desc="response maps (1-px stride)")
-    for (c, inst, kps), task, res in zip(jobs, tasks, maps_of):
-        for j, (label, maps, inside) in enumerate(zip(task["labels"], res["maps"], res["inside"])):
-            for n in names:
-                off = response_peak(maps[n], W)
-                offsets[n].append(off)
-                per_cat[c][n].append(off)
-            unit.append(str(inst.meta.get("photo", inst.meta.get("source_id", inst.id))))
-            types.append(f"{c}/{label}")
-            if len(examples) < 3 and inside and c not in [e[2] for e in examples]:  # one per category
-                examples.append((task["crop"], task["centres"][j], c, f"{c}/{label}", maps))
-    if not offsets[names[0]]:
-        return
-    rep.results["response_peak_offsets"] = {n: np.array(v).tolist() for n, v in offsets.items()}
-    unit = np.array(unit)
-    nb, sd = int(conf.get("n_boot", 1000)), conf["seed"]
-    stats = []
-    for n in names:
-        o = np.array(offsets[n], dtype=float).reshape(-1, 2)
-        on_b = np.any(np.abs(o) >= W, axis=1)
-        dist = np.linalg.norm(o[~on_b], axis=1)
-        u = unit[~on_b]
-        stats.append({"feature": n, "maxima": len(o), "on boundary (excluded)": int(on_b.sum()),
-                      "mean |offset| (px)": bootstrap_ci(dist, u, n_boot=nb, seed=sd),
-                      "within 2 px": bootstrap_ci((dist <= 2).astype(float), u, n_boot=nb, seed=sd),
-                      "within 5 px": bootstrap_ci((dist <= 5).astype(float), u, n_boot=nb, seed=sd)})
+def render(res: Table3Results, out_dir: Path) -> Path:
+    """report.md, results.json, accuracy.png, cv_accuracy.png, response_maps.png and max_histograms.png of
+    computed results."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    t0 = time.perf_counter()
+    names, rows = res.names, res.rows
+    rep = Report(out_dir, "Table 3: keypoint classification accuracy (SIFT radii vs conv layers)", res.conf)
+    rep.section("Protocol", PROTOCOL)
+    shown = [{k: (f"**{v:.3f}**" if k in names and v == max(r[n] for n in names) else v) for k, v in r.items()}
+             for r in res.table]
+    if res.data is not None:
+        md, rep.results["data"] = res.data
+        rep.section("Data (real photos before warping)", md)
+    rep.section("Accuracy (fraction of test keypoints classified to the right type; best per row in bold)",
+                markdown_table(shown, ["category", *names, "chance", "split", "types", "train pts", "test pts"]))
+    rep.section("C chosen by cross-validation",
+                markdown_table([{"category": r["category"], **{n: r[f"C {n}"] for n in names}} for r in rows],
+                               floatfmt="{:g}"))
+    rep.results.update({"accuracy": {r["category"]: {n: r[n] for n in names} for r in res.table},
+                        "chance": {r["category"]: r["chance"] for r in res.table}, "splits": res.splits,
+                        "chosen_C": {r["category"]: {n: r[f"C {n}"] for n in names} for r in rows},
+                        "cv_accuracy": res.cv,
+                        "n_points": {r["category"]: {"train": r["train pts"], "test": r["test pts"]} for r in rows}})
+    _render_intervals(rep, res)
+    _cv_figure(rep, res.cv, names, res.categories, solid={f"SIFT r{r:g}" for r in res.conf["radii"]})
+    if res.response is not None:
+        _render_response(rep, res.response, names, res.categories)
+    rep.results["seconds"] = res.seconds
+    rep.results["timing"] = res.timing
+    rep.section("Runtime", f"{res.seconds:.1f} s of computation in total on this machine, "
+                f"{time.perf_counter() - t0:.1f} s rendering.\n\n"
+                + markdown_table([{"step": k, "seconds": v} for k, v in res.timing.items()], floatfmt="{:.1f}"))
+    return rep.save()
+
+
+def _render_intervals(rep: Report, res: Table3Results) -> None:
+    """Accuracy with 95% intervals (table and accuracy.png), counts, and paired conv - SIFT differences."""
+    from ..viz.figures import draw_bars_with_ci
+
+    names, cats, est, mean, diffs = res.names, res.categories, res.accuracy_ci, res.mean_ci, res.differences
+    nb = int(res.conf.get("n_boot", 1000))
+    table = [{"feature": n, **{c: est[c][n].fmt() for c in cats}, "mean over categories": mean[n].fmt()}
+             for n in names]
+    crow = [{"category": c, **res.counts[c]} for c in cats]
+    rep.section("Accuracy with 95% intervals",
+                markdown_table(table, ["feature", *cats, "mean over categories"]) +
+                f"\nIntervals: 95% percentile bootstrap ({nb} replicates) resampling the TEST PHOTOS (all keypoints of "
+                "a photo and of its warps move together; for the mean, within each category). A category with "
+                "1-3 test photos gives a degenerate or too narrow interval: read it as a lower bound on the "
+                "uncertainty. What each number rests on:\n\n" + markdown_table(crow, floatfmt="{:g}"))
+    draw_bars_with_ci(names, {**{c: [est[c][n] for n in names] for c in cats}, "mean": [mean[n] for n in names]},
+                      rep.out_dir / "accuracy.png", "test accuracy", ylim=(0, 1),
+                      figsize=(max(6.0, 0.9 * len(names)), 3.4))
+    rep.figures.append("accuracy.png")
+    rep.parts.append("![accuracy](accuracy.png)\n\nTest accuracy per feature and category; error bars: 95% "
+                     "bootstrap intervals over test photos.\n")
+    if diffs:
+        drow = [{"comparison": f"{a} - {b}", "difference (mean over categories)": d.fmt(signed=True),
+                 "resolved": "no (spans 0)" if d.spans_zero else "yes"} for (a, b), d in diffs.items()]
+        rep.section("Paired differences (same test keypoints, photos resampled jointly)",
+                    markdown_table(drow) + "\n" + "\n".join(f"- {verdict(d, a, b)}" for (a, b), d in diffs.items()))
+    rep.results.update({
+        "accuracy_ci": {c: {n: est[c][n].to_dict() for n in names} for c in cats} | {
+            "mean": {n: mean[n].to_dict() for n in names}},
+        "counts": res.counts,
+        "paired_differences": [{"a": a, "b": b, **d.to_dict(), "resolved": not d.spans_zero}
+                               for (a, b), d in diffs.items()]})
+
+
+def _render_response(rep: Report, r: ResponseResults, names: list, cats: list) -> None:
+    """Figure 4: statistics of the response maxima, example maps (response_maps.png) and the 2-D histograms of
+    the maxima (max_histograms.png)."""
+    from ..viz.figures import draw_offset_histograms
+
+    W, types = r.window, r.types
     keys = ["mean |offset| (px)", "within 2 px", "within 5 px"]
+    rep.results["response_peak_offsets"] = {n: v.tolist() for n, v in r.offsets.items()}
     rep.results["response_peak_stats"] = {
         s["feature"]: {"maxima": s["maxima"], "on_boundary": s["on boundary (excluded)"],
-                       **{k: s[k].to_dict() for k in keys}} for s in stats}
-    rep.results["response_peak_mean_distance_px"] = {s["feature"]: s["mean |offset| (px)"].value for s in stats}
-    rep.results["response_peak_mean_distance_px_per_category"] = {
-        c: {n: float(np.mean(np.linalg.norm(np.array(v, float).reshape(-1, 2), axis=1))) if v else float("nan")
-            for n, v in d_.items()} for c, d_ in per_cat.items()}
+                       **{k: s[k].to_dict() for k in keys}} for s in r.stats}
+    rep.results["response_peak_mean_distance_px"] = {s["feature"]: s["mean |offset| (px)"].value for s in r.stats}
+    rep.results["response_peak_mean_distance_px_per_category"] = r.mean_distance_per_category
     n_types = len(set(types))
     rep.section("Localisation of classifier responses (Figure 4)",
                 f"Window {2 * W + 1} x {2 * W + 1} crop px around each ground-truth keypoint, 1-pixel stride; offsets "
                 f"of the maximum of the true type's classifier from the ground truth, pooled over {len(types)} test "
-                f"keypoints of {n_types} keypoint types from {len(set(unit.tolist()))} test photos "
+                f"keypoints of {n_types} keypoint types from {len(set(r.units.tolist()))} test photos "
                 f"({', '.join(f'{c}: {sum(t.startswith(c + chr(47)) for t in types)}' for c in cats)}). Maxima on "
                 "the window boundary are excluded from the statistics and the histograms and counted; intervals: "
                 "95% bootstrap over the photos.\n\n"
-                + markdown_table([{k: (v.fmt(2) if hasattr(v, "fmt") else v) for k, v in s.items()} for s in stats]))
-    if examples:
-        fig, axes = plt.subplots(len(examples), len(names) + 1, figsize=(1.6 * (len(names) + 1), 1.75 * len(examples)),
-                                 squeeze=False, layout="constrained")
-        for r, (crop, g, c, label, maps) in enumerate(examples):
-            axes[r, 0].imshow(crop)  # context: 4 windows wide, the window outlined
-            axes[r, 0].plot(g[0], g[1], "r+", ms=8)
-            axes[r, 0].plot(g[0] + W * np.array([-1, 1, 1, -1, -1]), g[1] + W * np.array([-1, -1, 1, 1, -1]), "y-", lw=0.8)
-            axes[r, 0].set_xlim(g[0] - 4 * W, g[0] + 4 * W)
-            axes[r, 0].set_ylim(g[1] + 4 * W, g[1] - 4 * W)
-            axes[r, 0].set_title(label, fontsize=6)
-            for ax, nm in zip(axes[r, 1:], names):
-                ax.imshow(maps[nm], cmap="jet")
-                ax.plot(W, W, "w+", ms=10)
-                pk = response_peak(maps[nm], W) + W
-                ax.plot(pk[0], pk[1], "kx", ms=6)
-                if r == 0:
-                    ax.set_title(nm, fontsize=7)
-            for ax in axes[r]:
-                ax.axis("off")
-        rep.figure(fig, "response_maps.png", f"Response of the true type's classifier at 1-pixel stride in the "
-                   f"{2 * W + 1} x {2 * W + 1} px window around test keypoints of {len(examples)} types (rows; left: "
-                   "the keypoint in context with the window outlined in yellow; red/white +: ground truth, black x: "
-                   "the maximum; each map on its own colour scale, red = high).")
-    hd = offset_histograms({n: np.array(offsets[n]) for n in names}, W)
-    draw_offset_histograms(hd, rep.out_dir / "max_histograms.png")
+                + markdown_table([{k: (v.fmt(2) if hasattr(v, "fmt") else v) for k, v in s.items()} for s in r.stats]))
+    if r.examples:
+        _example_maps(rep, r.examples, names, W)
+    draw_offset_histograms(r.histograms, rep.out_dir / "max_histograms.png")
     rep.figures.append("max_histograms.png")
     rep.parts.append(f"![Figure 4](max_histograms.png)\n\nFigure 4: 2-D histograms of the response maxima relative "
                      f"to the ground truth (crop pixels, dx right, dy down) inside the {2 * W + 1} x {2 * W + 1} window, "
                      f"pooled over {len(types)} keypoints of {n_types} types; maxima on the window boundary are "
                      "excluded (their number is in each title); one colour scale for all panels. A tight central "
                      "peak means fine localisation.\n")
+
+
+def _example_maps(rep: Report, examples: list, names: list, W: int) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(examples), len(names) + 1, figsize=(1.6 * (len(names) + 1), 1.75 * len(examples)),
+                             squeeze=False, layout="constrained")
+    for r, ex in enumerate(examples):
+        crop, g, label, maps = ex["crop"], ex["centre"], ex["label"], ex["maps"]
+        axes[r, 0].imshow(crop)  # context: 4 windows wide, the window outlined
+        axes[r, 0].plot(g[0], g[1], "r+", ms=8)
+        axes[r, 0].plot(g[0] + W * np.array([-1, 1, 1, -1, -1]), g[1] + W * np.array([-1, -1, 1, 1, -1]), "y-", lw=0.8)
+        axes[r, 0].set_xlim(g[0] - 4 * W, g[0] + 4 * W)
+        axes[r, 0].set_ylim(g[1] + 4 * W, g[1] - 4 * W)
+        axes[r, 0].set_title(label, fontsize=6)
+        for ax, nm in zip(axes[r, 1:], names):
+            ax.imshow(maps[nm], cmap="jet")
+            ax.plot(W, W, "w+", ms=10)
+            ax.plot(ex["peaks"][nm][0] + W, ex["peaks"][nm][1] + W, "kx", ms=6)
+            if r == 0:
+                ax.set_title(nm, fontsize=7)
+        for ax in axes[r]:
+            ax.axis("off")
+    rep.figure(fig, "response_maps.png", f"Response of the true type's classifier at 1-pixel stride in the "
+               f"{2 * W + 1} x {2 * W + 1} px window around test keypoints of {len(examples)} types (rows; left: "
+               "the keypoint in context with the window outlined in yellow; red/white +: ground truth, black x: "
+               "the maximum; each map on its own colour scale, red = high).")
+
+
+def _cv_figure(rep: Report, cv: dict, names: list, cats: list, solid: set = frozenset()) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(cats), figsize=(4.2 * len(cats), 3.4), squeeze=False, layout="constrained")
+    for ax, c in zip(axes[0], cats):
+        for n in names:
+            Cs = sorted(cv[c][n])
+            ax.plot(Cs, [cv[c][n][C] for C in Cs], "o-" if n in solid else "s--", ms=3, label=n)
+        ax.set_xscale("log")
+        ax.set_xlabel("C")
+        ax.set_ylabel("CV accuracy")
+        ax.set_title(c, fontsize=9)
+    axes[0, -1].legend(fontsize=6, ncol=2)
+    rep.figure(fig, "cv_accuracy.png", "Cross-validated accuracy (grouped folds on the training keypoints) "
+               "against the SVM's C, per category and feature.")

@@ -38,6 +38,7 @@ test instance) run in the calling process. Each worker holds a copy of the train
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +153,9 @@ def prior_layer(conf: dict, pbb) -> str | None:
 
 
 def _score(preds: list, insts: list, keep: np.ndarray, names: tuple) -> float:
+    """PCK of one category at :data:`TABLE4_PCK`'s alpha, mean over keypoint types in sorted order (the order
+    :func:`convcorr.evaluation.pck.pck` averages in; :func:`convcorr.evaluation.pck.evaluate` averages in first-seen order, which can
+    differ in the last bit, so the published numbers keep this sum)."""
     P, G, L, T = [], [], [], []
     for pred, inst in zip(preds, insts):
         v = inst.visible[keep]
@@ -159,17 +163,20 @@ def _score(preds: list, insts: list, keep: np.ndarray, names: tuple) -> float:
         G.append(inst.keypoints[keep][v])
         L.append(np.full(int(v.sum()), inst.bbox_size))
         T += [n for n, vv in zip(names, v) if vv]
-    return pck(np.concatenate(P), np.concatenate(G), np.concatenate(L), 0.1, types=np.array(T))
+    return pck(np.concatenate(P), np.concatenate(G), np.concatenate(L), TABLE4_PCK.alphas[0],
+               types=np.array(T))
 
 
 def _points(preds: list, insts: list, keep: np.ndarray, names: tuple, category: str) -> dict:
-    """Per visible kept test keypoint: correct at alpha 0.1, type "category/name", unit (the test photo)."""
+    """Per visible kept test keypoint: correct at :data:`TABLE4_PCK`'s alpha, type "category/name", unit (the test
+    photo)."""
     from ..evaluation.pck import correct
 
     C, T, U = [], [], []
     for pred, inst in zip(preds, insts):
         v = inst.visible[keep]
-        C.append(correct(np.asarray(pred)[v], inst.keypoints[keep][v], inst.bbox_size, 0.1))
+        C.append(correct(np.asarray(pred)[v], inst.keypoints[keep][v], inst.bbox_size,
+                         TABLE4_PCK.alphas[0]))
         T += [f"{category}/{n}" for n, vv in zip(names, v) if vv]
         U += [str(inst.meta.get("photo", inst.meta.get("source_id", inst.id)))] * int(v.sum())
     return {"correct": np.concatenate(C).astype(float), "types": np.array(T), "unit": np.array(U),
@@ -180,53 +187,77 @@ def _concat(pts: dict, cats: list) -> dict:
     return {k: np.concatenate([pts[c][k] for c in cats]) for k in ("correct", "types", "unit", "category")}
 
 
-@register_experiment("table4")
-def main(conf: dict, out_dir: Path) -> Path:
-    import matplotlib
+# ------------------------------------------------------------------------------------------------------ results
+@dataclass
+class Table4Results:
+    """What :func:`compute` measured (rendering lives in :func:`render`).
 
-    matplotlib.use("Agg")
+    Attributes:
+        conf: the configuration.
+        categories: categories with training and test instances; splits: {category: split description}.
+        features: the feature specs; methods: "<spec>" and "<spec> + prior" per feature, then "NN prior only".
+        types: {category: the kept keypoint type names}.
+        pck: {method: {category: PCK@0.1, "mean": mean over categories}} under :data:`TABLE4_PCK`.
+        points: {method: {category: {"correct" (N,) 0/1, "types", "unit" (test photo), "category"}}} per kept
+            visible test keypoint: what the intervals resample.
+        pck_ci: {method: {category or "mean": Estimate}} (95% bootstrap over test photos).
+        differences: {(method a, method b): Estimate of the paired difference of the means}.
+        counts: {category: test points / instances / photos, train instances / photos}.
+        mining: {feature: {category: [{"n_neg", "false_pos"} per round, mean over types]}}.
+        n_train, n_test: {category: instances}.
+        examples: the predictions figure's panels: [{"instance", "keep" (kept type indices), "predictions"
+            {method: (K, 2) original pixels}}] (test instances round-robin over the categories).
+        score_maps: the score-map figure's inputs for one keypoint of the first category's first test instance
+            (:func:`_score_maps`).
+        data: (Markdown, rows) of :func:`convcorr.datasets.embedded.category_report` (embedded data), else None.
+        timing: {step: seconds}; seconds, cpu_seconds: wall-clock and CPU totals.
+    """
+
+    conf: dict
+    categories: list
+    splits: dict
+    features: list
+    methods: list
+    types: dict
+    pck: dict
+    points: dict
+    pck_ci: dict
+    differences: dict
+    counts: dict
+    mining: dict
+    n_train: dict
+    n_test: dict
+    examples: list
+    score_maps: dict
+    data: tuple | None
+    timing: dict
+    seconds: float
+    cpu_seconds: float
+
+
+# ---------------------------------------------------------------------------------------------------- compute
+def compute(conf: dict, out_dir: str | Path | None = None) -> Table4Results:
+    """Nearest-neighbour priors, per-type SVMs with hard-negative mining, predictions with and without the prior,
+    PCK@0.1 with bootstrap intervals, and the figures' inputs.
+
+    The SVMs run through :func:`convcorr.experiments.workers.run_conf_tasks` (options ``workers``, ``executor``,
+    ``ray_address``, ``resume``; with ``resume`` every SVM is kept under ``out_dir/tasks/svms-<config hash>/``).
+    Results are the same for every setting."""
     from ..backbones import get_backbone
 
     t0, c0 = time.perf_counter(), time.process_time()
-    rep = Report(out_dir, "Table 4: keypoint prediction (PCK@0.1)", conf)
-    rep.results["pck_protocol"] = TABLE4_PCK.to_dict()
     feats = feature_list(conf)
     train, test, kinds = split_pool(dict(conf, n_warps=conf["n_synthetic"]))
     cats = [c for c in dict.fromkeys(i.category for i in train) if any(i.category == c for i in test)]
     if not cats:
         raise ConfigError("table4: no category has both training and test instances")
     pbb = get_backbone(conf["prior_backbone"])
-    names_f = [f.spec for f, _ in feats]
-    methods = [_label(f, p) for f in names_f for p in (False, True)] + ["NN prior only"]
-    results = {m: {} for m in methods}
-    pts = {m: {} for m in methods}
-    mining, examples, timing = {}, {}, {}
-    models, training, tasks = {}, {}, []
+    specs = [f.spec for f, _ in feats]
+    methods = [_label(f, p) for f in specs for p in (False, True)] + ["NN prior only"]
+    timing: dict = {}
+    cat_data, models, tasks, training = {}, {}, [], {}
     for c in cats:
-        tr = [i for i in train if i.category == c]
-        te = [i for i in test if i.category == c]
-        names_all = tr[0].keypoint_names
-        keep = kept_types(names_all, conf["max_types"])
-        names = tuple(names_all[k] for k in keep)
-        t1 = time.perf_counter()
-        glob = global_descriptors(pbb, tr + te, prior_layer(conf, pbb), conf["margin"])
-        nn = retrieve_neighbours(glob[len(tr):], glob[: len(tr)], 1)[:, 0]
-        priors = [box_copy(tr[n], i.bbox)[keep] for i, n in zip(te, nn)]
-        timing[f"{c}: prior retrieval"] = time.perf_counter() - t1
-        results["NN prior only"][c] = _score(priors, te, keep, names)
-        pts["NN prior only"][c] = _points(priors, te, keep, names, c)
-        examples[c] = {"test": te, "priors": priors, "keep": keep, "names": names}
-        for fi, (fo, k) in enumerate(feats):
-            t1 = time.perf_counter()
-            model = KeypointPredictor(fo, size=conf["size"], margin=conf["margin"], k=k, n_pos=conf["n_pos"],
-                                      C=conf["C"], rounds=conf["mining_rounds"], n_init=conf["n_init"],
-                                      n_add=conf["n_add"], sigma=conf["sigma"], eta=conf["eta"],
-                                      positive=conf["positive"], seed=conf["seed"])
-            model.precompute(tr + te, desc=f"{c}: {fo.spec} grids")
-            models[(c, fi)] = model
-            training[(c, fi)] = model.training_set(tr, names)
-            tasks += [((c, fi), n) for n in names]  # one unit per (category, feature, keypoint type)
-            timing[f"{c}: {fo.spec} grids"] = time.perf_counter() - t1
+        cat_data[c] = _category_setup(conf, c, train, test, pbb, feats, models, training, tasks, timing)
     # the SVMs with hard-negative mining (the expensive part) as independent tasks; every unit needs all training
     # grids of its (category, feature): they are sent once per worker (each worker holds a copy of them)
     t1 = time.perf_counter()
@@ -237,56 +268,116 @@ def main(conf: dict, out_dir: Path) -> Path:
     del training
     for ((c, fi), n), r in zip(tasks, fitted):
         models[(c, fi)].set_fitted({n: r})
+    results, pts, preds, mining = _predict_all(cats, specs, methods, cat_data, models, timing)
+    for m in methods:
+        results[m]["mean"] = float(np.mean([results[m][c] for c in cats]))
+    est, diffs, counts = _intervals(conf, methods, specs, cats, pts, train, test)
+    data = None
+    if conf.get("dataset", "embedded") == "embedded":
+        from ..viz.report import category_report
+
+        data = category_report(cats)
+    examples = _prediction_examples(conf, cats, cat_data, preds, specs)
+    maps = _score_maps(cat_data[cats[0]], [models[(cats[0], fi)] for fi in range(len(specs))][::-1])
+    return Table4Results(dict(conf), cats, kinds, specs, methods, {c: cat_data[c]["names"] for c in cats}, results,
+                         pts, est, diffs, counts, mining, {c: sum(i.category == c for i in train) for c in cats},
+                         {c: sum(i.category == c for i in test) for c in cats}, examples, maps, data, timing,
+                         time.perf_counter() - t0, time.process_time() - c0)
+
+
+def _category_setup(conf: dict, c: str, train: list, test: list, pbb, feats: list, models: dict, training: dict,
+                    tasks: list, timing: dict) -> dict:
+    """One category: its nearest-neighbour priors, the predictors of every feature with their grids (added to
+    ``models`` {(category, feature index): KeypointPredictor}) and training sets (``training``), and one SVM unit
+    per (feature, keypoint type) appended to ``tasks``. Returns {"test", "priors", "keep", "names"}."""
+    tr = [i for i in train if i.category == c]
+    te = [i for i in test if i.category == c]
+    names_all = tr[0].keypoint_names
+    keep = kept_types(names_all, conf["max_types"])
+    names = tuple(names_all[k] for k in keep)
+    t1 = time.perf_counter()
+    glob = global_descriptors(pbb, tr + te, prior_layer(conf, pbb), conf["margin"])
+    nn = retrieve_neighbours(glob[len(tr):], glob[: len(tr)], 1)[:, 0]
+    priors = [box_copy(tr[n], i.bbox)[keep] for i, n in zip(te, nn)]
+    timing[f"{c}: prior retrieval"] = time.perf_counter() - t1
+    for fi, (fo, k) in enumerate(feats):
+        t1 = time.perf_counter()
+        model = KeypointPredictor(fo, size=conf["size"], margin=conf["margin"], k=k, n_pos=conf["n_pos"],
+                                  C=conf["C"], rounds=conf["mining_rounds"], n_init=conf["n_init"],
+                                  n_add=conf["n_add"], sigma=conf["sigma"], eta=conf["eta"],
+                                  positive=conf["positive"], seed=conf["seed"])
+        model.precompute(tr + te, desc=f"{c}: {fo.spec} grids")
+        models[(c, fi)] = model
+        training[(c, fi)] = model.training_set(tr, names)
+        tasks += [((c, fi), n) for n in names]  # one unit per (category, feature, keypoint type)
+        timing[f"{c}: {fo.spec} grids"] = time.perf_counter() - t1
+    return {"test": te, "priors": priors, "keep": keep, "names": names}
+
+
+def _predict_all(cats: list, specs: list, methods: list, cat_data: dict, models: dict, timing: dict):
+    """Predictions of every method on every test instance and their scores -> ({method: {category: PCK@0.1}},
+    {method: {category: :func:`_points`}}, {method: {category: [predictions]}}, mining summary)."""
+    results = {m: {} for m in methods}
+    pts = {m: {} for m in methods}
+    preds = {m: {} for m in methods}
+    mining: dict = {}
     for c in cats:
-        te, priors, keep, names = (examples[c][k] for k in ("test", "priors", "keep", "names"))
-        for fi, (fo, _) in enumerate(feats):
-            f, model = fo.spec, models[(c, fi)]
+        te, priors, keep, names = (cat_data[c][k] for k in ("test", "priors", "keep", "names"))
+        _score_into(results, pts, preds, "NN prior only", c, priors, te, keep, names)
+        for fi, f in enumerate(specs):
+            model = models[(c, fi)]
             t1 = time.perf_counter()
             for prior in (False, True):
-                preds = [model.predict(i, p if prior else None)
-                         for i, p in progress(list(zip(te, priors)), f"{c}: {_label(f, prior)}")]
-                results[_label(f, prior)][c] = _score(preds, te, keep, names)
-                pts[_label(f, prior)][c] = _points(preds, te, keep, names, c)
-                examples[c][_label(f, prior)] = preds
+                pr = [model.predict(i, p if prior else None)
+                      for i, p in progress(list(zip(te, priors)), f"{c}: {_label(f, prior)}")]
+                _score_into(results, pts, preds, _label(f, prior), c, pr, te, keep, names)
             hist = list(model.history.values())
             n_r = max(len(h) for h in hist)  # types whose mining stopped early keep their last round's numbers
             mining.setdefault(f, {})[c] = [
                 {k: float(np.mean([h[min(r, len(h) - 1)][k] for h in hist])) for k in ("n_neg", "false_pos")}
                 for r in range(n_r)]
-            examples[c][f"model:{f}"] = model
             timing[f"{c}: {f} prediction"] = time.perf_counter() - t1
-    for m in methods:
-        results[m]["mean"] = float(np.mean([results[m][c] for c in cats]))
-    rows = [{"method": m, **results[m]} for m in methods]
+    return results, pts, preds, mining
 
-    rep.section("Protocol", PROTOCOL + "\n\nSplits: "
-                + "; ".join(f"{c}: {kinds[c]}, {sum(i.category == c for i in train)} train / "
-                            f"{sum(i.category == c for i in test)} test instances, "
-                            f"{len(examples[c]['names'])} keypoint types" for c in cats))
-    if conf.get("dataset", "embedded") == "embedded":
-        from ..viz.report import category_report
 
-        md, rep.results["data"] = category_report(cats)
-        rep.section("Data (real photos before warping)", md)
-    rep.section("PCK@0.1 (mean over keypoint types)", markdown_table(rows, ["method", *cats, "mean"]))
-    _intervals(rep, conf, methods, cats, pts, train, test)
-    mtxt = "Mean over keypoint types of the negatives used per training round and of the negatives of the whole " \
-           "pool scoring > 0 (false positives) after that round:\n\n"
-    for f, per_cat in mining.items():
-        for c, rounds in per_cat.items():
-            mtxt += f"- {f}, {c}: " + "; ".join(f"round {r}: {d['n_neg']:.0f} negatives, {d['false_pos']:.1f} FP"
-                                                 for r, d in enumerate(rounds)) + "\n"
-    rep.section("Hard-negative mining", mtxt)
-    rep.results.update({"pck@0.1": results, "splits": kinds, "mining": mining,
-                        "n_train": {c: sum(i.category == c for i in train) for c in cats},
-                        "n_test": {c: sum(i.category == c for i in test) for c in cats}})
-    _figures(rep, examples, conf, cats)
-    total = time.perf_counter() - t0
-    cpu = time.process_time() - c0
-    rep.results.update(seconds=total, cpu_seconds=cpu, timing=timing)
-    rep.section("Runtime", f"{total:.1f} s wall clock, {cpu:.1f} s CPU (all threads) on this machine ("
-                + ", ".join(f"{k} {v:.1f} s" for k, v in timing.items()) + ").")
-    return rep.save()
+def _score_into(results: dict, pts: dict, preds: dict, m: str, c: str, pr: list, te: list, keep, names) -> None:
+    results[m][c] = _score(pr, te, keep, names)
+    pts[m][c] = _points(pr, te, keep, names, c)
+    preds[m][c] = pr
+
+
+def _prediction_examples(conf: dict, cats: list, cat_data: dict, preds: dict, specs: list) -> list:
+    """The predictions figure's panels: ``n_figure`` test instances round-robin over the categories, each with
+    the predictions of the "+ prior" methods."""
+    picks = []  # (category, test index) round-robin over categories
+    for r in range(max(len(cat_data[c]["test"]) for c in cats)):
+        picks += [(c, r) for c in cats if r < len(cat_data[c]["test"])]
+    picks = picks[: max(1, conf["n_figure"])]
+    shown = [_label(f, True) for f in reversed(specs)]
+    return [{"instance": cat_data[c]["test"][q], "keep": cat_data[c]["keep"],
+             "predictions": {m: preds[m][c][q] for m in shown}} for c, q in picks]
+
+
+def _score_maps(cd: dict, models: list) -> dict:
+    """The score-map figure's inputs: the first visible kept keypoint of the category's first test instance and,
+    per predictor (``models``, in the figure's row order), its crop, the column extent in crop pixels, the
+    ground truth in crop pixels and the maps s (SVM score), p (prior), f (combination) with their argmax pixels."""
+    inst, prior = cd["test"][0], cd["priors"][0]
+    j = int(np.argmax([inst.visible[k] for k in cd["keep"]]))
+    rows = []
+    for model in models:
+        grid, geom, t, crop = model.grid(inst)
+        _, maps = model.predict(inst, prior, return_maps=True)
+        h, w = grid.shape[:2]
+        ext = [geom.offset - geom.stride / 2, geom.offset + geom.stride * (w - 0.5),
+               geom.offset + geom.stride * (h - 0.5), geom.offset - geom.stride / 2]
+        m = {k: maps[k][j] for k in ("s", "p", "f")}
+        best = {k: geom.column_to_pixel(np.array(np.unravel_index(np.nanargmax(v), v.shape)[::-1], float))
+                for k, v in m.items()}
+        rows.append({"feature": model.features.spec, "crop": crop, "extent": ext, "size": model.size,
+                     "eta": model.eta, "gt": t.to_crop(inst.keypoints[cd["keep"][j]][None])[0], "maps": m,
+                     "best": best})
+    return {"instance": inst.id, "keypoint": cd["names"][j], "rows": rows}
 
 
 def headline_pairs(features: list) -> list[tuple[str, str]]:
@@ -299,9 +390,9 @@ def headline_pairs(features: list) -> list[tuple[str, str]]:
     return out
 
 
-def _intervals(rep: Report, conf: dict, methods: list, cats: list, pts: dict, train: list, test: list) -> None:
-    from ..viz.figures import draw_bars_with_ci
-
+def _intervals(conf: dict, methods: list, specs: list, cats: list, pts: dict, train: list, test: list):
+    """({method: {category or "mean": Estimate}}, {(a, b): Estimate of the paired difference}, counts): 95%
+    bootstrap intervals over test photos (within categories for the mean)."""
     nb, sd = int(conf.get("n_boot", 1000)), conf["seed"]
     est = {m: {c: bootstrap_ci(pts[m][c]["correct"], pts[m][c]["unit"], type_mean(pts[m][c]["types"]), nb, sd)
                for c in cats} for m in methods}
@@ -311,55 +402,98 @@ def _intervals(rep: Report, conf: dict, methods: list, cats: list, pts: dict, tr
     for m in methods:
         est[m]["mean"] = bootstrap_ci(allp[m]["correct"], allp[m]["unit"], stat, nb, sd, strata=allp[m]["category"])
     diffs = {(a, b): paired_difference(allp[a]["correct"], allp[b]["correct"], a0["unit"], stat, nb, sd,
-                                       strata=a0["category"]) for a, b in headline_pairs([f.spec for f, _ in feature_list(conf)])}
+                                       strata=a0["category"]) for a, b in headline_pairs(specs)}
     counts = {c: {"test points": int(len(pts[methods[0]][c]["types"])),
                   "test instances": sum(i.category == c for i in test),
                   "test photos": len(set(pts[methods[0]][c]["unit"].tolist())),
                   "train instances": sum(i.category == c for i in train),
                   "train photos": len({i.meta.get("photo", i.meta.get("source_id")) for i in train if i.category == c})}
               for c in cats}
-    rows = [{"method": m, **{c: est[m][c].fmt() for c in [*cats, "mean"]}} for m in methods]
+    return est, diffs, counts
+
+
+# ---------------------------------------------------------------------------------------------------- rendering
+@register_experiment("table4")
+def main(conf: dict, out_dir: Path) -> Path:
+    """:func:`compute`, then :func:`render` into ``out_dir``."""
+    return render(compute(conf, out_dir), out_dir)
+
+
+def render(res: Table4Results, out_dir: Path) -> Path:
+    """report.md, results.json, pck.png, predictions.png and score_maps.png of computed results."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    cats, conf = res.categories, res.conf
+    rep = Report(out_dir, "Table 4: keypoint prediction (PCK@0.1)", conf)
+    rep.results["pck_protocol"] = TABLE4_PCK.to_dict()
+    rows = [{"method": m, **res.pck[m]} for m in res.methods]
+    rep.section("Protocol", PROTOCOL + "\n\nSplits: "
+                + "; ".join(f"{c}: {res.splits[c]}, {res.n_train[c]} train / {res.n_test[c]} test instances, "
+                            f"{len(res.types[c])} keypoint types" for c in cats))
+    if res.data is not None:
+        md, rep.results["data"] = res.data
+        rep.section("Data (real photos before warping)", md)
+    rep.section("PCK@0.1 (mean over keypoint types)", markdown_table(rows, ["method", *cats, "mean"]))
+    _render_intervals(rep, res)
+    mtxt = "Mean over keypoint types of the negatives used per training round and of the negatives of the whole " \
+           "pool scoring > 0 (false positives) after that round:\n\n"
+    for f, per_cat in res.mining.items():
+        for c, rounds in per_cat.items():
+            mtxt += f"- {f}, {c}: " + "; ".join(f"round {r}: {d['n_neg']:.0f} negatives, {d['false_pos']:.1f} FP"
+                                                 for r, d in enumerate(rounds)) + "\n"
+    rep.section("Hard-negative mining", mtxt)
+    rep.results.update({"pck@0.1": res.pck, "splits": res.splits, "mining": res.mining, "n_train": res.n_train,
+                        "n_test": res.n_test})
+    _predictions_figure(rep, res.examples)
+    _score_maps_figure(rep, res.score_maps)
+    rep.results.update(seconds=res.seconds, cpu_seconds=res.cpu_seconds, timing=res.timing)
+    rep.section("Runtime", f"{res.seconds:.1f} s wall clock, {res.cpu_seconds:.1f} s CPU (all threads) on this "
+                "machine (" + ", ".join(f"{k} {v:.1f} s" for k, v in res.timing.items()) + ").")
+    return rep.save()
+
+
+def _render_intervals(rep: Report, res: Table4Results) -> None:
+    from ..viz.figures import draw_bars_with_ci
+
+    cats, est, diffs = res.categories, res.pck_ci, res.differences
+    nb = int(res.conf.get("n_boot", 1000))
+    rows = [{"method": m, **{c: est[m][c].fmt() for c in [*cats, "mean"]}} for m in res.methods]
     rep.section("PCK@0.1 with 95% intervals",
                 markdown_table(rows, ["method", *cats, "mean"]) +
                 f"\nIntervals: 95% percentile bootstrap ({nb} replicates) resampling the test photos (for the mean, "
                 "within each category); with 1-3 test photos per category an interval is degenerate or too narrow: "
                 "read it as a lower bound on the uncertainty. What each number rests on:\n\n"
-                + markdown_table([{"category": c, **v} for c, v in counts.items()]))
+                + markdown_table([{"category": c, **v} for c, v in res.counts.items()]))
     drow = [{"comparison": f"{a} - {b}", "difference (mean over categories)": d.fmt(signed=True),
              "resolved": "no (spans 0)" if d.spans_zero else "yes"} for (a, b), d in diffs.items()]
     rep.section("Paired differences (same test keypoints, photos resampled jointly)",
                 markdown_table(drow) + "\n" + "\n".join(f"- {verdict(d, a, b)}" for (a, b), d in diffs.items()))
-    draw_bars_with_ci([*cats, "mean"], {m: [est[m][c] for c in [*cats, "mean"]] for m in methods},
+    draw_bars_with_ci([*cats, "mean"], {m: [est[m][c] for c in [*cats, "mean"]] for m in res.methods},
                       rep.out_dir / "pck.png", "PCK@0.1 (mean over keypoint types)", ylim=(0, 1))
     rep.figures.append("pck.png")
     rep.parts.append("![PCK@0.1](pck.png)\n\nPCK@0.1 per category and method; error bars: 95% bootstrap intervals "
                      "over test photos.\n")
     rep.results.update({
-        "pck@0.1_ci": {m: {c: e.to_dict() for c, e in v.items()} for m, v in est.items()}, "counts": counts,
+        "pck@0.1_ci": {m: {c: e.to_dict() for c, e in v.items()} for m, v in est.items()}, "counts": res.counts,
         "paired_differences": [{"a": a, "b": b, **d.to_dict(), "resolved": not d.spans_zero}
                                for (a, b), d in diffs.items()]})
 
 
-def _figures(rep: Report, examples: dict, conf: dict, cats: list) -> None:
+def _predictions_figure(rep: Report, examples: list) -> None:
     import matplotlib.pyplot as plt
 
     from ..viz.figures import padded_view
 
-    feats = [f.spec for f, _ in feature_list(conf)]
-    picks = []  # (category, test index) round-robin over categories
-    for r in range(max(len(examples[c]["test"]) for c in cats)):
-        picks += [(c, r) for c in cats if r < len(examples[c]["test"])]
-    picks = picks[: max(1, conf["n_figure"])]
-    rows = [_label(f, True) for f in reversed(feats)]
-    fig, axes = plt.subplots(len(rows), len(picks), figsize=(3 * len(picks), 3 * len(rows)), squeeze=False)
-    for col, (c, q) in enumerate(picks):
-        ex = examples[c]
-        inst, keep = ex["test"][q], ex["keep"]
+    rows = list(examples[0]["predictions"])
+    fig, axes = plt.subplots(len(rows), len(examples), figsize=(3 * len(examples), 3 * len(rows)), squeeze=False)
+    for col, ex in enumerate(examples):
+        inst, keep = ex["instance"], ex["keep"]
         img = inst.load()
         gt, v = inst.keypoints[keep], inst.visible[keep]
         for row, m in enumerate(rows):
             ax = axes[row, col]
-            pred = ex[m][q]
+            pred = ex["predictions"][m]
             ax.imshow(img)
             for a, b in zip(gt[v], pred[v]):
                 ax.plot([a[0], b[0]], [a[1], b[1]], "y-", lw=0.7)
@@ -379,35 +513,28 @@ def _figures(rep: Report, examples: dict, conf: dict, cats: list) -> None:
     rep.figure(fig, "predictions.png", "Test instances: ground truth (green) vs predictions (red, yellow lines "
                "join each pair) of " + " and ".join(rows) + "; cyan: the box.")
 
-    c = cats[0]
-    ex = examples[c]
-    inst, prior = ex["test"][0], ex["priors"][0]
-    j = int(np.argmax([inst.visible[k] for k in ex["keep"]]))
-    fig, axes = plt.subplots(len(feats), 4, figsize=(12, 3 * len(feats)), squeeze=False)
-    for row, f in enumerate(reversed(feats)):
-        model = ex[f"model:{f}"]
-        grid, geom, t, crop = model.grid(inst)
-        pred, maps = model.predict(inst, prior, return_maps=True)
-        h, w = grid.shape[:2]
-        ext = [geom.offset - geom.stride / 2, geom.offset + geom.stride * (w - 0.5),
-               geom.offset + geom.stride * (h - 0.5), geom.offset - geom.stride / 2]
-        gt = t.to_crop(inst.keypoints[ex["keep"][j]][None])[0]
+
+def _score_maps_figure(rep: Report, sm: dict) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(sm["rows"]), 4, figsize=(12, 3 * len(sm["rows"])), squeeze=False)
+    for row, r in enumerate(sm["rows"]):
+        f, crop, gt, size = r["feature"], r["crop"], r["gt"], r["size"]
         axes[row, 0].imshow(crop)
         axes[row, 0].plot(*gt, "g+", ms=12, mew=2)
-        axes[row, 0].set_title(f"{inst.id} ({model.size} px box crop)"[:48], fontsize=8)
-        for ax, (title, m) in zip(axes[row, 1:], (("SVM score s", maps["s"][j]), ("prior p", maps["p"][j]),
-                                                  (f"f = s^(1-eta) p^eta, eta={model.eta}", maps["f"][j]))):
+        axes[row, 0].set_title(f"{sm['instance']} ({size} px box crop)"[:48], fontsize=8)
+        for ax, (title, k) in zip(axes[row, 1:], (("SVM score s", "s"), ("prior p", "p"),
+                                                  (f"f = s^(1-eta) p^eta, eta={r['eta']}", "f"))):
             ax.imshow(crop, alpha=0.35)
-            ax.imshow(m, cmap="jet", alpha=0.65, extent=ext)
-            best = geom.column_to_pixel(np.array(np.unravel_index(np.nanargmax(m), m.shape)[::-1], float))
+            ax.imshow(r["maps"][k], cmap="jet", alpha=0.65, extent=r["extent"])
             ax.plot(*gt, "g+", ms=12, mew=2)
-            ax.plot(*best, "wx", ms=10, mew=2)
-            ax.set_xlim(0, model.size - 1)
-            ax.set_ylim(model.size - 1, 0)
+            ax.plot(*r["best"][k], "wx", ms=10, mew=2)
+            ax.set_xlim(0, size - 1)
+            ax.set_ylim(size - 1, 0)
             ax.set_title(f"{f}: {title}", fontsize=8)
         for ax in axes[row]:
             ax.axis("off")
     fig.tight_layout()
-    rep.figure(fig, "score_maps.png", f"Keypoint {ex['names'][j]!r} of test instance {inst.id}: SVM score map s, "
-               f"nearest-neighbour prior p and combination f over the columns (green +: ground truth, white x: "
-               f"argmax).")
+    rep.figure(fig, "score_maps.png", f"Keypoint {sm['keypoint']!r} of test instance {sm['instance']}: SVM score "
+               "map s, nearest-neighbour prior p and combination f over the columns (green +: ground truth, white "
+               "x: argmax).")

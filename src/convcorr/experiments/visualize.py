@@ -46,6 +46,7 @@ import re
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -184,25 +185,102 @@ def view_generator(photos: list[Instance], n_views: int, conf: dict, size: int, 
         yield crop, s
 
 
-@register_experiment("visualize")
-def main(conf: dict, out_dir: Path) -> Path:
-    import matplotlib
+@dataclass
+class VisualizeResults:
+    """What :func:`compute` measured (rendering lives in :func:`render`).
 
-    matplotlib.use("Agg")
+    Attributes:
+        conf: the configuration.
+        layers: the layers with a database; recon_layers: those that reconstruct the queries.
+        held_out: the query and seed photos (never in the database); db_photos: the database's source photos.
+        n_views: database views; device: where the network ran.
+        query_crops: {photo id: (S, S, 3) uint8 network-input crop} of every held-out photo.
+        reconstructions, uniform_rf: {query: {layer: (S, S, 3) uint8}} (Figure 1 and its uniform-rf control).
+        seeds: one (photo id, keypoint name, (2,) crop px, {layer: average rf patch (s, s, 3) uint8}) per seed
+            (Figure 2).
+        pixel_error: {query: {layer: {"pixel_error", "uniform_rf_pixel_error"}}}.
+        database: {layer: vectors, dim, views, stride, rf, index MB, provenance / images bytes};
+            database_rows: the report's table of it (with the index build seconds).
+        layer_times: {layer: index build / reconstruct / task seconds, peak RSS and anonymous MB}; query_times: one
+            row per reconstructing layer (search time per query vector).
+        build_seconds, features_seconds: database extraction and its network forward passes; reused: whether the
+            database came from an earlier run (``resume``); seconds: total.
+    """
+
+    conf: dict
+    layers: list
+    recon_layers: list
+    held_out: list
+    db_photos: list
+    n_views: int
+    device: str
+    query_crops: dict
+    reconstructions: dict
+    uniform_rf: dict
+    seeds: list
+    pixel_error: dict
+    database: dict
+    database_rows: list
+    layer_times: dict
+    query_times: list
+    build_seconds: float
+    features_seconds: float
+    reused: bool
+    seconds: float = 0.0
+
+
+def compute(conf: dict, out_dir: str | Path | None = None) -> VisualizeResults:
+    """Database of every layer (each view through the network once, spilled to disk), one unit of work per layer
+    (index, reconstructions, average rfs) through :func:`convcorr.experiments.workers.run_conf_tasks`, and the
+    pixel errors. ``out_dir`` holds the temporary database folder (with ``resume``: ``out_dir/tasks/``) and, with
+    ``save_db``, the saved indexes."""
     from ..backbones import get_backbone
-    from ..methods.reconstruction import SpilledDatabases, spill_databases
 
     t_start = time.perf_counter()
-    out_dir = Path(out_dir)
-    rep = Report(out_dir, "Figures 1 and 2: nonparametric reconstruction from conv features", conf)
     rng = np.random.default_rng(conf["seed"])
     bb = get_backbone(conf["backbone"])
-    size = bb.input_size
     layers = list(conf["layers"])
     recon_layers = [l for l in conf["recon_layers"] if l in layers]
     geoms = {l: bb.rf(l) for l in layers}
+    q = _queries(conf, bb, layers, geoms)
+    if conf["save_db"] and out_dir is None:
+        raise ConfigError("visualize: save_db=True needs an output folder")
+    save_dir = str(Path(out_dir) / "db") if conf["save_db"] else None
+    res, n_views, spill, reused = _layers(conf, out_dir, bb, layers, geoms, q, rng, recon_layers, save_dir)
+    recon = {qq: {l: res[l]["rec"][qq] for l in recon_layers} for qq in conf["queries"]}
+    uni = {qq: {l: res[l]["uni"][qq] for l in recon_layers} for qq in conf["queries"]}
+    pixel_error = {qq: {l: {"pixel_error": _pixel_error(recon[qq][l], q["crops"][qq][0]),
+                            "uniform_rf_pixel_error": _pixel_error(uni[qq][l], q["crops"][qq][0])}
+                        for l in recon_layers} for qq in conf["queries"]}
+    seeds = [(qq, name, xy, {l: res[l]["rf"][i] for l in layers})
+             for i, ((qq, name), xy) in enumerate(zip(conf["seeds"], q["seed_xy"]))]
+    db_rows, db_res, layer_times = [], {}, {}
+    for l in layers:
+        r = res[l]
+        row = {"layer": l, "vectors": r["vectors"], "dim": r["dim"], "views": r["views"], "stride": geoms[l].stride,
+               "rf": geoms[l].size, "index MB": r["index_bytes"] / 2**20}
+        db_rows.append({**row, "index build s": r["index_s"]})
+        db_res[l] = {**row, "provenance_bytes": r["provenance_bytes"], "images_bytes": r["images_bytes"]}
+        layer_times[l] = {"index_build_s": r["index_s"], "reconstruct_s": r["search_s"], "task_s": r["task_s"],
+                          "peak_rss_mb": r["peak_rss_mb"], "anon_mb": r["anon_mb"]}
+    time_rows = []
+    for l in recon_layers:
+        tot, nq = res[l]["search_s"], res[l]["search_columns"]
+        time_rows.append({"layer": l, "vectors": res[l]["vectors"], "query columns": nq,
+                          "reconstruct s (search + patches)": tot, "ms per query vector": 1000 * tot / max(nq, 1)})
+    out = VisualizeResults(dict(conf), layers, recon_layers, q["held"], [p.id for p in q["db_photos"]], n_views,
+                           str(bb.device), {h: c[0] for h, c in q["crops"].items()}, recon, uni, seeds, pixel_error,
+                           db_res, db_rows, layer_times, time_rows, float(spill.meta["seconds"]), spill.features_s,
+                           reused)
+    out.seconds = time.perf_counter() - t_start
+    return out
 
-    # ---- sources: queries held out -----------------------------------------------------------------------
+
+def _queries(conf: dict, bb, layers: list, geoms: dict) -> dict:
+    """The held-out photos and the database photos, the query crops, their features (once per photo) and the
+    seed columns, checked before the long work -> {"held", "db_photos", "crops" {id: (crop, to-crop map)},
+    "seed_xy", "qgrid" {id: {layer: grid}}, "seed_columns" {layer: [(id, (c, r))]}, "per_view" {layer: columns}}."""
+    size = bb.input_size
     photos = sources(conf)
     by_id = {p.id: p for p in photos}
     seed_ids = [s[0] for s in conf["seeds"]]
@@ -217,8 +295,6 @@ def main(conf: dict, out_dir: Path) -> Path:
     per_view = {l: int(np.prod(grid_hw[l])) for l in layers}
     if conf["reference_layer"] not in per_view:
         raise ConfigError(f"visualize: reference_layer {conf['reference_layer']!r} must be one of layers {layers}")
-
-    # ---- queries: crops, features (once per query photo) and seed columns, checked before the long work ----
     qcrops = {}
     for q in held:
         inst = by_id[q]
@@ -237,12 +313,21 @@ def main(conf: dict, out_dir: Path) -> Path:
     qgrid = {q: {l: qacts[l][i] for l in layers} for i, q in enumerate(held)}
     seed_columns = {l: [(q, tuple(int(v) for v in geoms[l].pixel_to_column(xy[None], grid_hw[l])[0]))
                         for (q, _), xy in zip(conf["seeds"], seed_xy)] for l in layers}
+    return {"held": held, "db_photos": db_photos, "crops": qcrops, "seed_xy": seed_xy, "qgrid": qgrid,
+            "seed_columns": seed_columns, "per_view": per_view}
 
-    # ---- database vectors: every view through the network once, spilled to disk ----------------------------
+
+def _layers(conf: dict, out_dir, bb, layers: list, geoms: dict, q: dict, rng, recon_layers: list, save_dir):
+    """The database (every view through the network once, spilled to disk: a temporary folder, or with
+    ``resume`` ``out_dir/tasks/database-<hash>/``, reused when complete) and one unit of work per layer ->
+    ({layer: :func:`_layer_task` result}, views, the SpilledDatabases, whether it was reused)."""
+    from ..methods.reconstruction import SpilledDatabases, spill_databases
+
+    size, per_view = bb.input_size, q["per_view"]
     n_views = math.ceil(conf["db_size"] / per_view[conf["reference_layer"]])
     keep = math.ceil(conf["db_size"] / n_views)
     per_image = {l: min(keep, per_view[l]) for l in layers}
-    folder = task_dir(conf, out_dir, "database")
+    folder = task_dir(conf, out_dir, "database") if out_dir is not None else None
     temporary = folder is None
     if temporary:
         folder = Path(tempfile.mkdtemp(prefix=".database-", dir=out_dir))
@@ -250,7 +335,7 @@ def main(conf: dict, out_dir: Path) -> Path:
         spill = None if temporary else SpilledDatabases.complete(folder, layers)
         reused = spill is not None
         if spill is None:
-            views = view_generator(db_photos, n_views, conf, size, rng)
+            views = view_generator(q["db_photos"], n_views, conf, size, rng)
             srcs: list[int] = []
 
             def images():
@@ -261,88 +346,15 @@ def main(conf: dict, out_dir: Path) -> Path:
             spill = spill_databases(bb, images(), layers, folder, groups=_groups(srcs), max_vectors=conf["db_size"],
                                     per_image=per_image, n_images=n_views, batch_size=conf["batch_size"],
                                     seed=conf["seed"], desc=f"database ({n_views} views)")
-        t_build, feat_s = float(spill.meta["seconds"]), spill.features_s
-
-        # ---- one unit of work per layer: index, reconstructions, average rfs ----------------------------------
         shared = {"folder": str(folder), "index": conf["index"], "k": conf["k"], "k_rf": conf["k_rf"], "size": size,
                   "geoms": geoms, "recon_layers": recon_layers, "queries": list(conf["queries"]),
-                  "qgrid": qgrid, "seed_columns": seed_columns}
-        save_dir = str(out_dir / "db") if conf["save_db"] else None
+                  "qgrid": q["qgrid"], "seed_columns": q["seed_columns"]}
         per_layer = run_conf_tasks(_layer_task, layers, conf, out_dir, "layers", shared=shared,
                                    kwargs={"save_dir": save_dir}, key=unit_key, desc="layers (index, queries)")
     finally:
         if temporary:
             shutil.rmtree(folder, ignore_errors=True)
-    res = dict(zip(layers, per_layer))
-
-    # ---- figures ------------------------------------------------------------------------------------------
-    recon_res = {}
-    for q in conf["queries"]:
-        img = qcrops[q][0]
-        rec = {l: res[l]["rec"][q] for l in recon_layers}
-        uni = {l: res[l]["uni"][q] for l in recon_layers}
-        recon_res[q] = {l: {"pixel_error": _pixel_error(rec[l], img),
-                            "uniform_rf_pixel_error": _pixel_error(uni[l], img)} for l in recon_layers}
-        _row_figure(rep, img, rec, f"reconstruction_{slug(q)}.png",
-                    f"Figure 1 style: query {q} (left) rebuilt from the stride patches of the k={conf['k']} nearest "
-                    f"database features per column, per layer.")
-        _row_figure(rep, img, uni, f"uniform_rf_{slug(q)}.png",
-                    f"Uniform-rf control for {q}: the neighbours' full rf patches, averaged and overlap-averaged.")
-    rfs = [(q, name, xy, {l: res[l]["rf"][i] for l in layers})
-           for i, ((q, name), xy) in enumerate(zip(conf["seeds"], seed_xy))]
-    if rfs:
-        _average_rf_figure(rep, qcrops, rfs, layers, conf["k_rf"])
-
-    # ---- report -------------------------------------------------------------------------------------------
-    db_rows, db_res, layer_times = [], {}, {}
-    for l in layers:
-        r = res[l]
-        row = {"layer": l, "vectors": r["vectors"], "dim": r["dim"], "views": r["views"], "stride": geoms[l].stride,
-               "rf": geoms[l].size, "index MB": r["index_bytes"] / 2**20}
-        db_rows.append({**row, "index build s": r["index_s"]})
-        db_res[l] = {**row, "provenance_bytes": r["provenance_bytes"], "images_bytes": r["images_bytes"]}
-        layer_times[l] = {"index_build_s": r["index_s"], "reconstruct_s": r["search_s"], "task_s": r["task_s"],
-                          "peak_rss_mb": r["peak_rss_mb"], "anon_mb": r["anon_mb"]}
-    err_rows = []
-    for q, per in recon_res.items():
-        err_rows.append({"query": q, "kind": "reconstruction", **{l: per[l]["pixel_error"] for l in recon_layers}})
-        err_rows.append({"query": q, "kind": "uniform rf",
-                         **{l: per[l]["uniform_rf_pixel_error"] for l in recon_layers}})
-    time_rows = []
-    for l in recon_layers:
-        tot, nq = res[l]["search_s"], res[l]["search_columns"]
-        time_rows.append({"layer": l, "vectors": res[l]["vectors"], "query columns": nq,
-                          "reconstruct s (search + patches)": tot, "ms per query vector": 1000 * tot / max(nq, 1)})
-    rss_rows = [{"layer": l, "task s": layer_times[l]["task_s"], "peak RSS MB": layer_times[l]["peak_rss_mb"],
-                 "anonymous MB at the end": layer_times[l]["anon_mb"]} for l in layers]
-    rep.section("Protocol", PROTOCOL)
-    rep.section("Differences from the paper", (
-        "The paper's database holds >= 1M conv features of a large natural-image collection; here the vectors come "
-        f"from {len(db_photos)} shared photos, multiplied by random crops, flips and smooth warps, so neighbours "
-        "are far less varied (expect repeated textures). Weights: the 8-bit Caffe reference AlexNet (caffe-q8). "
-        f"k = {conf['k']} neighbours per patch and k_rf = {conf['k_rf']} for the average rf are this project's "
-        "choices (k = 5 as in the brief; neither value was checked against the paper text offline). "
-        "The uniform-rf control is defined in the protocol above."))
-    rep.section("Database", f"{n_views} views of {len(db_photos)} source photos (+ {conf['n_warps']} warps each); "
-                f"held-out query photos: {', '.join(held)}. Index: `{conf['index']}`.\n\n"
-                + markdown_table(db_rows, floatfmt="{:.2f}")
-                + f"\nVectors extracted in {t_build:.1f} s, of which network forward passes {feat_s:.1f} s "
-                  f"(device: {bb.device})" + (" (in an earlier run: reused with `resume`)" if reused else "")
-                + "; each layer's index is built from them in its own unit of work (index build s).")
-    rep.section("Query timings (measured)", markdown_table(time_rows, floatfmt="{:.3f}"))
-    rep.section("Reconstruction pixel error (mean |difference|, 0..255, covered pixels)",
-                markdown_table(err_rows, ["query", "kind", *recon_layers], floatfmt="{:.1f}"))
-    rep.results.update({"database": db_res, "n_views": n_views, "db_photos": [p.id for p in db_photos],
-                        "held_out": held, "pixel_error": recon_res,
-                        "timing": {"build_s": t_build, "features_s": feat_s, "layers": layer_times,
-                                   "query": time_rows}})
-    rep.results["seconds"] = time.perf_counter() - t_start
-    rep.section("Runtime", f"{rep.results['seconds']:.1f} s on this machine (workers={conf['workers']}, executor="
-                f"{conf['executor'] or 'default'}). Per layer unit: peak resident memory of the process that ran it "
-                "since that process started (including the pages of the memory-mapped views it read, shared between "
-                "processes), and its anonymous memory at the end of the unit, with the layer's index still "
-                "loaded:\n\n" + markdown_table(rss_rows, floatfmt="{:.1f}"))
-    return rep.save()
+    return dict(zip(layers, per_layer)), n_views, spill, reused
 
 
 def _layer_task(layer: str, shared: dict, save_dir: str | None = None) -> dict:
@@ -416,6 +428,67 @@ def _pixel_error(rec: np.ndarray, img: np.ndarray) -> float:
     return float(np.abs(rec.astype(np.float32) - img.astype(np.float32))[covered].mean())
 
 
+@register_experiment("visualize")
+def main(conf: dict, out_dir: Path) -> Path:
+    """:func:`compute`, then :func:`render` into ``out_dir``."""
+    return render(compute(conf, out_dir), out_dir)
+
+
+def render(res: VisualizeResults, out_dir: Path) -> Path:
+    """report.md, results.json, reconstruction_<query>.png, uniform_rf_<query>.png and average_rf.png of computed
+    results."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    conf = res.conf
+    rep = Report(out_dir, "Figures 1 and 2: nonparametric reconstruction from conv features", conf)
+    for q in conf["queries"]:
+        img = res.query_crops[q]
+        _row_figure(rep, img, res.reconstructions[q], f"reconstruction_{slug(q)}.png",
+                    f"Figure 1 style: query {q} (left) rebuilt from the stride patches of the k={conf['k']} nearest "
+                    f"database features per column, per layer.")
+        _row_figure(rep, img, res.uniform_rf[q], f"uniform_rf_{slug(q)}.png",
+                    f"Uniform-rf control for {q}: the neighbours' full rf patches, averaged and overlap-averaged.")
+    if res.seeds:
+        _average_rf_figure(rep, res.query_crops, res.seeds, res.layers, conf["k_rf"])
+    err_rows = []
+    for q, per in res.pixel_error.items():
+        err_rows.append({"query": q, "kind": "reconstruction", **{l: per[l]["pixel_error"] for l in res.recon_layers}})
+        err_rows.append({"query": q, "kind": "uniform rf",
+                         **{l: per[l]["uniform_rf_pixel_error"] for l in res.recon_layers}})
+    rss_rows = [{"layer": l, "task s": t["task_s"], "peak RSS MB": t["peak_rss_mb"],
+                 "anonymous MB at the end": t["anon_mb"]} for l, t in res.layer_times.items()]
+    rep.section("Protocol", PROTOCOL)
+    rep.section("Differences from the paper", (
+        "The paper's database holds >= 1M conv features of a large natural-image collection; here the vectors come "
+        f"from {len(res.db_photos)} shared photos, multiplied by random crops, flips and smooth warps, so neighbours "
+        "are far less varied (expect repeated textures). Weights: the 8-bit Caffe reference AlexNet (caffe-q8). "
+        f"k = {conf['k']} neighbours per patch and k_rf = {conf['k_rf']} for the average rf are this project's "
+        "choices (k = 5 as in the brief; neither value was checked against the paper text offline). "
+        "The uniform-rf control is defined in the protocol above."))
+    rep.section("Database", f"{res.n_views} views of {len(res.db_photos)} source photos (+ {conf['n_warps']} warps "
+                f"each); held-out query photos: {', '.join(res.held_out)}. Index: `{conf['index']}`.\n\n"
+                + markdown_table(res.database_rows, floatfmt="{:.2f}")
+                + f"\nVectors extracted in {res.build_seconds:.1f} s, of which network forward passes "
+                  f"{res.features_seconds:.1f} s (device: {res.device})"
+                + (" (in an earlier run: reused with `resume`)" if res.reused else "")
+                + "; each layer's index is built from them in its own unit of work (index build s).")
+    rep.section("Query timings (measured)", markdown_table(res.query_times, floatfmt="{:.3f}"))
+    rep.section("Reconstruction pixel error (mean |difference|, 0..255, covered pixels)",
+                markdown_table(err_rows, ["query", "kind", *res.recon_layers], floatfmt="{:.1f}"))
+    rep.results.update({"database": res.database, "n_views": res.n_views, "db_photos": res.db_photos,
+                        "held_out": res.held_out, "pixel_error": res.pixel_error,
+                        "timing": {"build_s": res.build_seconds, "features_s": res.features_seconds,
+                                   "layers": res.layer_times, "query": res.query_times}})
+    rep.results["seconds"] = res.seconds
+    rep.section("Runtime", f"{res.seconds:.1f} s on this machine (workers={conf['workers']}, executor="
+                f"{conf['executor'] or 'default'}). Per layer unit: peak resident memory of the process that ran it "
+                "since that process started (including the pages of the memory-mapped views it read, shared between "
+                "processes), and its anonymous memory at the end of the unit, with the layer's index still "
+                "loaded:\n\n" + markdown_table(rss_rows, floatfmt="{:.1f}"))
+    return rep.save()
+
+
 def _row_figure(rep: Report, img: np.ndarray, recs: dict, name: str, caption: str) -> None:
     import matplotlib.pyplot as plt
 
@@ -438,7 +511,7 @@ def _average_rf_figure(rep: Report, qcrops: dict, rfs: list, layers: list, k_rf:
     n_rows, n_cols = len(rfs), 1 + len(layers)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.9 * n_cols, 2.0 * n_rows), squeeze=False)
     for r, (q, name, xy, row) in enumerate(rfs):
-        axes[r, 0].imshow(qcrops[q][0])
+        axes[r, 0].imshow(qcrops[q])
         axes[r, 0].plot(*xy, "r+", ms=12, mew=2)
         axes[r, 0].set_title(f"{q} {name}", fontsize=7)
         for c, l in enumerate(layers, 1):
