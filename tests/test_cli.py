@@ -93,7 +93,13 @@ def test_user_errors_are_one_line_with_status_2(tmp_path):
                     "'layers' expects list", "layers='[\"conv4\"]'")
     _one_line_error(_run(["experiment", "table2", "--set", "features=alexnet:conv4"]), "'features' expects list")
     _one_line_error(_run(["experiment", "table3", "--set", "layers=[4]"]), "list of str")
-    _one_line_error(_run(["experiment", "table2", "--set", "beta=true"]), "'beta' expects float")
+    _one_line_error(_run(["experiment", "table2", "--set", "strength=true"]), "'strength' expects float")
+    _one_line_error(_run(["experiment", "table2", "--set", "matcher_options.flow.beta=true"]),
+                    "'matcher_options.flow.beta' expects float")
+    _one_line_error(_run(["experiment", "table2", "--set", "n_warps=2"]),
+                    "experiment 'table2': option 'n_warps' is now 'n_synthetic' (--set n_synthetic=2)")
+    _one_line_error(_run(["experiment", "table2", "--set", "n_querys=2"]), "did you mean 'n_queries'")
+    _one_line_error(_run(["experiment", "tabel2"]), "unknown experiment 'tabel2'; did you mean 'table2'")
     _one_line_error(_run(["experiment", "table3", "--set", "nope=1"]), "experiment 'table3' has no option 'nope'")
     _one_line_error(_run(["experiment", "table3", "--preset", "strict"]), "experiment 'table3' has no preset")
     _one_line_error(_run(["experiment", "table1", "--set", "=3"]), "empty KEY")
@@ -110,21 +116,26 @@ def test_errors_name_the_right_experiment(tmp_path):
 
 
 def test_set_values_are_typed_and_converted(fast_experiments, tmp_path):
-    r = _run(["experiment", "table2", "--out", str(tmp_path / "t2"), "--set", "beta=1", "--set", "root=2011",
-              "--set", "n_queries=none", "--set", "features=['sift']", "--set", "coarse_to_fine=true"])
+    r = _run(["experiment", "table2", "--out", str(tmp_path / "t2"), "--set", "matcher_options.flow.beta=1",
+              "--set", "root=2011", "--set", "n_queries=none", "--set", "features=['sift']",
+              "--set", "matcher_options.flow.coarse_to_fine=true", "--set", "strength=2"])
     assert r.exit_code == 0, r.output
     (name, conf), = fast_experiments
-    assert name == "table2" and conf["beta"] == 1.0 and isinstance(conf["beta"], float)
+    flow = conf["matcher_options"]["flow"]
+    assert name == "table2" and flow["beta"] == 1.0 and isinstance(flow["beta"], float)
     assert conf["root"] == "2011" and conf["n_queries"] is None and conf["features"] == ["sift"]
-    assert conf["coarse_to_fine"] is True
+    assert flow["coarse_to_fine"] is True and flow["n_iter"] == 8  # the other flow options kept
+    assert conf["strength"] == 2.0 and isinstance(conf["strength"], float)
 
 
 def test_all_validates_every_experiment_before_any_work(fast_experiments, tmp_path):
     out = tmp_path / "rep"
     _one_line_error(_run(["experiment", "all", "--out", str(out), "--set", "nope=1"]), "no experiment has option")
     _one_line_error(_run(["experiment", "all", "--out", str(out), "--preset", "nope"]), "no experiment has a preset")
-    # n_warps is an int option of table2 and visualize: a bad value is caught before table1 runs
-    _one_line_error(_run(["experiment", "all", "--out", str(out), "--set", "n_warps=x"]), "'n_warps' expects int")
+    # n_synthetic is an int option of table2 and visualize: a bad value is caught before table1 runs
+    _one_line_error(_run(["experiment", "all", "--out", str(out), "--set", "n_synthetic=x"]),
+                    "'n_synthetic' expects int")
+    _one_line_error(_run(["experiment", "all", "--out", str(out), "--set", "n_warps=1"]), "is now 'n_synthetic'")
     assert fast_experiments == [] and not out.exists()
     r = _run(["experiment", "all", "--out", str(out), "--set", "seed=3", "--preset", "paper"])
     assert r.exit_code == 0, r.output
@@ -192,10 +203,12 @@ def test_values_that_cannot_work_are_refused_before_any_work(fast_experiments):
              (["table2", "--set", "baselines=['align']"], "unknown baseline(s) ['align']"),
              (["table2", "--set", "categories=['dog']"], "unknown embedded categories ['dog']"),
              (["table2", "--set", "n_queries=-1"], "option 'n_queries' must be >= 0"),
-             (["table2", "--set", "beta=1e999"], "option 'beta' must be finite"),
+             (["table2", "--set", "matcher_options.flow.beta=1e999"], "option 'matcher_options' must be finite"),
+             (["table2", "--set", "matcher_options.flow.radius=2", "--set", "matcher_options.flow.radius_px=9"],
+              "give radius (cells) or radius_px (pixels), not both"),
              (["table1", "--set", "backbones=['vgg']"], "unknown backbone 'vgg'"),
              (["pairs", "--set", "pair_by=foo"], "option 'pair_by' must be one of"),
-             (["pairs", "--set", "dataset=nope"], "unknown data set 'nope'"),
+             (["pairs", "--set", "dataset=cooco"], "unknown data set 'cooco'; did you mean 'coco'"),
              (["visualize", "--set", "reference_layer=conv9"], "option 'reference_layer' names layer(s) ['conv9']")]
     for args, msg in cases:
         _one_line_error(_run(["experiment", *args]), f"experiment '{args[0]}'", msg)
@@ -252,3 +265,42 @@ def test_every_experiment_takes_the_parallel_options():
     for name in EXPERIMENTS:
         for preset, conf in get_experiment(name).CONFIGS.items():
             assert set(PARALLEL_OPTIONS) <= set(conf), (name, preset)
+
+
+# ------------------------------------------------------------------------------- --list and --print-config (#15)
+def test_list_shows_presets_and_every_option_with_its_help(fast_experiments):
+    for name in experiments.EXPERIMENTS:
+        r = _run(["experiment", name, "--list"])
+        assert r.exit_code == 0, r.output
+        assert r.output == experiments.describe(name)
+        mod = experiments.get_experiment(name)
+        assert all(p in r.output for p in mod.CONFIGS)
+        for key, o in experiments.options(name).items():
+            assert f"  {key} : {o.type_name} = " in r.output and o.help in r.output, (name, key)
+    r = _run(["experiment", "all", "--list"])
+    assert r.exit_code == 0 and all(f"{n}: " in r.output for n in experiments.EXPERIMENTS)
+    assert fast_experiments == []  # nothing ran
+
+
+def test_print_config_is_the_resolved_configuration(fast_experiments, tmp_path):
+    import json
+
+    sets = ["--set", "n_synthetic=1", "--set", "matcher_options.flow.n_iter=3", "--workers", "2"]
+    r = _run(["experiment", "table2", "--preset", "strict", "--print-config", "--out", str(tmp_path / "o")] + sets)
+    assert r.exit_code == 0, r.output
+    want = experiments.resolve_conf("table2", "strict", {"n_synthetic": 1, "matcher_options.flow.n_iter": 3,
+                                                         "workers": 2})
+    assert json.loads(r.output) == want and want["matcher_options"]["flow"]["n_iter"] == 3
+    r = _run(["experiment", "all", "--print-config", "--preset", "paper", "--set", "seed=3"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert doc == {n: {"preset": p, "config": c} for n, (p, c) in experiments.plan_all("paper", {"seed": 3}).items()}
+    assert fast_experiments == [] and not (tmp_path / "o").exists()  # nothing ran, no folder made
+    _one_line_error(_run(["experiment", "table2", "--print-config", "--set", "size=3"]), "is now 'input_size'")
+
+
+def test_experiment_help_mentions_list_and_print_config():
+    r = _run(["experiment", "--help"])
+    assert r.exit_code == 0 and "--list" in r.output and "--print-config" in r.output
+    flat = "".join(r.output.split())  # the usage line lists the experiments (click wraps it anywhere)
+    assert all(n in flat for n in experiments.EXPERIMENTS)

@@ -27,7 +27,7 @@ def test_registered_and_default_is_the_five_offline_cnns():
     d = CONFIGS["default"]
     assert d["backbones"] == ["alexnet", "efficientnet_lite0", "squeezenet1_0", "mobilenet_v1", "mobilenet_v2"]
     assert d["layers"] is None and d["dataset"] == "embedded"
-    for k in ("categories", "seed", "dataset", "matcher", "n_boot", "max_pairs"):  # shared option names
+    for k in ("categories", "seed", "dataset", "matchers", "n_boot", "max_pairs"):  # shared option names
         assert k in d
 
 

@@ -11,7 +11,7 @@ from convcorr.experiments import EXPERIMENTS, resolve_conf, run
 from convcorr.experiments.pairs import BOX_COPY, compute
 
 SMALL = {"categories": ["zebra"], "n_synthetic_pairs": 2, "max_pairs": 2, "features": ["alexnet:conv4"],
-         "matchers": ["nn", "flow"], "size": 131, "n_gallery": 1, "n_boot": 200}
+         "matchers": ["nn", "flow"], "input_size": 131, "n_gallery": 1, "n_boot": 200}
 
 
 def test_pairs_registered_and_presets():
@@ -88,7 +88,7 @@ def test_pairs_on_coco_json_end_to_end(tmp_path, shared):
     js, imgs = _coco_fixture(tmp_path, shared)
     out = tmp_path / "out"
     report = run("pairs", out, "coco", {"json": str(js), "images": str(imgs), "features": ["alexnet:conv4"],
-                                        "matchers": ["nn"], "max_pairs": 4, "size": 131, "n_gallery": 1})
+                                        "matchers": ["nn"], "max_pairs": 4, "input_size": 131, "n_gallery": 1})
     res = json.loads((out / "results.json").read_text())["results"]
     assert res["headline_protocol"] == "paper"
     assert res["pck_protocols"]["dift-spair"]["averages"] == ["pair", "point"]
@@ -131,7 +131,7 @@ def test_pairs_pf_willow_preset_end_to_end(tmp_path, shared):
     csv = write_pf_willow(tmp_path, [(names[0], names[1]), (names[1], names[2]), (names[3], names[4])])
     out = tmp_path / "out"
     run("pairs", out, "pf-willow", {"csv": str(csv), "features": ["alexnet:conv4"], "matchers": ["nn"],
-                                    "size": 131, "n_gallery": 1, "n_boot": 50})
+                                    "input_size": 131, "n_gallery": 1, "n_boot": 50})
     res = json.loads((out / "results.json").read_text())["results"]
     assert res["headline_protocol"] == "cats-pfwillow"
     assert [p["kind"] for p in res["pairs"]] == ["listed"] * 3

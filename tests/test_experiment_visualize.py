@@ -34,7 +34,7 @@ def _png_ok(path, min_std=5.0):
 
 
 def test_tiny_run(tmp_path, shared):
-    over = dict(db_size=1500, n_warps=0, layers=["conv1", "conv5", "pool5"], recon_layers=["conv1", "conv5"],
+    over = dict(db_size=1500, n_synthetic=0, layers=["conv1", "conv5", "pool5"], recon_layers=["conv1", "conv5"],
                 queries=["face/lenna"], seeds=[["face/lenna", "p31"]], k_rf=5, batch_size=8)
     path = experiments.run("visualize", tmp_path, "default", over)
     assert path == tmp_path / "report.md"
@@ -58,7 +58,7 @@ def _results(folder):
 def test_process_pool_equals_serial_and_resumes(tmp_path, shared):
     from PIL import Image
 
-    over = dict(db_size=400, n_warps=0, layers=["conv1", "conv3", "pool5"], recon_layers=["conv1", "conv3"],
+    over = dict(db_size=400, n_synthetic=0, layers=["conv1", "conv3", "pool5"], recon_layers=["conv1", "conv3"],
                 reference_layer="conv3", queries=["face/lenna"], seeds=[["face/lenna", "p31"]], k_rf=5, batch_size=8)
     experiments.run("visualize", tmp_path / "serial", "default", over)
     assert not list((tmp_path / "serial").glob(".database-*"))  # the temporary vector folder is removed

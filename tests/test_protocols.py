@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from convcorr.core.errors import DataError
+from convcorr.core.errors import ConfigError, DataError
 from convcorr.datasets import pools
 
 
@@ -37,18 +37,22 @@ def _coco(tmp_path, shared, n_people=None):
 
 
 def test_with_data_options_adds_source_keys():
-    c = pools.with_data_options({"dataset": "embedded", "n_warps": 3})
-    assert c["n_warps"] == 3 and c["json"] is None and "pairs" not in c
-    c3 = pools.with_data_options({"n_synthetic": 4})
-    assert "n_warps" not in c3
-    assert pools.with_data_options({}, pairs=True)["n_synthetic_pairs"] == 8
+    c = pools.with_data_options({"dataset": "embedded", "n_synthetic": 3})
+    assert c["n_synthetic"] == 3 and c["json"] is None and "pairs" not in c
+    assert pools.with_data_options({})["n_synthetic"] == 0
+    # pairs are formed from the real instances: no n_synthetic unless the experiment has one (backbones' split)
+    p = pools.with_data_options({}, pairs=True)
+    assert p["n_synthetic_pairs"] == 8 and "n_synthetic" not in p
+    assert pools.with_data_options({"n_synthetic": 2}, pairs=True)["n_synthetic"] == 2
+    with pytest.raises(ConfigError, match="option 'n_warps' is now 'n_synthetic'"):
+        pools.build_pool({"dataset": "embedded", "n_warps": 1})
 
 
 def test_coco_pool_and_pairs(tmp_path, shared):
     js, imgs = _coco(tmp_path, shared)
     conf = {"dataset": "coco", "json": str(js), "images": str(imgs), "categories": ["face"]}
     with pytest.warns(UserWarning, match="none of the categories"):
-        pool = pools.build_pool(dict(conf, n_warps=1))
+        pool = pools.build_pool(dict(conf, n_synthetic=1))
     assert len(pool) == 8 and sum(i.meta["real"] for i in pool) == 4
     assert pools.data_notes(pool)
     pairs = pools.build_pairs(dict(conf, categories=["person"], pairs="cross"))
@@ -90,7 +94,7 @@ def test_pf_willow_pairs_through_protocol(tmp_path):
 def test_embedded_pool_matches_previous_table2_behaviour(shared):
     from convcorr import datasets
 
-    pool = pools.build_pool({"dataset": "embedded", "categories": ["zebra"], "n_warps": 2, "seed": 0})
+    pool = pools.build_pool({"dataset": "embedded", "categories": ["zebra"], "n_synthetic": 2, "seed": 0})
     real = datasets.embedded_instances("zebra")
     warps = datasets.synthetic_instances(real, 2, seed=0)
     assert [i.id for i in pool] == [i.id for i in real] + [w.id for w in warps]

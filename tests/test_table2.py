@@ -8,8 +8,8 @@ from convcorr.experiments import resolve_conf, run
 
 def test_table2_tiny(tmp_path, shared):
     path = run("table2", tmp_path, "default", {"categories": ["face"], "n_queries": 3, "k": 3, "top": 2,
-                                               "n_warps": 1, "features": ["alexnet:conv4"],
-                                               "n_iter": 4, "beta_grid": [1e-3, 1e-1], "n_boot": 200})
+                                               "n_synthetic": 1, "features": ["alexnet:conv4"],
+                                               "matcher_options.flow.n_iter": 4, "beta_grid": [1e-3, 1e-1], "n_boot": 200})
     res = json.loads((tmp_path / "results.json").read_text())["results"]
     assert res["n_queries"] == 3
     for m in ("box-copy", "alexnet:conv4 + flow"):
@@ -45,7 +45,7 @@ def test_validation_queries_are_disjoint_and_points_table(shared):
     from convcorr.experiments.table2 import (_pck_of, build_pool, pck_estimates, point_table, select_queries,
                                              select_validation_queries)
 
-    conf = resolve_conf("table2", "default", {"categories": ["face", "hand"], "n_warps": 2, "n_queries": 3,
+    conf = resolve_conf("table2", "default", {"categories": ["face", "hand"], "n_synthetic": 2, "n_queries": 3,
                                               "n_val_queries": 2})
     pool = build_pool(conf)
     qs = select_queries(pool, conf)
@@ -66,7 +66,7 @@ def test_validation_queries_are_disjoint_and_points_table(shared):
 def test_table2_strict_protocol_excludes_the_query_photo(shared):
     from convcorr.experiments.table2 import build_pool, candidate_mask, select_queries
 
-    conf = resolve_conf("table2", "default", {"categories": ["face"], "n_warps": 2, "n_queries": 3})
+    conf = resolve_conf("table2", "default", {"categories": ["face"], "n_synthetic": 2, "n_queries": 3})
     pool = build_pool(conf)
     qs = select_queries(pool, conf)
     assert len(qs) == 3 and all(not pool[q].meta["real"] for q in qs)
@@ -87,7 +87,7 @@ def test_strict_protocol_holds_out_the_query_photo(shared):
     # the other people of a COCO photo are different objects but share the photo: held out too
     from convcorr.experiments.table2 import build_pool, candidate_mask, select_queries
 
-    conf = resolve_conf("table2", "default", {"categories": ["person"], "n_warps": 1, "n_queries": 6})
+    conf = resolve_conf("table2", "default", {"categories": ["person"], "n_synthetic": 1, "n_queries": 6})
     pool = build_pool(conf)
     qs = select_queries(pool, conf)
     m = candidate_mask(pool, qs, True)
@@ -118,8 +118,9 @@ def test_method_configs_features_x_matchers_and_options():
     from convcorr.experiments.table2 import matcher_options, method_configs
 
     conf = resolve_conf("table2", "default", {"features": ["sift:step=8,bin=8", "alexnet:conv4"],
-                                              "matchers": ["flow", "softargmax"], "beta": 0.01,
-                                              "matcher_options": {"softargmax": {"window": 3}}})
+                                              "matchers": ["flow", "softargmax"],
+                                              "matcher_options.flow.beta": 0.01,
+                                              "matcher_options.softargmax": {"window": 3}})
     mc = method_configs(conf)
     assert list(mc) == ["sift:step=8,bin=8 + flow", "alexnet:conv4 + flow", "sift:step=8,bin=8 + softargmax",
                         "alexnet:conv4 + softargmax", "box-copy"]
@@ -134,7 +135,7 @@ def test_method_configs_features_x_matchers_and_options():
 
 
 def test_table2_other_matchers_run(tmp_path, shared):
-    run("table2", tmp_path, "default", {"categories": ["face"], "n_queries": 2, "k": 2, "top": 1, "n_warps": 1,
+    run("table2", tmp_path, "default", {"categories": ["face"], "n_queries": 2, "k": 2, "top": 1, "n_synthetic": 1,
                                         "features": ["alexnet:conv4"], "matchers": ["nn", "mnn", "softargmax"],
                                         "baselines": []})
     res = json.loads((tmp_path / "results.json").read_text())["results"]
@@ -144,8 +145,8 @@ def test_table2_other_matchers_run(tmp_path, shared):
 
 @pytest.mark.slow
 def test_table2_process_pool_equals_serial_and_keeps_task_results(tmp_path, shared):
-    over = {"categories": ["face"], "n_queries": 3, "k": 2, "top": 1, "n_warps": 1, "features": ["alexnet:conv4"],
-            "n_iter": 3}
+    over = {"categories": ["face"], "n_queries": 3, "k": 2, "top": 1, "n_synthetic": 1, "features": ["alexnet:conv4"],
+            "matcher_options.flow.n_iter": 3}
     run("table2", tmp_path / "serial", "default", over)
     run("table2", tmp_path / "pool", "default", dict(over, workers=2, resume=True))
     a, b = (json.loads((tmp_path / d / "results.json").read_text())["results"] for d in ("serial", "pool"))
@@ -168,7 +169,7 @@ def test_table2_resumes_an_interrupted_run_and_runs_on_ray(tmp_path, shared):
     from convcorr.cli import cli
 
     sets = ["--set", "categories=['face']", "--set", "n_queries=3", "--set", "k=2", "--set", "top=1",
-            "--set", "n_warps=1", "--set", "features=['alexnet:conv4']", "--set", "n_iter=3"]
+            "--set", "n_synthetic=1", "--set", "features=['alexnet:conv4']", "--set", "matcher_options.flow.n_iter=3"]
 
     def results(d):
         return json.loads((tmp_path / d / "results.json").read_text())["results"]["per_query"]

@@ -14,7 +14,7 @@ ROWS = {"sift:step=8,bin=8", "sift:step=8,bin=8 + prior", "alexnet:conv5", "alex
 def test_configs_and_type_subsample():
     for name in ("default", "paper"):
         c = CONFIGS[name]
-        assert c["size"] == 500 and c["sigma"] == 22.0 and c["eta"] == 0.1 and c["n_pos"] == 10
+        assert c["input_size"] == 500 and c["sigma"] == 22.0 and c["eta"] == 0.1 and c["n_pos"] == 10
         assert c["features"] == ["sift:step=8,bin=8", "alexnet:conv5"] and c["neighbourhood"] == [1, 3]
         assert c["margin"] == 0.0
     assert CONFIGS["paper"]["dataset"] == "berkeley"
@@ -31,7 +31,7 @@ def test_paper_preset_fails_clearly_without_images(tmp_path):
 
 def test_table4_tiny(tmp_path, shared):
     run("table4", tmp_path, "default", {"categories": ["face"], "n_synthetic": 1, "max_types": 4,
-                                        "mining_rounds": 1, "size": 260, "n_init": 300, "n_add": 300,
+                                        "mining_rounds": 1, "input_size": 260, "n_init": 300, "n_add": 300,
                                         "n_figure": 2})
     res = json.loads((tmp_path / "results.json").read_text())["results"]
     pck = res["pck@0.1"]
@@ -60,7 +60,7 @@ def test_table4_tiny(tmp_path, shared):
 
 def test_table4_process_pool_equals_serial_and_resumes(tmp_path, shared):
     # units: one SVM with hard-negative mining per (category, feature, keypoint type): 1 x 2 x 3
-    over = {"categories": ["face"], "n_synthetic": 1, "max_types": 3, "mining_rounds": 1, "size": 200,
+    over = {"categories": ["face"], "n_synthetic": 1, "max_types": 3, "mining_rounds": 1, "input_size": 200,
             "n_init": 200, "n_add": 200, "n_figure": 1, "n_boot": 50}
     res = lambda d: _strip(json.loads((d / "results.json").read_text()))["results"]
     run("table4", tmp_path / "serial", "default", over)

@@ -221,25 +221,50 @@ def backbones_cmd(input_size: int | None, extra: tuple[str, ...]) -> None:
 @click.option("--out", "out_dir", default=None, type=click.Path(path_type=Path),
               help="Output folder (default: runs/NAME).")
 @click.option("--preset", default="default", show_default=True, help="Named configuration preset.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config option (repeatable).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a config option (repeatable); KEY.SUB=VALUE sets one entry of a dict option, e.g. "
+                   "matcher_options.flow.beta=0.01.")
 @click.option("--force", is_flag=True, help="Write into a non-empty folder that is not a report of this experiment, "
               "or through a symlinked folder.")
+@click.option("--list", "list_options", is_flag=True,
+              help="Print the presets and every option (type, default, one-line help) and exit.")
+@click.option("--print-config", is_flag=True,
+              help="Print the resolved configuration (JSON) as it would run, with --preset and --set, and exit.")
 @parallel_options
 def experiment_cmd(name: str, out_dir: Path | None, preset: str, sets: tuple[str, ...], force: bool,
-                   parallel: dict) -> None:
+                   list_options: bool, print_config: bool, parallel: dict) -> None:
     """Run a named experiment (a paper table) and write report.md, results.json and figures.
 
-    `all` runs every experiment into subfolders of --out and writes an index report.md. Options and presets of
-    every experiment are checked before any work starts.
+    The experiment is one of those in the usage line (built-in or installed plug-ins), or `all`, which runs every
+    experiment into subfolders of --out and writes an index report.md. Options and presets of every experiment are checked before
+    any work starts.
+
+    `--list` shows the presets and options of NAME (type, default, one-line help); `--print-config` prints the
+    configuration NAME would run with (the preset plus every --set) as JSON, without running.
     """
+    import json
+
     from . import experiments
 
+    names = experiments.EXPERIMENTS.names() if name == "all" else [name]
+    if list_options:
+        click.echo("\n".join(experiments.describe(n) for n in names), nl=False)
+        return
     overrides = merge_parallel(parse_set_options(sets), parallel)
+    if print_config:
+        if name == "all":
+            plan = experiments.plan_all(preset, overrides)
+            doc = {n: {"preset": p, "config": c} for n, (p, c) in plan.items()}
+        else:
+            doc = experiments.resolve_conf(name, preset, overrides)
+        click.echo(json.dumps(doc, indent=2, default=str))
+        return
     if name == "all":
         path = run_all(out_dir or Path("report"), preset, overrides, force=force)
     else:
         path = experiments.run(name, out_dir or Path("runs") / name, preset, overrides, force=force)
     click.echo(f"report written to {path}")
+
 
 
 def headline_table(markdown: str) -> str:

@@ -11,7 +11,7 @@ Data options (:data:`DATA_OPTIONS`, every key optional in a conf; defaults in br
   ``csv`` / ``images`` set its loader's ``root`` / ``annotations`` / ``images``, :data:`LOADER_ARGUMENTS`):
 
   * ``embedded``: the real annotated photos of the shared folder (``datasets.embedded_instances``) plus
-    ``n_warps`` random smooth warps of each (exact ground truth). For pairs: synthetic (photo, warp) pairs and
+    ``n_synthetic`` random smooth warps of each (exact ground truth). For pairs: synthetic (photo, warp) pairs and
     cross-instance pairs of different photos of one category (``pairs``).
   * ``synthetic``: only (photo, warped photo) pairs of the embedded photos (``n_synthetic_pairs`` per
     category).
@@ -31,7 +31,8 @@ Data options (:data:`DATA_OPTIONS`, every key optional in a conf; defaults in br
   family name such as ``animalpose`` selects its species ``animalpose-*``); for other data sets, categories
   they lack are ignored with a warning, and if none is present every category is kept (so a preset's embedded
   category list does not block ``--set dataset=coco``); the note is recorded (:func:`data_notes`).
-- ``n_warps`` / ``strength`` / ``seed``: synthetic warps added to pools (every data set; 0 for real data only).
+- ``n_synthetic`` / ``strength`` / ``seed``: synthetic warps per real photo added to pools (every data set; 0
+  for real data only; pairs are formed from the real instances, with ``n_synthetic_pairs`` warped pairs).
 - ``max_instances`` [None]: at most this many real instances per category (first ones, deterministic).
 - ``pairs`` ["both"]: for instance data sets: ``synthetic`` (photo, warp), ``cross`` (different instances) or
   ``both``; ``n_synthetic_pairs`` [8] synthetic pairs per category; ``max_pairs`` [None] listed pairs per
@@ -59,7 +60,7 @@ from ..core.types import Instance, Pair
 SOURCE_OPTIONS: dict[str, Any] = {
     "dataset": "embedded", "root": None, "split": "test", "json": None, "images": None, "csv": None,
     "strip_prefix": None, "strip_components": 0, "truncate_names": False, "relabel": None, "categories": None,
-    "n_warps": 0, "strength": 1.0, "seed": 0, "max_instances": None,
+    "n_synthetic": 0, "strength": 1.0, "seed": 0, "max_instances": None,
 }
 #: options that form pairs (the pair benchmark)
 PAIR_OPTIONS: dict[str, Any] = {"pairs": "both", "n_synthetic_pairs": 8, "max_pairs": None, "pair_by": None}
@@ -67,17 +68,17 @@ DATA_OPTIONS: dict[str, Any] = {**SOURCE_OPTIONS, **PAIR_OPTIONS}
 
 def with_data_options(conf: dict, pairs: bool = False) -> dict:
     """``conf`` plus every data-source option it lacks (so ``--set json=...`` is a known key everywhere); with
-    ``pairs`` also the pair options. Tables 3-4 call their warps per photo ``n_synthetic``: they get no
-    ``n_warps``."""
+    ``pairs`` also the pair options, and no ``n_synthetic`` unless ``conf`` has it (pairs are formed from the
+    real instances: :func:`build_pairs`)."""
     opts = {**SOURCE_OPTIONS, **(PAIR_OPTIONS if pairs else {})}
-    if "n_synthetic" in conf:
-        opts.pop("n_warps")
+    if pairs:
+        opts.pop("n_synthetic")
     return {**{k: v for k, v in opts.items() if k not in conf}, **conf}
 
 
 def _opt(conf: dict, key: str):
     v = conf.get(key, DATA_OPTIONS[key])
-    return DATA_OPTIONS[key] if v is None and key in ("strip_components", "n_warps", "strength", "seed") else v
+    return DATA_OPTIONS[key] if v is None and key in ("strip_components", "n_synthetic", "strength", "seed") else v
 
 
 #: the experiments' data options that set a data-set loader's uniform arguments (the one place they meet): the
@@ -190,7 +191,7 @@ def data_notes(obj) -> list[str]:
 
 # ------------------------------------------------------------------------------------------------------ pools
 def build_pool(conf: dict) -> Pool:
-    """Real instances of the configured data set and categories plus ``n_warps`` synthetic warps of each.
+    """Real instances of the configured data set and categories plus ``n_synthetic`` synthetic warps of each.
 
     Every instance gets ``meta['source_id']`` (the real photo) and ``meta['real']``; Berkeley instances keep
     ``meta['split']`` ("train"/"test") when ``ImageSets/Main/val.txt`` exists. For pair lists (SPair, PF-*)
@@ -199,6 +200,8 @@ def build_pool(conf: dict) -> Pool:
     from .. import datasets
     from ._util import DATASETS
 
+    if "n_warps" in conf:
+        raise ConfigError("option 'n_warps' is now 'n_synthetic'")
     notes: list[str] = []
     real = _real_instances(conf)
     if "categories" not in DATASETS.fact(conf.get("dataset", "embedded"), "options", ()):  # else the loader chose
@@ -210,9 +213,9 @@ def build_pool(conf: dict) -> Pool:
         # backgrounds), so that "hold out the query's object" holds out all of its photos
         rs = [replace(r, meta=dict(r.meta, source_id=r.meta.get("object_id", r.id), real=True))
               for r in real if r.category == c]
-        n_warps = int(_opt(conf, "n_warps"))
-        warps = datasets.synthetic_instances(rs, n_warps, seed=_opt(conf, "seed"),
-                                             strength=_opt(conf, "strength")) if n_warps else []
+        n_synthetic = int(_opt(conf, "n_synthetic"))
+        warps = datasets.synthetic_instances(rs, n_synthetic, seed=_opt(conf, "seed"),
+                                             strength=_opt(conf, "strength")) if n_synthetic else []
         pool += rs + [replace(w, meta=dict(w.meta, real=False)) for w in warps]
     if not pool:
         raise DataError(f"dataset {conf.get('dataset')!r}: no instances (check categories / files)")
@@ -225,16 +228,16 @@ def split_pool(conf: dict) -> tuple[list, list, dict]:
 
     Categories with at least 3 photos (or without warps) are split BY PHOTO (``test_fraction`` of the photos,
     with all their warps and every object in them, are test; ``meta["photo"]``, else the source object); smaller ones BY WARP (test = the last ``test_warps`` warps of every photo).
-    Needs ``test_warps`` and ``test_fraction``; ``n_synthetic`` (Tables 3-4's name) or ``n_warps`` warps.
+    Needs ``test_warps`` and ``test_fraction``; ``n_synthetic`` warps per photo.
     """
-    n_warps = int(conf.get("n_synthetic", conf.get("n_warps", 0)) or 0)
-    pool = build_pool(dict(conf, n_warps=n_warps))
+    n_synthetic = int(conf.get("n_synthetic", 0) or 0)
+    pool = build_pool(dict(conf, n_synthetic=n_synthetic))
     train, test, kinds = [], [], {}
     photo = lambda i: i.meta.get("photo", i.meta["source_id"])  # people of one photo stay on one side
     for c in dict.fromkeys(i.category for i in pool):
         insts = [i for i in pool if i.category == c]
         sources = list(dict.fromkeys(photo(i) for i in insts))
-        if len(sources) >= 3 or n_warps == 0:
+        if len(sources) >= 3 or n_synthetic == 0:
             n_test = min(len(sources) - 1, max(1, int(round(len(sources) * conf["test_fraction"]))))
             if n_test < 1:
                 raise ConfigError(f"category {c!r} has a single photo and no warps: cannot split")
@@ -243,10 +246,10 @@ def split_pool(conf: dict) -> tuple[list, list, dict]:
             test += [i for i in insts if photo(i) in test_src]
             kinds[c] = f"by photo ({len(sources) - n_test} train / {n_test} test photos)"
         else:
-            if not 1 <= conf["test_warps"] <= n_warps:
+            if not 1 <= conf["test_warps"] <= n_synthetic:
                 raise ConfigError(f"category {c!r} ({len(sources)} photos) is split by warp: need "
-                                 f"1 <= test_warps ({conf['test_warps']}) <= n_synthetic ({n_warps})")
-            is_test = [(not i.meta.get("real")) and int(i.id.rsplit("~w", 1)[-1]) >= n_warps - conf["test_warps"]
+                                 f"1 <= test_warps ({conf['test_warps']}) <= n_synthetic ({n_synthetic})")
+            is_test = [(not i.meta.get("real")) and int(i.id.rsplit("~w", 1)[-1]) >= n_synthetic - conf["test_warps"]
                        for i in insts]
             train += [i for i, t in zip(insts, is_test) if not t]
             test += [i for i, t in zip(insts, is_test) if t]
@@ -328,7 +331,7 @@ def build_pairs(conf: dict) -> list[Pair]:
         kind = datasets.DATASETS.fact(ds, "pairs") or conf.get("pairs", "both")
         if kind not in ("synthetic", "cross", "both"):
             raise ConfigError(f"option 'pairs' must be 'synthetic', 'cross' or 'both', got {kind!r}")
-        real = build_pool(dict(conf, n_warps=0))
+        real = build_pool(dict(conf, n_synthetic=0))
         notes += data_notes(real)
         if kind in ("synthetic", "both"):
             n = int(conf.get("n_synthetic_pairs", DATA_OPTIONS["n_synthetic_pairs"]) or 0)

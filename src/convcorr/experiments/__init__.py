@@ -1,27 +1,29 @@
 """Experiments as data: every table/figure of the paper is a module with named
-preset configurations (``CONFIGS``) and ``main(conf, out_dir) -> Path`` that
-writes ``report.md``, ``results.json`` and figures into ``out_dir``.
+preset configurations (``CONFIGS``), the declarations of its own options (``OPTIONS``, see
+:mod:`convcorr.experiments.options`) and ``main(conf, out_dir) -> Path`` that writes ``report.md``,
+``results.json`` and figures into ``out_dir``.
 
 Registry (:data:`EXPERIMENTS`): an experiment module registers itself by decorating its ``main`` with
 ``@register_experiment("name")``; the built-in modules are imported the first time an experiment is looked up or
 listed, other packages add experiments through the entry-point group ``convcorr.experiments``.
 
-Option types: an override must have the type of the option's values in the presets (an int where the presets
-hold ints, a list where they hold lists, ...; an int is accepted for a float and converted). An option whose
-presets are all None declares its type in the module's ``OPTION_TYPES`` (``{name: (type, ...)}``, ``None`` in the
-tuple allowing None) or in :data:`COMMON_OPTION_TYPES`. Checks happen in :func:`resolve_conf`, before any work.
+Options: every option is declared (:func:`options`: name, type, one-line help, allowed values; see
+:mod:`convcorr.experiments.options`); an override must have the declared type (an int is accepted for a float and
+converted, a tuple for a list) and is checked in :func:`resolve_conf`, before any work. A dotted key sets one entry
+of a dict option (``matcher_options.flow.beta=0.01``). An unknown experiment, preset or option is answered with the
+closest valid names; a renamed option with its new name.
 """
 from __future__ import annotations
 
+import copy
 import sys
 import types
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..core.errors import ConfigError, UserError
-from ..core.registry import Registry
-from ..runtime.parallel import EXECUTORS
-from .workers import PARALLEL_OPTION_TYPES
+from ..core.registry import Registry, closest
+from .options import Option, renamed_message, schema
 
 
 def _check_experiment(name: str, module, facts: dict) -> None:
@@ -48,17 +50,15 @@ def register_experiment(name: str, **facts) -> Callable:
 
     return deco
 
-#: declared types of options whose presets are all None (per-module ``OPTION_TYPES`` take precedence)
-COMMON_OPTION_TYPES: dict[str, tuple] = {
-    # data options (convcorr.datasets.pools.DATA_OPTIONS) whose default is None
-    "root": (str, None), "json": (str, None), "images": (str, None), "csv": (str, None),
-    "strip_prefix": (str, None), "max_instances": (int, None), "relabel": (dict, None), "pair_by": (str, None),
-    "max_pairs": (int, None),
-    # pair benchmark
-    "gallery_method": (str, None),
-    # parallel options of every experiment
-    **PARALLEL_OPTION_TYPES,
-}
+
+def did_you_mean(name: str, valid) -> str:
+    """``"; did you mean 'a' or 'b'?"`` for the valid names closest to ``name``
+    (:func:`convcorr.core.registry.closest`), else ``"; choose from [...]"``."""
+    valid = sorted(str(v) for v in valid)
+    close = closest(str(name), valid)
+    if close:
+        return "; did you mean " + " or ".join(repr(c) for c in close) + "?"
+    return f"; choose from {valid}"
 
 
 def get_experiment(name: str):
@@ -71,33 +71,19 @@ def get_experiment(name: str):
     return mod
 
 
-def _type_name(t) -> str:
-    return "None" if t is None else t.__name__
+def options(name: str) -> dict[str, Option]:
+    """{option name: :class:`~convcorr.experiments.options.Option`} of experiment ``name`` (every key of every
+    preset, in preset order)."""
+    return schema(get_experiment(name))
 
 
 def option_types(name: str, key: str) -> tuple:
-    """Allowed types of option ``key`` of experiment ``name``: declared, or those of its values in the presets."""
-    mod = get_experiment(name)
-    declared = dict(COMMON_OPTION_TYPES, **getattr(mod, "OPTION_TYPES", {}))
-    if key in declared:
-        return tuple(declared[key])
-    out: list = []
-    for conf in mod.CONFIGS.values():
-        if key in conf:
-            t = None if conf[key] is None else type(conf[key])
-            if t not in out:
-                out.append(t)
-    return tuple(out)
+    """Allowed types of option ``key`` of experiment ``name`` (its declaration; ``None`` in it allows None)."""
+    return options(name)[key].type
 
 
-def _element_types(name: str, key: str) -> set:
-    """Types of the elements of list/tuple values of ``key`` in the presets (empty: unconstrained)."""
-    out = set()
-    for conf in get_experiment(name).CONFIGS.values():
-        v = conf.get(key)
-        if isinstance(v, (list, tuple)):
-            out |= {type(e) for e in v}
-    return out
+def _type_name(t) -> str:
+    return "None" if t is None else t.__name__
 
 
 def _fits(v, types) -> bool:
@@ -137,42 +123,40 @@ class CliValue:
 
 
 def check_option(name: str, key: str, value: Any) -> Any:
-    """``value`` checked against the type of option ``key`` of experiment ``name`` (and converted: int -> float,
-    list <-> tuple as in the presets). Raises ConfigError naming the experiment, the option and both types."""
-    types = option_types(name, key)
+    """``value`` checked against the declared type, element type, length and allowed values of option ``key`` of
+    experiment ``name`` (and converted: int -> float, tuple -> list). Raises ConfigError naming the experiment,
+    the option and what it expects."""
+    o = options(name)[key]
+    types = o.type
     if isinstance(value, CliValue):
         keep_raw = str in types and not isinstance(value.parsed, str) and not (value.parsed is None and None in types)
         value = value.raw if keep_raw else value.parsed
     if not types or types == (None,):  # undeclared None-only option: accept any literal
         return value
+    where = f"experiment {name!r}: option {key!r}"
     if not _fits(value, types):
-        want = " or ".join(_type_name(t) for t in types)
         hint = ""
         if isinstance(value, str) and (list in types or tuple in types):
             hint = f" (write a list literal, e.g. --set {key}='[\"{value}\"]')"
-        raise ConfigError(f"experiment {name!r}: option {key!r} expects {want}, got {type(value).__name__} "
+        raise ConfigError(f"{where} expects {o.type_name.replace(' | ', ' or ')}, got {type(value).__name__} "
                           f"{value!r}{hint}")
     if isinstance(value, (list, tuple)):
-        elems = _element_types(name, key)
-        if elems:
+        if o.item:
             for e in value:
-                if not _fits(e, elems):
-                    want = " or ".join(sorted(_type_name(t) for t in elems))
-                    raise ConfigError(f"experiment {name!r}: option {key!r} expects a list of {want}, "
-                                      f"got element {e!r} ({type(e).__name__})")
+                if not _fits(e, o.item):
+                    want = " or ".join(sorted(_type_name(t) for t in o.item))
+                    raise ConfigError(f"{where} expects a list of {want}, got element {e!r} ({type(e).__name__})")
+        if o.length is not None and len(value) != o.length:
+            raise ConfigError(f"{where} takes a list of exactly {o.length} here, got {len(value)}: {list(value)!r}")
         value = tuple(value) if tuple in types and list not in types else list(value)
     elif float in types and int not in types and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    if o.choices is not None and value not in o.choices:
+        msg = f"{where} must be one of {list(o.choices)}, got {value!r}"
+        close = closest(value, [c for c in o.choices if isinstance(c, str)], n=1) if isinstance(value, str) else []
+        raise ConfigError(msg + (f"; did you mean {close[0]!r}?" if close else ""))
     return value
 
-
-#: allowed values of options shared by several experiments (checked before any work when overridden)
-COMMON_OPTION_CHOICES: dict[str, tuple] = {
-    "pair_by": (None, "category", "supercategory", "class", "any"),
-    "pairs": ("synthetic", "cross", "both"),
-    "split": ("trn", "val", "test"),
-    "executor": (None, *EXECUTORS),
-}
 
 #: options naming one backbone / a list of backbones (one name, one meaning across experiments)
 BACKBONE_OPTIONS = ("backbone", "retrieval_backbone", "prior_backbone")
@@ -201,9 +185,16 @@ def check_conf(name: str, conf: dict, keys=None) -> None:
         if not isinstance(b, str) or (b not in BACKBONES and ":" not in b):
             bad(k, f"names an unknown backbone {b!r}; {BACKBONES.suggest(b)}")
 
+    def non_finite(v):
+        if isinstance(v, float):
+            return not math.isfinite(v)
+        if isinstance(v, dict):
+            return any(non_finite(x) for x in v.values())
+        return isinstance(v, (list, tuple)) and any(non_finite(x) for x in v)
+
     for k in keys:
         v = conf.get(k)
-        if isinstance(v, float) and not math.isfinite(v):
+        if non_finite(v):
             bad(k, f"must be finite, got {v!r}")
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             presets = [c[k] for c in mod.CONFIGS.values() if isinstance(c.get(k), (int, float))]
@@ -216,9 +207,6 @@ def check_conf(name: str, conf: dict, keys=None) -> None:
         if k == "backbones" and isinstance(v, (list, tuple)):
             for b in v:
                 known_backbone(k, b)
-    for k in sorted(keys & set(COMMON_OPTION_CHOICES)):
-        if k in conf and conf[k] not in COMMON_OPTION_CHOICES[k]:
-            bad(k, f"must be one of {list(COMMON_OPTION_CHOICES[k])}, got {conf[k]!r}")
     if "dataset" in keys and conf.get("dataset") is not None:
         from ..datasets import DATASETS
 
@@ -238,6 +226,18 @@ def check_conf(name: str, conf: dict, keys=None) -> None:
         unknown = [m for m in conf["matchers"] if m not in MATCHERS]
         if unknown:
             bad("matchers", f"names unknown matcher(s) {unknown}; {MATCHERS.suggest(unknown[0])}")
+    if "matcher_options" in keys and isinstance(conf.get("matcher_options"), dict):
+        from ..matchers import MATCHERS, get_matcher
+
+        for m, mo in conf["matcher_options"].items():
+            if m not in MATCHERS:
+                bad("matcher_options", f"names an unknown matcher {m!r}; {MATCHERS.suggest(m)}")
+            if not isinstance(mo, dict):
+                bad("matcher_options", f"maps matcher {m!r} to {mo!r}; expected a dict of its options")
+            try:
+                get_matcher(m, **mo)
+            except (ValueError, TypeError) as exc:
+                bad("matcher_options", f"has unusable options for matcher {m!r}: {exc}")
     if "baselines" in keys and isinstance(conf.get("baselines"), (list, tuple)):
         from ..methods.transfer import TRANSFER_METHODS
 
@@ -270,23 +270,69 @@ def check_conf(name: str, conf: dict, keys=None) -> None:
             bad("categories", f"names unknown embedded categories {unknown}; categories: {sorted(cats)}")
 
 
+def _unknown_option(name: str, key: str, value: Any, known) -> ConfigError:
+    """The error for an option ``key`` that experiment ``name`` lacks: its new name when it was renamed, else the
+    closest valid names."""
+    top = key.split(".", 1)[0]
+    msg = renamed_message(top, value, known)
+    if msg is not None:
+        return ConfigError(f"experiment {name!r}: {msg}")
+    return ConfigError(f"experiment {name!r} has no option {top!r}{did_you_mean(top, known)} "
+                       f"(`convcorr experiment {name} --list` lists them)")
+
+
+def _set_dotted(name: str, conf: dict, key: str, value: Any) -> None:
+    """``conf`` with ``key`` = "option.a.b" set: entry [a][b] of the dict option (a copy; other entries kept)."""
+    top, *path = key.split(".")
+    if not all(path):
+        raise ConfigError(f"experiment {name!r}: option key {key!r} has an empty part")
+    o = options(name)[top]
+    if dict not in o.type:
+        raise ConfigError(f"experiment {name!r}: option {top!r} is not a dict; {key!r} cannot set a part of it")
+    if isinstance(value, CliValue):
+        value = value.parsed
+    d = conf[top] = copy.deepcopy(conf[top]) if isinstance(conf[top], dict) else {}
+    for p in path[:-1]:
+        if not isinstance(d.get(p, {}), dict):
+            raise ConfigError(f"experiment {name!r}: {key!r}: {p!r} of option {top!r} is not a dict")
+        d = d.setdefault(p, {})
+    old = d.get(path[-1])
+    if old is not None:  # an entry the preset sets: keep its type (an int is accepted for a float)
+        if not _fits(value, (type(old),)):
+            raise ConfigError(f"experiment {name!r}: option {key!r} expects {type(old).__name__}, got "
+                              f"{type(value).__name__} {value!r}")
+        if isinstance(old, float) and isinstance(value, int):
+            value = float(value)
+    d[path[-1]] = value
+
+
 def resolve_conf(name: str, preset: str = "default", overrides: Mapping[str, Any] | None = None) -> dict:
     """Preset config of an experiment, updated with overrides.
 
+    A key "option.a.b" sets entry [a][b] of the dict option ``option`` and keeps its other entries
+    (``matcher_options.flow.beta``); a plain key replaces the option's value.
+
     Raises:
-        ConfigError (a KeyError and ValueError) naming the experiment: unknown experiment, preset or option, an
-        override of the wrong type (:func:`check_option`) or an overridden value that cannot work
-        (:func:`check_conf`: non-finite, negative count, unknown backbone / layer / embedded category).
+        ConfigError (a KeyError and ValueError) naming the experiment: unknown experiment, preset or option (with
+        the closest valid names; a renamed option with its new name), an override of the wrong type
+        (:func:`check_option`) or an overridden value that cannot work (:func:`check_conf`: non-finite, negative
+        count, unknown backbone / layer / matcher / embedded category, unusable matcher options).
     """
     mod = get_experiment(name)
     if preset not in mod.CONFIGS:
-        raise ConfigError(f"experiment {name!r} has no preset {preset!r}; presets: {sorted(mod.CONFIGS)}")
+        raise ConfigError(f"experiment {name!r} has no preset {preset!r}{did_you_mean(preset, mod.CONFIGS)}")
     conf = dict(mod.CONFIGS[preset])
+    touched = set()
     for k, v in (overrides or {}).items():
-        if k not in conf:
-            raise ConfigError(f"experiment {name!r} has no option {k!r}; options: {sorted(conf)}")
-        conf[k] = check_option(name, k, v)
-    check_conf(name, conf, keys=set(overrides or {}))
+        top = k.split(".", 1)[0]
+        if top not in conf:
+            raise _unknown_option(name, k, v, conf)
+        if "." in k:
+            _set_dotted(name, conf, k, v)
+        else:
+            conf[k] = check_option(name, k, v)
+        touched.add(top)
+    check_conf(name, conf, keys=touched)
     return conf
 
 
@@ -301,20 +347,56 @@ def plan_all(preset: str = "default", overrides: Mapping[str, Any] | None = None
     names = list(names or EXPERIMENTS)
     mods = {n: get_experiment(n) for n in names}
     if not any(preset in m.CONFIGS for m in mods.values()):
-        known = sorted({p for m in mods.values() for p in m.CONFIGS})
-        raise ConfigError(f"no experiment has a preset {preset!r}; presets: {known}")
+        known = {p for m in mods.values() for p in m.CONFIGS}
+        raise ConfigError(f"no experiment has a preset {preset!r}{did_you_mean(preset, known)}")
     overrides = dict(overrides or {})
-    plan = {}
-    for n, m in mods.items():
-        p = preset if preset in m.CONFIGS else "default"
-        ov = {k: v for k, v in overrides.items() if k in m.CONFIGS[p]}
-        plan[n] = (p, resolve_conf(n, p, ov))
-    used = {k for n, (p, _) in plan.items() for k in overrides if k in mods[n].CONFIGS[p]}
+    chosen = {n: preset if preset in m.CONFIGS else "default" for n, m in mods.items()}
+    top = lambda k: k.split(".", 1)[0]
+    used = {k for n, p in chosen.items() for k in overrides if top(k) in mods[n].CONFIGS[p]}
     unknown = sorted(set(overrides) - used)
     if unknown:
-        opts = sorted({k for m in mods.values() for c in m.CONFIGS.values() for k in c})
-        raise ConfigError(f"no experiment has option(s) {unknown}; options: {opts}")
+        opts = {k for n, p in chosen.items() for k in mods[n].CONFIGS[p]}
+        msg = renamed_message(top(unknown[0]), overrides[unknown[0]], opts)
+        raise ConfigError(f"no experiment has option(s) {unknown}"
+                          + (f": {msg}" if msg else did_you_mean(top(unknown[0]), opts)))
+    plan = {}
+    for n, p in chosen.items():
+        ov = {k: v for k, v in overrides.items() if top(k) in mods[n].CONFIGS[p]}
+        plan[n] = (p, resolve_conf(n, p, ov))
     return plan
+
+
+def _show(v: Any) -> str:
+    import json
+
+    return json.dumps(v, default=str)
+
+
+def describe(name: str) -> str:
+    """Plain text for ``convcorr experiment NAME --list``: the experiment's presets, then every option with its
+    type, its value in the ``default`` preset (and in each other preset where it differs) and its one-line help
+    (with the allowed values where the option declares them)."""
+    mod = get_experiment(name)
+    doc = (mod.__doc__ or "").strip().split("\n", 1)[0]
+    presets = list(mod.CONFIGS)
+    base = "default" if "default" in presets else presets[0]
+    lines = [f"{name}: {doc}" if doc else name, "",
+             f"Presets: {', '.join(presets)}  (--preset P; --print-config shows one resolved)", "",
+             f"Options (--set NAME=VALUE; NAME.KEY=VALUE sets one entry of a dict), with the value in preset "
+             f"{base!r} and, in brackets, other presets' values where they differ:"]
+    from .workers import PARALLEL_OPTIONS
+
+    opts = options(name)
+    for k in sorted(opts, key=lambda k: k in PARALLEL_OPTIONS):  # the parallel options last
+        o, confs = opts[k], mod.CONFIGS
+        default = _show(confs[base][k]) if k in confs[base] else "(absent)"
+        other = [f"{p}: {_show(confs[p][k]) if k in confs[p] else '(absent)'}" for p in presets
+                 if p != base and (k in confs[p]) != (k in confs[base]) or (k in confs[p] and confs[p][k] != confs[base].get(k))]
+        lines.append(f"  {k} : {o.type_name} = {default}" + (f"  [{'; '.join(other)}]" if other else ""))
+        choices = f" (one of: {', '.join(_show(c) for c in o.choices)})" if o.choices else ""
+        length = f" (exactly {o.length} item{'s' if o.length != 1 else ''})" if o.length is not None else ""
+        lines.append(f"      {o.help}{choices}{length}")
+    return "\n".join(lines) + "\n"
 
 
 def run(name: str, out_dir: str | Path, preset: str = "default", overrides: Mapping[str, Any] | None = None,

@@ -5,11 +5,12 @@ features localise keypoints:
 
 * **Keypoint transfer** (the pair benchmark's protocol, :mod:`convcorr.methods.pair_transfer`): for every pair
   (``convcorr.datasets.pools.build_pairs``: by default cross-instance pairs of different objects of one category),
-  both images are cropped to the instance box + ``margin`` and resized to the backbone's input side (``size``
-  overrides it), the layer's feature grids are matched (``matcher``, by default ``nn``: cosine nearest
-  neighbour; only the columns the pixel map reads at the keypoints are matched, :meth:`Matcher.transfer_points`),
-  the source keypoints are moved through the matcher's pixel map and mapped back to original target pixels, and
-  PCK is computed by :func:`convcorr.evaluation.pck.evaluate` under ``pck_protocol`` (the paper's: alpha 0.1 / 0.05 / 0.025
+  both images are cropped to the instance box + ``margin`` and resized to the backbone's input side
+  (``input_size`` overrides it), the layer's feature grids are matched (``matchers``: one, by default ``nn``: cosine
+  nearest neighbour; only the columns the pixel map reads at the keypoints are matched,
+  :meth:`Matcher.transfer_points`), the source keypoints are moved through the matcher's pixel map and mapped back
+  to original target pixels, and PCK is computed by :func:`convcorr.evaluation.pck.evaluate` under
+  ``pck_protocols`` (one; the paper's: alpha 0.1 / 0.05 / 0.025
   of the target box's max side, averaged over keypoint types).
 * **Keypoint classification** (Table 3's protocol): per category, one-vs-all linear SVMs on the layer's
   feature at each keypoint (the column whose rf centre is nearest) predict the keypoint TYPE; C by grouped
@@ -46,6 +47,7 @@ from ..datasets import pools
 from ..runtime.progress import progress
 from ..viz.report import Report, markdown_table
 from . import register_experiment
+from .options import Option
 from .workers import all_saved, run_conf_tasks, unit_key, with_parallel_options
 
 #: the report's Protocol section, written for a reader (Markdown): what is measured, on which data, how it
@@ -80,17 +82,14 @@ finely than their receptive fields suggest. This study asks the same question ac
 
 _METHODS = {
     "backbones": ["alexnet", "efficientnet_lite0", "squeezenet1_0", "mobilenet_v1", "mobilenet_v2"],
-    "layers": None, "pretrained": True, "matcher": "nn", "matcher_options": {}, "crop": "box", "margin": 0.1,
-    "size": None,
-    "pck_protocol": "paper", "alpha": 0.1, "batch_size": 16,
+    "layers": None, "pretrained": True, "matchers": ["nn"], "matcher_options": {}, "crop": "box", "margin": 0.1,
+    "input_size": None,
+    "pck_protocols": ["paper"], "alpha": 0.1, "batch_size": 16,
     # classification (Table 3's options)
     "n_synthetic": 2, "test_warps": 1, "test_fraction": 0.34, "max_types": 12, "Cs": [0.1, 1.0, 10.0],
     "folds": 3,
     "n_boot": 1000,
 }
-#: options whose presets are None: {backbone: [layers]} (None = every spatial layer); crop side (None = each
-#: backbone's input size)
-OPTION_TYPES = {"layers": (dict, None), "size": (int, None)}
 CONFIGS = {
     # offline, ~2-3 minutes on 2 cores: the five pretrained CNNs of the shared folder, every spatial layer;
     # cross-instance pairs and photo-split classification on the embedded face / person / hand photos
@@ -107,6 +106,16 @@ CONFIGS = {
 #: parallel layer loop: ``workers``, ``executor``, ``ray_address``, ``resume`` (convcorr.experiments.workers);
 #: the (backbone, layer) measurements are the units of work. Results are identical for any setting.
 CONFIGS = with_parallel_options(CONFIGS)
+OPTIONS = [
+    Option("layers", (dict, None), "{backbone: [layers]} measured (None: every spatial layer of every backbone)"),
+    Option("pretrained", bool, "pretrained weights (false: random weights, a control)"),
+    Option("matchers", list, "the one matcher of the keypoint transfer (every layer is measured under it)",
+           item=str, length=1),
+    Option("input_size", (int, None), "crop side in pixels (None: each backbone's own input size)"),
+    Option("pck_protocols", list, "the one PCK protocol of the transfer (it must pool over categories)",
+           item=(str, dict), length=1),
+    Option("alpha", float, "PCK threshold the layers are ranked and correlated by (one of the protocol's alphas)"),
+]
 
 
 # ------------------------------------------------------------------------------------------------------ results
@@ -413,16 +422,16 @@ def _methods(conf: dict):
     from ..evaluation.pck import get_protocol
     from ..matchers import get_matcher
 
-    proto = get_protocol(conf.get("pck_protocol") or "paper")
+    proto = get_protocol((conf.get("pck_protocols") or ["paper"])[0])
     if proto.overall != "pooled" or proto.averages[0] not in ("type", "point"):
-        raise ConfigError(f"backbones: pck_protocol {proto.name!r} must pool over categories with a 'type' or "
+        raise ConfigError(f"backbones: pck_protocols {proto.name!r} must pool over categories with a 'type' or "
                          f"'point' first average (got overall={proto.overall!r}, averages={proto.averages})")
     alpha = float(conf.get("alpha") or proto.alphas[0])
     if alpha not in proto.alphas:
         raise ConfigError(f"backbones: alpha {alpha} is not among the protocol's alphas {list(proto.alphas)}")
     if not conf.get("backbones"):
         raise ConfigError("backbones: option 'backbones' is empty")
-    matcher = get_matcher(conf["matcher"], **(conf.get("matcher_options") or {}))
+    matcher = get_matcher(conf["matchers"][0], **(conf.get("matcher_options") or {}).get(conf["matchers"][0], {}))
     nets = []
     for name in conf["backbones"]:
         try:
@@ -480,7 +489,7 @@ def _measure_backbone(conf: dict, out_dir, bb, wanted: list, data: dict, matcher
     from ..numerics.rf.trace import GeometryError
 
     t_bb = time.perf_counter()
-    size = int(conf.get("size") or bb.input_size)
+    size = int(conf.get("input_size") or bb.input_size)
     layers = []
     for l in wanted:
         try:
@@ -714,7 +723,7 @@ def render(res: BackbonesResults, out_dir: Path) -> Path:
     tc = res.counts["transfer"]
     rep.section("Protocol", PROTOCOL + "\n\n" +
                 f"This run: dataset `{conf['dataset']}`, transfer on {tc['pairs']} pairs ({tc['points']} counted "
-                f"keypoints; matcher `{conf['matcher']}`, PCK protocol `{res.protocol['name']}`); classification "
+                f"keypoints; matcher `{conf['matchers'][0]}`, PCK protocol `{res.protocol['name']}`); classification "
                 "split: " + "; ".join(f"{c}: {s}" for c, s in res.splits.items() if c in res.counts["classification"])
                 + "." + ("\n\nNotes: " + "; ".join(res.notes) if res.notes else ""))
     rep.section("Answer", "\n".join(f"- {s}" for s in res.answers.values()) + "\n\n" + markdown_table(
@@ -744,7 +753,7 @@ def render(res: BackbonesResults, out_dir: Path) -> Path:
                      "accuracy": ba.accuracy.fmt()})
     rep.section("Best layer of each backbone", markdown_table(best))
     rep.section("Every layer", markdown_table(rows) + "\n" +
-                f"Input side {sorted({r.input_size for r in res.layers})} px (each backbone's own unless `size` is "
+                f"Input side {sorted({r.input_size for r in res.layers})} px (each backbone's own unless `input_size` is "
                 f"set); PCK: {res.protocol['averages'][0]} average, 95% CI over {tc['pairs']} pairs; accuracy: mean "
                 "over categories, 95% CI over test photos. What the numbers rest on:\n\n" +
                 markdown_table([{"category": c, **v} for c, v in tc["per_category"].items()], floatfmt="{:g}") + "\n" +

@@ -5,7 +5,8 @@ For every pair (source, target) of the configured data (:func:`convcorr.datasets
 warped pairs and cross-instance pairs of the embedded photos by default; SPair-71k, PF-PASCAL, PF-WILLOW,
 CUB-200-2011, AP-10K, any COCO keypoint JSON, Berkeley PASCAL with ``--set dataset=...``), both images are
 prepared the same way (``crop="box"``: the instance box + ``margin`` on every side, the paper's setting and
-Table 2's; ``crop="image"``: the whole image, as SPair/PF benchmarks do; then resized to ``size`` x ``size``
+Table 2's; ``crop="image"``: the whole image, as SPair/PF benchmarks do; then resized to ``input_size`` x
+``input_size``
 pixels, which may change the aspect ratio), every feature spec (``convcorr.get_features``) gives one grid per
 image, every matcher (``convcorr.matchers.get_matcher``) aligns the source grid to the target grid, and the
 source keypoints are moved to the target through the matcher's forward pixel map
@@ -40,6 +41,7 @@ from ..methods.pair_transfer import pair_record, prepare, transfer_by_matcher, t
 from ..methods.transfer import box_copy
 from ..viz.report import Report, markdown_table
 from . import register_experiment
+from .options import Option
 from .workers import all_saved, run_conf_tasks, with_parallel_options
 
 #: the report's Protocol section, written for a reader (Markdown): what is measured, on which data, how it
@@ -73,7 +75,8 @@ published conventions of later work (DIFT, SD-DINO, HPF, CATs), named after them
 
 _METHODS = {
     "features": ["alexnet:conv4", "sift"], "matchers": ["flow", "nn"], "baselines": ["box-copy"],
-    "matcher_options": {"flow": {"radius_px": 64.0, "n_iter": 8}}, "crop": "box", "margin": 0.1, "size": 227,
+    "matcher_options": {"flow": {"radius_px": 64.0, "n_iter": 8}}, "crop": "box", "margin": 0.1,
+    "input_size": 227,
     "n_gallery": 3, "gallery_method": None, "n_boot": 1000,
 }
 CONFIGS = {
@@ -84,15 +87,15 @@ CONFIGS = {
     # SPair-71k test split under DIFT's protocol (target bbox max side, alpha 0.1, per image and per point)
     "spair": pools.with_data_options({
         "dataset": "spair", "split": "test", "pck_protocols": ["dift-spair", "sd-dino-spair", "paper"],
-        **dict(_METHODS, crop="image", size=448)}, pairs=True),
+        **dict(_METHODS, crop="image", input_size=448)}, pairs=True),
     # PF-PASCAL test pairs: alpha_img as HPF / CATs
     "pf-pascal": pools.with_data_options({
         "dataset": "pf-pascal", "pck_protocols": ["cats-pfpascal", "hpf-pfpascal", "paper"],
-        **dict(_METHODS, crop="image", size=448)}, pairs=True),
+        **dict(_METHODS, crop="image", input_size=448)}, pairs=True),
     # PF-WILLOW: alpha_bbox (keypoint extent) as HPF / CATs
     "pf-willow": pools.with_data_options({
         "dataset": "pf-willow", "pck_protocols": ["cats-pfwillow", "hpf-pfwillow", "paper"],
-        **dict(_METHODS, crop="image", size=448)}, pairs=True),
+        **dict(_METHODS, crop="image", input_size=448)}, pairs=True),
     # any COCO keypoint JSON + image folder: cross-instance pairs of one category
     "coco": pools.with_data_options({
         "dataset": "coco", "pairs": "cross", "max_pairs": 50, "pck_protocols": ["paper", "dift-spair"],
@@ -101,6 +104,10 @@ CONFIGS = {
 #: parallel matching loop: ``workers``, ``executor``, ``ray_address``, ``resume`` (convcorr.experiments.workers);
 #: the pairs are the units of work. Results are identical for any setting.
 CONFIGS = with_parallel_options(CONFIGS)
+OPTIONS = [
+    Option("n_gallery", int, "pairs drawn in the gallery figure: the n best and the n worst of gallery_method"),
+    Option("gallery_method", (str, None), "method drawn in the gallery (None: the first matcher method)"),
+]
 
 BOX_COPY = "box-copy"
 
@@ -234,7 +241,7 @@ def _match_category(conf: dict, out_dir, cat: str, idx: list, pairs: list, feats
     """The pairs ``idx`` of category ``cat``: its images prepared and their feature grids computed once (unless a
     resumed run has every pair saved), the pairs matched as units of work, the baselines run, and everything
     stored into ``acc`` (predictions, PCK records, pair info and seconds by pair index)."""
-    size, crop, margin = int(conf["size"]), conf["crop"], float(conf["margin"])
+    size, crop, margin = int(conf["input_size"]), conf["crop"], float(conf["margin"])
     insts = {}
     for k in idx:
         for i in (pairs[k].source, pairs[k].target):
@@ -402,7 +409,7 @@ def _protocol_text(res: PairsResults) -> str:
             f"This run: dataset `{conf['dataset']}`, {counts['pairs']} pairs "
             f"({', '.join(f'{n} {k}' for k, n in kinds.items())}), {counts['points']} keypoints counted under "
             f"the headline protocol; crop `{conf['crop']}` (margin {conf['margin']}) resized to "
-            f"{conf['size']} x {conf['size']} px.\n\n" +
+            f"{conf['input_size']} x {conf['input_size']} px.\n\n" +
             "PCK protocols (first = headline):\n\n" +
             "\n".join(f"- `{n}`: threshold {p0['protocol']['threshold']} ({p0['protocol']['size']} side), "
                       f"alphas {p0['protocol']['alphas']}, averages {p0['protocol']['averages']} then "

@@ -20,6 +20,7 @@ from ..backbones import get_backbone
 from ..numerics.rf.trace import GeometryError
 from ..viz.report import Report, markdown_table
 from . import register_experiment
+from .options import Option
 from .workers import run_conf_tasks, with_parallel_options
 
 #: the report's Protocol section, written for a reader (Markdown): what is measured, on which data, how it
@@ -51,6 +52,11 @@ CONFIGS = {
 }
 #: parallel options (one unit of work per backbone): ``workers``, ``executor``, ``ray_address``, ``resume``
 CONFIGS = with_parallel_options(CONFIGS)
+OPTIONS = [
+    Option("backbones", list, "backbones to trace (registered names or timm:<model> / torchvision:<model>)", item=str),
+    Option("input_size", (int, None), "network input side in pixels the geometry is traced at (None: each "
+           "backbone's own)"),
+]
 
 
 def rf_rows(name: str, input_size: int | None = None) -> list[dict]:

@@ -2,8 +2,8 @@
 
 Method (:mod:`convcorr.methods.transfer`): each query's k nearest same-category training instances by the retrieval
 backbone's global feature (cosine) are matched to it by every configured matcher (``matchers``; the paper's MRF
-is ``flow``, options from the top-level keys that are the matcher's option names -- ``beta``, ``n_iter``,
-``radius_px``, ``coarse_to_fine`` -- and from ``matcher_options[name]``) on every configured dense feature
+is ``flow``, its options -- ``beta``, ``radius_px``, ``n_iter``, ``coarse_to_fine``, ``normalize`` -- in
+``matcher_options["flow"]``, every matcher's in ``matcher_options[name]``) on every configured dense feature
 (``features``: spec strings such as ``alexnet:conv4`` or ``sift:step=8,bin=8``, :func:`convcorr.features.base.get_features`),
 their keypoints are transferred through the correspondence, the neighbours are ranked by its energy and every
 keypoint type is predicted as the coordinate-wise median over the ``top`` best neighbours showing it;
@@ -22,7 +22,7 @@ photos it rests on; deepest conv features vs SIFT and vs box-copy are paired dif
 Protocols.
 
 * ``dataset="embedded"`` (presets ``default``, ``strict``, ``same-source``). The shared folder holds only a few real photos per category, so the data are
-  real photos plus ``n_warps`` synthetic random smooth warps of each (``datasets.synthetic_instances``: affine +
+  real photos plus ``n_synthetic`` synthetic random smooth warps of each (``datasets.synthetic_instances``: affine +
   thin-plate deformation and a photometric change; exact keypoints). Queries are WARPED copies (``n_queries``
   per category, cycling over the photos). With ``exclude_same_source=False`` the training pool of a query is
   every other instance of its category: the other real photos, their warps, AND the query's own real photo and
@@ -54,6 +54,7 @@ from ..methods.transfer import FeatureCache, KeypointTransfer, TransferConfig, m
 from ..runtime.progress import progress
 from ..viz.report import Report, markdown_table
 from . import register_experiment
+from .options import Option
 from .workers import run_conf_tasks, with_parallel_options
 
 #: the report's Protocol section, written for a reader (Markdown): what is measured, on which data, how it
@@ -99,28 +100,30 @@ scored by PCK at alpha 0.1, 0.05 and 0.025.
 
 #: uncertainty and beta validation (shared by the presets): ``validate_beta`` picks, per (features, matcher)
 #: with a ``beta`` option, the value of ``beta_grid`` with the best PCK@0.1 on ``n_val_queries`` validation
-#: queries per category (disjoint from the test queries); with ``validate_beta=False`` ``beta`` is used as is. ``normalize``: the flow matcher
-#: L2-normalises feature columns first (True: the data term is in [0, 4]; False: the features' raw scale, where
-#: beta must be scaled by their squared norm, see the README). ``n_boot``: bootstrap replicates of the intervals.
-_STATS = {"validate_beta": True, "beta_grid": [3e-3, 3e-2, 3e-1], "n_val_queries": 1, "normalize": True, "n_boot": 1000}
+#: queries per category (disjoint from the test queries); with ``validate_beta=False`` the matcher's ``beta``
+#: (``matcher_options.flow.beta``) is used as is. ``n_boot``: bootstrap replicates of the intervals.
+_STATS = {"validate_beta": True, "beta_grid": [3e-3, 3e-2, 3e-1], "n_val_queries": 1, "n_boot": 1000}
+#: the flow matcher's options (``normalize``: L2-normalise feature columns first; True: the data term is in
+#: [0, 4]; False: the features' raw scale, where beta must be scaled by their squared norm, see the README)
+_FLOW = {"beta": 3e-3, "radius_px": 64.0, "n_iter": 8, "coarse_to_fine": False, "normalize": True}
 
 CONFIGS = {
     "default": {
-        "dataset": "embedded", "root": None, "categories": ["face", "person", "hand"], "n_warps": 3,
+        "dataset": "embedded", "root": None, "categories": ["face", "person", "hand"], "n_synthetic": 3,
         "n_queries": 4, "exclude_same_source": True, "k": 8, "top": 5,
         "features": ["alexnet:conv4", "sift:step=8,bin=8"], "matchers": ["flow"],
         "baselines": ["box-copy"], "retrieval_backbone": "efficientnet_lite0",
-        "beta": 3e-3, "n_iter": 8, "radius_px": 64.0, "coarse_to_fine": False, "matcher_options": {},
-        "input_size": 227, "margin": 0.1, "strength": 1.0, "seed": 0, **_STATS,
+        "matcher_options": {"flow": dict(_FLOW)}, "input_size": 227, "margin": 0.1, "strength": 1.0, "seed": 0,
+        **_STATS,
     },
     "paper": {
-        "dataset": "berkeley", "root": None, "categories": None, "n_warps": 0, "n_queries": None,
+        "dataset": "berkeley", "root": None, "categories": None, "n_synthetic": 0, "n_queries": None,
         "exclude_same_source": True, "k": 25, "top": 5,
         "features": ["alexnet:conv1", "alexnet:conv2", "alexnet:conv3", "alexnet:conv4", "alexnet:conv5",
                      "sift:step=8,bin=8"], "matchers": ["flow"], "baselines": ["box-copy"],
-        "retrieval_backbone": "efficientnet_lite0", "beta": 3e-3, "n_iter": 10, "radius_px": None,
-        "coarse_to_fine": True, "matcher_options": {}, "input_size": 227, "margin": 0.1, "strength": 1.0,
-        "seed": 0, **dict(_STATS, n_val_queries=10),
+        "retrieval_backbone": "efficientnet_lite0",
+        "matcher_options": {"flow": dict(_FLOW, n_iter=10, radius_px=None, coarse_to_fine=True)},
+        "input_size": 227, "margin": 0.1, "strength": 1.0, "seed": 0, **dict(_STATS, n_val_queries=10),
     },
 }
 CONFIGS = {k: pools.with_data_options(v) for k, v in CONFIGS.items()}
@@ -131,6 +134,17 @@ CONFIGS["same-source"] = dict(CONFIGS["default"], exclude_same_source=False)
 #: parallel alignment loop: ``workers``, ``executor``, ``ray_address``, ``resume`` (convcorr.experiments.workers);
 #: the aligned queries are the units of work. Results are identical for any setting.
 CONFIGS = with_parallel_options(CONFIGS)
+#: this table's own options (the shared ones: convcorr.experiments.options.COMMON_OPTIONS)
+OPTIONS = [
+    Option("n_queries", (int, None), "test queries per category, cycling over the photos (None: every instance)"),
+    Option("exclude_same_source", bool, "hold out everything derived from the query's object (cross-instance)"),
+    Option("k", int, "nearest training instances retrieved per query (global feature, cosine)"),
+    Option("top", int, "best-aligned neighbours (lowest energy) whose keypoints are combined by the median"),
+    Option("retrieval_backbone", str, "backbone whose global feature retrieves the neighbours"),
+    Option("validate_beta", bool, "choose flow's beta from beta_grid on validation queries (else use it as set)"),
+    Option("beta_grid", list, "candidate values of beta for validate_beta", item=float),
+    Option("n_val_queries", int, "validation queries per category (disjoint from the test queries)"),
+]
 
 #: the PCK protocol of this table (recorded in results.json): the paper's, where every visible query keypoint
 #: counts (predictions come from several neighbours; a type no neighbour shows counts as wrong)
@@ -163,7 +177,7 @@ def _transfer_task(qi: int, shared: dict, full: bool = False) -> dict:
 
 
 def build_pool(conf: dict) -> list:
-    """All instances of the configured data (:func:`convcorr.datasets.pools.build_pool`: real photos + ``n_warps``
+    """All instances of the configured data (:func:`convcorr.datasets.pools.build_pool`: real photos + ``n_synthetic``
     warps of each; every data set of :mod:`convcorr.datasets.pools`, e.g. ``--set dataset=coco --set json=...``)."""
     return pools.build_pool(conf)
 
@@ -205,25 +219,16 @@ def candidate_mask(pool: list, queries: list[int], exclude_same_source: bool) ->
     return m
 
 
-#: top-level options of this table that configure its matchers (the flow's): each reaches a matcher only when the
-#: matcher declares an option of that name (:func:`convcorr.matchers.matcher_option_names`); other top-level
-#: options (``k``, ``seed``, ...) never reach a matcher, whatever its parameters are called
-MATCHER_TOP_LEVEL = ("beta", "n_iter", "radius_px", "coarse_to_fine", "normalize")
-
-
 def matcher_options(conf: dict, name: str) -> dict:
-    """Options of matcher ``name``: the :data:`MATCHER_TOP_LEVEL` options of ``conf`` that the matcher declares
-    (e.g. ``beta``, ``n_iter``, ``radius_px``, ``coarse_to_fine``, ``normalize`` for flow), overridden by
-    ``conf["matcher_options"][name]``."""
-    from ..matchers import MATCHERS, matcher_option_names
+    """Options of matcher ``name``: ``conf["matcher_options"][name]`` (e.g. ``beta``, ``radius_px``, ``n_iter``,
+    ``coarse_to_fine``, ``normalize`` for flow); the matcher gets no other option of ``conf``."""
+    from ..matchers import MATCHERS
 
     if name not in MATCHERS:
         raise MATCHERS.unknown(name)
-    declared = set(matcher_option_names(name))
-    opts = {k: conf[k] for k in MATCHER_TOP_LEVEL if k in conf and k in declared}
+    opts = dict((conf.get("matcher_options") or {}).get(name, {}))
     if "coarse_to_fine" in opts:
         opts["coarse_to_fine"] = as_bool(opts["coarse_to_fine"], "coarse_to_fine")
-    opts.update((conf.get("matcher_options") or {}).get(name, {}))
     return opts
 
 
@@ -232,7 +237,7 @@ def method_configs(conf: dict, betas: dict | None = None) -> dict[str, TransferC
     then the baselines (``box-copy``).
 
     ``betas`` {method label: beta} sets the ``beta`` option per combination (the values chosen by validation;
-    otherwise the matcher gets ``conf["beta"]``).
+    otherwise the matcher gets its ``matcher_options`` beta).
     """
     from ..features.base import get_features
 
@@ -388,7 +393,7 @@ def validate_beta(conf: dict, pool: list, cache: FeatureCache, glob: np.ndarray,
         raise ValueError("table2: validate_beta=True needs a non-empty beta_grid")
     if not val_q:
         raise ValueError("table2: validate_beta=True found no validation queries disjoint from the test queries "
-                         "(raise n_warps or n_val_queries, or set a number for beta)")
+                         "(raise n_synthetic or n_val_queries, or set validate_beta=false)")
     mask = candidate_mask(pool, val_q, conf["exclude_same_source"])
     mask[:, test_q] = False
     nbrs = retrieve_neighbours(glob[val_q], glob, conf["k"], mask)
@@ -544,7 +549,7 @@ def _retrieve(conf: dict):
     pool = build_pool(conf)
     queries = select_queries(pool, conf)
     if not queries:
-        raise ConfigError("table2: no queries (check categories / n_queries / n_warps)")
+        raise ConfigError("table2: no queries (check categories / n_queries / n_synthetic)")
     method_configs(conf)  # validate the options before any work
     mask = candidate_mask(pool, queries, conf["exclude_same_source"])
     cache = FeatureCache(conf["input_size"], conf["margin"])
@@ -735,7 +740,7 @@ def _protocol_text(res: Table2Results) -> str:
              if conf["exclude_same_source"] else
              "the query's own photo and its sibling warps stay in the training pool (only the query is held out)")
     beta_txt = (f"beta chosen per (features, matcher) by validation ({_beta_text(res.validation)})"
-                if res.validation else f"beta = {conf['beta']} (fixed)")
+                if res.validation else "beta as in matcher_options (fixed)")
     return (PROTOCOL + "\n\n"
             f"This run: dataset `{conf['dataset']}`, {len(qs)} queries "
             f"({', '.join(f'{c}: {sum(q.category == c for q in qs)}' for c in cats)}), "

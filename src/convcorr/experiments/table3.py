@@ -1,8 +1,8 @@
 """Table 3 and Figure 4 of the paper: keypoint classification with SIFT at several radii vs conv layers.
 
 Every visible keypoint of every instance gives one example. The instance's box, enlarged by ``margin`` (a
-fraction of the box width/height on every side), is cropped and resized to ``size`` x ``size`` px (227, the
-AlexNet input; :func:`convcorr.core.crops.crop_instance`, exact point maps). Features at the keypoint (in crop pixels):
+fraction of the box width/height on every side), is cropped and resized to ``input_size`` x ``input_size`` px
+(227, the AlexNet input; :func:`convcorr.core.crops.crop_instance`, exact point maps). Features at the keypoint (in crop pixels):
 the SIFT descriptor of radius r (bin size r / 2, centred exactly at the keypoint) or the feature of the
 conv-layer column whose rf centre is nearest the keypoint. One-vs-all linear SVMs (``LinearSVC`` on
 L2-normalised features) predict the keypoint TYPE; C is chosen from ``Cs`` by ``folds``-fold cross-validation on
@@ -57,6 +57,7 @@ from ..methods.classification import (DEFAULT_CS, keypoint_dataset, response_map
 from ..runtime.progress import progress
 from ..viz.report import Report, markdown_table
 from . import register_experiment
+from .options import Option
 from .workers import run_conf_tasks, unit_key, with_parallel_options
 
 #: the report's Protocol section, written for a reader (Markdown): what is measured, on which data, how it
@@ -98,7 +99,7 @@ keypoints, and the offsets of the SVM response maxima in a 21 x 21 pixel window.
 
 _COMMON = {
     "radii": [10, 20, 40, 80, 160], "layers": ["conv1", "conv2", "conv3", "conv4", "conv5"],
-    "backbone": "alexnet", "size": 227, "margin": 0.1, "Cs": list(DEFAULT_CS), "folds": 5, "seed": 0,
+    "backbone": "alexnet", "input_size": 227, "margin": 0.1, "Cs": list(DEFAULT_CS), "folds": 5, "seed": 0,
     "response_window": 10, "cache": False, "n_boot": 1000,
 }
 CONFIGS = {
@@ -116,6 +117,15 @@ CONFIGS = {k: pools.with_data_options(v) for k, v in CONFIGS.items()}
 #: parallel SVM and response-map loops: ``workers``, ``executor``, ``ray_address``, ``resume``
 #: (convcorr.experiments.workers); results are identical for any setting
 CONFIGS = with_parallel_options(CONFIGS)
+OPTIONS = [
+    Option("radii", list, "SIFT descriptor radii in crop pixels (one feature column each; bin = radius / 2)",
+           item=int),
+    Option("layers", list, "conv layers of backbone (one feature column each)", item=str),
+    Option("response_window", int, "Figure 4: half-side w of the (2w+1)^2 response window in crop pixels"),
+    Option("cache", bool, "keep the keypoint features on disk (convcorr's cache folder) for re-runs"),
+    Option("n_response", int, "Figure 4: test keypoints per category whose response maps are computed"),
+    Option("n_response_instances", int, "Figure 4: test instances per category the keypoints come from"),
+]
 
 
 def feature_names(conf: dict) -> list[str]:
@@ -151,7 +161,7 @@ def instance_features(inst, conf: dict, feats: dict) -> dict[str, np.ndarray]:
     """{feature name: (V, D)} at the instance's visible keypoints (crop pixels), optionally cached on disk.
 
     ``feats``: {name: DenseFeatures} (:func:`feature_objects`)."""
-    crop, tf = crop_instance(inst, conf["margin"], conf["size"])
+    crop, tf = crop_instance(inst, conf["margin"], conf["input_size"])
     to_crop = tf.to_crop
     pts = to_crop(inst.keypoints[_visible(inst)])
     digest = array_digest(crop, pts)
@@ -163,7 +173,7 @@ def instance_features(inst, conf: dict, feats: dict) -> dict[str, np.ndarray]:
             computed.update(features_at_points(feats, crop, pts))
         return computed[n]
 
-    return {n: cached(key, f"{f.cache_key}-s{conf['size']}", lambda n=n: get(n), digest, enabled=conf["cache"])
+    return {n: cached(key, f"{f.cache_key}-s{conf['input_size']}", lambda n=n: get(n), digest, enabled=conf["cache"])
             for n, f in feats.items()}
 
 
@@ -420,7 +430,7 @@ def _response_maps(conf: dict, out_dir, test: list, cats: list, models: dict, na
     statistics (None when no keypoint was drawn)."""
     from ..viz.figures import offset_histograms
 
-    W, S = int(conf["response_window"]), int(conf["size"])
+    W, S = int(conf["response_window"]), int(conf["input_size"])
     rng = np.random.default_rng(conf["seed"])  # which keypoints are shown: drawn here, before the parallel loop
     jobs = [(c, inst, kps) for c in cats for inst, kps in _pick(test, c, conf, rng)] if conf["n_response"] else []
     tasks = []

@@ -1,11 +1,11 @@
 """Table 4 of the paper: keypoint prediction with conv5 vs dense SIFT, with and without a nearest-neighbour prior.
 
 Method (:mod:`convcorr.methods.prediction`): every instance's box (+ ``margin``, default 0: the box itself) is rescaled to
-``size x size`` (500) px. Features: AlexNet (caffe-q8) conv5 with each column described by its 3 x 3
+``input_size x input_size`` (500) px. Features: AlexNet (caffe-q8) conv5 with each column described by its 3 x 3
 neighbourhood (2304-d), or dense SIFT (step 8, bin 8, 128-d); column descriptors L2-normalised. (Config:
 ``features`` lists dense-feature specs, default ``["sift:step=8,bin=8", "alexnet:conv5"]``, and ``neighbourhood``
 the side k of the k x k column neighbourhood of each, default ``[1, 3]``.) Per keypoint type
-a linear SVM (hinge, balanced class weights, ``C``) is trained on the training instances: positives = the
+a linear SVM (hinge, balanced class weights, C = the one value of ``Cs``) is trained on the training instances: positives = the
 ``n_pos`` columns with rf centres nearest the keypoint, negatives = columns whose receptive field does not contain
 it; hard-negative mining starts from ``n_init`` random negatives and adds, for ``mining_rounds`` rounds, the
 ``n_add`` highest-scoring unused negatives with score > -1 (false positives first), retraining each time. The
@@ -54,6 +54,7 @@ from ..methods.transfer import box_copy, retrieve_neighbours
 from ..runtime.progress import progress
 from ..viz.report import Report, markdown_table
 from . import register_experiment
+from .options import Option
 from .workers import run_conf_tasks, unit_key, with_parallel_options
 
 #: the report's Protocol section, written for a reader (Markdown): what is measured, on which data, how it
@@ -96,9 +97,9 @@ scored by PCK at alpha 0.1 per category.
 """
 
 _COMMON = {
-    "size": 500, "margin": 0.0, "features": ["sift:step=8,bin=8", "alexnet:conv5"], "neighbourhood": [1, 3],
+    "input_size": 500, "margin": 0.0, "features": ["sift:step=8,bin=8", "alexnet:conv5"], "neighbourhood": [1, 3],
     "prior_backbone": "alexnet", "prior_layer": "auto", "sigma": 22.0, "eta": 0.1, "positive": "sigmoid",
-    "n_pos": 10, "C": 1.0, "n_init": 2000, "n_add": 2000, "seed": 0, "n_figure": 4, "n_boot": 1000,
+    "n_pos": 10, "Cs": [1.0], "n_init": 2000, "n_add": 2000, "seed": 0, "n_figure": 4, "n_boot": 1000,
 }
 CONFIGS = {
     "default": {
@@ -114,15 +115,28 @@ CONFIGS = {k: pools.with_data_options(v) for k, v in CONFIGS.items()}
 #: parallel SVM training: ``workers``, ``executor``, ``ray_address``, ``resume`` (convcorr.experiments.workers);
 #: results are identical for any setting
 CONFIGS = with_parallel_options(CONFIGS)
+OPTIONS = [
+    Option("neighbourhood", (list, int), "side k of the k x k column neighbourhood: one odd k per feature, or one "
+           "for all", item=int),
+    Option("prior_backbone", str, "backbone whose global feature finds the nearest training neighbour (prior)"),
+    Option("prior_layer", str, "layer of that global feature (auto: AlexNet pool5, else the backbone's global one)"),
+    Option("sigma", float, "prior: Gaussian width in pixels of the input_size frame at each neighbour keypoint"),
+    Option("eta", float, "weight of the prior: f = s^(1-eta) p^eta"),
+    Option("positive", str, "map of SVM scores to positive values before combining with the prior",
+           choices=("sigmoid", "minmax")),
+    Option("n_pos", int, "positives per keypoint: the columns with rf centres nearest it"),
+    Option("Cs", list, "SVM C (one value: Table 4 trains with a fixed C, no cross-validation)", item=float, length=1),
+    Option("n_init", int, "random negatives the hard-negative mining starts from"),
+    Option("n_add", int, "highest-scoring unused negatives added per mining round"),
+    Option("mining_rounds", int, "hard-negative mining rounds (retraining each time)"),
+    Option("n_figure", int, "test instances drawn in the prediction figure"),
+]
 
 #: the PCK protocol of this table (recorded in results.json): alpha 0.1 of max(box h, w), mean over keypoint
 #: types per category, "mean" = mean over categories; every visible test keypoint counts
 TABLE4_PCK = PCKProtocol("paper (Table 4)", "target-bbox", "max", (0.1,), "original", ("type",), "category", False,
                          "Long, Zhang & Darrell, NIPS 2014, Sec. 5 (Table 4)")
 
-
-#: ``neighbourhood``: one odd k per feature, or one k for all (see :func:`feature_list`)
-OPTION_TYPES = {"neighbourhood": (list, int)}
 
 
 def _label(feature: str, prior: bool) -> str:
@@ -247,7 +261,7 @@ def compute(conf: dict, out_dir: str | Path | None = None) -> Table4Results:
 
     t0, c0 = time.perf_counter(), time.process_time()
     feats = feature_list(conf)
-    train, test, kinds = split_pool(dict(conf, n_warps=conf["n_synthetic"]))
+    train, test, kinds = split_pool(conf)
     cats = [c for c in dict.fromkeys(i.category for i in train) if any(i.category == c for i in test)]
     if not cats:
         raise ConfigError("table4: no category has both training and test instances")
@@ -302,8 +316,8 @@ def _category_setup(conf: dict, c: str, train: list, test: list, pbb, feats: lis
     timing[f"{c}: prior retrieval"] = time.perf_counter() - t1
     for fi, (fo, k) in enumerate(feats):
         t1 = time.perf_counter()
-        model = KeypointPredictor(fo, size=conf["size"], margin=conf["margin"], k=k, n_pos=conf["n_pos"],
-                                  C=conf["C"], rounds=conf["mining_rounds"], n_init=conf["n_init"],
+        model = KeypointPredictor(fo, size=conf["input_size"], margin=conf["margin"], k=k, n_pos=conf["n_pos"],
+                                  C=conf["Cs"][0], rounds=conf["mining_rounds"], n_init=conf["n_init"],
                                   n_add=conf["n_add"], sigma=conf["sigma"], eta=conf["eta"],
                                   positive=conf["positive"], seed=conf["seed"])
         model.precompute(tr + te, desc=f"{c}: {fo.spec} grids")

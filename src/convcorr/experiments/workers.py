@@ -25,8 +25,6 @@ from typing import Any, Callable, Sequence
 
 #: the parallel options and their defaults (added to every preset of every experiment)
 PARALLEL_OPTIONS = {"workers": 1, "executor": None, "ray_address": None, "resume": False}
-#: declared types of the parallel options whose default is None
-PARALLEL_OPTION_TYPES = {"executor": (str, None), "ray_address": (str, None)}
 
 
 def with_parallel_options(configs: dict) -> dict:
