@@ -8,7 +8,7 @@ from convcorr.experiments.options import COMMON_OPTIONS, RENAMED, Option, undecl
 
 
 def test_every_option_is_declared_with_a_help_line():
-    own_used, common_used = set(), set()
+    common_used = set()
     for name in experiments.EXPERIMENTS:
         mod = experiments.get_experiment(name)
         keys = {k for c in mod.CONFIGS.values() for k in c}

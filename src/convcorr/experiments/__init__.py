@@ -77,11 +77,6 @@ def options(name: str) -> dict[str, Option]:
     return schema(get_experiment(name))
 
 
-def option_types(name: str, key: str) -> tuple:
-    """Allowed types of option ``key`` of experiment ``name`` (its declaration; ``None`` in it allows None)."""
-    return options(name)[key].type
-
-
 def _type_name(t) -> str:
     return "None" if t is None else t.__name__
 
@@ -377,7 +372,7 @@ def describe(name: str) -> str:
     type, its value in the ``default`` preset (and in each other preset where it differs) and its one-line help
     (with the allowed values where the option declares them)."""
     mod = get_experiment(name)
-    doc = (mod.__doc__ or "").strip().split("\n", 1)[0]
+    doc = " ".join((mod.__doc__ or "").strip().split("\n\n", 1)[0].split())  # the first paragraph
     presets = list(mod.CONFIGS)
     base = "default" if "default" in presets else presets[0]
     lines = [f"{name}: {doc}" if doc else name, "",
@@ -386,13 +381,14 @@ def describe(name: str) -> str:
              f"{base!r} and, in brackets, other presets' values where they differ:"]
     from .workers import PARALLEL_OPTIONS
 
-    opts = options(name)
+    absent = object()
+    show = lambda v: "(absent)" if v is absent else _show(v)
+    opts, confs = options(name), mod.CONFIGS
     for k in sorted(opts, key=lambda k: k in PARALLEL_OPTIONS):  # the parallel options last
-        o, confs = opts[k], mod.CONFIGS
-        default = _show(confs[base][k]) if k in confs[base] else "(absent)"
-        other = [f"{p}: {_show(confs[p][k]) if k in confs[p] else '(absent)'}" for p in presets
-                 if p != base and (k in confs[p]) != (k in confs[base]) or (k in confs[p] and confs[p][k] != confs[base].get(k))]
-        lines.append(f"  {k} : {o.type_name} = {default}" + (f"  [{'; '.join(other)}]" if other else ""))
+        o, default = opts[k], confs[base].get(k, absent)
+        other = [f"{p}: {show(confs[p].get(k, absent))}" for p in presets
+                 if p != base and confs[p].get(k, absent) != default]
+        lines.append(f"  {k} : {o.type_name} = {show(default)}" + (f"  [{'; '.join(other)}]" if other else ""))
         choices = f" (one of: {', '.join(_show(c) for c in o.choices)})" if o.choices else ""
         length = f" (exactly {o.length} item{'s' if o.length != 1 else ''})" if o.length is not None else ""
         lines.append(f"      {o.help}{choices}{length}")
