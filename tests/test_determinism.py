@@ -8,7 +8,8 @@ from convcorr.experiments import run
 
 SMALL = {
     "table2": {"categories": ["face"], "n_queries": 2, "k": 2, "top": 1, "n_synthetic": 1,
-               "features": ["alexnet:conv4", "sift:step=8,bin=8"], "matcher_options.flow.n_iter": 2, "beta_grid": [1e-2, 1e-1],
+               "features": ["alexnet:conv4", "sift:step=8,bin=8"], "matcher_options.flow.n_iter": 2,
+               "beta_grid": [1e-2, 1e-1],
                "n_boot": 50},
     "table3": {"categories": ["face"], "n_synthetic": 1, "radii": [20], "layers": ["conv2"], "folds": 2,
                "Cs": [0.1, 10.0], "n_response": 2, "n_response_instances": 1, "response_window": 4,

@@ -9,7 +9,8 @@ from convcorr.experiments import resolve_conf, run
 def test_table2_tiny(tmp_path, shared):
     path = run("table2", tmp_path, "default", {"categories": ["face"], "n_queries": 3, "k": 3, "top": 2,
                                                "n_synthetic": 1, "features": ["alexnet:conv4"],
-                                               "matcher_options.flow.n_iter": 4, "beta_grid": [1e-3, 1e-1], "n_boot": 200})
+                                               "matcher_options.flow.n_iter": 4, "beta_grid": [1e-3, 1e-1],
+                                               "n_boot": 200})
     res = json.loads((tmp_path / "results.json").read_text())["results"]
     assert res["n_queries"] == 3
     for m in ("box-copy", "alexnet:conv4 + flow"):

@@ -2,7 +2,8 @@
 
 Every visible keypoint of every instance gives one example. The instance's box, enlarged by ``margin`` (a
 fraction of the box width/height on every side), is cropped and resized to ``input_size`` x ``input_size`` px
-(227, the AlexNet input; :func:`convcorr.core.crops.crop_instance`, exact point maps). Features at the keypoint (in crop pixels):
+(227, the AlexNet input; :func:`convcorr.core.crops.crop_instance`, exact point maps). Features at the keypoint
+(in crop pixels):
 the SIFT descriptor of radius r (bin size r / 2, centred exactly at the keypoint) or the feature of the
 conv-layer column whose rf centre is nearest the keypoint. One-vs-all linear SVMs (``LinearSVC`` on
 L2-normalised features) predict the keypoint TYPE; C is chosen from ``Cs`` by ``folds``-fold cross-validation on
