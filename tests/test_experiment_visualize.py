@@ -85,7 +85,7 @@ def test_process_pool_equals_serial_and_resumes(tmp_path, shared):
 def test_compute_and_render(tmp_path, monkeypatch, shared):
     from tests_helpers_results import render_twice
 
-    over = dict(db_size=600, n_warps=0, layers=["conv1", "conv5"], recon_layers=["conv1"], queries=["face/lenna"],
+    over = dict(db_size=600, n_synthetic=0, layers=["conv1", "conv5"], recon_layers=["conv1"], queries=["face/lenna"],
                 seeds=[["face/lenna", "p31"]], k_rf=3, batch_size=8)
     res = vis.compute(experiments.resolve_conf("visualize", "default", over))
     assert isinstance(res, vis.VisualizeResults)

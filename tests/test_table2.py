@@ -202,7 +202,8 @@ def test_table2_compute_and_render(tmp_path, monkeypatch, shared):
     from tests_helpers_results import render_twice
 
     conf = resolve_conf("table2", "default", {"categories": ["face"], "n_queries": 2, "k": 2, "top": 1,
-                                              "n_warps": 1, "features": ["alexnet:conv4"], "n_iter": 3,
+                                              "n_synthetic": 1, "features": ["alexnet:conv4"],
+                                              "matcher_options.flow.n_iter": 3,
                                               "validate_beta": False, "n_boot": 50})
     res = table2.compute(conf)
     assert isinstance(res, table2.Table2Results)

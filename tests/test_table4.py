@@ -82,7 +82,7 @@ def test_table4_compute_and_render(tmp_path, monkeypatch, shared):
     from tests_helpers_results import render_twice
 
     conf = resolve_conf("table4", "default", {"categories": ["face"], "n_synthetic": 1, "max_types": 4,
-                                              "mining_rounds": 1, "size": 260, "n_init": 300, "n_add": 300,
+                                              "mining_rounds": 1, "input_size": 260, "n_init": 300, "n_add": 300,
                                               "n_figure": 2, "n_boot": 50})
     res = table4.compute(conf)
     assert isinstance(res, table4.Table4Results)

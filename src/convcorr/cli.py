@@ -236,8 +236,8 @@ def experiment_cmd(name: str, out_dir: Path | None, preset: str, sets: tuple[str
     """Run a named experiment (a paper table) and write report.md, results.json and figures.
 
     The experiment is one of those in the usage line (built-in or installed plug-ins), or `all`, which runs every
-    experiment into subfolders of --out and writes an index report.md. Options and presets of every experiment are checked before
-    any work starts.
+    experiment into subfolders of --out and writes an index report.md. Options and presets of every experiment
+    are checked before any work starts.
 
     `--list` shows the presets and options of NAME (type, default, one-line help); `--print-config` prints the
     configuration NAME would run with (the preset plus every --set) as JSON, without running.

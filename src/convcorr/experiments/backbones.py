@@ -754,8 +754,8 @@ def render(res: BackbonesResults, out_dir: Path) -> Path:
     rep.section("Best layer of each backbone", markdown_table(best))
     rep.section("Every layer", markdown_table(rows) + "\n" +
                 f"Input side {sorted({r.input_size for r in res.layers})} px (each backbone's own unless "
-                f"`input_size` is set); PCK: {res.protocol['averages'][0]} average, 95% CI over {tc['pairs']} pairs; accuracy: mean "
-                "over categories, 95% CI over test photos. What the numbers rest on:\n\n" +
+                f"`input_size` is set); PCK: {res.protocol['averages'][0]} average, 95% CI over {tc['pairs']} pairs; "
+                "accuracy: mean over categories, 95% CI over test photos. What the numbers rest on:\n\n" +
                 markdown_table([{"category": c, **v} for c, v in tc["per_category"].items()], floatfmt="{:g}") + "\n" +
                 markdown_table([{"category": c, **v} for c, v in res.counts["classification"].items()],
                                floatfmt="{:g}"))

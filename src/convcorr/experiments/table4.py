@@ -7,9 +7,9 @@ neighbourhood (2304-d), or dense SIFT (step 8, bin 8, 128-d); column descriptors
 the side k of the k x k column neighbourhood of each, default ``[1, 3]``.) Per keypoint type
 a linear SVM (hinge, balanced class weights, C = the one value of ``Cs``) is trained on the training instances:
 positives = the ``n_pos`` columns with rf centres nearest the keypoint, negatives = columns whose receptive field
-does not contain it; hard-negative mining starts from ``n_init`` random negatives and adds, for ``mining_rounds`` rounds, the
-``n_add`` highest-scoring unused negatives with score > -1 (false positives first), retraining each time. The
-prediction is the rf centre of the best-scoring column, mapped back to original pixels. "+ prior": the nearest
+does not contain it; hard-negative mining starts from ``n_init`` random negatives and adds, for ``mining_rounds``
+rounds, the ``n_add`` highest-scoring unused negatives with score > -1 (false positives first), retraining each time.
+The prediction is the rf centre of the best-scoring column, mapped back to original pixels. "+ prior": the nearest
 training neighbour by the global feature (AlexNet pool5 of the 227 x 227 box crop, flattened 9216-d, cosine;
 ``prior_backbone=efficientnet_lite0``: its 1280-d "pool" feature)
 puts a Gaussian (``sigma`` px in the 500 x 500 frame) at each of its keypoints (normalised box coordinates), and

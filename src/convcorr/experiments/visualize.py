@@ -188,7 +188,8 @@ def view_generator(photos: list[Instance], n_views: int, conf: dict, size: int, 
 
     variants: list[list[np.ndarray]] = []
     for inst in progress(photos, "warping database photos"):
-        warps = synthetic_instances([inst], conf["n_synthetic"], seed=int(rng.integers(1 << 31))) if conf["n_synthetic"] else []
+        n_syn = conf["n_synthetic"]
+        warps = synthetic_instances([inst], n_syn, seed=int(rng.integers(1 << 31))) if n_syn else []
         variants.append([inst.load()] + [w.image for w in warps])
     lo, hi = conf["crop_scale"]
     for v in range(n_views):
