@@ -232,7 +232,7 @@ def test_table2_compute_and_render(tmp_path, monkeypatch, shared):
         assert len(p["methods"][flow]["images"]) == 2 and p["methods"][flow]["images"][0].shape[:2] == (227, 227)
     out = render_twice(table2, res, tmp_path, monkeypatch,
                        ("run_conf_tasks", "make_transfer", "bootstrap_ci", "paired_difference",
-                        "retrieve_neighbours", "FeatureCache"))
+                        "retrieve_neighbours", "InstanceMemo"))
     assert out["pck"][flow] == {str(a): v for a, v in res.pck[flow].items()}
     assert out["pck_protocol"]["alphas"] == [0.1, 0.05, 0.025]
     for f in ("pck_vs_alpha.png", "alignment_good.png"):

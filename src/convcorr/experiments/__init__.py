@@ -166,30 +166,39 @@ def check_conf(name: str, conf: dict, keys=None) -> None:
 
     Raises ConfigError naming the experiment and the option.
     """
-    import math
-
-    from ..backbones import BACKBONES
-
-    mod = get_experiment(name)
     keys = set(conf if keys is None else keys)
 
     def bad(k, why):
         raise ConfigError(f"experiment {name!r}: option {k!r} {why}")
 
+    _check_values(get_experiment(name), conf, keys, bad)
+    _check_plugins(conf, keys, bad)
+    _check_layers(conf, keys, bad)
+    _check_categories(conf, keys, bad)
+
+
+def _non_finite(v) -> bool:
+    """True when ``v`` is, or holds at any depth, a non-finite float."""
+    import math
+
+    if isinstance(v, float):
+        return not math.isfinite(v)
+    if isinstance(v, dict):
+        return any(_non_finite(x) for x in v.values())
+    return isinstance(v, (list, tuple)) and any(_non_finite(x) for x in v)
+
+
+def _check_values(mod, conf: dict, keys: set, bad) -> None:
+    """Finite numbers, non-negative counts (where every preset is >= 0), workers >= 1, known backbone names."""
+    from ..backbones import BACKBONES
+
     def known_backbone(k, b):
         if not isinstance(b, str) or (b not in BACKBONES and ":" not in b):
             bad(k, f"names an unknown backbone {b!r}; {BACKBONES.suggest(b)}")
 
-    def non_finite(v):
-        if isinstance(v, float):
-            return not math.isfinite(v)
-        if isinstance(v, dict):
-            return any(non_finite(x) for x in v.values())
-        return isinstance(v, (list, tuple)) and any(non_finite(x) for x in v)
-
     for k in keys:
         v = conf.get(k)
-        if non_finite(v):
+        if _non_finite(v):
             bad(k, f"must be finite, got {v!r}")
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             presets = [c[k] for c in mod.CONFIGS.values() if isinstance(c.get(k), (int, float))]
@@ -202,6 +211,10 @@ def check_conf(name: str, conf: dict, keys=None) -> None:
         if k == "backbones" and isinstance(v, (list, tuple)):
             for b in v:
                 known_backbone(k, b)
+
+
+def _check_plugins(conf: dict, keys: set, bad) -> None:
+    """Known data set, usable feature specs, known matchers with usable options, known baselines."""
     if "dataset" in keys and conf.get("dataset") is not None:
         from ..datasets import DATASETS
 
@@ -240,10 +253,16 @@ def check_conf(name: str, conf: dict, keys=None) -> None:
         if unknown:
             bad("baselines", f"names unknown baseline(s) {unknown}; available: "
                              f"{sorted(set(TRANSFER_METHODS) - {'align'})}")
+
+
+def _check_layers(conf: dict, keys: set, bad) -> None:
+    """Layer options name layers of the experiment's registered ``backbone`` (library models: when built)."""
+    from ..backbones import BACKBONES
+
     bname = conf.get("backbone")
     layer_keys = set(LAYER_OPTIONS) if "backbone" in keys else set(LAYER_OPTIONS) & keys
     layer_keys = {k for k in layer_keys if conf.get(k) is not None}
-    if isinstance(bname, str) and bname in BACKBONES and layer_keys:  # library models are checked when built
+    if isinstance(bname, str) and bname in BACKBONES and layer_keys:
         from ..backbones import layer_names
 
         have = layer_names(bname)
@@ -252,17 +271,22 @@ def check_conf(name: str, conf: dict, keys=None) -> None:
             unknown = [l for l in vals if l not in have]
             if unknown:
                 bad(k, f"names layer(s) {unknown} that {bname} does not have; layers: {list(have)}")
-    if conf.get("dataset", "embedded") == "embedded" and conf.get("categories") and (
-            keys & {"categories", "dataset"}):
-        from ..datasets import embedded_categories
 
-        try:
-            cats = embedded_categories()
-        except (OSError, ValueError):  # shared folder missing: reported when the data is loaded
-            return
-        unknown = [c for c in conf["categories"] if c not in cats]
-        if unknown:
-            bad("categories", f"names unknown embedded categories {unknown}; categories: {sorted(cats)}")
+
+def _check_categories(conf: dict, keys: set, bad) -> None:
+    """Embedded categories exist (skipped when the shared folder is missing: reported when data is loaded)."""
+    if conf.get("dataset", "embedded") != "embedded" or not conf.get("categories") or not (
+            keys & {"categories", "dataset"}):
+        return
+    from ..datasets import embedded_categories
+
+    try:
+        cats = embedded_categories()
+    except (OSError, ValueError):
+        return
+    unknown = [c for c in conf["categories"] if c not in cats]
+    if unknown:
+        bad("categories", f"names unknown embedded categories {unknown}; categories: {sorted(cats)}")
 
 
 def _unknown_option(name: str, key: str, value: Any, known) -> ConfigError:

@@ -50,7 +50,7 @@ from ..core.errors import ConfigError
 from ..datasets import pools
 from ..evaluation.pck import PAPER_ALPHAS, PCKProtocol, correct, pck_curve
 from ..evaluation.stats import bootstrap_ci, paired_difference, type_mean, verdict
-from ..methods.transfer import FeatureCache, KeypointTransfer, TransferConfig, make_transfer, retrieve_neighbours
+from ..methods.transfer import InstanceMemo, KeypointTransfer, TransferConfig, make_transfer, retrieve_neighbours
 from ..runtime.progress import progress
 from ..viz.report import Report, markdown_table
 from . import register_experiment
@@ -378,7 +378,7 @@ def select_validation_queries(pool: list, conf: dict, test_queries: list[int]) -
     return out
 
 
-def validate_beta(conf: dict, pool: list, cache: FeatureCache, glob: np.ndarray, val_q: list[int],
+def validate_beta(conf: dict, pool: list, cache: InstanceMemo, glob: np.ndarray, val_q: list[int],
                   test_q: list[int]) -> dict:
     """Choose beta per (features, matcher) with a ``beta`` option by PCK@0.1 on validation queries (None: none has).
 
@@ -544,7 +544,7 @@ def compute(conf: dict, out_dir: str | Path | None = None) -> Table2Results:
 
 
 def _retrieve(conf: dict):
-    """The pool, the test queries, the crops and global features (a FeatureCache) and every query's k nearest
+    """The pool, the test queries, the crops and global features (a InstanceMemo) and every query's k nearest
     allowed training instances -> (pool, queries, cache, global features (N, D), neighbours (Q, k))."""
     pool = build_pool(conf)
     queries = select_queries(pool, conf)
@@ -552,7 +552,7 @@ def _retrieve(conf: dict):
         raise ConfigError("table2: no queries (check categories / n_queries / n_synthetic)")
     method_configs(conf)  # validate the options before any work
     mask = candidate_mask(pool, queries, conf["exclude_same_source"])
-    cache = FeatureCache(conf["input_size"], conf["margin"])
+    cache = InstanceMemo(conf["input_size"], conf["margin"])
     for i in progress(pool, "crops"):
         cache.crop(i)
     glob = cache.global_features(pool, conf["retrieval_backbone"])

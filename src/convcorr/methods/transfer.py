@@ -187,9 +187,10 @@ def _backbone_key(bb) -> str:
     return bb if isinstance(bb, str) else f"{getattr(bb, 'name', type(bb).__name__)}@{id(bb)}"
 
 
-class FeatureCache:
-    """In-memory per-instance cache of crops, global features and feature grids (keyed by ``Instance.id``),
-    shareable between several transfer methods of one run."""
+class InstanceMemo:
+    """In-memory memo of each instance's crop, global feature and feature grids (keyed by ``Instance.id``),
+    shareable between several transfer methods of one run (not the on-disk feature cache of
+    :mod:`convcorr.features.cache`)."""
 
     def __init__(self, size: int = 227, margin: float = 0.1):
         self.size, self.margin = int(size), float(margin)
@@ -240,13 +241,13 @@ class FeatureCache:
 class _TransferBase:
     """Shared parts: configuration, cache, neighbour retrieval, prediction from retrieved neighbours."""
 
-    def __init__(self, conf: TransferConfig | None = None, cache: FeatureCache | None = None, **kw):
+    def __init__(self, conf: TransferConfig | None = None, cache: InstanceMemo | None = None, **kw):
         if conf is not None and kw:
             raise TypeError("pass either a TransferConfig or keyword settings, not both")
         self.conf = conf or TransferConfig(**kw)
-        self.cache = cache or FeatureCache(self.conf.size, self.conf.margin)
+        self.cache = cache or InstanceMemo(self.conf.size, self.conf.margin)
         if (self.cache.size, self.cache.margin) != (self.conf.size, self.conf.margin):
-            raise ValueError("the shared FeatureCache was made for another crop size/margin")
+            raise ValueError("the shared InstanceMemo was made for another crop size/margin")
 
     def crop(self, inst: Instance) -> tuple[np.ndarray, CropTransform]:
         return self.cache.crop(inst)
@@ -315,10 +316,10 @@ class KeypointTransfer(_TransferBase):
     >>> xy = kt.predict(query, train_instances)          # (K, 2) in the query's original pixels
 
     Crops, global features and feature grids are computed once per instance and cached in memory
-    (``cache``, a :class:`FeatureCache`, may be shared between objects with the same size/margin).
+    (``cache``, a :class:`InstanceMemo`, may be shared between objects with the same size/margin).
     """
 
-    def __init__(self, conf: TransferConfig | None = None, cache: FeatureCache | None = None, **kw):
+    def __init__(self, conf: TransferConfig | None = None, cache: InstanceMemo | None = None, **kw):
         from ..features.base import get_features
         from ..matchers import get_matcher
 
@@ -379,7 +380,7 @@ class KeypointTransfer(_TransferBase):
 TRANSFER_METHODS = {"align": KeypointTransfer, "box-copy": BoxCopyTransfer}
 
 
-def make_transfer(conf: TransferConfig | None = None, cache: FeatureCache | None = None, **kw):
+def make_transfer(conf: TransferConfig | None = None, cache: InstanceMemo | None = None, **kw):
     """The transfer object of ``conf.method`` (:data:`TRANSFER_METHODS`)."""
     conf = conf or TransferConfig(**kw)
     return TRANSFER_METHODS[conf.method](conf, cache)
