@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping
 
 from ..core.errors import ConfigError, UserError
 from ..core.registry import Registry, closest
-from .options import Option, renamed_message, schema
+from .options import Option, renamed_message, schema, type_label
 
 
 def _check_experiment(name: str, module, facts: dict) -> None:
@@ -75,10 +75,6 @@ def options(name: str) -> dict[str, Option]:
     """{option name: :class:`~convcorr.experiments.options.Option`} of experiment ``name`` (every key of every
     preset, in preset order)."""
     return schema(get_experiment(name))
-
-
-def _type_name(t) -> str:
-    return "None" if t is None else t.__name__
 
 
 def _fits(v, types) -> bool:
@@ -139,7 +135,7 @@ def check_option(name: str, key: str, value: Any) -> Any:
         if o.item:
             for e in value:
                 if not _fits(e, o.item):
-                    want = " or ".join(sorted(_type_name(t) for t in o.item))
+                    want = " or ".join(sorted(type_label(t) for t in o.item))
                     raise ConfigError(f"{where} expects a list of {want}, got element {e!r} ({type(e).__name__})")
         if o.length is not None and len(value) != o.length:
             raise ConfigError(f"{where} takes a list of exactly {o.length} here, got {len(value)}: {list(value)!r}")

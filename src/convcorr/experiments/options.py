@@ -57,12 +57,13 @@ class Option:
                 continue
             name = t.__name__
             if t in (list, tuple) and self.item:
-                name = f"list[{' | '.join(_name(i) for i in self.item)}]"
+                name = f"list[{' | '.join(type_label(i) for i in self.item)}]"
             out.append(name)
         return " | ".join(dict.fromkeys(out + (["None"] if None in self.type else [])))
 
 
-def _name(t) -> str:
+def type_label(t) -> str:
+    """The name of a type in messages and listings (``None`` for None)."""
     return "None" if t is None else t.__name__
 
 
