@@ -113,10 +113,6 @@ class Registry:
             self._on_register(name, obj, facts)
         self._entries[name] = (obj, dict(facts))
 
-    def unregister(self, name: str) -> None:
-        """Remove ``name`` (tests; plug-ins that replace a registration)."""
-        self._entries.pop(name, None)
-
     # ------------------------------------------------------------------------------------------------ lookup
     def get(self, name: str) -> Any:
         """The object registered under ``name``; an installed plug-in's entry point is loaded on first use.

@@ -6,6 +6,6 @@
 Plug-ins register themselves with ``@DENSE_FEATURES.register("kind")`` in their own module (built in: ``backbone``,
 ``sift``, imported on the first look-up); other packages through the entry-point group ``convcorr.features``.
 """
-from .base import DENSE_FEATURES, DenseFeatures, FeatureGrid, get_features, register_features
+from .base import DENSE_FEATURES, DenseFeatures, FeatureGrid, get_features
 
-__all__ = ["DENSE_FEATURES", "DenseFeatures", "FeatureGrid", "get_features", "register_features"]
+__all__ = ["DENSE_FEATURES", "DenseFeatures", "FeatureGrid", "get_features"]

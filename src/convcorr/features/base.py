@@ -117,11 +117,6 @@ DENSE_FEATURES = Registry("dense features", group="convcorr.features", on_regist
                           builtins=["convcorr.features.sift", "convcorr.features.backbone"])
 
 
-def register_features(kind: str, **facts):
-    """Class decorator: ``@register_features("sift")`` = ``@DENSE_FEATURES.register("sift")``."""
-    return DENSE_FEATURES.register(kind, **facts)
-
-
 def _build(factory, rest: str, options: dict):
     make = getattr(factory, "from_spec", factory)
     return make(rest, **options)

@@ -4,7 +4,7 @@ Each built-in registers itself in its own module (``@MATCHERS.register("name")``
 other packages add matchers through the entry-point group ``convcorr.matchers``.
 """
 from .base import (MATCHERS, Correspondence, Matcher, SimilarityMatcher, cosine_similarity, get_matcher,
-                   matcher_option_names, register_matcher)
+                   matcher_option_names)
 
 __all__ = ["MATCHERS", "Correspondence", "Matcher", "SimilarityMatcher", "cosine_similarity", "get_matcher",
-           "matcher_option_names", "register_matcher"]
+           "matcher_option_names"]

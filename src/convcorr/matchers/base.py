@@ -327,12 +327,6 @@ MATCHERS = Registry("matcher", group="convcorr.matchers", on_register=_check_mat
                     builtins=[f"convcorr.matchers.{m}" for m in ("flow", "mnn", "nn", "softargmax")])
 
 
-def register_matcher(name: str, **facts):
-    """Class decorator adding a matcher to :data:`MATCHERS` (``@register_matcher("name")`` =
-    ``@MATCHERS.register("name")``)."""
-    return MATCHERS.register(name, **facts)
-
-
 def matcher_option_names(name: str) -> tuple[str, ...]:
     """The options matcher ``name`` declares: its class's ``option_names()`` (default: the named parameters of
     its constructor). Experiments pass a matcher only these (never any other option that shares a name)."""
